@@ -1,0 +1,117 @@
+//! What a backend provides so the suite can run on it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use amishare_core::{
+    AccountId, Clock, ImageStore, InstanceId, KeyArn, KeyState, KeyStore, PrincipalArn, Region,
+    Result,
+};
+
+/// One side of the flow: stores acting as one principal.
+#[derive(Debug, Clone)]
+pub struct Party {
+    /// KMS as this principal.
+    pub keys: Arc<dyn KeyStore>,
+    /// EC2 as this principal.
+    pub images: Arc<dyn ImageStore>,
+    /// The principal.
+    pub principal: PrincipalArn,
+}
+
+impl Party {
+    /// The principal's account.
+    pub fn account(&self) -> &AccountId {
+        self.principal.account()
+    }
+}
+
+/// How one EBS volume of a seeded instance is encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSeed {
+    /// Not encrypted.
+    Unencrypted,
+    /// With the owner account's AWS-managed `aws/ebs` key.
+    AwsManaged,
+    /// With this key.
+    Key(KeyArn),
+}
+
+/// What a backend models; a function runs the checks its backend supports and reports the rest as skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Key policies and IAM policies are enforced.
+    pub enforces_key_policy: bool,
+    /// Copies are really encrypted with the requested key.
+    pub encrypts_copies: bool,
+    /// Images shared with an account become visible to it.
+    pub cross_account_visibility: bool,
+    /// Images and instances pass through `pending` and may go `failed` or `terminated`.
+    pub async_states: bool,
+    /// The harness can count mutating calls.
+    pub counts_calls: bool,
+}
+
+impl Capabilities {
+    /// Everything modelled, as on AWS.
+    pub fn all() -> Capabilities {
+        Capabilities {
+            enforces_key_policy: true,
+            encrypts_copies: true,
+            cross_account_visibility: true,
+            async_states: true,
+            counts_calls: true,
+        }
+    }
+}
+
+/// Backend-specific seeding and inspection. Every function gets a harness
+/// whose owner and target accounts differ and share one region.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// What the backend models.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The region every scenario runs in.
+    fn region(&self) -> Region;
+
+    /// Another region, for cross-region checks.
+    fn other_region(&self) -> Region;
+
+    /// The owner account's administrator.
+    fn owner(&self) -> Party;
+
+    /// The target account's principal (a user or role, not the root).
+    fn target(&self) -> Party;
+
+    /// The clock that waits run on.
+    fn clock(&self) -> Arc<dyn Clock>;
+
+    /// A running instance in the owner account, with one volume per seed.
+    async fn seed_instance(&self, volumes: &[VolumeSeed]) -> Result<InstanceId>;
+
+    /// Replaces the target principal's identity policies: EC2 use, plus the
+    /// KMS actions a launch needs on these keys (none: no KMS permission at all).
+    async fn set_target_kms_access(&self, keys: &[KeyArn]) -> Result<()>;
+
+    /// Changes a key's state behind the owner's back.
+    async fn set_key_state(&self, key: &KeyArn, state: KeyState) -> Result<()>;
+
+    /// How many mutating calls the backend has served, if it counts them.
+    fn mutating_calls(&self) -> Option<usize>;
+}
+
+/// What a suite function ran, and what it skipped because the backend does not model it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Checks skipped, with why.
+    pub skipped: Vec<String>,
+}
+
+impl Coverage {
+    /// Notes a skipped check.
+    pub fn skip(&mut self, what: &str, why: &str) {
+        self.skipped.push(format!("{what}: {why}"));
+    }
+}

@@ -1,0 +1,801 @@
+//! The suite: one function per behaviour. Each asserts exact outcomes (error
+//! code, image or instance state, state reason) and panics on a mismatch.
+
+use std::collections::BTreeMap;
+
+use amishare_core::{
+    AcceptRequest, CopyImageRequest, CopyKey, CreateImageRequest, ErrorKind, ImageQuery,
+    ImageSource, ImageState, KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission,
+    Narrowing, PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest,
+    VolumePermission,
+};
+
+use crate::harness::{Coverage, Harness, VolumeSeed};
+use crate::support::{
+    assert_code, assert_terminated_at_launch, flow, manual_share, seed_share, settle_image,
+    target_launch, unique_alias,
+};
+
+/// The seed: share from a running instance under a new key with the target
+/// principal, then the target checks the key, launches (running) and copies
+/// the image under its own default key.
+pub async fn seed_flow(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let caps = h.capabilities();
+    let owner = h.owner();
+    let target = h.target();
+    let region = h.region();
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+
+    let report = flow(h, &owner)
+        .share(&seed_share(h, instance, unique_alias(h, "seed"), true))
+        .await
+        .expect("the seed share succeeds");
+    assert_eq!(report.regions.len(), 1);
+    let shared = &report.regions[0];
+    assert_eq!(shared.key.account(), owner.account());
+    assert_ne!(
+        shared.image, report.source_image,
+        "the shared image is an encrypted copy"
+    );
+    assert!(!shared.snapshots.is_empty());
+    assert!(
+        shared.snapshots.values().all(|k| *k == shared.key),
+        "every snapshot uses the key"
+    );
+    assert_eq!(
+        shared.launch_permissions,
+        vec![LaunchPermission::Account(target.account().clone())]
+    );
+    for action in [
+        "create-key",
+        "create-alias",
+        "key-policy",
+        "create-image",
+        "copy-image",
+        "launch-permission",
+        "volume-permission",
+    ] {
+        assert!(
+            report.steps.iter().any(|s| s.action == action && s.changed),
+            "the report lists a changing {action} step"
+        );
+    }
+
+    let policy = owner
+        .keys
+        .get_key_policy(&shared.key)
+        .await
+        .expect("owner reads the policy");
+    assert!(
+        policy.contains(target.principal.as_str()),
+        "the key policy names the target principal"
+    );
+    assert!(policy.contains("kms:GrantIsForAWSResource"));
+
+    h.set_target_kms_access(std::slice::from_ref(&shared.key))
+        .await
+        .expect("target IAM");
+    if !caps.cross_account_visibility {
+        coverage.skip(
+            "target launch and copy",
+            "shared images are not visible to the target",
+        );
+        return coverage;
+    }
+    let accepted = flow(h, &target)
+        .accept(&AcceptRequest {
+            image: shared.image.clone(),
+            region: region.clone(),
+            keys: vec![shared.key.clone()],
+            launch: Some(LaunchOptions::default()),
+            copy: Some(CopyKey::AccountDefault),
+            copy_name: None,
+        })
+        .await
+        .expect("the target accepts the share");
+    assert_eq!(accepted.owner, *owner.account());
+    assert_eq!(accepted.keys_checked, vec![shared.key.clone()]);
+    let launch = accepted.launch.expect("launched");
+    assert_eq!(launch.state, amishare_core::InstanceState::Running);
+    let copy = accepted.copy.expect("copied");
+    let copied = settle_image(h, &target, &region, &copy.image).await;
+    assert_eq!(copied.owner, *target.account(), "the copier owns the copy");
+    assert!(!copy.snapshots.is_empty());
+    for key in copy.snapshots.values() {
+        let key = key.as_ref().expect("the copy is encrypted");
+        assert_eq!(
+            key.account(),
+            target.account(),
+            "the copy no longer depends on the owner's key"
+        );
+    }
+    coverage
+}
+
+/// A second identical share finds everything in place and changes nothing.
+pub async fn rerun_changes_nothing(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let owner = h.owner();
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted, VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let request = seed_share(h, instance, unique_alias(h, "rerun"), true);
+    let first = flow(h, &owner).share(&request).await.expect("first share");
+    assert!(0 < first.mutating_calls);
+    let calls_before = h.mutating_calls();
+    let second = flow(h, &owner).share(&request).await.expect("rerun");
+    assert_eq!(
+        second.mutating_calls, 0,
+        "a rerun makes no mutating call: {:#?}",
+        second.steps
+    );
+    assert_eq!(second.source_image, first.source_image);
+    assert_eq!(second.regions[0].image, first.regions[0].image);
+    assert_eq!(second.regions[0].key, first.regions[0].key);
+    match (calls_before, h.mutating_calls()) {
+        (Some(before), Some(after)) => {
+            assert_eq!(before, after, "the backend served no mutating call")
+        }
+        _ => coverage.skip("backend call count", "the backend does not count calls"),
+    }
+    coverage
+}
+
+/// Unshare removes exactly what share added: launch and create-volume
+/// permissions, and the target from amishare's key-policy statements.
+pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let owner = h.owner();
+    let target = h.target();
+    let region = h.region();
+    let alias = unique_alias(h, "unshare");
+    // A key that already exists, with a policy of the owner's own.
+    let key = owner
+        .keys
+        .create_key(&region, &Default::default())
+        .await
+        .expect("create key")
+        .arn;
+    owner
+        .keys
+        .create_alias(&region, &alias, key.key_id())
+        .await
+        .expect("alias");
+    let before = owner.keys.get_key_policy(&key).await.expect("policy");
+
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let mut request = seed_share(h, instance, alias, true);
+    request.key = KeyChoice::Use(KeyRef::Arn(key.clone()));
+    let report = flow(h, &owner).share(&request).await.expect("share");
+    let shared = &report.regions[0];
+    assert_ne!(
+        owner.keys.get_key_policy(&key).await.expect("policy"),
+        before
+    );
+
+    let undone = flow(h, &owner)
+        .unshare(&UnshareRequest {
+            images: vec![RegionImage {
+                region: region.clone(),
+                image: shared.image.clone(),
+            }],
+            targets: request.targets.clone(),
+            narrowing: Narrowing::default(),
+            deregister: false,
+        })
+        .await
+        .expect("unshare");
+    assert!(0 < undone.mutating_calls);
+    let after = owner.keys.get_key_policy(&key).await.expect("policy");
+    let parsed = |t: &str| serde_json::from_str::<serde_json::Value>(t).expect("policy is JSON");
+    assert_eq!(
+        parsed(&after),
+        parsed(&before),
+        "the key policy is back as it was"
+    );
+    let launch = owner
+        .images
+        .describe_launch_permission(&region, &shared.image)
+        .await
+        .expect("launch permission");
+    assert!(launch.is_empty(), "no launch permission left: {launch:?}");
+    for snapshot in shared.snapshots.keys() {
+        let volume = owner
+            .images
+            .describe_create_volume_permission(&region, snapshot)
+            .await
+            .expect("volume permission");
+        assert!(
+            volume.is_empty(),
+            "no create-volume permission left on {snapshot}"
+        );
+    }
+    let images = owner
+        .images
+        .describe_images(&region, &ImageQuery::ids([shared.image.clone()]))
+        .await
+        .expect("the image stays");
+    assert_eq!(
+        images[0].state,
+        ImageState::Available,
+        "unshare deletes nothing it was not asked to"
+    );
+
+    if h.capabilities().cross_account_visibility {
+        let seen = target
+            .images
+            .describe_images(&region, &ImageQuery::ids([shared.image.clone()]))
+            .await;
+        assert_code(seen, "InvalidAMIID.NotFound");
+    } else {
+        coverage.skip(
+            "target no longer sees the image",
+            "shared images are not visible to the target",
+        );
+    }
+    let again = flow(h, &owner)
+        .unshare(&UnshareRequest {
+            images: vec![RegionImage {
+                region,
+                image: shared.image.clone(),
+            }],
+            targets: request.targets,
+            narrowing: Narrowing::default(),
+            deregister: false,
+        })
+        .await
+        .expect("a second unshare");
+    assert_eq!(again.mutating_calls, 0, "nothing left to remove");
+    coverage
+}
+
+/// §B13: sharing an AMI encrypted with `aws/ebs` fails with `InvalidParameter`;
+/// amishare refuses the `aws/ebs` key before any call, and shares such an image by copying it under a CMK.
+pub async fn aws_managed_image(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let owner = h.owner();
+    let region = h.region();
+    let instance = h
+        .seed_instance(&[VolumeSeed::AwsManaged])
+        .await
+        .expect("seed instance");
+    let image = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance: instance.clone(),
+                name: "aws-managed".to_owned(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    settle_image(h, &owner, &region, &image).await;
+    if h.capabilities().encrypts_copies {
+        let denied = owner
+            .images
+            .modify_launch_permission(
+                &region,
+                &image,
+                &PermissionChange::add(vec![LaunchPermission::Account(
+                    h.target().account().clone(),
+                )]),
+            )
+            .await;
+        let err = assert_code(denied, "InvalidParameter");
+        assert!(err.message().contains("AWS Managed CMK"), "{err}");
+    } else {
+        coverage.skip(
+            "InvalidParameter on an aws/ebs image",
+            "the backend does not encrypt volumes",
+        );
+    }
+
+    let mut request = seed_share(h, instance, unique_alias(h, "awsebs"), false);
+    request.source = ImageSource::Image(image.clone());
+    request.key = KeyChoice::Use(KeyRef::Alias(amishare_core::AliasName::aws_ebs()));
+    let calls = h.mutating_calls();
+    let refused = flow(h, &owner)
+        .share(&request)
+        .await
+        .expect_err("aws/ebs is refused");
+    assert_eq!(refused.kind(), ErrorKind::Unsupported);
+    assert!(refused.message().contains("alias/aws/ebs"), "{refused}");
+    assert_eq!(
+        calls,
+        h.mutating_calls(),
+        "refused before any mutating call"
+    );
+
+    request.key = KeyChoice::Create(unique_alias(h, "cmk"));
+    let report = flow(h, &owner)
+        .share(&request)
+        .await
+        .expect("a CMK copy can be shared");
+    assert_ne!(report.regions[0].image, image);
+    coverage
+}
+
+/// §B13: a snapshot encrypted with `aws/ebs` cannot be shared (`OperationNotPermitted`),
+/// and an encrypted image cannot be made public (`UnsupportedOperation`).
+pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().encrypts_copies {
+        coverage.skip(
+            "aws/ebs snapshot and public encrypted image",
+            "the backend does not encrypt volumes",
+        );
+        return coverage;
+    }
+    let owner = h.owner();
+    let region = h.region();
+    let instance = h
+        .seed_instance(&[VolumeSeed::AwsManaged])
+        .await
+        .expect("seed instance");
+    let image = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: "aws-managed-snapshot".to_owned(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    let image = settle_image(h, &owner, &region, &image).await;
+    let snapshot = &image.block_devices[0].snapshot_id;
+    let denied = owner
+        .images
+        .modify_create_volume_permission(
+            &region,
+            snapshot,
+            &PermissionChange::add(vec![VolumePermission::Account(
+                h.target().account().clone(),
+            )]),
+        )
+        .await;
+    let err = assert_code(denied, "OperationNotPermitted");
+    assert!(err.message().contains("EBS default key"), "{err}");
+
+    let public = owner
+        .images
+        .modify_launch_permission(
+            &region,
+            &image.id,
+            &PermissionChange::add(vec![LaunchPermission::Public]),
+        )
+        .await;
+    assert_code(public, "UnsupportedOperation");
+    let launch = owner
+        .images
+        .describe_launch_permission(&region, &image.id)
+        .await
+        .expect("launch permission");
+    assert!(launch.is_empty(), "a refused call changes nothing");
+    coverage
+}
+
+/// §B13: the key policy was never updated: sharing works, the launch dies asynchronously,
+/// and amishare's accept names the key the target cannot use.
+pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
+        coverage.skip(
+            "launch without key policy",
+            "the backend enforces no key policy or hides shared images",
+        );
+        return coverage;
+    }
+    let (key, image) = manual_share(h, &[], false).await;
+    h.set_target_kms_access(std::slice::from_ref(&key))
+        .await
+        .expect("target IAM");
+    assert_terminated_at_launch(&target_launch(h, &image.id).await);
+
+    let accepted = flow(h, &h.target())
+        .accept(&AcceptRequest {
+            image: image.id.clone(),
+            region: h.region(),
+            keys: vec![key.clone()],
+            launch: Some(LaunchOptions::default()),
+            copy: None,
+            copy_name: None,
+        })
+        .await
+        .expect_err("accept refuses before launching");
+    assert_eq!(accepted.kind(), ErrorKind::AccessDenied);
+    assert!(accepted.message().contains(&key.to_string()), "{accepted}");
+    coverage
+}
+
+/// §B13: the key policy allows the target account root, but the target's IAM allows no KMS action.
+pub async fn launch_without_target_iam(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
+        coverage.skip(
+            "launch without target IAM",
+            "the backend enforces no key policy or hides shared images",
+        );
+        return coverage;
+    }
+    let root = h.target().account().root_arn().to_string();
+    let (_key, image) = manual_share(h, &[root], false).await;
+    h.set_target_kms_access(&[]).await.expect("target IAM");
+    assert_terminated_at_launch(&target_launch(h, &image.id).await);
+    coverage
+}
+
+/// §B13: the key policy names the target principal itself; without its own IAM allow it still fails.
+pub async fn launch_with_principal_but_no_iam(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
+        coverage.skip(
+            "launch with principal but no IAM",
+            "the backend enforces no key policy or hides shared images",
+        );
+        return coverage;
+    }
+    let (_key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
+    h.set_target_kms_access(&[]).await.expect("target IAM");
+    assert_terminated_at_launch(&target_launch(h, &image.id).await);
+    coverage
+}
+
+/// §B13: everything allowed, but the key is disabled.
+pub async fn launch_with_disabled_key(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
+        coverage.skip(
+            "launch with disabled key",
+            "the backend enforces no key state or hides shared images",
+        );
+        return coverage;
+    }
+    let (key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
+    h.set_target_kms_access(std::slice::from_ref(&key))
+        .await
+        .expect("target IAM");
+    let ok = target_launch(h, &image.id).await;
+    assert_eq!(
+        ok.state,
+        amishare_core::InstanceState::Running,
+        "the share works while the key is enabled"
+    );
+    h.set_key_state(&key, KeyState::Disabled)
+        .await
+        .expect("disable key");
+    assert_terminated_at_launch(&target_launch(h, &image.id).await);
+    coverage
+}
+
+/// §B13: the target copies a shared image whose snapshots were not shared.
+pub async fn copy_without_snapshot_permission(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().cross_account_visibility {
+        coverage.skip(
+            "copy without snapshot permission",
+            "shared images are not visible to the target",
+        );
+        return coverage;
+    }
+    let (key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
+    h.set_target_kms_access(std::slice::from_ref(&key))
+        .await
+        .expect("target IAM");
+    let copied = h
+        .target()
+        .images
+        .copy_image(&h.region(), &copy_request(h, &image.id, None))
+        .await;
+    let err = assert_code(copied, "InvalidRequest");
+    assert_eq!(
+        err.message(),
+        "You do not have permission to access the storage of this ami"
+    );
+    coverage
+}
+
+/// §B13: snapshots shared and KMS allowed: the copy is the target's, under the target's key.
+pub async fn copy_with_snapshot_permission(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().cross_account_visibility || !h.capabilities().encrypts_copies {
+        coverage.skip(
+            "target copy",
+            "the backend hides shared images or does not encrypt copies",
+        );
+        return coverage;
+    }
+    let target = h.target();
+    let region = h.region();
+    let (key, image) = manual_share(h, &[target.principal.to_string()], true).await;
+    let own_key = target
+        .keys
+        .create_key(&region, &Default::default())
+        .await
+        .expect("target key")
+        .arn;
+    h.set_target_kms_access(&[key, own_key.clone()])
+        .await
+        .expect("target IAM");
+    let copy = target
+        .images
+        .copy_image(
+            &region,
+            &copy_request(h, &image.id, Some(KeyRef::Arn(own_key.clone()))),
+        )
+        .await
+        .expect("copy");
+    let copied = settle_image(h, &target, &region, &copy).await;
+    assert_eq!(copied.state, ImageState::Available);
+    assert_eq!(copied.owner, *target.account());
+    let ids: Vec<_> = copied
+        .block_devices
+        .iter()
+        .map(|d| d.snapshot_id.clone())
+        .collect();
+    let snapshots = target
+        .images
+        .describe_snapshots(&region, &ids)
+        .await
+        .expect("own snapshots");
+    assert_eq!(snapshots.len(), ids.len());
+    for snapshot in snapshots {
+        assert_eq!(snapshot.owner, *target.account());
+        assert_eq!(snapshot.kms_key.as_ref(), Some(&own_key));
+    }
+    coverage
+}
+
+/// §B13: snapshots shared but the key policy does not allow the target: the copy fails later.
+pub async fn copy_without_kms(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let caps = h.capabilities();
+    if !caps.cross_account_visibility || !caps.enforces_key_policy || !caps.async_states {
+        coverage.skip("copy without KMS access", "the backend does not model it");
+        return coverage;
+    }
+    let target = h.target();
+    let region = h.region();
+    let (key, image) = manual_share(h, &[], true).await;
+    h.set_target_kms_access(std::slice::from_ref(&key))
+        .await
+        .expect("target IAM");
+    let copy = target
+        .images
+        .copy_image(&region, &copy_request(h, &image.id, None))
+        .await
+        .expect("CopyImage returns an ID");
+    let copied = settle_image(h, &target, &region, &copy).await;
+    assert_eq!(copied.state, ImageState::Failed);
+    assert!(copied.state_reason.is_some(), "a failed copy says why");
+    coverage
+}
+
+/// §B13: CopyImage with a KmsKeyId of another region returns an ID, then fails.
+pub async fn copy_with_key_from_other_region(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    if !h.capabilities().async_states || !h.capabilities().encrypts_copies {
+        coverage.skip(
+            "copy with a key of another region",
+            "the backend does not model it",
+        );
+        return coverage;
+    }
+    let owner = h.owner();
+    let region = h.region();
+    let far = owner
+        .keys
+        .create_key(&h.other_region(), &Default::default())
+        .await
+        .expect("key elsewhere")
+        .arn;
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let source = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: "far-key-source".to_owned(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    settle_image(h, &owner, &region, &source).await;
+    let copy = owner
+        .images
+        .copy_image(&region, &copy_request(h, &source, Some(KeyRef::Arn(far))))
+        .await
+        .expect("CopyImage returns an ID");
+    let copied = settle_image(h, &owner, &region, &copy).await;
+    assert_eq!(copied.state, ImageState::Failed);
+    coverage
+}
+
+/// §B13: before sharing, the target cannot see the image; after, it can.
+pub async fn invisible_before_share(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let owner = h.owner();
+    let target = h.target();
+    let region = h.region();
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let image = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: "not-shared-yet".to_owned(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    settle_image(h, &owner, &region, &image).await;
+    let seen = target
+        .images
+        .describe_images(&region, &ImageQuery::ids([image.clone()]))
+        .await;
+    let err = assert_code(seen, "InvalidAMIID.NotFound");
+    assert!(err.message().contains(image.as_str()), "{err}");
+    owner
+        .images
+        .modify_launch_permission(
+            &region,
+            &image,
+            &PermissionChange::add(vec![LaunchPermission::Account(target.account().clone())]),
+        )
+        .await
+        .expect("share");
+    if h.capabilities().cross_account_visibility {
+        let seen = target
+            .images
+            .describe_images(&region, &ImageQuery::ids([image.clone()]))
+            .await
+            .expect("visible now");
+        assert_eq!(seen[0].owner, *owner.account());
+        assert!(seen[0].tags.is_empty(), "the owner's tags are not shared");
+    } else {
+        coverage.skip(
+            "target sees the shared image",
+            "shared images are not visible to the target",
+        );
+    }
+    coverage
+}
+
+/// §B13: the owner cannot delete a snapshot while a registered image uses it.
+pub async fn snapshot_in_use(h: &dyn Harness) -> Coverage {
+    let owner = h.owner();
+    let region = h.region();
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let image = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: "in-use".to_owned(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    let image = settle_image(h, &owner, &region, &image).await;
+    let snapshot = &image.block_devices[0].snapshot_id;
+    let err = assert_code(
+        owner.images.delete_snapshot(&region, snapshot).await,
+        "InvalidSnapshot.InUse",
+    );
+    assert_eq!(
+        err.message(),
+        format!(
+            "The snapshot {snapshot} is currently in use by {}",
+            image.id
+        )
+    );
+    Coverage::default()
+}
+
+/// amishare refuses to share an image whose snapshots are not all under the key (the hard gate),
+/// before granting anything.
+pub async fn snapshot_key_gate(h: &dyn Harness) -> Coverage {
+    let owner = h.owner();
+    let region = h.region();
+    let other = owner
+        .keys
+        .create_key(&region, &Default::default())
+        .await
+        .expect("other key")
+        .arn;
+    let instance = h
+        .seed_instance(&[VolumeSeed::Key(other.clone())])
+        .await
+        .expect("seed instance");
+    let image = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: "other-key".to_owned(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    settle_image(h, &owner, &region, &image).await;
+    let request = ShareRequest {
+        source: ImageSource::Image(image.clone()),
+        source_region: region.clone(),
+        regions: Vec::new(),
+        key: KeyChoice::Create(unique_alias(h, "gate")),
+        targets: vec![Target::Account(h.target().account().clone())],
+        volume_permission: false,
+        name: None,
+        narrowing: Narrowing::default(),
+    };
+    let mut coverage = Coverage::default();
+    match flow(h, &owner).share(&request).await {
+        Ok(report) => {
+            // The copy re-encrypts under the requested key, so the gate passes.
+            assert!(
+                h.capabilities().encrypts_copies,
+                "a backend that does not encrypt copies must fail the gate"
+            );
+            let shared = &report.regions[0];
+            assert!(shared.snapshots.values().all(|k| *k == shared.key));
+        }
+        Err(err) => {
+            assert!(
+                !h.capabilities().encrypts_copies,
+                "unexpected failure: {err}"
+            );
+            assert_eq!(err.kind(), ErrorKind::Failed);
+            assert!(err.message().contains("refusing to share"), "{err}");
+            coverage.skip(
+                "gate passing",
+                "the backend does not encrypt copies, so the gate refuses",
+            );
+        }
+    }
+    coverage
+}
+
+fn copy_request(
+    h: &dyn Harness,
+    image: &amishare_core::ImageId,
+    key: Option<KeyRef>,
+) -> CopyImageRequest {
+    CopyImageRequest {
+        source_image: image.clone(),
+        source_region: h.region(),
+        name: format!("copy-of-{image}"),
+        encrypted: Some(true),
+        kms_key: key,
+        client_token: None,
+        tags: BTreeMap::new(),
+    }
+}

@@ -1,0 +1,257 @@
+//! Small building blocks the suite functions share.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use amishare_core::{
+    CopyImageRequest, CreateImageRequest, CreateKeyRequest, Error, Flow, Image, ImageId,
+    ImageQuery, ImageSource, ImageState, Instance, InstanceId, InstanceState, KeyArn, KeyChoice,
+    KeyRef, LaunchPermission, Narrowing, PermissionChange, Region, RunInstancesRequest,
+    ShareRequest, Target,
+};
+
+use crate::harness::{Harness, Party, VolumeSeed};
+
+/// The seed flow's instance type.
+pub(crate) const INSTANCE_TYPE: &str = "t3.micro";
+
+/// A flow acting as `party`, on the harness's clock.
+pub(crate) fn flow(h: &dyn Harness, party: &Party) -> Flow {
+    Flow::new(party.keys.clone(), party.images.clone(), h.clock())
+}
+
+/// A unique-enough alias per call, so scenarios never collide on a shared backend.
+pub(crate) fn unique_alias(h: &dyn Harness, stem: &str) -> amishare_core::AliasName {
+    let n = h.clock().now().as_nanos() ^ (stem.len() as u128) << 64;
+    amishare_core::AliasName::parse(&format!("alias/{stem}-{:x}", n % 0xffff_ffff_ffff))
+        .expect("generated alias is valid")
+}
+
+/// The seed's share: from an instance, a new key, to the target principal.
+pub(crate) fn seed_share(
+    h: &dyn Harness,
+    instance: InstanceId,
+    alias: amishare_core::AliasName,
+    volume_permission: bool,
+) -> ShareRequest {
+    ShareRequest {
+        source: ImageSource::Instance(instance),
+        source_region: h.region(),
+        regions: Vec::new(),
+        key: KeyChoice::Create(alias),
+        targets: vec![Target::Principal(h.target().principal)],
+        volume_permission,
+        name: None,
+        narrowing: Narrowing::default(),
+    }
+}
+
+/// Polls an image with the harness clock until it leaves `pending`.
+pub(crate) async fn settle_image(
+    h: &dyn Harness,
+    party: &Party,
+    region: &Region,
+    image: &ImageId,
+) -> Image {
+    for _ in 0..400 {
+        let found = party
+            .images
+            .describe_images(region, &ImageQuery::ids([image.clone()]))
+            .await
+            .unwrap_or_else(|e| panic!("describe {image}: {e}"));
+        let image = found.into_iter().next().expect("the image is listed");
+        if image.state != ImageState::Pending {
+            return image;
+        }
+        h.clock().sleep(Duration::from_secs(15)).await;
+    }
+    panic!("image {image} stayed pending for 100 minutes");
+}
+
+/// Polls an instance until it leaves `pending` and `shutting-down`.
+pub(crate) async fn settle_instance(
+    h: &dyn Harness,
+    party: &Party,
+    region: &Region,
+    instance: &InstanceId,
+) -> Instance {
+    for _ in 0..400 {
+        let found = party
+            .images
+            .describe_instances(region, std::slice::from_ref(instance))
+            .await
+            .unwrap_or_else(|e| panic!("describe {instance}: {e}"));
+        let instance = found.into_iter().next().expect("the instance is listed");
+        if !matches!(
+            instance.state,
+            InstanceState::Pending | InstanceState::ShuttingDown
+        ) {
+            return instance;
+        }
+        h.clock().sleep(Duration::from_secs(5)).await;
+    }
+    panic!("instance {instance} never settled");
+}
+
+/// The owner's side done by hand at the trait level, without amishare's key-policy step:
+/// a new key whose policy names `policy_targets` (none: the default policy), an image of a
+/// fresh instance copied encrypted under it, launch permission for the target account, and
+/// create-volume permission if asked.
+pub(crate) async fn manual_share(
+    h: &dyn Harness,
+    policy_targets: &[String],
+    volume_permission: bool,
+) -> (KeyArn, Image) {
+    let owner = h.owner();
+    let region = h.region();
+    let key = owner
+        .keys
+        .create_key(&region, &CreateKeyRequest::default())
+        .await
+        .expect("create key")
+        .arn;
+    if !policy_targets.is_empty() {
+        let text = owner
+            .keys
+            .get_key_policy(&key)
+            .await
+            .expect("get key policy");
+        let policy = amishare_policy::Policy::parse(&text).expect("AWS's key policy parses");
+        let grantees: Vec<_> = policy_targets
+            .iter()
+            .map(|p| amishare_policy::Grantee::Principal(p.clone()))
+            .collect();
+        let merged = amishare_policy::merge(
+            &policy,
+            &grantees,
+            &amishare_policy::Narrowing::default(),
+            owner.account().as_str(),
+            owner.principal.as_str(),
+        )
+        .expect("merge");
+        owner
+            .keys
+            .put_key_policy(&key, &merged.policy.to_json())
+            .await
+            .expect("put key policy");
+    }
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let source = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: format!("conformance-source-{}", key.key_id()),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    settle_image(h, &owner, &region, &source).await;
+    let copy = owner
+        .images
+        .copy_image(
+            &region,
+            &CopyImageRequest {
+                source_image: source,
+                source_region: region.clone(),
+                name: format!("conformance-copy-{}", key.key_id()),
+                encrypted: Some(true),
+                kms_key: Some(KeyRef::Arn(key.clone())),
+                client_token: None,
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("copy image");
+    let image = settle_image(h, &owner, &region, &copy).await;
+    owner
+        .images
+        .modify_launch_permission(
+            &region,
+            &image.id,
+            &PermissionChange::add(vec![LaunchPermission::Account(
+                h.target().account().clone(),
+            )]),
+        )
+        .await
+        .expect("grant launch permission");
+    if volume_permission {
+        for device in &image.block_devices {
+            owner
+                .images
+                .modify_create_volume_permission(
+                    &region,
+                    &device.snapshot_id,
+                    &PermissionChange::add(vec![amishare_core::VolumePermission::Account(
+                        h.target().account().clone(),
+                    )]),
+                )
+                .await
+                .expect("grant create-volume permission");
+        }
+    }
+    (key, image)
+}
+
+/// The target launches the image and the instance settles.
+pub(crate) async fn target_launch(h: &dyn Harness, image: &ImageId) -> Instance {
+    let target = h.target();
+    let region = h.region();
+    let instance = target
+        .images
+        .run_instances(
+            &region,
+            &RunInstancesRequest {
+                image: image.clone(),
+                instance_type: INSTANCE_TYPE.to_owned(),
+                subnet: None,
+                kms_key: None,
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("RunInstances itself succeeds: KMS failures are asynchronous");
+    assert_eq!(
+        instance.state,
+        InstanceState::Pending,
+        "a new instance starts pending"
+    );
+    settle_instance(h, &target, &region, &instance.id).await
+}
+
+/// Asserts that an instance terminated at launch with EC2's KMS failure reason.
+#[track_caller]
+pub(crate) fn assert_terminated_at_launch(instance: &Instance) {
+    assert_eq!(
+        instance.state,
+        InstanceState::Terminated,
+        "instance {} should terminate at launch",
+        instance.id
+    );
+    let reason = instance
+        .state_reason
+        .as_ref()
+        .expect("a terminated instance has a state reason");
+    assert_eq!(reason.code, "Server.InternalError");
+    assert_eq!(
+        reason.message,
+        "Client.InternalError: Client error on launch"
+    );
+}
+
+/// Asserts an error's AWS code.
+#[track_caller]
+pub(crate) fn assert_code<T: std::fmt::Debug>(result: Result<T, Error>, code: &str) -> Error {
+    match result {
+        Ok(value) => panic!("expected error {code}, got {value:?}"),
+        Err(err) => {
+            assert_eq!(err.code(), Some(code), "unexpected error: {err}");
+            err
+        }
+    }
+}

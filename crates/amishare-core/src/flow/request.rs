@@ -1,0 +1,341 @@
+//! What the caller asks of a [`Sharer`](crate::Sharer), and what it gets back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{
+    AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
+    PrincipalArn, Region, SnapshotId,
+};
+use crate::model::{InstanceState, LaunchPermission};
+
+/// Where the image to share comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageSource {
+    /// An existing image of the owner's.
+    Image(ImageId),
+    /// A running instance to image first.
+    Instance(InstanceId),
+}
+
+/// Which customer-managed key encrypts the shared copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyChoice {
+    /// An existing key. An alias name resolves in every region; an ID or ARN names one region's key.
+    Use(KeyRef),
+    /// The key behind this alias in each region, created (with the alias) where it does not exist yet.
+    Create(AliasName),
+}
+
+/// Who the image is shared with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// A whole account: launch permission for it, and its root in the key policy.
+    Account(AccountId),
+    /// One principal: launch permission for its account, and only this principal in the key policy.
+    Principal(PrincipalArn),
+    /// Every account of an organization.
+    Organization(OrganizationArn),
+    /// Every account of an organizational unit.
+    OrganizationalUnit(OuArn),
+}
+
+impl Target {
+    /// The account of an account or principal target.
+    pub fn account(&self) -> Option<&AccountId> {
+        match self {
+            Target::Account(account) => Some(account),
+            Target::Principal(principal) => Some(principal.account()),
+            Target::Organization(_) | Target::OrganizationalUnit(_) => None,
+        }
+    }
+
+    /// The launch permission that lets this target launch the image.
+    pub fn launch_permission(&self) -> LaunchPermission {
+        match self {
+            Target::Account(account) => LaunchPermission::Account(account.clone()),
+            Target::Principal(principal) => LaunchPermission::Account(principal.account().clone()),
+            Target::Organization(org) => LaunchPermission::Organization(org.clone()),
+            Target::OrganizationalUnit(ou) => LaunchPermission::OrganizationalUnit(ou.clone()),
+        }
+    }
+
+    /// The key-policy grantee for this target.
+    pub fn grantee(&self) -> amishare_policy::Grantee {
+        use amishare_policy::Grantee;
+        match self {
+            Target::Account(account) => Grantee::Principal(account.root_arn().to_string()),
+            Target::Principal(principal) => Grantee::Principal(principal.to_string()),
+            Target::Organization(org) => Grantee::Organization {
+                org_id: org.org_id().to_owned(),
+            },
+            Target::OrganizationalUnit(ou) => Grantee::OrganizationalUnit {
+                org_id: ou.org_id().to_owned(),
+                ou_id: ou.ou_id().to_owned(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Account(account) => write!(f, "account {account}"),
+            Target::Principal(principal) => write!(f, "principal {principal}"),
+            Target::Organization(org) => write!(f, "organization {org}"),
+            Target::OrganizationalUnit(ou) => write!(f, "OU {ou}"),
+        }
+    }
+}
+
+/// Extra conditions on the key-policy statements amishare writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Narrowing {
+    /// Only through EC2 in the key's region (`kms:ViaService`).
+    pub via_service: bool,
+    /// Only for calls on behalf of the targets' accounts (`kms:CallerAccount`).
+    pub caller_account: bool,
+}
+
+impl Narrowing {
+    /// The policy crate's narrowing for a key in `region`.
+    pub fn for_region(self, region: &Region) -> amishare_policy::Narrowing {
+        amishare_policy::Narrowing {
+            via_service_region: self.via_service.then(|| region.to_string()),
+            caller_account: self.caller_account,
+        }
+    }
+}
+
+/// The owner side: share an image with targets, in one or several regions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRequest {
+    /// The image, or the instance to image.
+    pub source: ImageSource,
+    /// The region of the source.
+    pub source_region: Region,
+    /// Regions to share in; empty means the source region alone.
+    pub regions: Vec<Region>,
+    /// The key that encrypts the shared copies.
+    pub key: KeyChoice,
+    /// Who to share with.
+    pub targets: Vec<Target>,
+    /// Also let account targets create volumes from the snapshots, which they need to copy the image.
+    pub volume_permission: bool,
+    /// Name of the shared copy (default: the source's name with `-shared`).
+    pub name: Option<String>,
+    /// Extra conditions on the key-policy statements.
+    pub narrowing: Narrowing,
+}
+
+impl ShareRequest {
+    /// The regions to share in, source region first when included, without duplicates.
+    pub fn regions(&self) -> Vec<Region> {
+        if self.regions.is_empty() {
+            return vec![self.source_region.clone()];
+        }
+        let mut seen = BTreeSet::new();
+        self.regions
+            .iter()
+            .filter(|r| seen.insert((*r).clone()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The target side: check access to a shared image, and optionally launch it and copy it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptRequest {
+    /// The shared image.
+    pub image: ImageId,
+    /// Its region.
+    pub region: Region,
+    /// The keys that encrypt it, as the owner reported them (the target cannot read them from the image).
+    pub keys: Vec<KeyArn>,
+    /// Launch a smoke instance.
+    pub launch: Option<LaunchOptions>,
+    /// Copy the image into the target's ownership, re-encrypted.
+    pub copy: Option<CopyKey>,
+    /// Name of the copy (default: `<image>-copy`).
+    pub copy_name: Option<String>,
+}
+
+/// How to launch the smoke instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchOptions {
+    /// The instance type.
+    pub instance_type: String,
+    /// The subnet, where the account has no default VPC.
+    pub subnet: Option<String>,
+    /// Keep the instance running afterwards instead of terminating it.
+    pub keep: bool,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            instance_type: "t3.micro".to_owned(),
+            subnet: None,
+            keep: false,
+        }
+    }
+}
+
+/// Which key re-encrypts the target's copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyKey {
+    /// A key of the target's.
+    Key(KeyRef),
+    /// The target account's default EBS key.
+    AccountDefault,
+}
+
+/// The owner side: take back what [`Sharer::share`](crate::Sharer::share) gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnshareRequest {
+    /// The shared images, one per region.
+    pub images: Vec<RegionImage>,
+    /// The targets to remove.
+    pub targets: Vec<Target>,
+    /// The narrowing the share used (it selects amishare's key-policy statements).
+    pub narrowing: Narrowing,
+    /// Also deregister the copies amishare made, and delete their snapshots.
+    pub deregister: bool,
+}
+
+/// An image in a region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RegionImage {
+    /// The region.
+    pub region: Region,
+    /// The image.
+    pub image: ImageId,
+}
+
+/// How long and how often to poll for asynchronous work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitOptions {
+    /// First delay between polls.
+    pub initial_delay: Duration,
+    /// Longest delay between polls.
+    pub max_delay: Duration,
+    /// How long an image creation or copy may take.
+    pub image_deadline: Duration,
+    /// How long an instance may take to run.
+    pub instance_deadline: Duration,
+}
+
+impl Default for WaitOptions {
+    fn default() -> Self {
+        WaitOptions {
+            initial_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(60),
+            image_deadline: Duration::from_secs(3 * 60 * 60),
+            instance_deadline: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+/// One thing a flow did or found, for people and for the JSON report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The region, when the step is regional.
+    pub region: Option<Region>,
+    /// What happened, e.g. `create-key`, `copy-image`, `verify-snapshots`.
+    pub action: String,
+    /// The resource it touched.
+    pub resource: String,
+    /// Details for people.
+    pub detail: String,
+    /// Whether the step changed anything in AWS.
+    pub changed: bool,
+}
+
+/// What a share did in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionShare {
+    /// The region.
+    pub region: Region,
+    /// The key that encrypts the shared image.
+    pub key: KeyArn,
+    /// The image shared (a copy, or the source itself when it already was encrypted with the key).
+    pub image: ImageId,
+    /// Each snapshot of the shared image and the key that was verified on it.
+    pub snapshots: BTreeMap<SnapshotId, KeyArn>,
+    /// Launch permissions on the shared image after the share.
+    pub launch_permissions: Vec<LaunchPermission>,
+}
+
+/// What [`Sharer::share`](crate::Sharer::share) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareReport {
+    /// The source image (created from the instance when the source was one).
+    pub source_image: ImageId,
+    /// The source region.
+    pub source_region: Region,
+    /// Per region, in request order.
+    pub regions: Vec<RegionShare>,
+    /// Everything done and checked, in order per region.
+    pub steps: Vec<Step>,
+    /// How many calls changed something (zero on a rerun that found everything in place).
+    pub mutating_calls: usize,
+    /// Things the caller should know that did not stop the share.
+    pub warnings: Vec<String>,
+}
+
+/// What the smoke launch gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchReport {
+    /// The instance.
+    pub instance: InstanceId,
+    /// The state it reached (`running`), or `terminated` if it was terminated afterwards.
+    pub state: InstanceState,
+    /// Whether amishare terminated it after it ran.
+    pub terminated_after: bool,
+}
+
+/// What the target's copy gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyReport {
+    /// The new image, owned by the target.
+    pub image: ImageId,
+    /// Each snapshot of the copy and its key.
+    pub snapshots: BTreeMap<SnapshotId, Option<KeyArn>>,
+}
+
+/// What [`Sharer::accept`](crate::Sharer::accept) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptReport {
+    /// The shared image.
+    pub image: ImageId,
+    /// Its owner.
+    pub owner: AccountId,
+    /// The keys the target checked with DescribeKey.
+    pub keys_checked: Vec<KeyArn>,
+    /// The smoke launch, if asked.
+    pub launch: Option<LaunchReport>,
+    /// The copy, if asked.
+    pub copy: Option<CopyReport>,
+    /// Everything done and checked, in order.
+    pub steps: Vec<Step>,
+    /// Things the caller should know.
+    pub warnings: Vec<String>,
+}
+
+/// What [`Sharer::unshare`](crate::Sharer::unshare) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnshareReport {
+    /// Everything done and checked, in order.
+    pub steps: Vec<Step>,
+    /// How many calls changed something.
+    pub mutating_calls: usize,
+    /// Things the caller should know.
+    pub warnings: Vec<String>,
+}

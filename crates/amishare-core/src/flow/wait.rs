@@ -1,0 +1,79 @@
+//! Polling with exponential backoff, jitter and a deadline.
+//!
+//! Copies take minutes to hours, so a fixed 15-second waiter wastes calls
+//! and invites throttling; the delay grows to a ceiling instead, and a
+//! terminal state (`failed`, `terminated`) ends the wait at once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::flow::request::WaitOptions;
+use crate::store::Clock;
+
+/// What one poll saw.
+pub(crate) enum Poll<T> {
+    /// Done: the value to return.
+    Ready(T),
+    /// Not yet; the text says what state it is in.
+    Pending(String),
+}
+
+/// Polls `probe` until it is ready, fails, or `deadline` passes.
+///
+/// `what` names the resource in the timeout error; `seed` makes the jitter
+/// differ between resources without any global randomness.
+pub(crate) async fn poll_until<T, F, Fut>(
+    clock: &dyn Clock,
+    options: &WaitOptions,
+    deadline: Duration,
+    what: &str,
+    seed: u64,
+    mut probe: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll<T>>>,
+{
+    let start = clock.now();
+    let mut delay = options.initial_delay;
+    let mut rng = seed | 1;
+    loop {
+        let last = match probe().await {
+            Ok(Poll::Ready(value)) => return Ok(value),
+            Ok(Poll::Pending(state)) => state,
+            // Eventual consistency and throttling are worth another poll.
+            Err(err) if err.is_retryable() => format!("{err}"),
+            Err(err) => return Err(err),
+        };
+        let elapsed = clock.now().saturating_sub(start);
+        if deadline <= elapsed {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{what} was still {last} after {}s (deadline {}s)",
+                    elapsed.as_secs(),
+                    deadline.as_secs()
+                ),
+            ));
+        }
+        // Full range ±20 % jitter, from a xorshift of the seed.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let factor = 0.8 + (rng % 1000) as f64 / 2500.0;
+        let sleep = delay.mul_f64(factor).min(deadline - elapsed);
+        clock.sleep(sleep).await;
+        delay = (delay.mul_f64(1.5)).min(options.max_delay);
+    }
+}
+
+/// A stable 64-bit hash of a string, for jitter seeds and client tokens.
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}

@@ -1,0 +1,656 @@
+//! Identifiers validated at parse time.
+//!
+//! Every identifier that crosses a trait boundary is one of these types, so a
+//! malformed account ID or an ARN of the wrong kind is refused before any call
+//! is made, with an error that names the offending input.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// Implements `Display`, `FromStr`, `AsRef<str>` and string serde for a newtype
+/// over `String` whose constructor validates.
+macro_rules! string_id {
+    ($name:ident, $what:literal, $check:expr) => {
+        impl $name {
+            /// Parses and validates the identifier.
+            pub fn parse(value: &str) -> Result<Self> {
+                let check: fn(&str) -> bool = $check;
+                if check(value) {
+                    Ok(Self(value.to_owned()))
+                } else {
+                    Err(Error::invalid_input(
+                        $what,
+                        value,
+                        concat!("not a valid ", $what),
+                    ))
+                }
+            }
+
+            /// The identifier as written.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(value: &str) -> Result<Self> {
+                Self::parse(value)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(
+                deserializer: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A 12-digit AWS account ID.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountId(String);
+string_id!(AccountId, "account ID", |s| s.len() == 12
+    && s.bytes().all(|b| b.is_ascii_digit()));
+
+impl AccountId {
+    /// The ARN of the account's root principal, `arn:aws:iam::<id>:root`.
+    pub fn root_arn(&self) -> PrincipalArn {
+        PrincipalArn {
+            raw: format!("arn:aws:iam::{}:root", self.0),
+            account: self.clone(),
+            kind: PrincipalKind::Root,
+        }
+    }
+}
+
+/// An AWS region name such as `ap-northeast-1` or `us-gov-west-1`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Region(String);
+string_id!(Region, "region", is_region);
+
+fn is_region(s: &str) -> bool {
+    // <area>(-<qualifier>)*-<direction>-<digit>, lower case, e.g. eu-central-2.
+    let parts: Vec<&str> = s.split('-').collect();
+    if parts.len() < 3 {
+        return false;
+    }
+    let (last, rest) = parts.split_last().expect("at least three parts");
+    let last_ok = !last.is_empty() && last.len() <= 2 && last.bytes().all(|b| b.is_ascii_digit());
+    let rest_ok = rest
+        .iter()
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
+    last_ok && rest_ok && rest[0].len() == 2
+}
+
+fn is_hex_id(s: &str, prefix: &str) -> bool {
+    match s.strip_prefix(prefix) {
+        Some(rest) => {
+            (8..=17).contains(&rest.len())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        None => false,
+    }
+}
+
+/// An EC2 image ID, `ami-` followed by 8 or 17 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageId(String);
+string_id!(ImageId, "image ID", |s| is_hex_id(s, "ami-"));
+
+/// An EBS snapshot ID, `snap-…`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapshotId(String);
+string_id!(SnapshotId, "snapshot ID", |s| is_hex_id(s, "snap-"));
+
+/// An EC2 instance ID, `i-…`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstanceId(String);
+string_id!(InstanceId, "instance ID", |s| is_hex_id(s, "i-"));
+
+/// An EBS volume ID, `vol-…`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VolumeId(String);
+string_id!(VolumeId, "volume ID", |s| is_hex_id(s, "vol-"));
+
+/// A KMS grant ID (64 hexadecimal digits on AWS; any token of 1 to 128 word characters is accepted).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GrantId(String);
+string_id!(GrantId, "grant ID", |s| !s.is_empty()
+    && s.len() <= 128
+    && s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+
+/// A KMS key ID: a UUID, or a multi-Region key ID starting `mrk-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(String);
+string_id!(KeyId, "KMS key ID", is_key_id);
+
+fn is_key_id(s: &str) -> bool {
+    if let Some(rest) = s.strip_prefix("mrk-") {
+        return rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip(lens)
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A KMS alias name, `alias/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AliasName(String);
+string_id!(AliasName, "alias name", is_alias_name);
+
+fn is_alias_name(s: &str) -> bool {
+    match s.strip_prefix("alias/") {
+        Some(rest) => {
+            !rest.is_empty()
+                && s.len() <= 256
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
+        }
+        None => false,
+    }
+}
+
+impl AliasName {
+    /// Whether the alias is in the `alias/aws/` namespace that AWS reserves for its managed keys.
+    pub fn is_aws_reserved(&self) -> bool {
+        self.0.starts_with("alias/aws/")
+    }
+
+    /// The alias of the AWS-managed EBS key.
+    pub fn aws_ebs() -> AliasName {
+        AliasName("alias/aws/ebs".to_owned())
+    }
+}
+
+/// A KMS key ARN, `arn:<partition>:kms:<region>:<account>:key/<key-id>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyArn {
+    partition: String,
+    region: Region,
+    account: AccountId,
+    key_id: KeyId,
+}
+
+impl KeyArn {
+    /// Builds the ARN of a key in the `aws` partition.
+    pub fn new(region: Region, account: AccountId, key_id: KeyId) -> KeyArn {
+        KeyArn {
+            partition: "aws".to_owned(),
+            region,
+            account,
+            key_id,
+        }
+    }
+
+    /// Parses a key ARN.
+    pub fn parse(value: &str) -> Result<KeyArn> {
+        let bad = |why: &str| Error::invalid_input("key ARN", value, why);
+        let arn = Arn::split(value).ok_or_else(|| bad("not an ARN"))?;
+        if arn.service != "kms" {
+            return Err(bad("not a KMS ARN"));
+        }
+        let key = arn
+            .resource
+            .strip_prefix("key/")
+            .ok_or_else(|| bad("not a key ARN (expected …:key/<key-id>)"))?;
+        Ok(KeyArn {
+            partition: arn.partition.to_owned(),
+            region: Region::parse(arn.region).map_err(|_| bad("bad region"))?,
+            account: AccountId::parse(arn.account).map_err(|_| bad("bad account ID"))?,
+            key_id: KeyId::parse(key).map_err(|_| bad("bad key ID"))?,
+        })
+    }
+
+    /// The region the key lives in.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The account that owns the key.
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+
+    /// The bare key ID.
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+}
+
+impl fmt::Display for KeyArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arn:{}:kms:{}:{}:key/{}",
+            self.partition, self.region, self.account, self.key_id
+        )
+    }
+}
+
+/// A KMS alias ARN, `arn:<partition>:kms:<region>:<account>:alias/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AliasArn {
+    partition: String,
+    region: Region,
+    account: AccountId,
+    alias: AliasName,
+}
+
+impl AliasArn {
+    /// Builds the ARN of an alias in the `aws` partition.
+    pub fn new(region: Region, account: AccountId, alias: AliasName) -> AliasArn {
+        AliasArn {
+            partition: "aws".to_owned(),
+            region,
+            account,
+            alias,
+        }
+    }
+
+    /// Parses an alias ARN.
+    pub fn parse(value: &str) -> Result<AliasArn> {
+        let bad = |why: &str| Error::invalid_input("alias ARN", value, why);
+        let arn = Arn::split(value).ok_or_else(|| bad("not an ARN"))?;
+        if arn.service != "kms" || !arn.resource.starts_with("alias/") {
+            return Err(bad("not a KMS alias ARN (expected …:alias/<name>)"));
+        }
+        Ok(AliasArn {
+            partition: arn.partition.to_owned(),
+            region: Region::parse(arn.region).map_err(|_| bad("bad region"))?,
+            account: AccountId::parse(arn.account).map_err(|_| bad("bad account ID"))?,
+            alias: AliasName::parse(arn.resource).map_err(|_| bad("bad alias name"))?,
+        })
+    }
+
+    /// The region of the alias.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The account that owns the alias.
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+
+    /// The alias name.
+    pub fn alias(&self) -> &AliasName {
+        &self.alias
+    }
+}
+
+impl fmt::Display for AliasArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arn:{}:kms:{}:{}:{}",
+            self.partition, self.region, self.account, self.alias
+        )
+    }
+}
+
+/// Any of the four ways KMS accepts to name a key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyRef {
+    /// A bare key ID: the caller's account, the request's region.
+    Id(KeyId),
+    /// A key ARN: the only form every cross-account operation accepts.
+    Arn(KeyArn),
+    /// An alias name: the caller's account, the request's region.
+    Alias(AliasName),
+    /// An alias ARN: accepted cross-account by DescribeKey and the cryptographic operations.
+    AliasArn(AliasArn),
+}
+
+impl KeyRef {
+    /// Parses a key ID, key ARN, alias name or alias ARN.
+    pub fn parse(value: &str) -> Result<KeyRef> {
+        if value.starts_with("arn:") {
+            if value.contains(":alias/") {
+                return AliasArn::parse(value).map(KeyRef::AliasArn);
+            }
+            return KeyArn::parse(value).map(KeyRef::Arn);
+        }
+        if value.starts_with("alias/") {
+            return AliasName::parse(value).map(KeyRef::Alias);
+        }
+        KeyId::parse(value).map(KeyRef::Id).map_err(|_| {
+            Error::invalid_input(
+                "KMS key",
+                value,
+                "expected a key ID, key ARN, alias name (alias/…) or alias ARN",
+            )
+        })
+    }
+
+    /// The region named by the reference, if it is an ARN.
+    pub fn region(&self) -> Option<&Region> {
+        match self {
+            KeyRef::Arn(arn) => Some(arn.region()),
+            KeyRef::AliasArn(arn) => Some(arn.region()),
+            KeyRef::Id(_) | KeyRef::Alias(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyRef::Id(id) => id.fmt(f),
+            KeyRef::Arn(arn) => arn.fmt(f),
+            KeyRef::Alias(alias) => alias.fmt(f),
+            KeyRef::AliasArn(arn) => arn.fmt(f),
+        }
+    }
+}
+
+impl FromStr for KeyRef {
+    type Err = Error;
+    fn from_str(value: &str) -> Result<Self> {
+        KeyRef::parse(value)
+    }
+}
+
+impl From<KeyArn> for KeyRef {
+    fn from(arn: KeyArn) -> KeyRef {
+        KeyRef::Arn(arn)
+    }
+}
+
+/// What kind of IAM principal an ARN names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalKind {
+    /// The account root, `arn:aws:iam::<account>:root`.
+    Root,
+    /// An IAM user, `arn:aws:iam::<account>:user/<path/name>`.
+    User,
+    /// An IAM role, `arn:aws:iam::<account>:role/<path/name>`.
+    Role,
+    /// A session of an assumed role, `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
+    AssumedRole,
+}
+
+/// The ARN of an IAM principal: account root, user, role or assumed-role session.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PrincipalArn {
+    raw: String,
+    account: AccountId,
+    kind: PrincipalKind,
+}
+
+impl PrincipalArn {
+    /// Parses a principal ARN.
+    pub fn parse(value: &str) -> Result<PrincipalArn> {
+        let bad = |why: &str| Error::invalid_input("principal ARN", value, why);
+        let arn = Arn::split(value).ok_or_else(|| bad("not an ARN"))?;
+        let account = AccountId::parse(arn.account).map_err(|_| bad("bad account ID"))?;
+        if !arn.region.is_empty() {
+            return Err(bad("IAM principal ARNs have no region"));
+        }
+        let named = |rest: &str| {
+            !rest.is_empty() && !rest.ends_with('/') && rest.split('/').all(|p| !p.is_empty())
+        };
+        let kind = match (arn.service, arn.resource) {
+            ("iam", "root") => PrincipalKind::Root,
+            ("iam", r) if r.strip_prefix("user/").is_some_and(named) => PrincipalKind::User,
+            ("iam", r) if r.strip_prefix("role/").is_some_and(named) => PrincipalKind::Role,
+            ("sts", r)
+                if r.strip_prefix("assumed-role/")
+                    .is_some_and(|rest| named(rest) && rest.split('/').count() == 2) =>
+            {
+                PrincipalKind::AssumedRole
+            }
+            _ => {
+                return Err(bad(
+                    "expected an account root, user, role or assumed-role ARN",
+                ))
+            }
+        };
+        Ok(PrincipalArn {
+            raw: value.to_owned(),
+            account,
+            kind,
+        })
+    }
+
+    /// The account the principal belongs to.
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+
+    /// The kind of principal.
+    pub fn kind(&self) -> PrincipalKind {
+        self.kind
+    }
+
+    /// The ARN as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// For an assumed-role session, the ARN of its role (how policies name it).
+    pub fn role_arn(&self) -> Option<PrincipalArn> {
+        if self.kind != PrincipalKind::AssumedRole {
+            return None;
+        }
+        let arn = Arn::split(&self.raw)?;
+        let role = arn
+            .resource
+            .strip_prefix("assumed-role/")?
+            .split('/')
+            .next()?;
+        PrincipalArn::parse(&format!(
+            "arn:{}:iam::{}:role/{}",
+            arn.partition, self.account, role
+        ))
+        .ok()
+    }
+}
+
+impl fmt::Display for PrincipalArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl FromStr for PrincipalArn {
+    type Err = Error;
+    fn from_str(value: &str) -> Result<Self> {
+        PrincipalArn::parse(value)
+    }
+}
+
+/// An AWS Organizations organization ARN, `arn:aws:organizations::<management>:organization/o-…`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OrganizationArn {
+    raw: String,
+    org_id: String,
+}
+
+impl OrganizationArn {
+    /// Parses an organization ARN.
+    pub fn parse(value: &str) -> Result<OrganizationArn> {
+        let bad = |why: &str| Error::invalid_input("organization ARN", value, why);
+        let arn = Arn::split(value).ok_or_else(|| bad("not an ARN"))?;
+        AccountId::parse(arn.account).map_err(|_| bad("bad management account ID"))?;
+        let org = arn
+            .resource
+            .strip_prefix("organization/")
+            .filter(|_| arn.service == "organizations")
+            .ok_or_else(|| bad("expected arn:aws:organizations::<account>:organization/o-…"))?;
+        if !is_org_id(org) {
+            return Err(bad(
+                "bad organization ID (expected o- and 10 to 32 characters)",
+            ));
+        }
+        Ok(OrganizationArn {
+            raw: value.to_owned(),
+            org_id: org.to_owned(),
+        })
+    }
+
+    /// The organization ID, `o-…`.
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+}
+
+/// An organizational unit ARN, `arn:aws:organizations::<management>:ou/o-…/ou-…`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OuArn {
+    raw: String,
+    org_id: String,
+    ou_id: String,
+}
+
+impl OuArn {
+    /// Parses an organizational unit ARN.
+    pub fn parse(value: &str) -> Result<OuArn> {
+        let bad = |why: &str| Error::invalid_input("organizational unit ARN", value, why);
+        let arn = Arn::split(value).ok_or_else(|| bad("not an ARN"))?;
+        AccountId::parse(arn.account).map_err(|_| bad("bad management account ID"))?;
+        let rest = arn
+            .resource
+            .strip_prefix("ou/")
+            .filter(|_| arn.service == "organizations")
+            .ok_or_else(|| bad("expected arn:aws:organizations::<account>:ou/o-…/ou-…"))?;
+        let (org, ou) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("expected ou/<org-id>/<ou-id>"))?;
+        let ou_ok = ou.strip_prefix("ou-").is_some_and(|r| {
+            r.len() >= 9 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        if !is_org_id(org) || !ou_ok {
+            return Err(bad("bad organization or OU ID"));
+        }
+        Ok(OuArn {
+            raw: value.to_owned(),
+            org_id: org.to_owned(),
+            ou_id: ou.to_owned(),
+        })
+    }
+
+    /// The organization the OU belongs to.
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    /// The OU ID, `ou-…`.
+    pub fn ou_id(&self) -> &str {
+        &self.ou_id
+    }
+}
+
+fn is_org_id(s: &str) -> bool {
+    s.strip_prefix("o-").is_some_and(|r| {
+        (10..=32).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
+}
+
+macro_rules! raw_display {
+    ($($name:ident),*) => {$(
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.raw)
+            }
+        }
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(value: &str) -> Result<Self> {
+                Self::parse(value)
+            }
+        }
+    )*};
+}
+raw_display!(OrganizationArn, OuArn);
+
+macro_rules! display_serde {
+    ($($name:ident),*) => {$(
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+display_serde!(
+    KeyArn,
+    AliasArn,
+    KeyRef,
+    PrincipalArn,
+    OrganizationArn,
+    OuArn
+);
+
+/// The six colon-separated fields of an ARN.
+struct Arn<'a> {
+    partition: &'a str,
+    service: &'a str,
+    region: &'a str,
+    account: &'a str,
+    resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    fn split(value: &'a str) -> Option<Arn<'a>> {
+        let mut parts = value.splitn(6, ':');
+        if parts.next()? != "arn" {
+            return None;
+        }
+        let partition = parts.next()?;
+        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
+            return None;
+        }
+        Some(Arn {
+            partition,
+            service: parts.next()?,
+            region: parts.next()?,
+            account: parts.next()?,
+            resource: parts.next()?,
+        })
+    }
+}

@@ -1,0 +1,33 @@
+//! amishare's core: domain types, errors, the backend traits and the
+//! cross-account sharing flow.
+//!
+//! This crate knows nothing about the AWS SDK, tokio or the network: backends
+//! implement [`KeyStore`] and [`ImageStore`]; [`Flow`] runs the owner side
+//! ([`Sharer::share`], [`Sharer::unshare`]) and the target side
+//! ([`Sharer::accept`]) over them.
+
+mod error;
+mod id;
+mod model;
+mod store;
+
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::id::{
+    AccountId, AliasArn, AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef,
+    OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region, SnapshotId, VolumeId,
+};
+pub use crate::model::*;
+pub use crate::store::{Clock, ImageStore, KeyStore};
+#[cfg(any(test, feature = "mock"))]
+pub use crate::store::{MockImageStore, MockKeyStore};
+
+mod flow;
+
+#[cfg(any(test, feature = "mock"))]
+pub use crate::flow::MockSharer;
+pub use crate::flow::{
+    AcceptReport, AcceptRequest, CopyKey, CopyReport, Flow, ImageSource, KeyChoice, LaunchOptions,
+    LaunchReport, Narrowing, RegionImage, RegionShare, ShareReport, ShareRequest, Sharer, Step,
+    Target, UnshareReport, UnshareRequest, WaitOptions, TAG_KEY, TAG_SOURCE_IMAGE,
+    TAG_SOURCE_INSTANCE,
+};

@@ -1,0 +1,303 @@
+//! The backend traits: [`KeyStore`] (KMS), [`ImageStore`] (EC2) and [`Clock`].
+//!
+//! A store acts as one principal: every call is made with that principal's
+//! credentials and is authorized as that principal. Calls take the region
+//! explicitly because keys, images and permissions are all regional.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::id::{
+    AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, Region, SnapshotId,
+};
+use crate::model::{
+    Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
+    EbsDefaults, Grant, Image, ImageQuery, Instance, KeyMetadata, LaunchPermission,
+    PermissionChange, RunInstancesRequest, Snapshot, VolumePermission,
+};
+
+/// KMS as one principal sees it.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait KeyStore: Send + Sync + Debug {
+    /// Who this store acts as (STS `GetCallerIdentity`).
+    async fn caller(&self) -> Result<Caller>;
+
+    /// Creates a symmetric customer-managed key in `region`.
+    async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata>;
+
+    /// Describes a key. Across accounts only a key ARN or alias ARN works.
+    async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata>;
+
+    /// Points a new alias at a customer-managed key of the caller's account.
+    async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()>;
+
+    /// Reads the key policy (owner account only).
+    async fn get_key_policy(&self, key: &KeyArn) -> Result<String>;
+
+    /// Replaces the key policy (owner account only; subject to the lockout check).
+    async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()>;
+
+    /// Lists the grants on a key.
+    async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>>;
+
+    /// Creates a grant on a key.
+    async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId>;
+
+    /// Revokes a grant.
+    async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()>;
+}
+
+/// EC2 images, snapshots and instances as one principal sees them.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ImageStore: Send + Sync + Debug {
+    /// Describes instances by ID.
+    async fn describe_instances(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> Result<Vec<Instance>>;
+
+    /// Creates an image from an instance; the image starts `pending`.
+    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId>;
+
+    /// Copies an image into `region`; the copy starts `pending` and may later go `failed`.
+    async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId>;
+
+    /// Lists the images visible to the caller that match the query.
+    async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>>;
+
+    /// Describes snapshots by ID; the key ARN is only shown to those who can see the snapshot.
+    async fn describe_snapshots(
+        &self,
+        region: &Region,
+        ids: &[SnapshotId],
+    ) -> Result<Vec<Snapshot>>;
+
+    /// Adds and removes launch permissions on an image the caller owns.
+    async fn modify_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        change: &PermissionChange<LaunchPermission>,
+    ) -> Result<()>;
+
+    /// Lists an image's launch permissions.
+    async fn describe_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<LaunchPermission>>;
+
+    /// Adds and removes create-volume permissions on a snapshot the caller owns.
+    async fn modify_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        change: &PermissionChange<VolumePermission>,
+    ) -> Result<()>;
+
+    /// Lists a snapshot's create-volume permissions.
+    async fn describe_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<VolumePermission>>;
+
+    /// Launches one instance; it starts `pending` and may terminate at launch.
+    async fn run_instances(
+        &self,
+        region: &Region,
+        request: &RunInstancesRequest,
+    ) -> Result<Instance>;
+
+    /// Terminates instances.
+    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()>;
+
+    /// Deregisters an image, and deletes its snapshots if asked.
+    async fn deregister_image(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        delete_snapshots: bool,
+    ) -> Result<()>;
+
+    /// Deletes a snapshot.
+    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()>;
+
+    /// The account's EBS encryption-by-default setting and default key in `region`.
+    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults>;
+}
+
+/// Time, so that waits run on wall time against AWS and on virtual time in the simulation.
+#[async_trait]
+pub trait Clock: Send + Sync + Debug {
+    /// Time elapsed since the clock's epoch.
+    fn now(&self) -> Duration;
+
+    /// Waits for `duration`.
+    async fn sleep(&self, duration: Duration);
+}
+
+macro_rules! forward_key_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: KeyStore + ?Sized> KeyStore for $ty {
+            async fn caller(&self) -> Result<Caller> {
+                (**self).caller().await
+            }
+            async fn create_key(
+                &self,
+                region: &Region,
+                request: &CreateKeyRequest,
+            ) -> Result<KeyMetadata> {
+                (**self).create_key(region, request).await
+            }
+            async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
+                (**self).describe_key(region, key).await
+            }
+            async fn create_alias(
+                &self,
+                region: &Region,
+                alias: &AliasName,
+                key: &KeyId,
+            ) -> Result<()> {
+                (**self).create_alias(region, alias, key).await
+            }
+            async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
+                (**self).get_key_policy(key).await
+            }
+            async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
+                (**self).put_key_policy(key, policy).await
+            }
+            async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
+                (**self).list_grants(key).await
+            }
+            async fn create_grant(
+                &self,
+                key: &KeyArn,
+                request: &CreateGrantRequest,
+            ) -> Result<GrantId> {
+                (**self).create_grant(key, request).await
+            }
+            async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
+                (**self).revoke_grant(key, grant).await
+            }
+        }
+    };
+}
+
+macro_rules! forward_image_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: ImageStore + ?Sized> ImageStore for $ty {
+            async fn describe_instances(
+                &self,
+                region: &Region,
+                ids: &[InstanceId],
+            ) -> Result<Vec<Instance>> {
+                (**self).describe_instances(region, ids).await
+            }
+            async fn create_image(
+                &self,
+                region: &Region,
+                request: &CreateImageRequest,
+            ) -> Result<ImageId> {
+                (**self).create_image(region, request).await
+            }
+            async fn copy_image(
+                &self,
+                region: &Region,
+                request: &CopyImageRequest,
+            ) -> Result<ImageId> {
+                (**self).copy_image(region, request).await
+            }
+            async fn describe_images(
+                &self,
+                region: &Region,
+                query: &ImageQuery,
+            ) -> Result<Vec<Image>> {
+                (**self).describe_images(region, query).await
+            }
+            async fn describe_snapshots(
+                &self,
+                region: &Region,
+                ids: &[SnapshotId],
+            ) -> Result<Vec<Snapshot>> {
+                (**self).describe_snapshots(region, ids).await
+            }
+            async fn modify_launch_permission(
+                &self,
+                region: &Region,
+                image: &ImageId,
+                change: &PermissionChange<LaunchPermission>,
+            ) -> Result<()> {
+                (**self)
+                    .modify_launch_permission(region, image, change)
+                    .await
+            }
+            async fn describe_launch_permission(
+                &self,
+                region: &Region,
+                image: &ImageId,
+            ) -> Result<Vec<LaunchPermission>> {
+                (**self).describe_launch_permission(region, image).await
+            }
+            async fn modify_create_volume_permission(
+                &self,
+                region: &Region,
+                snapshot: &SnapshotId,
+                change: &PermissionChange<VolumePermission>,
+            ) -> Result<()> {
+                (**self)
+                    .modify_create_volume_permission(region, snapshot, change)
+                    .await
+            }
+            async fn describe_create_volume_permission(
+                &self,
+                region: &Region,
+                snapshot: &SnapshotId,
+            ) -> Result<Vec<VolumePermission>> {
+                (**self)
+                    .describe_create_volume_permission(region, snapshot)
+                    .await
+            }
+            async fn run_instances(
+                &self,
+                region: &Region,
+                request: &RunInstancesRequest,
+            ) -> Result<Instance> {
+                (**self).run_instances(region, request).await
+            }
+            async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
+                (**self).terminate_instances(region, ids).await
+            }
+            async fn deregister_image(
+                &self,
+                region: &Region,
+                image: &ImageId,
+                delete_snapshots: bool,
+            ) -> Result<()> {
+                (**self)
+                    .deregister_image(region, image, delete_snapshots)
+                    .await
+            }
+            async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
+                (**self).delete_snapshot(region, snapshot).await
+            }
+            async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
+                (**self).ebs_defaults(region).await
+            }
+        }
+    };
+}
+
+forward_key_store!(Arc<T>);
+forward_key_store!(Box<T>);
+forward_image_store!(Arc<T>);
+forward_image_store!(Box<T>);

@@ -1,0 +1,4 @@
+//! Integration tests of amishare-core through its public API.
+
+mod flow;
+mod ids;

@@ -1,0 +1,82 @@
+//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
+//!
+//! 1. `cargo fmt --all --check`
+//! 2. `cargo clippy --workspace --all-targets -- -D warnings`
+//! 3. `cargo test --workspace` (this includes the tidy tests in xtask)
+//! 4. `cargo deny check bans licenses sources`, only when `cargo deny --version`
+//!    succeeds; otherwise the step is skipped with the reason printed.
+//!
+//! The advisories check is left out because it needs the advisory database
+//! from the network.
+
+use std::ffi::OsString;
+
+use anyhow::format_err;
+use xshell::{cmd, Shell};
+
+use crate::cargo;
+
+/// Runs every CI step in order and returns an error naming the first step that fails.
+pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+    let cargo = cargo();
+
+    step("cargo fmt --all --check", || {
+        cmd!(sh, "{cargo} fmt --all --check").run()
+    })?;
+    step(
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        || {
+            cmd!(
+                sh,
+                "{cargo} clippy --workspace --all-targets -- -D warnings"
+            )
+            .run()
+        },
+    )?;
+    step("cargo test --workspace", || {
+        cmd!(sh, "{cargo} test --workspace").run()
+    })?;
+
+    match cargo_deny_missing(sh, &cargo) {
+        None => step("cargo deny check bans licenses sources", || {
+            cmd!(sh, "{cargo} deny check bans licenses sources").run()
+        })?,
+        Some(reason) => eprintln!(
+            "skipped `cargo deny check bans licenses sources`: {reason}; \
+             install it with `cargo install cargo-deny --locked`"
+        ),
+    }
+
+    eprintln!("ci: all steps passed");
+    Ok(())
+}
+
+/// Runs one step, turning its failure into an error that names the step.
+fn step(name: &str, f: impl FnOnce() -> xshell::Result<()>) -> anyhow::Result<()> {
+    match f() {
+        Ok(()) => Ok(()),
+        Err(err) => Err(format_err!("ci step `{name}` failed: {err}")),
+    }
+}
+
+/// Returns why cargo-deny cannot be used, or `None` when `cargo deny --version` succeeds.
+fn cargo_deny_missing(sh: &Shell, cargo: &OsString) -> Option<String> {
+    let output = cmd!(sh, "{cargo} deny --version")
+        .quiet()
+        .ignore_status()
+        .output();
+    let output = match output {
+        Ok(output) => output,
+        Err(err) => return Some(format!("`cargo deny --version` could not run: {err}")),
+    };
+    if output.status.success() {
+        return None;
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first_line = stderr.lines().map(str::trim).find(|line| !line.is_empty());
+    let reason = match first_line {
+        Some(line) => format!("`cargo deny --version` failed ({}): {line}", output.status),
+        None => format!("`cargo deny --version` failed ({})", output.status),
+    };
+    Some(reason)
+}

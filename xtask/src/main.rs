@@ -1,0 +1,109 @@
+//! Repository automation for amishare, run as `cargo xtask <task>`.
+//!
+//! Every task is a plain Rust function that drives subprocesses through
+//! [`xshell`], so no command line is ever handed to a shell. The process
+//! always works from the repository root, whatever directory `cargo xtask`
+//! was started from.
+//!
+//! Repository invariants (module docs, dependency rules, whitespace) are not a
+//! task: they are `#[test]`s in the `tidy` module, so `cargo test` alone
+//! enforces them.
+
+mod ci;
+#[cfg(test)]
+mod tidy;
+
+use std::{
+    env,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::format_err;
+use xshell::Shell;
+
+/// The text printed by `cargo xtask`, `cargo xtask --help` and `cargo xtask help`.
+const HELP: &str = "\
+Repository automation for amishare.
+
+Usage: cargo xtask <TASK>
+
+Tasks:
+  ci      Run the checks CI runs: rustfmt, clippy with -D warnings,
+          the workspace tests and, when cargo-deny is installed,
+          `cargo deny check bans licenses sources`.
+  help    Print this message (also `--help` or `-h`).
+
+Repository invariants are #[test]s in xtask/src/tidy.rs: `cargo test` runs them.
+";
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the command line by hand and runs the task named by the first argument.
+fn try_main() -> anyhow::Result<()> {
+    let mut args = env::args_os().skip(1);
+    let task = match args.next() {
+        None => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        Some(task) => task,
+    };
+    let task = match task.to_str() {
+        Some(task) => task.to_owned(),
+        None => return Err(format_err!("task name is not valid UTF-8: {task:?}")),
+    };
+    let rest: Vec<OsString> = args.collect();
+
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+
+    match task.as_str() {
+        "help" | "--help" | "-h" => {
+            no_more_args(&task, &rest)?;
+            print!("{HELP}");
+            Ok(())
+        }
+        "ci" => {
+            no_more_args(&task, &rest)?;
+            ci::run(&sh)
+        }
+        _ => Err(format_err!(
+            "unknown task `{task}`; run `cargo xtask --help` for the list of tasks"
+        )),
+    }
+}
+
+/// The repository root: the parent of the `xtask` package directory.
+fn project_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match manifest_dir.parent() {
+        Some(root) => root.to_path_buf(),
+        None => manifest_dir.to_path_buf(),
+    }
+}
+
+/// The cargo to run: `$CARGO` when set (the one that launched `cargo xtask`),
+/// otherwise `cargo` from `PATH`.
+fn cargo() -> OsString {
+    env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"))
+}
+
+/// Fails when a task that takes no arguments was given some.
+fn no_more_args(task: &str, rest: &[OsString]) -> anyhow::Result<()> {
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => Err(format_err!(
+            "task `{task}` takes no arguments, got {arg:?}; run `cargo xtask --help`"
+        )),
+    }
+}
