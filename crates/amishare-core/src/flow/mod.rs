@@ -569,7 +569,7 @@ impl Flow {
             return Ok(());
         }
         self.keys
-            .put_key_policy(key, &merged.policy.to_json_pretty())
+            .put_key_policy(key, &policy_text(&merged.policy))
             .await?;
         let who: Vec<String> = request.targets.iter().map(ToString::to_string).collect();
         journal.record(
@@ -1234,7 +1234,7 @@ impl Flow {
                 amishare_policy::remove(&policy, &grantees, &request.narrowing.for_region(region));
             if removed.changed {
                 self.keys
-                    .put_key_policy(key, &removed.policy.to_json_pretty())
+                    .put_key_policy(key, &policy_text(&removed.policy))
                     .await?;
                 journal.record(
                     Some(region),
@@ -1274,6 +1274,16 @@ impl Flow {
             }
         }
         Ok(())
+    }
+}
+
+/// The text to store: pretty for people, compact when pretty would pass KMS's size limit.
+fn policy_text(policy: &amishare_policy::Policy) -> String {
+    let pretty = policy.to_json_pretty();
+    if pretty.len() <= amishare_policy::MAX_POLICY_BYTES {
+        pretty
+    } else {
+        policy.to_json()
     }
 }
 

@@ -1,0 +1,550 @@
+//! The statements amishare writes to share a key, and how they are merged into
+//! and removed from an existing key policy.
+//!
+//! amishare owns exactly the statements whose Sid starts with [`SID_PREFIX`];
+//! everything else in a key policy belongs to someone else and is left as it
+//! is, byte for byte.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::document::{root_arn, Effect, OneOrMany, Policy, Principal, Statement};
+use crate::eval::{evaluate_kms, principal_account, Caller, Context, Request};
+
+/// The KMS key policy size quota (not adjustable).
+pub const MAX_POLICY_BYTES: usize = 32_768;
+
+/// Every statement amishare writes has a Sid starting with this.
+pub const SID_PREFIX: &str = "amishare:";
+
+/// Who a key is shared with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grantee {
+    /// `arn:aws:iam::<acct>:root | user/... | role/...`; a bare 12-digit
+    /// account id stands for that account's root.
+    Principal(String),
+    /// Every account of an organization: Principal `"*"` narrowed by
+    /// `aws:PrincipalOrgID`.
+    Organization {
+        /// `o-xxxxxxxxxx`.
+        org_id: String,
+    },
+    /// Every account under an OU: Principal `"*"` narrowed by
+    /// `aws:PrincipalOrgPaths`.
+    OrganizationalUnit {
+        /// `o-xxxxxxxxxx`.
+        org_id: String,
+        /// `ou-xxxx-xxxxxxxx`.
+        ou_id: String,
+    },
+}
+
+impl fmt::Display for Grantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Grantee::Principal(arn) => f.write_str(arn),
+            Grantee::Organization { org_id } => write!(f, "organization {org_id}"),
+            Grantee::OrganizationalUnit { org_id, ou_id } => {
+                write!(f, "organizational unit {ou_id} of {org_id}")
+            }
+        }
+    }
+}
+
+/// Optional conditions that narrow the shared statements further.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Narrowing {
+    /// Adds StringEquals `kms:ViaService = ec2.<region>.amazonaws.com`: the key
+    /// is usable only through EC2 in that region.
+    pub via_service_region: Option<String>,
+    /// Adds StringEquals kms:CallerAccount = the grantees' accounts (to the
+    /// statements of principals; organization and OU statements are already
+    /// narrowed by their organization condition).
+    pub caller_account: bool,
+}
+
+/// The result of [`merge`] or [`remove`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// The new policy (equal to the input when nothing changed).
+    pub policy: Policy,
+    /// False when the input already was the result: no PutKeyPolicy needed.
+    pub changed: bool,
+}
+
+/// Why a merge was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MergeError {
+    /// The result would exceed [`MAX_POLICY_BYTES`] (KMS would answer
+    /// LimitExceededException).
+    #[error("the key policy would be {bytes} bytes, over the KMS limit of 32768 bytes")]
+    TooLarge {
+        /// Size of the compact JSON.
+        bytes: usize,
+    },
+    /// The result would not let this principal call kms:PutKeyPolicy again
+    /// (KMS would refuse it with its lockout safety check).
+    #[error(
+        "the new key policy will not allow {principal} to update the key policy in the future"
+    )]
+    Lockout {
+        /// The principal that would be locked out.
+        principal: String,
+    },
+    /// A grantee that cannot appear in a key policy.
+    #[error("invalid grantee {grantee:?}: {reason}")]
+    InvalidGrantee {
+        /// The grantee as given.
+        grantee: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A narrowing option that cannot be written.
+    #[error("invalid narrowing: region {region:?} is not a region name")]
+    InvalidRegion {
+        /// The region as given.
+        region: String,
+    },
+}
+
+/// The seed's two statements for these grantees: "Allow use of the key" (Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*, DescribeKey)
+/// and "Allow attachment of persistent resources" (CreateGrant, ListGrants, RevokeGrant with Bool kms:GrantIsForAWSResource "true"),
+/// with Sids prefixed by SID_PREFIX (and per-org/OU statements as needed).
+///
+/// Principals share one pair of statements (sorted, deduplicated; bare
+/// account ids written as root ARNs); each organization and OU gets a pair of
+/// its own.
+pub fn least_privilege_statements(grantees: &[Grantee], narrowing: &Narrowing) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    add_grantees(&mut statements, grantees, narrowing);
+    statements
+}
+
+/// Adds the grantees to amishare's statements (creating them if absent). Never touches a statement whose Sid lacks SID_PREFIX.
+/// Idempotent: merging twice changes nothing the second time (changed = false).
+/// Refuses a result over MAX_POLICY_BYTES (compact JSON) or one that no longer lets `owner_caller` call kms:PutKeyPolicy
+/// (see [`check_lockout`]: being covered through the owner root counts).
+///
+/// Existing statements keep their place; new ones are appended. The checks
+/// only apply when something changed, since an unchanged policy is never
+/// written.
+pub fn merge(
+    policy: &Policy,
+    grantees: &[Grantee],
+    narrowing: &Narrowing,
+    owner_account: &str,
+    owner_caller: &str,
+) -> Result<Merged, MergeError> {
+    validate(grantees, narrowing)?;
+    let mut out = policy.clone();
+    add_grantees(&mut out.statements, grantees, narrowing);
+    let changed = out.to_json() != policy.to_json();
+    if changed {
+        let bytes = out.to_json().len();
+        if MAX_POLICY_BYTES < bytes {
+            return Err(MergeError::TooLarge { bytes });
+        }
+        check_lockout(&out, owner_account, owner_caller)?;
+    }
+    Ok(Merged {
+        policy: out,
+        changed,
+    })
+}
+
+/// Takes out exactly these grantees from amishare's statements; a statement left with no principal is removed.
+///
+/// Only the statements of this narrowing are touched; statements without
+/// [`SID_PREFIX`] never are.
+pub fn remove(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> Merged {
+    let mut out = policy.clone();
+    let gone: BTreeSet<String> = principals_of(grantees);
+    if !gone.is_empty() {
+        for purpose in [Purpose::Use, Purpose::Attach] {
+            let sid = principal_sid(purpose, narrowing);
+            let Some(pos) = position(&out.statements, &sid) else {
+                continue;
+            };
+            let existing = existing_principals(&out.statements[pos]);
+            if existing.is_disjoint(&gone) {
+                continue;
+            }
+            let kept: Vec<String> = existing.difference(&gone).cloned().collect();
+            if kept.is_empty() {
+                out.statements.remove(pos);
+            } else {
+                out.statements[pos] = principal_statement(purpose, &kept, narrowing);
+            }
+        }
+    }
+    let scoped: Vec<String> = grantees
+        .iter()
+        .filter_map(scope_of)
+        .flat_map(|scope| [Purpose::Use, Purpose::Attach].map(|p| scoped_sid(p, &scope, narrowing)))
+        .collect();
+    out.statements
+        .retain(|st| !st.sid.as_ref().is_some_and(|sid| scoped.contains(sid)));
+    let changed = out.to_json() != policy.to_json();
+    Merged {
+        policy: out,
+        changed,
+    }
+}
+
+/// The lockout check of PutKeyPolicy (§A5): would `caller` still be allowed kms:PutKeyPolicy (root delegation counts)?
+///
+/// A caller allowed only through its account root is assumed to hold the
+/// IAM permission it is using right now.
+pub fn check_lockout(policy: &Policy, owner_account: &str, caller: &str) -> Result<(), MergeError> {
+    let arn = if principal_account(caller) == Some(caller) {
+        root_arn(caller)
+    } else {
+        caller.to_owned()
+    };
+    let account = principal_account(&arn).unwrap_or(owner_account);
+    let mut iam = Statement::new(Effect::Allow);
+    iam.action = Some(OneOrMany::One("kms:PutKeyPolicy".to_owned()));
+    iam.resource = Some(OneOrMany::One("*".to_owned()));
+    let iam = Policy::from_statements(vec![iam]);
+    let req = Request {
+        caller: Caller::new(&arn, account),
+        action: "kms:PutKeyPolicy",
+        resource: "*",
+        resource_account: owner_account,
+        context: Context::new(),
+    };
+    if evaluate_kms(&req, policy, &[&iam], &[]).is_allowed() {
+        Ok(())
+    } else {
+        Err(MergeError::Lockout {
+            principal: caller.to_owned(),
+        })
+    }
+}
+
+const USE_SID: &str = "amishare: Allow use of the key";
+const ATTACH_SID: &str = "amishare: Allow attachment of persistent resources";
+const USE_ACTIONS: [&str; 5] = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncrypt*",
+    "kms:GenerateDataKey*",
+    "kms:DescribeKey",
+];
+const ATTACH_ACTIONS: [&str; 3] = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Use,
+    Attach,
+}
+
+/// An organization or OU: the part of the Sid and the condition that
+/// identify it.
+struct Scope {
+    label: String,
+    operator: &'static str,
+    key: &'static str,
+    value: String,
+}
+
+fn scope_of(grantee: &Grantee) -> Option<Scope> {
+    match grantee {
+        Grantee::Principal(_) => None,
+        Grantee::Organization { org_id } => Some(Scope {
+            label: format!("organization {org_id}"),
+            operator: "StringEquals",
+            key: "aws:PrincipalOrgID",
+            value: org_id.clone(),
+        }),
+        Grantee::OrganizationalUnit { org_id, ou_id } => Some(Scope {
+            label: format!("organizational unit {ou_id} of {org_id}"),
+            operator: "ForAnyValue:StringLike",
+            key: "aws:PrincipalOrgPaths",
+            value: format!("{org_id}/*/{ou_id}/*"),
+        }),
+    }
+}
+
+fn base_sid(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Use => USE_SID,
+        Purpose::Attach => ATTACH_SID,
+    }
+}
+
+fn via_service(narrowing: &Narrowing) -> Option<String> {
+    narrowing
+        .via_service_region
+        .as_ref()
+        .map(|region| format!("ec2.{region}.amazonaws.com"))
+}
+
+fn principal_sid(purpose: Purpose, narrowing: &Narrowing) -> String {
+    let mut sid = base_sid(purpose).to_owned();
+    if let Some(via) = via_service(narrowing) {
+        sid.push_str(&format!(" (via {via})"));
+    }
+    if narrowing.caller_account {
+        sid.push_str(" (caller account)");
+    }
+    sid
+}
+
+/// Organization and OU statements carry no kms:CallerAccount condition (the
+/// accounts are not known), so only the region narrows their Sid.
+fn scoped_sid(purpose: Purpose, scope: &Scope, narrowing: &Narrowing) -> String {
+    let mut sid = format!("{} ({})", base_sid(purpose), scope.label);
+    if let Some(via) = via_service(narrowing) {
+        sid.push_str(&format!(" (via {via})"));
+    }
+    sid
+}
+
+fn string_or_list(mut values: Vec<String>) -> Value {
+    if values.len() == 1 {
+        if let Some(one) = values.pop() {
+            return Value::String(one);
+        }
+    }
+    Value::Array(values.into_iter().map(Value::String).collect())
+}
+
+fn statement(
+    purpose: Purpose,
+    sid: String,
+    principal: Principal,
+    equals: Vec<(&str, Value)>,
+    scope: Option<&Scope>,
+) -> Statement {
+    let actions: &[&str] = match purpose {
+        Purpose::Use => &USE_ACTIONS,
+        Purpose::Attach => &ATTACH_ACTIONS,
+    };
+    let mut st = Statement::new(Effect::Allow);
+    st.sid = Some(sid);
+    st.principal = Some(principal);
+    st.action = Some(OneOrMany::Many(
+        actions.iter().map(|a| (*a).to_owned()).collect(),
+    ));
+    st.resource = Some(OneOrMany::One("*".to_owned()));
+
+    let mut condition = Map::new();
+    if purpose == Purpose::Attach {
+        let mut bool_block = Map::new();
+        bool_block.insert(
+            "kms:GrantIsForAWSResource".to_owned(),
+            Value::String("true".to_owned()),
+        );
+        condition.insert("Bool".to_owned(), Value::Object(bool_block));
+    }
+    let mut string_equals = Map::new();
+    if let Some(scope) = scope {
+        let mut block = Map::new();
+        block.insert(scope.key.to_owned(), Value::String(scope.value.clone()));
+        if scope.operator == "StringEquals" {
+            string_equals = block;
+        } else {
+            condition.insert(scope.operator.to_owned(), Value::Object(block));
+        }
+    }
+    for (key, value) in equals {
+        string_equals.insert(key.to_owned(), value);
+    }
+    if !string_equals.is_empty() {
+        condition.insert("StringEquals".to_owned(), Value::Object(string_equals));
+    }
+    if !condition.is_empty() {
+        st.condition = Some(condition);
+    }
+    st
+}
+
+/// The statement for these principals (sorted, deduplicated, normalised).
+fn principal_statement(
+    purpose: Purpose,
+    principals: &[String],
+    narrowing: &Narrowing,
+) -> Statement {
+    let mut equals = Vec::new();
+    if let Some(via) = via_service(narrowing) {
+        equals.push(("kms:ViaService", Value::String(via)));
+    }
+    if narrowing.caller_account {
+        let accounts: BTreeSet<String> = principals
+            .iter()
+            .filter_map(|p| principal_account(p))
+            .map(str::to_owned)
+            .collect();
+        equals.push((
+            "kms:CallerAccount",
+            string_or_list(accounts.into_iter().collect()),
+        ));
+    }
+    statement(
+        purpose,
+        principal_sid(purpose, narrowing),
+        Principal::from_aws(principals.to_vec()),
+        equals,
+        None,
+    )
+}
+
+fn scoped_statement(purpose: Purpose, scope: &Scope, narrowing: &Narrowing) -> Statement {
+    let mut equals = Vec::new();
+    if let Some(via) = via_service(narrowing) {
+        equals.push(("kms:ViaService", Value::String(via)));
+    }
+    statement(
+        purpose,
+        scoped_sid(purpose, scope, narrowing),
+        Principal::Any,
+        equals,
+        Some(scope),
+    )
+}
+
+/// A principal as amishare writes it: a bare account id becomes its root ARN.
+fn normalise(principal: &str) -> String {
+    if principal_account(principal) == Some(principal) {
+        root_arn(principal)
+    } else {
+        principal.to_owned()
+    }
+}
+
+fn principals_of(grantees: &[Grantee]) -> BTreeSet<String> {
+    grantees
+        .iter()
+        .filter_map(|g| match g {
+            Grantee::Principal(p) => Some(normalise(p)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn existing_principals(st: &Statement) -> BTreeSet<String> {
+    st.principal
+        .as_ref()
+        .map(|p| p.aws().into_iter().map(normalise).collect())
+        .unwrap_or_default()
+}
+
+fn position(statements: &[Statement], sid: &str) -> Option<usize> {
+    statements
+        .iter()
+        .position(|st| st.sid.as_deref() == Some(sid))
+}
+
+/// Adds grantees to amishare's statements in `statements`, leaving any
+/// statement that already covers them as it is.
+fn add_grantees(statements: &mut Vec<Statement>, grantees: &[Grantee], narrowing: &Narrowing) {
+    let wanted = principals_of(grantees);
+    if !wanted.is_empty() {
+        for purpose in [Purpose::Use, Purpose::Attach] {
+            let sid = principal_sid(purpose, narrowing);
+            match position(statements, &sid) {
+                Some(pos) => {
+                    let existing = existing_principals(&statements[pos]);
+                    if !wanted.is_subset(&existing) {
+                        let all: Vec<String> = existing.union(&wanted).cloned().collect();
+                        statements[pos] = principal_statement(purpose, &all, narrowing);
+                    }
+                }
+                None => {
+                    let all: Vec<String> = wanted.iter().cloned().collect();
+                    statements.push(principal_statement(purpose, &all, narrowing));
+                }
+            }
+        }
+    }
+    for scope in grantees.iter().filter_map(scope_of) {
+        for purpose in [Purpose::Use, Purpose::Attach] {
+            let sid = scoped_sid(purpose, &scope, narrowing);
+            if position(statements, &sid).is_none() {
+                statements.push(scoped_statement(purpose, &scope, narrowing));
+            }
+        }
+    }
+}
+
+fn validate(grantees: &[Grantee], narrowing: &Narrowing) -> Result<(), MergeError> {
+    if let Some(region) = &narrowing.via_service_region {
+        let ok = !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(MergeError::InvalidRegion {
+                region: region.clone(),
+            });
+        }
+    }
+    for grantee in grantees {
+        if let Err(reason) = validate_grantee(grantee) {
+            return Err(MergeError::InvalidGrantee {
+                grantee: grantee.to_string(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn validate_grantee(grantee: &Grantee) -> Result<(), &'static str> {
+    let id_ok = |id: &str, prefix: &str| {
+        id.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
+    match grantee {
+        Grantee::Principal(p) => {
+            if principal_account(p) == Some(p.as_str()) {
+                return Ok(());
+            }
+            let parts: Vec<&str> = p.splitn(6, ':').collect();
+            let ["arn", partition, "iam", "", account, resource] = parts.as_slice() else {
+                return Err(
+                    "expected an IAM ARN (account root, user or role) or a 12-digit account id",
+                );
+            };
+            if partition.is_empty() || principal_account(account) != Some(account) {
+                return Err(
+                    "expected an IAM ARN (account root, user or role) or a 12-digit account id",
+                );
+            }
+            if p.contains(['*', '?']) {
+                return Err("wildcards are not allowed in a key policy principal");
+            }
+            let named = |prefix: &str| {
+                resource
+                    .strip_prefix(prefix)
+                    .is_some_and(|name| !name.is_empty())
+            };
+            if *resource == "root" || named("user/") || named("role/") {
+                Ok(())
+            } else {
+                Err("only an account root, a user or a role can be named")
+            }
+        }
+        Grantee::Organization { org_id } => {
+            if id_ok(org_id, "o-") {
+                Ok(())
+            } else {
+                Err("organization ids look like o-xxxxxxxxxx")
+            }
+        }
+        Grantee::OrganizationalUnit { org_id, ou_id } => {
+            if !id_ok(org_id, "o-") {
+                Err("organization ids look like o-xxxxxxxxxx")
+            } else if !id_ok(ou_id, "ou-") {
+                Err("organizational unit ids look like ou-xxxx-xxxxxxxx")
+            } else {
+                Ok(())
+            }
+        }
+    }
+}

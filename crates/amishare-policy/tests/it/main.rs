@@ -1,0 +1,8 @@
+//! Integration tests of the public API, driven by the fixtures in
+//! `testdata/policies`.
+
+mod document;
+mod evaluate;
+mod props;
+mod share;
+mod support;
