@@ -91,6 +91,9 @@ pub trait Harness: Send + Sync {
     /// A running instance in the owner account, with one volume per seed.
     async fn seed_instance(&self, volumes: &[VolumeSeed]) -> Result<InstanceId>;
 
+    /// A customer-managed key of the target account, with the default key policy.
+    async fn seed_target_key(&self) -> Result<KeyArn>;
+
     /// Replaces the target principal's identity policies: EC2 use, plus the
     /// KMS actions a launch needs on these keys (none: no KMS permission at all).
     async fn set_target_kms_access(&self, keys: &[KeyArn]) -> Result<()>;

@@ -369,6 +369,30 @@ pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
     let err = assert_code(denied, "OperationNotPermitted");
     assert!(err.message().contains("EBS default key"), "{err}");
 
+    // An image encrypted with a customer-managed key can be shared, but never publicly.
+    let key = owner
+        .keys
+        .create_key(&region, &Default::default())
+        .await
+        .expect("create key")
+        .arn;
+    let instance = h
+        .seed_instance(&[VolumeSeed::Key(key)])
+        .await
+        .expect("seed instance");
+    let image = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: "cmk-public".to_owned(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+    let image = settle_image(h, &owner, &region, &image).await;
     let public = owner
         .images
         .modify_launch_permission(
@@ -520,12 +544,7 @@ pub async fn copy_with_snapshot_permission(h: &dyn Harness) -> Coverage {
     let target = h.target();
     let region = h.region();
     let (key, image) = manual_share(h, &[target.principal.to_string()], true).await;
-    let own_key = target
-        .keys
-        .create_key(&region, &Default::default())
-        .await
-        .expect("target key")
-        .arn;
+    let own_key = h.seed_target_key().await.expect("target key");
     h.set_target_kms_access(&[key, own_key.clone()])
         .await
         .expect("target IAM");

@@ -1,0 +1,102 @@
+//! `amishare demo`: the mission's five steps on the simulation.
+
+use crate::amishare;
+
+#[test]
+fn demo_prints_the_five_steps_and_ends_running() {
+    let out = amishare(&["demo"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in 1..=5 {
+        assert!(
+            stdout.contains(&format!("Step {step} (")),
+            "step {step} missing:\n{stdout}"
+        );
+    }
+    for action in [
+        "create-key",
+        "create-alias",
+        "key-policy",
+        "create-image",
+        "copy-image",
+        "verify-snapshots",
+        "launch-permission",
+        "volume-permission",
+        "describe-key",
+        "run-instances",
+    ] {
+        assert!(stdout.contains(action), "{action} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("alias/cross-ami"), "{stdout}");
+    assert!(
+        stdout.contains("arn:aws:iam::222222222222:user/b-user"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("is running in 222222222222"), "{stdout}");
+}
+
+#[test]
+fn demo_json_is_the_whole_report() {
+    let out = amishare(&["demo", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let shared = &report["share"]["regions"][0];
+    let key = shared["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("arn:aws:kms:ap-northeast-1:111111111111:key/"),
+        "{key}"
+    );
+    let snapshots = shared["snapshots"].as_object().unwrap();
+    assert!(!snapshots.is_empty());
+    assert!(
+        snapshots.values().all(|k| k == key),
+        "every snapshot uses the key"
+    );
+    assert_eq!(report["accept"]["launch"]["state"], "running");
+    assert_eq!(report["accept"]["owner"], "111111111111");
+    let copy_keys = report["accept"]["copy"]["snapshots"].as_object().unwrap();
+    assert!(
+        copy_keys
+            .values()
+            .all(|k| k.as_str().unwrap().contains(":222222222222:key/")),
+        "B's copy uses B's key"
+    );
+    assert!(0.0 < report["simulated"].as_f64().unwrap());
+}
+
+#[test]
+fn same_seed_same_ids_other_seed_other_ids() {
+    let run = |seed: &str| {
+        let out = amishare(&["demo", "--json", "--seed", seed]);
+        assert!(out.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["share"]["regions"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(run("7"), run("7"));
+    assert_ne!(run("7"), run("8"));
+}
+
+#[test]
+fn bad_arguments_exit_2_and_name_the_argument() {
+    let out = amishare(&["demo", "--seed", "eleven"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--seed") && stderr.contains("eleven"),
+        "{stderr}"
+    );
+    let out = amishare(&["share-everything"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,308 @@
+//! [`SimClient`]: KMS, EC2 and STS as one principal sees them.
+
+use std::fmt;
+
+use amishare_core::{
+    AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
+    EbsDefaults, Error, ErrorKind, Grant, GrantId, Image, ImageId, ImageQuery, ImageStore,
+    Instance, InstanceId, KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore, LaunchPermission,
+    PermissionChange, PrincipalArn, Region, Result, RunInstancesRequest, Snapshot, SnapshotId,
+    VolumePermission,
+};
+use async_trait::async_trait;
+
+use crate::log::CallRecord;
+use crate::state::{Ctx, State, Who};
+use crate::world::World;
+
+/// A principal's view of the world: implements both
+/// [`KeyStore`] and [`ImageStore`], authorizing every call as that
+/// principal, and records every call in the world's call log.
+///
+/// Get one with [`World::client`]. Cloning is cheap.
+#[derive(Clone)]
+pub struct SimClient {
+    world: World,
+    arn: PrincipalArn,
+    /// Whose identity policies apply: the principal itself, or the role of a
+    /// role session.
+    identity: PrincipalArn,
+}
+
+impl fmt::Debug for SimClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimClient")
+            .field("principal", &self.arn.as_str())
+            .finish()
+    }
+}
+
+impl SimClient {
+    pub(crate) fn new(world: World, arn: PrincipalArn, identity: PrincipalArn) -> SimClient {
+        SimClient {
+            world,
+            arn,
+            identity,
+        }
+    }
+
+    /// The principal this client acts as.
+    pub fn principal(&self) -> &PrincipalArn {
+        &self.arn
+    }
+
+    /// The world this client acts in.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Runs one operation as this principal and records it.
+    fn call<T>(
+        &self,
+        operation: &'static str,
+        mutating: bool,
+        region: Option<&Region>,
+        run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let now = self.world.now();
+        let mut guard = self.world.lock();
+        let state = &mut *guard;
+        let State {
+            knobs,
+            ids,
+            iam,
+            kms,
+            ec2,
+            log,
+        } = state;
+        let result = match Who::lookup(iam, &self.arn, &self.identity) {
+            Some(who) => {
+                let mut ctx = Ctx {
+                    who,
+                    iam,
+                    kms,
+                    ec2,
+                    ids,
+                    knobs,
+                    now,
+                };
+                run(&mut ctx)
+            }
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("principal {} does not exist in the simulation", self.arn),
+            )),
+        };
+        log.total += 1;
+        if mutating {
+            log.mutating += 1;
+        }
+        if knobs.record_calls {
+            log.records.push(CallRecord {
+                principal: self.arn.clone(),
+                region: region.cloned(),
+                operation,
+                mutating,
+                error: result
+                    .as_ref()
+                    .err()
+                    .map(|err| err.code().unwrap_or("Error").to_owned()),
+            });
+        }
+        tracing::trace!(
+            operation,
+            principal = self.arn.as_str(),
+            ok = result.is_ok(),
+            "simulated call"
+        );
+        result
+    }
+}
+
+#[async_trait]
+impl KeyStore for SimClient {
+    async fn caller(&self) -> Result<Caller> {
+        self.call("sts:GetCallerIdentity", false, None, |ctx| {
+            Ok(Caller {
+                account: ctx.who.account_id().clone(),
+                arn: self.arn.clone(),
+            })
+        })
+    }
+
+    async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
+        self.call("kms:CreateKey", true, Some(region), |ctx| {
+            ctx.create_key(region, request)
+        })
+    }
+
+    async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
+        self.call("kms:DescribeKey", false, Some(region), |ctx| {
+            ctx.describe_key(region, key)
+        })
+    }
+
+    async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
+        self.call("kms:CreateAlias", true, Some(region), |ctx| {
+            ctx.create_alias(region, alias, key)
+        })
+    }
+
+    async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
+        self.call("kms:GetKeyPolicy", false, Some(key.region()), |ctx| {
+            ctx.get_key_policy(key)
+        })
+    }
+
+    async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
+        self.call("kms:PutKeyPolicy", true, Some(key.region()), |ctx| {
+            ctx.put_key_policy(key, policy)
+        })
+    }
+
+    async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
+        self.call("kms:ListGrants", false, Some(key.region()), |ctx| {
+            ctx.list_grants(key)
+        })
+    }
+
+    async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
+        self.call("kms:CreateGrant", true, Some(key.region()), |ctx| {
+            ctx.create_grant(key, request)
+        })
+    }
+
+    async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
+        self.call("kms:RevokeGrant", true, Some(key.region()), |ctx| {
+            ctx.revoke_grant(key, grant)
+        })
+    }
+}
+
+#[async_trait]
+impl ImageStore for SimClient {
+    async fn describe_instances(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> Result<Vec<Instance>> {
+        self.call("ec2:DescribeInstances", false, Some(region), |ctx| {
+            ctx.describe_instances(region, ids)
+        })
+    }
+
+    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
+        self.call("ec2:CreateImage", true, Some(region), |ctx| {
+            ctx.create_image(region, request)
+        })
+    }
+
+    async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
+        self.call("ec2:CopyImage", true, Some(region), |ctx| {
+            ctx.copy_image(region, request)
+        })
+    }
+
+    async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
+        self.call("ec2:DescribeImages", false, Some(region), |ctx| {
+            ctx.describe_images(region, query)
+        })
+    }
+
+    async fn describe_snapshots(
+        &self,
+        region: &Region,
+        ids: &[SnapshotId],
+    ) -> Result<Vec<Snapshot>> {
+        self.call("ec2:DescribeSnapshots", false, Some(region), |ctx| {
+            ctx.describe_snapshots(region, ids)
+        })
+    }
+
+    async fn modify_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        change: &PermissionChange<LaunchPermission>,
+    ) -> Result<()> {
+        self.call("ec2:ModifyImageAttribute", true, Some(region), |ctx| {
+            ctx.modify_launch_permission(region, image, change)
+        })
+    }
+
+    async fn describe_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<LaunchPermission>> {
+        self.call("ec2:DescribeImageAttribute", false, Some(region), |ctx| {
+            ctx.describe_launch_permission(region, image)
+        })
+    }
+
+    async fn modify_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        change: &PermissionChange<VolumePermission>,
+    ) -> Result<()> {
+        self.call("ec2:ModifySnapshotAttribute", true, Some(region), |ctx| {
+            ctx.modify_create_volume_permission(region, snapshot, change)
+        })
+    }
+
+    async fn describe_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<VolumePermission>> {
+        self.call(
+            "ec2:DescribeSnapshotAttribute",
+            false,
+            Some(region),
+            |ctx| ctx.describe_create_volume_permission(region, snapshot),
+        )
+    }
+
+    async fn run_instances(
+        &self,
+        region: &Region,
+        request: &RunInstancesRequest,
+    ) -> Result<Instance> {
+        self.call("ec2:RunInstances", true, Some(region), |ctx| {
+            ctx.run_instances(region, request)
+        })
+    }
+
+    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
+        self.call("ec2:TerminateInstances", true, Some(region), |ctx| {
+            ctx.terminate_instances(region, ids)
+        })
+    }
+
+    async fn deregister_image(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        delete_snapshots: bool,
+    ) -> Result<()> {
+        self.call("ec2:DeregisterImage", true, Some(region), |ctx| {
+            ctx.deregister_image(region, image, delete_snapshots)
+        })
+    }
+
+    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
+        self.call("ec2:DeleteSnapshot", true, Some(region), |ctx| {
+            ctx.delete_snapshot(region, snapshot)
+        })
+    }
+
+    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
+        self.call(
+            "ec2:GetEbsEncryptionByDefault",
+            false,
+            Some(region),
+            |ctx| ctx.ebs_defaults(region),
+        )
+    }
+}

@@ -1,0 +1,511 @@
+//! KMS: key resolution, authorization (key policy + IAM + grants, via
+//! `amishare-policy`), key states, and the operations of [`KeyStore`](amishare_core::KeyStore).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use amishare_core::{
+    AccountId, AliasArn, AliasName, CreateGrantRequest, CreateKeyRequest, Grant, GrantId, KeyArn,
+    KeyId, KeyManager, KeyMetadata, KeyRef, KeyState, PrincipalArn, PrincipalKind, Region, Result,
+};
+use amishare_policy::{evaluate_identity, evaluate_kms, Context, GrantView, Policy, Request};
+
+use crate::errors;
+use crate::ids::IdGen;
+use crate::knobs::Knobs;
+use crate::state::{Ctx, GrantRecord, Iam, Key, Kms, Who};
+
+/// The description KMS gives the AWS managed EBS key.
+const AWS_EBS_DESCRIPTION: &str =
+    "Default key that protects my EBS volumes when no other key is defined";
+
+/// The grant operations KMS accepts for a symmetric encryption key.
+const GRANT_OPERATIONS: [&str; 9] = [
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+];
+
+impl Kms {
+    /// The key an alias points to.
+    pub(crate) fn alias_target(
+        &self,
+        account: &AccountId,
+        region: &Region,
+        alias: &AliasName,
+    ) -> Option<&KeyId> {
+        self.aliases.get(account)?.get(region)?.get(alias)
+    }
+
+    pub(crate) fn aliases_mut(
+        &mut self,
+        account: &AccountId,
+        region: &Region,
+    ) -> &mut BTreeMap<AliasName, KeyId> {
+        self.aliases
+            .entry(account.clone())
+            .or_default()
+            .entry(region.clone())
+            .or_default()
+    }
+
+    /// The AWS managed `aws/ebs` key of an account in a region, created on
+    /// first use as AWS services do.
+    pub(crate) fn aws_ebs_key(
+        &mut self,
+        ids: &mut IdGen,
+        account: &AccountId,
+        region: &Region,
+    ) -> KeyId {
+        let alias = AliasName::aws_ebs();
+        if let Some(id) = self.alias_target(account, region, &alias) {
+            return id.clone();
+        }
+        let id = ids.key();
+        let arn = KeyArn::new(region.clone(), account.clone(), id.clone());
+        let policy = Policy::aws_managed_ebs_key_policy(account.as_str(), region.as_str());
+        let key = Key::new(
+            arn,
+            KeyManager::Aws,
+            AWS_EBS_DESCRIPTION.to_owned(),
+            policy,
+            None,
+        );
+        self.keys.insert(id.clone(), key);
+        self.aliases_mut(account, region).insert(alias, id.clone());
+        id
+    }
+
+    /// A customer managed key, bypassing authorization.
+    pub(crate) fn insert_customer_key(
+        &mut self,
+        ids: &mut IdGen,
+        account: &AccountId,
+        region: &Region,
+        description: &str,
+        policy: Policy,
+        policy_text: Option<String>,
+    ) -> &mut Key {
+        let id = ids.key();
+        let arn = KeyArn::new(region.clone(), account.clone(), id.clone());
+        let key = Key::new(
+            arn,
+            KeyManager::Customer,
+            description.to_owned(),
+            policy,
+            policy_text,
+        );
+        self.keys.entry(id).or_insert(key)
+    }
+
+    /// Resolves a key ARN for a call in `region`.
+    pub(crate) fn resolve_arn(&self, region: &Region, arn: &KeyArn) -> Result<&Key> {
+        if arn.region() != region {
+            return Err(errors::invalid_arn(arn.region()));
+        }
+        match self.keys.get(arn.key_id()) {
+            Some(key) if &key.arn == arn => Ok(key),
+            _ => Err(errors::key_not_found(arn)),
+        }
+    }
+
+    /// Resolves any key reference as KMS does for a caller of `account`
+    /// calling in `region`: IDs and alias names are the caller's own; ARNs
+    /// may name other accounts but must be in `region`.
+    pub(crate) fn resolve(
+        &mut self,
+        ids: &mut IdGen,
+        account: &AccountId,
+        region: &Region,
+        key: &KeyRef,
+    ) -> Result<KeyId> {
+        match key {
+            KeyRef::Id(id) => match self.keys.get(id) {
+                Some(found) if found.arn.account() == account && found.arn.region() == region => {
+                    Ok(id.clone())
+                }
+                _ => Err(errors::key_not_found(&KeyArn::new(
+                    region.clone(),
+                    account.clone(),
+                    id.clone(),
+                ))),
+            },
+            KeyRef::Arn(arn) => self
+                .resolve_arn(region, arn)
+                .map(|key| key.arn.key_id().clone()),
+            KeyRef::Alias(alias) => self.resolve_alias(ids, account, region, account, alias),
+            KeyRef::AliasArn(arn) => {
+                if arn.region() != region {
+                    return Err(errors::invalid_arn(arn.region()));
+                }
+                self.resolve_alias(ids, account, region, arn.account(), arn.alias())
+            }
+        }
+    }
+
+    fn resolve_alias(
+        &mut self,
+        ids: &mut IdGen,
+        caller: &AccountId,
+        region: &Region,
+        owner: &AccountId,
+        alias: &AliasName,
+    ) -> Result<KeyId> {
+        if let Some(id) = self.alias_target(owner, region, alias) {
+            return Ok(id.clone());
+        }
+        if owner == caller && alias == &AliasName::aws_ebs() {
+            return Ok(self.aws_ebs_key(ids, owner, region));
+        }
+        Err(errors::alias_not_found(&AliasArn::new(
+            region.clone(),
+            owner.clone(),
+            alias.clone(),
+        )))
+    }
+}
+
+/// The grants on `key` that can apply to `who` and are already effective.
+fn grant_views<'k>(
+    who: &Who<'_>,
+    key: &'k Key,
+    now: Duration,
+    delay: Duration,
+) -> Vec<GrantView<'k>> {
+    let mut views = Vec::new();
+    if key.grants.is_empty() {
+        return views;
+    }
+    let names = [Some(who.arn), who.role_arn, Some(who.account.root.as_str())];
+    for name in names.into_iter().flatten() {
+        let Some(ids) = key.grants_by_grantee.get(name) else {
+            continue;
+        };
+        for grant in ids.iter().filter_map(|id| key.grants.get(id)) {
+            if grant.created_at + delay <= now {
+                views.push(GrantView {
+                    grant_id: grant.id.as_str(),
+                    grantee: &grant.grantee,
+                    operations: &grant.operations,
+                });
+            }
+        }
+    }
+    views
+}
+
+/// Whether `who` may perform every one of `actions` on `key` in `context`;
+/// on a denial, KMS's message for the first action denied.
+pub(crate) fn kms_allows(
+    who: &Who<'_>,
+    key: &Key,
+    actions: &[&str],
+    context: Context,
+    now: Duration,
+    knobs: &Knobs,
+) -> std::result::Result<(), String> {
+    let grants = grant_views(who, key, now, knobs.grant_propagation_delay);
+    let mut request = Request {
+        caller: who.caller(),
+        action: "",
+        resource: &key.arn_text,
+        resource_account: key.arn.account().as_str(),
+        context,
+    };
+    for action in actions {
+        request.action = action;
+        let decision = evaluate_kms(&request, &key.policy, &who.policies, &grants);
+        if !decision.is_allowed() {
+            return Err(decision.denial_message(&request));
+        }
+    }
+    Ok(())
+}
+
+/// KMS's answer to a cryptographic operation or `CreateGrant` on a key that
+/// is not enabled.
+pub(crate) fn require_enabled(key: &Key, knobs: &Knobs) -> Result<()> {
+    match key.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(errors::key_disabled(&key.arn)),
+        KeyState::PendingDeletion => Err(errors::key_pending_deletion(&key.arn, knobs)),
+    }
+}
+
+/// The checks KMS applies to a key policy in `CreateKey` and `PutKeyPolicy`.
+pub(crate) fn validate_policy(
+    text: &str,
+    owner: &AccountId,
+    caller: &str,
+    iam: &Iam,
+) -> Result<Policy> {
+    if text.len() > amishare_policy::MAX_POLICY_BYTES {
+        return Err(errors::policy_too_large(text.len()));
+    }
+    let policy = Policy::parse(text).map_err(|err| errors::malformed_policy(err.to_string()))?;
+    let principals = policy
+        .statements
+        .iter()
+        .flat_map(|st| st.principal.iter().chain(st.not_principal.iter()))
+        .flat_map(|principal| principal.aws());
+    for entry in principals {
+        if !principal_exists(entry, iam) {
+            return Err(errors::malformed_policy(
+                "Policy contains a statement with one or more invalid principals.",
+            ));
+        }
+    }
+    if amishare_policy::check_lockout(&policy, owner.as_str(), caller).is_err() {
+        return Err(errors::malformed_policy(
+            "The new key policy will not allow you to update the key policy in the future.",
+        ));
+    }
+    Ok(policy)
+}
+
+/// Whether a key-policy principal names something KMS accepts: everyone, an
+/// account (existing or not), or a user or role that exists.
+fn principal_exists(entry: &str, iam: &Iam) -> bool {
+    if entry == "*" || AccountId::parse(entry).is_ok() {
+        return true;
+    }
+    let Ok(arn) = PrincipalArn::parse(entry) else {
+        return false;
+    };
+    let name = match arn.kind() {
+        PrincipalKind::Root => return true,
+        PrincipalKind::User | PrincipalKind::Role => arn,
+        PrincipalKind::AssumedRole => match arn.role_arn() {
+            Some(role) => role,
+            None => return false,
+        },
+    };
+    iam.accounts
+        .get(name.account())
+        .is_some_and(|account| account.principals.contains_key(name.as_str()))
+}
+
+/// The context of a grant operation a principal calls directly (not through
+/// an AWS service).
+fn direct_grant_context() -> Context {
+    Context::new().with_bool("kms:GrantIsForAWSResource", false)
+}
+
+impl Ctx<'_> {
+    /// Authorizes a direct KMS call on `key`.
+    fn authorize_kms(&self, key: &Key, action: &str, context: Context) -> Result<()> {
+        kms_allows(&self.who, key, &[action], context, self.now, self.knobs)
+            .map_err(errors::kms_access_denied)
+    }
+
+    /// Authorizes an action that only IAM policies govern.
+    pub(crate) fn authorize_identity(
+        &self,
+        action: &str,
+        resource: &str,
+    ) -> std::result::Result<(), String> {
+        if self.who.is_unrestricted() {
+            return Ok(());
+        }
+        let request = Request {
+            caller: self.who.caller(),
+            action,
+            resource,
+            resource_account: self.who.account_id().as_str(),
+            context: Context::new(),
+        };
+        let decision = evaluate_identity(&request, &self.who.policies);
+        if decision.is_allowed() {
+            Ok(())
+        } else {
+            Err(decision.denial_message(&request))
+        }
+    }
+
+    /// Resolves a key ARN named by a grant or policy operation (its region is
+    /// the call's region).
+    fn key_by_arn(&self, arn: &KeyArn) -> Result<&Key> {
+        self.kms.resolve_arn(arn.region(), arn)
+    }
+
+    pub(crate) fn create_key(
+        &mut self,
+        region: &Region,
+        request: &CreateKeyRequest,
+    ) -> Result<KeyMetadata> {
+        self.authorize_identity("kms:CreateKey", "*")
+            .map_err(errors::kms_access_denied)?;
+        let owner = self.who.account_id();
+        let (policy, text) = match &request.policy {
+            Some(text) => (
+                validate_policy(text, owner, self.who.arn, self.iam)?,
+                Some(text.clone()),
+            ),
+            None => (Policy::default_key_policy(owner.as_str()), None),
+        };
+        let key = self.kms.insert_customer_key(
+            self.ids,
+            owner,
+            region,
+            &request.description,
+            policy,
+            text,
+        );
+        key.tags = request.tags.clone();
+        Ok(key.metadata())
+    }
+
+    pub(crate) fn describe_key(&mut self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
+        let id = self
+            .kms
+            .resolve(self.ids, self.who.account_id(), region, key)?;
+        let key = &self.kms.keys[&id];
+        self.authorize_kms(key, "kms:DescribeKey", Context::new())?;
+        Ok(key.metadata())
+    }
+
+    pub(crate) fn create_alias(
+        &mut self,
+        region: &Region,
+        alias: &AliasName,
+        key_id: &KeyId,
+    ) -> Result<()> {
+        if alias.is_aws_reserved() {
+            return Err(self.knobs.reserved_alias.to_error(alias.as_str()));
+        }
+        let account = self.who.account_id();
+        let id = self
+            .kms
+            .resolve(self.ids, account, region, &KeyRef::Id(key_id.clone()))?;
+        let key = &self.kms.keys[&id];
+        self.authorize_kms(key, "kms:CreateAlias", Context::new())?;
+        if key.state == KeyState::PendingDeletion {
+            return Err(errors::pending_deletion_with(
+                &key.arn,
+                "KMSInvalidStateException",
+            ));
+        }
+        if self.kms.alias_target(account, region, alias).is_some() {
+            return Err(errors::alias_exists(&AliasArn::new(
+                region.clone(),
+                account.clone(),
+                alias.clone(),
+            )));
+        }
+        self.kms
+            .aliases_mut(account, region)
+            .insert(alias.clone(), id);
+        Ok(())
+    }
+
+    pub(crate) fn get_key_policy(&mut self, arn: &KeyArn) -> Result<String> {
+        let key = self.key_by_arn(arn)?;
+        self.authorize_kms(key, "kms:GetKeyPolicy", Context::new())?;
+        Ok(key.policy_document())
+    }
+
+    pub(crate) fn put_key_policy(&mut self, arn: &KeyArn, text: &str) -> Result<()> {
+        let key = self.key_by_arn(arn)?;
+        self.authorize_kms(key, "kms:PutKeyPolicy", Context::new())?;
+        let policy = validate_policy(text, key.arn.account(), self.who.arn, self.iam)?;
+        let key = self
+            .kms
+            .keys
+            .get_mut(arn.key_id())
+            .expect("the key was just resolved");
+        key.policy = policy;
+        key.policy_text = Some(text.to_owned());
+        Ok(())
+    }
+
+    pub(crate) fn list_grants(&mut self, arn: &KeyArn) -> Result<Vec<Grant>> {
+        let key = self.key_by_arn(arn)?;
+        self.authorize_kms(key, "kms:ListGrants", direct_grant_context())?;
+        let mut grants: Vec<&GrantRecord> = key.grants.values().collect();
+        grants.sort_by_key(|grant| grant.seq);
+        Ok(grants
+            .into_iter()
+            .map(|grant| Grant {
+                id: grant.id.clone(),
+                name: grant.name.clone(),
+                grantee: grant.grantee.clone(),
+                operations: grant.operations.clone(),
+                issuing_account: grant.issuing_account.clone(),
+            })
+            .collect())
+    }
+
+    pub(crate) fn create_grant(
+        &mut self,
+        arn: &KeyArn,
+        request: &CreateGrantRequest,
+    ) -> Result<GrantId> {
+        let key = self.key_by_arn(arn)?;
+        if request.operations.is_empty() {
+            return Err(errors::validation(format!(
+                "1 validation error detected: Value at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1 (key {arn})"
+            )));
+        }
+        if let Some(bad) = request
+            .operations
+            .iter()
+            .find(|op| !GRANT_OPERATIONS.contains(&op.as_str()))
+        {
+            return Err(errors::validation(format!(
+                "Grant operation {bad} is not valid for the symmetric encryption key {arn}"
+            )));
+        }
+        let context = direct_grant_context()
+            .with_values("kms:GrantOperations", request.operations.clone())
+            .with("kms:GranteePrincipal", request.grantee.as_str());
+        self.authorize_kms(key, "kms:CreateGrant", context)?;
+        require_enabled(key, self.knobs)?;
+        if let Some(name) = &request.name {
+            let existing = key.grants.values().find(|grant| {
+                grant.name.as_deref() == Some(name.as_str())
+                    && grant.grantee == request.grantee.as_str()
+                    && grant.operations == request.operations
+            });
+            if let Some(existing) = existing {
+                return Ok(existing.id.clone());
+            }
+        }
+        let id = self.ids.grant();
+        let grant = GrantRecord {
+            id: id.clone(),
+            seq: 0,
+            name: request.name.clone(),
+            grantee: request.grantee.as_str().to_owned(),
+            operations: request.operations.clone(),
+            issuing_account: self.who.account_id().clone(),
+            created_at: self.now,
+        };
+        self.kms
+            .keys
+            .get_mut(arn.key_id())
+            .expect("the key was just resolved")
+            .add_grant(grant);
+        Ok(id)
+    }
+
+    pub(crate) fn revoke_grant(&mut self, arn: &KeyArn, grant: &GrantId) -> Result<()> {
+        let key = self.key_by_arn(arn)?;
+        self.authorize_kms(key, "kms:RevokeGrant", direct_grant_context())?;
+        let removed = self
+            .kms
+            .keys
+            .get_mut(arn.key_id())
+            .expect("the key was just resolved")
+            .remove_grant(grant);
+        match removed {
+            Some(_) => Ok(()),
+            None => Err(self.knobs.unknown_grant.to_error(grant.as_str())),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The mission's walkthrough as a ready-made world and one call: account A
+//! shares an encrypted AMI with a user of account B in ap-northeast-1, and B
+//! launches it and copies it under its own key.
+//!
+//! `amishare demo` prints it; the `seed_flow` benchmark measures it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amishare_core::{
+    AcceptReport, AcceptRequest, AccountId, AliasName, CopyKey, Flow, ImageSource, InstanceId,
+    KeyChoice, LaunchOptions, Narrowing, PrincipalArn, Region, Result, ShareReport, ShareRequest,
+    Sharer, Target,
+};
+use serde::Serialize;
+
+use crate::world::{VolumeEncryption, VolumeSeed, World};
+
+/// The owner account, A.
+pub const OWNER_ACCOUNT: &str = "111111111111";
+/// The target account, B.
+pub const TARGET_ACCOUNT: &str = "222222222222";
+/// The region of the walkthrough.
+pub const REGION: &str = "ap-northeast-1";
+/// The alias of the key the walkthrough creates.
+pub const KEY_ALIAS: &str = "alias/cross-ami";
+
+/// The owner administrator's identity policy: everything, as a console administrator has.
+const OWNER_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Admin","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+/// The target user's identity policy: EC2, and the KMS actions a launch and a copy need on A's keys.
+const TARGET_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Sid": "UseEc2", "Effect": "Allow", "Action": "ec2:*", "Resource": "*"},
+    {
+      "Sid": "UseSharedAmiKeys",
+      "Effect": "Allow",
+      "Action": ["kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"],
+      "Resource": "arn:aws:kms:ap-northeast-1:111111111111:key/*"
+    }
+  ]
+}"#;
+
+/// The walkthrough's world, ready to run.
+#[derive(Debug, Clone)]
+pub struct SeedWorld {
+    /// The world.
+    pub world: World,
+    /// A's administrator, who shares.
+    pub owner: PrincipalArn,
+    /// B's user, named in the key policy, who launches.
+    pub target: PrincipalArn,
+    /// The region.
+    pub region: Region,
+    /// A's running instance (the walkthrough's `cross-test` source).
+    pub instance: InstanceId,
+}
+
+impl SeedWorld {
+    /// Builds the world: both accounts, A's administrator, B's user with its
+    /// IAM policy, and A's running instance with an 8 GiB unencrypted root volume.
+    pub fn new(seed: u64) -> Result<SeedWorld> {
+        let world = World::new(seed);
+        let owner_account = AccountId::parse(OWNER_ACCOUNT)?;
+        let target_account = AccountId::parse(TARGET_ACCOUNT)?;
+        let region = Region::parse(REGION)?;
+        world.add_account(&owner_account)?;
+        world.add_account(&target_account)?;
+        let owner = world.add_user(&owner_account, "a-admin", &[OWNER_POLICY])?;
+        let target = world.add_user(&target_account, "b-user", &[TARGET_POLICY])?;
+        let mut root = VolumeSeed::root(VolumeEncryption::Unencrypted);
+        root.volume_type = "gp2".to_owned();
+        let instance = world.seed_instance(&owner_account, &region, &[root])?;
+        Ok(SeedWorld {
+            world,
+            owner,
+            target,
+            region,
+            instance,
+        })
+    }
+
+    /// The owner side of the walkthrough: steps 1 to 3.
+    pub fn share_request(&self) -> ShareRequest {
+        ShareRequest {
+            source: ImageSource::Instance(self.instance.clone()),
+            source_region: self.region.clone(),
+            regions: Vec::new(),
+            key: KeyChoice::Create(AliasName::parse(KEY_ALIAS).expect("valid alias")),
+            targets: vec![Target::Principal(self.target.clone())],
+            volume_permission: true,
+            name: Some("cross-test-encrypted".to_owned()),
+            narrowing: Narrowing::default(),
+        }
+    }
+
+    /// Runs the five steps: A shares, B checks the key, launches (keeping the
+    /// instance running) and copies the image under its own default key.
+    pub async fn run(&self) -> Result<SeedFlowReport> {
+        let start = self.world.now();
+        let owner = self.world.client(&self.owner)?;
+        let owner = Arc::new(owner);
+        let share = Flow::new(owner.clone(), owner, Arc::new(self.world.clock()))
+            .share(&self.share_request())
+            .await?;
+        let shared = &share.regions[0];
+        let target = Arc::new(self.world.client(&self.target)?);
+        let accept = Flow::new(target.clone(), target, Arc::new(self.world.clock()))
+            .accept(&AcceptRequest {
+                image: shared.image.clone(),
+                region: self.region.clone(),
+                keys: vec![shared.key.clone()],
+                launch: Some(LaunchOptions {
+                    keep: true,
+                    ..LaunchOptions::default()
+                }),
+                copy: Some(CopyKey::AccountDefault),
+                copy_name: None,
+            })
+            .await?;
+        Ok(SeedFlowReport {
+            owner: self.owner.clone(),
+            target: self.target.clone(),
+            region: self.region.clone(),
+            share,
+            accept,
+            simulated: self.world.now().saturating_sub(start),
+        })
+    }
+}
+
+/// Everything the walkthrough did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedFlowReport {
+    /// A's administrator.
+    pub owner: PrincipalArn,
+    /// B's user.
+    pub target: PrincipalArn,
+    /// The region.
+    pub region: Region,
+    /// Steps 1 to 3, the owner side.
+    pub share: ShareReport,
+    /// Steps 4 and 5, the target side.
+    pub accept: AcceptReport,
+    /// Simulated time the flow took.
+    #[serde(serialize_with = "seconds")]
+    pub simulated: Duration,
+}
+
+fn seconds<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}

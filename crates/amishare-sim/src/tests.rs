@@ -1,0 +1,226 @@
+//! Unit tests of the simulation internals.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use amishare_core::{
+    AccountId, ErrorKind, ImageId, InstanceState, KeyArn, KeyManager, KeyStore, Region, StateReason,
+};
+use amishare_policy::Policy;
+
+use crate::ids::IdGen;
+use crate::knobs::{ErrorSpec, Knobs};
+use crate::state::{Account, GrantRecord, InstanceRecord, Key};
+use crate::world::parse_org_path;
+use crate::World;
+
+fn account(id: &str) -> AccountId {
+    AccountId::parse(id).unwrap()
+}
+
+fn region() -> Region {
+    Region::parse("ap-northeast-1").unwrap()
+}
+
+#[test]
+fn splitmix64_matches_the_reference_sequence() {
+    let mut ids = IdGen::new(0);
+    assert_eq!(ids.next_u64(), 0xe220_a839_7b1d_cdaf);
+    assert_eq!(ids.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+    let mut ids = IdGen::new(1234567);
+    assert_eq!(ids.next_u64(), 0x599e_d017_fb08_fc85);
+}
+
+#[test]
+fn generated_ids_have_aws_shapes_and_do_not_repeat() {
+    let mut ids = IdGen::new(9);
+    let image = ids.image();
+    assert!(image.as_str().starts_with("ami-0") && image.as_str().len() == 4 + 17);
+    assert_eq!(ids.snapshot().as_str().len(), 5 + 17);
+    assert_eq!(ids.volume().as_str().len(), 4 + 17);
+    assert_eq!(ids.instance().as_str().len(), 2 + 17);
+    let key = ids.key();
+    let groups: Vec<&str> = key.as_str().split('-').collect();
+    assert_eq!(
+        groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+        vec![8, 4, 4, 4, 12]
+    );
+    assert!(groups[2].starts_with('4'), "version 4: {key}");
+    assert_eq!(ids.grant().as_str().len(), 64);
+    let many: BTreeSet<ImageId> = (0..1000).map(|_| ids.image()).collect();
+    assert_eq!(many.len(), 1000);
+}
+
+#[test]
+fn org_paths_are_checked() {
+    assert_eq!(
+        parse_org_path("o-abcdef1234/r-ab12/").unwrap(),
+        "o-abcdef1234"
+    );
+    assert_eq!(
+        parse_org_path("o-abcdef1234/r-ab12/ou-ab12-11111111/").unwrap(),
+        "o-abcdef1234"
+    );
+    for bad in [
+        "o-abcdef1234/r-ab12",
+        "r-ab12/o-abcdef1234/",
+        "o-abcdef1234/",
+        "o-abcdef1234/r-ab12/x/",
+        "o-a/r-ab12/",
+    ] {
+        let err = parse_org_path(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+        assert!(err.message().contains(bad), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn ou_membership_covers_every_ancestor() {
+    let mut member = Account::new(account("111111111111"));
+    member.org_id = Some("o-abcdef1234".into());
+    member.org_paths = vec!["o-abcdef1234/r-ab12/ou-ab12-11111111/ou-ab12-22222222/".into()];
+    assert!(member.in_ou("o-abcdef1234", "ou-ab12-11111111"));
+    assert!(member.in_ou("o-abcdef1234", "ou-ab12-22222222"));
+    assert!(!member.in_ou("o-abcdef1234", "ou-ab12-33333333"));
+    assert!(!member.in_ou("o-zzzzzzzzzz", "ou-ab12-11111111"));
+}
+
+#[test]
+fn instance_state_follows_its_timeline() {
+    let mut ids = IdGen::new(1);
+    let secs = Duration::from_secs;
+    let reason = StateReason {
+        code: "Server.InternalError".into(),
+        message: "Client.InternalError: Client error on launch".into(),
+    };
+    let record = InstanceRecord {
+        id: ids.instance(),
+        owner: account("111111111111"),
+        region: region(),
+        image: ids.image(),
+        timeline: vec![
+            (secs(10), InstanceState::Pending),
+            (secs(25), InstanceState::ShuttingDown),
+            (secs(40), InstanceState::Terminated),
+        ],
+        reason: Some((secs(25), reason.clone())),
+        failure_detail: None,
+        volumes: Vec::new(),
+        grants: Vec::new(),
+    };
+    let at = |t| (record.state(secs(t)), record.state_reason(secs(t)));
+    assert_eq!(at(10), (InstanceState::Pending, None));
+    assert_eq!(at(24), (InstanceState::Pending, None));
+    assert_eq!(at(25), (InstanceState::ShuttingDown, Some(reason.clone())));
+    assert_eq!(at(39), (InstanceState::ShuttingDown, Some(reason.clone())));
+    assert_eq!(at(1000), (InstanceState::Terminated, Some(reason)));
+}
+
+#[test]
+fn grants_stay_indexed_by_grantee() {
+    let mut ids = IdGen::new(3);
+    let owner = account("111111111111");
+    let arn = KeyArn::new(region(), owner.clone(), ids.key());
+    let policy = Policy::default_key_policy(owner.as_str());
+    let mut key = Key::new(arn, KeyManager::Customer, String::new(), policy, None);
+    let grant = |id, grantee: &str| GrantRecord {
+        id,
+        seq: 99,
+        name: None,
+        grantee: grantee.to_owned(),
+        operations: vec!["Decrypt".into()],
+        issuing_account: owner.clone(),
+        created_at: Duration::ZERO,
+    };
+    let (g1, g2, g3) = (ids.grant(), ids.grant(), ids.grant());
+    key.add_grant(grant(g1.clone(), "arn:aws:iam::222222222222:root"));
+    key.add_grant(grant(g2.clone(), "arn:aws:iam::222222222222:root"));
+    key.add_grant(grant(g3.clone(), "arn:aws:iam::333333333333:root"));
+    assert_eq!(key.grants[&g1].seq, 0);
+    assert_eq!(key.grants[&g3].seq, 2);
+    assert_eq!(
+        key.grants_by_grantee["arn:aws:iam::222222222222:root"],
+        vec![g1.clone(), g2.clone()]
+    );
+    assert!(key.remove_grant(&g1).is_some());
+    assert!(key.remove_grant(&g1).is_none());
+    key.remove_grant(&g2);
+    assert!(!key
+        .grants_by_grantee
+        .contains_key("arn:aws:iam::222222222222:root"));
+    assert_eq!(key.grants.len(), 1);
+}
+
+#[test]
+fn error_specs_name_the_input() {
+    let spec = ErrorSpec::new(
+        ErrorKind::AccessDenied,
+        "AuthFailure",
+        "Not authorized for {id}",
+    );
+    let err = spec.to_error("image:ami-0123456789abcdef0");
+    assert_eq!(err.code(), Some("AuthFailure"));
+    assert_eq!(err.kind(), ErrorKind::AccessDenied);
+    assert_eq!(
+        err.message(),
+        "Not authorized for image:ami-0123456789abcdef0"
+    );
+}
+
+#[test]
+fn default_knobs_follow_the_spec() {
+    let knobs = Knobs::default();
+    assert_eq!(knobs.create_image_time, Duration::from_secs(180));
+    assert_eq!(knobs.copy_image_base_time, Duration::from_secs(240));
+    assert_eq!(knobs.copy_image_time_per_gib, Duration::from_secs(10));
+    assert_eq!(knobs.instance_boot_time, Duration::from_secs(40));
+    assert_eq!(
+        knobs.failed_launch_shutting_down_after,
+        Duration::from_secs(15)
+    );
+    assert_eq!(
+        knobs.failed_launch_terminated_after,
+        Duration::from_secs(30)
+    );
+    assert_eq!(knobs.launch_kms_failure.code, "Server.InternalError");
+    assert_eq!(
+        knobs.launch_kms_failure.message,
+        "Client.InternalError: Client error on launch"
+    );
+    assert_eq!(knobs.launch_key_state_failure, knobs.launch_kms_failure);
+    assert_eq!(
+        knobs.kms_key_without_encrypted.code,
+        "InvalidParameterDependency"
+    );
+    assert_eq!(knobs.launch_permission_quota, 1000);
+    assert!(knobs.record_calls);
+}
+
+#[test]
+fn counters_survive_when_recording_is_off() {
+    let world = World::with_knobs(
+        5,
+        Knobs {
+            record_calls: false,
+            ..Knobs::default()
+        },
+    );
+    let owner = account("111111111111");
+    let root = world.add_account(&owner).unwrap();
+    let client = world.client(&root).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        client
+            .create_key(&region(), &Default::default())
+            .await
+            .unwrap();
+        client.caller().await.unwrap();
+    });
+    assert!(world.calls().is_empty());
+    assert_eq!(world.call_count(), 2);
+    assert_eq!(world.mutating_calls(), 1);
+}

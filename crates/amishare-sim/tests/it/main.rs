@@ -1,0 +1,11 @@
+//! Integration tests of the simulated AWS, at the level of the
+//! `KeyStore` / `ImageStore` traits.
+
+mod b13;
+mod conformance;
+mod determinism;
+mod ec2;
+mod fixture;
+mod kms;
+mod seed_flow;
+mod time;

@@ -1,0 +1,150 @@
+//! Virtual time: states change lazily when read.
+
+use std::time::{Duration, Instant};
+
+use amishare_core::{Clock, ImageState, ImageStore, InstanceState, SnapshotState};
+use amishare_sim::{Knobs, VolumeEncryption, VolumeSeed};
+
+use crate::fixture::{secs, Fx};
+
+#[tokio::test(start_paused = true)]
+async fn images_and_instances_change_state_at_their_times() {
+    let fx = Fx::new();
+    let instance = fx
+        .world
+        .seed_instance(
+            &fx.a,
+            &fx.region,
+            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
+        )
+        .unwrap();
+    let request = amishare_core::CreateImageRequest {
+        instance,
+        name: "timed".into(),
+        tags: Default::default(),
+    };
+    let image = fx.owner.create_image(&fx.region, &request).await.unwrap();
+    fx.advance(179);
+    assert_eq!(
+        fx.image_of(&fx.owner, &image).await.state,
+        ImageState::Pending
+    );
+    assert_eq!(
+        fx.snapshots_of(&fx.owner, &image).await[0].state,
+        SnapshotState::Pending
+    );
+    fx.advance(1);
+    assert_eq!(
+        fx.image_of(&fx.owner, &image).await.state,
+        ImageState::Available
+    );
+    assert_eq!(
+        fx.snapshots_of(&fx.owner, &image).await[0].state,
+        SnapshotState::Completed
+    );
+
+    // A copy takes 4 minutes plus 10 seconds per GiB: 320 s for 8 GiB.
+    let key = fx.cmk().await;
+    let copy = fx
+        .owner
+        .copy_image(
+            &fx.region,
+            &fx.copy_request(&image, "timed-copy", Some(&key)),
+        )
+        .await
+        .unwrap();
+    fx.advance(319);
+    assert_eq!(
+        fx.image_of(&fx.owner, &copy).await.state,
+        ImageState::Pending
+    );
+    fx.advance(1);
+    assert_eq!(
+        fx.image_of(&fx.owner, &copy).await.state,
+        ImageState::Available
+    );
+
+    let launched = fx.launch(&fx.owner, &copy).await;
+    fx.advance(39);
+    assert_eq!(
+        fx.instance(&fx.owner, &launched.id).await.state,
+        InstanceState::Pending
+    );
+    fx.advance(1);
+    assert_eq!(
+        fx.instance(&fx.owner, &launched.id).await.state,
+        InstanceState::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timings_are_knobs() {
+    let fx = Fx::new();
+    fx.world.set_knobs(Knobs {
+        create_image_time: secs(10),
+        ..Knobs::default()
+    });
+    let instance = fx
+        .world
+        .seed_instance(
+            &fx.a,
+            &fx.region,
+            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
+        )
+        .unwrap();
+    let request = amishare_core::CreateImageRequest {
+        instance,
+        name: "quick".into(),
+        tags: Default::default(),
+    };
+    let image = fx.owner.create_image(&fx.region, &request).await.unwrap();
+    fx.advance(10);
+    assert_eq!(
+        fx.image_of(&fx.owner, &image).await.state,
+        ImageState::Available
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_clock_sleeps_in_virtual_time() {
+    let fx = Fx::new();
+    let clock = fx.world.clock();
+    let started = Instant::now();
+    let before = clock.now();
+    let instance = fx
+        .world
+        .seed_instance(
+            &fx.a,
+            &fx.region,
+            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
+        )
+        .unwrap();
+    let request = amishare_core::CreateImageRequest {
+        instance,
+        name: "slept".into(),
+        tags: Default::default(),
+    };
+    let image = fx.owner.create_image(&fx.region, &request).await.unwrap();
+    clock.sleep(Duration::from_secs(3 * 60)).await;
+    assert!(clock.now() - before >= Duration::from_secs(180));
+    assert_eq!(
+        fx.image_of(&fx.owner, &image).await.state,
+        ImageState::Available
+    );
+    // World::advance moves the same clock.
+    let now = clock.now();
+    fx.world.advance(secs(5));
+    assert!(clock.now() >= now + secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no real waiting"
+    );
+}
+
+#[test]
+fn advance_works_without_a_runtime() {
+    let fx = Fx::new();
+    let before = fx.world.now();
+    fx.world.advance(secs(3600));
+    assert!(fx.world.now() >= before + secs(3600));
+}
