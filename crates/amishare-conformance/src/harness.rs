@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use amishare_core::{
-    AccountId, Clock, ImageStore, InstanceId, KeyArn, KeyState, KeyStore, PrincipalArn, Region,
-    Result,
+    AccountId, Clock, ImageStore, InstanceId, KeyArn, KeyState, KeyStore, OrganizationArn, OuArn,
+    PrincipalArn, Region, Result,
 };
 
 /// One side of the flow: stores acting as one principal.
@@ -87,6 +87,9 @@ pub trait Harness: Send + Sync {
 
     /// The clock that waits run on.
     fn clock(&self) -> Arc<dyn Clock>;
+
+    /// The organization and OU the target account belongs to, if the backend models organizations.
+    fn target_organization(&self) -> Option<(OrganizationArn, OuArn)>;
 
     /// A running instance in the owner account, with one volume per seed.
     async fn seed_instance(&self, volumes: &[VolumeSeed]) -> Result<InstanceId>;

@@ -54,6 +54,8 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         }),
         ("snapshot_in_use", |h| Box::pin(snapshot_in_use(h))),
         ("snapshot_key_gate", |h| Box::pin(snapshot_key_gate(h))),
+        ("multi_region_share", |h| Box::pin(multi_region_share(h))),
+        ("organization_share", |h| Box::pin(organization_share(h))),
     ]
 }
 

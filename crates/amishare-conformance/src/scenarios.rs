@@ -803,6 +803,117 @@ pub async fn snapshot_key_gate(h: &dyn Harness) -> Coverage {
     coverage
 }
 
+/// One share in two regions: one key per region (created by alias), a copy
+/// under each region's key, every snapshot verified against its own region's key.
+pub async fn multi_region_share(h: &dyn Harness) -> Coverage {
+    let owner = h.owner();
+    let region = h.region();
+    let other = h.other_region();
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let mut request = seed_share(h, instance, unique_alias(h, "regions"), true);
+    request.regions = vec![region.clone(), other.clone()];
+    let report = flow(h, &owner)
+        .share(&request)
+        .await
+        .expect("share in two regions");
+    assert_eq!(report.regions.len(), 2);
+    let mut keys = Vec::new();
+    for (shared, expected) in report.regions.iter().zip([&region, &other]) {
+        assert_eq!(&shared.region, expected);
+        assert_eq!(shared.key.region(), expected, "one key per region");
+        assert!(!shared.snapshots.is_empty());
+        assert!(shared.snapshots.values().all(|k| *k == shared.key));
+        let images = owner
+            .images
+            .describe_images(expected, &ImageQuery::ids([shared.image.clone()]))
+            .await
+            .expect("the copy is in its region");
+        assert_eq!(images[0].state, ImageState::Available);
+        keys.push(shared.key.clone());
+    }
+    assert_ne!(keys[0], keys[1]);
+    let again = flow(h, &owner)
+        .share(&request)
+        .await
+        .expect("rerun in two regions");
+    assert_eq!(again.mutating_calls, 0, "{:#?}", again.steps);
+    Coverage::default()
+}
+
+/// Sharing with an organization: launch permission for the organization, a
+/// key-policy statement on `aws:PrincipalOrgID`, and a member account's
+/// principal launches the image.
+pub async fn organization_share(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let Some((org, _ou)) = h.target_organization() else {
+        coverage.skip("organization share", "the backend models no organizations");
+        return coverage;
+    };
+    let owner = h.owner();
+    let region = h.region();
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let mut request = seed_share(h, instance, unique_alias(h, "org"), true);
+    request.targets = vec![Target::Organization(org.clone())];
+    let report = flow(h, &owner)
+        .share(&request)
+        .await
+        .expect("share with the organization");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("create-volume permission")),
+        "create-volume permission cannot name an organization: {:?}",
+        report.warnings
+    );
+    let shared = &report.regions[0];
+    assert_eq!(
+        shared.launch_permissions,
+        vec![LaunchPermission::Organization(org.clone())]
+    );
+    let policy = owner
+        .keys
+        .get_key_policy(&shared.key)
+        .await
+        .expect("policy");
+    assert!(
+        policy.contains("aws:PrincipalOrgID") && policy.contains(org.org_id()),
+        "{policy}"
+    );
+    if !h.capabilities().cross_account_visibility || !h.capabilities().enforces_key_policy {
+        coverage.skip(
+            "member launches",
+            "the backend hides shared images or enforces no key policy",
+        );
+        return coverage;
+    }
+    h.set_target_kms_access(std::slice::from_ref(&shared.key))
+        .await
+        .expect("target IAM");
+    let accepted = flow(h, &h.target())
+        .accept(&AcceptRequest {
+            image: shared.image.clone(),
+            region,
+            keys: vec![shared.key.clone()],
+            launch: Some(LaunchOptions::default()),
+            copy: None,
+            copy_name: None,
+        })
+        .await
+        .expect("a member of the organization launches the image");
+    assert_eq!(
+        accepted.launch.expect("launched").state,
+        amishare_core::InstanceState::Running
+    );
+    coverage
+}
+
 fn copy_request(
     h: &dyn Harness,
     image: &amishare_core::ImageId,

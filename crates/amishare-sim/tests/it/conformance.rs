@@ -3,12 +3,17 @@
 use std::sync::Arc;
 
 use amishare_conformance::{Capabilities, Harness, Party, VolumeSeed};
-use amishare_core::{AccountId, Clock, InstanceId, KeyArn, KeyState, PrincipalArn, Region, Result};
+use amishare_core::{
+    AccountId, Clock, InstanceId, KeyArn, KeyState, OrganizationArn, OuArn, PrincipalArn, Region,
+    Result,
+};
 use amishare_sim::{VolumeEncryption, World};
 use async_trait::async_trait;
 
 const OWNER_POLICY: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+/// The target account's place in the owner's organization.
+const ORG_PATH: &str = "o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/";
 const EC2_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"UseEc2","Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#;
 
 /// A fresh world per suite function: A's administrator and B's user in ap-northeast-1.
@@ -24,7 +29,7 @@ impl SimHarness {
         let a = AccountId::parse("111111111111").unwrap();
         let b = AccountId::parse("222222222222").unwrap();
         world.add_account(&a).unwrap();
-        world.add_account(&b).unwrap();
+        world.add_account_in_org(&b, ORG_PATH).unwrap();
         let owner = world.add_user(&a, "a-admin", &[OWNER_POLICY]).unwrap();
         let target = world.add_user(&b, "b-user", &[EC2_ONLY]).unwrap();
         SimHarness {
@@ -56,6 +61,15 @@ impl Harness for SimHarness {
 
     fn other_region(&self) -> Region {
         Region::parse("us-east-1").unwrap()
+    }
+
+    fn target_organization(&self) -> Option<(OrganizationArn, OuArn)> {
+        Some((
+            OrganizationArn::parse("arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5")
+                .unwrap(),
+            OuArn::parse("arn:aws:organizations::111111111111:ou/o-a1b2c3d4e5/ou-ab12-11111111")
+                .unwrap(),
+        ))
     }
 
     fn owner(&self) -> Party {
