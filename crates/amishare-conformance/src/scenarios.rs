@@ -4,16 +4,15 @@
 use std::collections::BTreeMap;
 
 use amishare_core::{
-    AcceptRequest, CopyImageRequest, CopyKey, CreateImageRequest, ErrorKind, ImageQuery,
-    ImageSource, ImageState, KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission,
-    Narrowing, PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest,
-    VolumePermission,
+    AcceptRequest, CopyImageRequest, CopyKey, ErrorKind, ImageQuery, ImageSource, ImageState,
+    KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission, Narrowing, PermissionChange,
+    RegionImage, ShareRequest, Sharer, Target, UnshareRequest, VolumePermission,
 };
 
 use crate::harness::{Coverage, Harness, VolumeSeed};
 use crate::support::{
-    assert_code, assert_terminated_at_launch, flow, manual_share, seed_share, settle_image,
-    target_launch, unique_alias,
+    assert_code, assert_terminated_at_launch, flow, manual_share, owner_image, seed_share,
+    settle_image, target_launch, unique_alias,
 };
 
 /// The seed: share from a running instance under a new key with the target
@@ -31,7 +30,12 @@ pub async fn seed_flow(h: &dyn Harness) -> Coverage {
         .expect("seed instance");
 
     let report = flow(h, &owner)
-        .share(&seed_share(h, instance, unique_alias(h, "seed"), true))
+        .share(&seed_share(
+            h,
+            ImageSource::Instance(instance),
+            unique_alias(h, "seed"),
+            true,
+        ))
         .await
         .expect("the seed share succeeds");
     assert_eq!(report.regions.len(), 1);
@@ -124,7 +128,12 @@ pub async fn rerun_changes_nothing(h: &dyn Harness) -> Coverage {
         .seed_instance(&[VolumeSeed::Unencrypted, VolumeSeed::Unencrypted])
         .await
         .expect("seed instance");
-    let request = seed_share(h, instance, unique_alias(h, "rerun"), true);
+    let request = seed_share(
+        h,
+        ImageSource::Instance(instance),
+        unique_alias(h, "rerun"),
+        true,
+    );
     let first = flow(h, &owner).share(&request).await.expect("first share");
     assert!(0 < first.mutating_calls);
     let calls_before = h.mutating_calls();
@@ -172,7 +181,7 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
         .seed_instance(&[VolumeSeed::Unencrypted])
         .await
         .expect("seed instance");
-    let mut request = seed_share(h, instance, alias, true);
+    let mut request = seed_share(h, ImageSource::Instance(instance), alias, true);
     request.key = KeyChoice::Use(KeyRef::Arn(key.clone()));
     let report = flow(h, &owner).share(&request).await.expect("share");
     let shared = &report.regions[0];
@@ -263,23 +272,9 @@ pub async fn aws_managed_image(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
     let owner = h.owner();
     let region = h.region();
-    let instance = h
-        .seed_instance(&[VolumeSeed::AwsManaged])
+    let image = owner_image(h, &[VolumeSeed::AwsManaged], "aws-managed")
         .await
-        .expect("seed instance");
-    let image = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance: instance.clone(),
-                name: "aws-managed".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    settle_image(h, &owner, &region, &image).await;
+        .id;
     if h.capabilities().encrypts_copies {
         let denied = owner
             .images
@@ -300,8 +295,12 @@ pub async fn aws_managed_image(h: &dyn Harness) -> Coverage {
         );
     }
 
-    let mut request = seed_share(h, instance, unique_alias(h, "awsebs"), false);
-    request.source = ImageSource::Image(image.clone());
+    let mut request = seed_share(
+        h,
+        ImageSource::Image(image.clone()),
+        unique_alias(h, "awsebs"),
+        false,
+    );
     request.key = KeyChoice::Use(KeyRef::Alias(amishare_core::AliasName::aws_ebs()));
     let calls = h.mutating_calls();
     let refused = flow(h, &owner)
@@ -338,23 +337,7 @@ pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
     }
     let owner = h.owner();
     let region = h.region();
-    let instance = h
-        .seed_instance(&[VolumeSeed::AwsManaged])
-        .await
-        .expect("seed instance");
-    let image = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance,
-                name: "aws-managed-snapshot".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    let image = settle_image(h, &owner, &region, &image).await;
+    let image = owner_image(h, &[VolumeSeed::AwsManaged], "aws-managed-snapshot").await;
     let snapshot = &image.block_devices[0].snapshot_id;
     let denied = owner
         .images
@@ -376,23 +359,7 @@ pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
         .await
         .expect("create key")
         .arn;
-    let instance = h
-        .seed_instance(&[VolumeSeed::Key(key)])
-        .await
-        .expect("seed instance");
-    let image = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance,
-                name: "cmk-public".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    let image = settle_image(h, &owner, &region, &image).await;
+    let image = owner_image(h, &[VolumeSeed::Key(key)], "cmk-public").await;
     let public = owner
         .images
         .modify_launch_permission(
@@ -620,23 +587,9 @@ pub async fn copy_with_key_from_other_region(h: &dyn Harness) -> Coverage {
         .await
         .expect("key elsewhere")
         .arn;
-    let instance = h
-        .seed_instance(&[VolumeSeed::Unencrypted])
+    let source = owner_image(h, &[VolumeSeed::Unencrypted], "far-key-source")
         .await
-        .expect("seed instance");
-    let source = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance,
-                name: "far-key-source".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    settle_image(h, &owner, &region, &source).await;
+        .id;
     let copy = owner
         .images
         .copy_image(&region, &copy_request(h, &source, Some(KeyRef::Arn(far))))
@@ -653,23 +606,9 @@ pub async fn invisible_before_share(h: &dyn Harness) -> Coverage {
     let owner = h.owner();
     let target = h.target();
     let region = h.region();
-    let instance = h
-        .seed_instance(&[VolumeSeed::Unencrypted])
+    let image = owner_image(h, &[VolumeSeed::Unencrypted], "not-shared-yet")
         .await
-        .expect("seed instance");
-    let image = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance,
-                name: "not-shared-yet".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    settle_image(h, &owner, &region, &image).await;
+        .id;
     let seen = target
         .images
         .describe_images(&region, &ImageQuery::ids([image.clone()]))
@@ -706,23 +645,7 @@ pub async fn invisible_before_share(h: &dyn Harness) -> Coverage {
 pub async fn snapshot_in_use(h: &dyn Harness) -> Coverage {
     let owner = h.owner();
     let region = h.region();
-    let instance = h
-        .seed_instance(&[VolumeSeed::Unencrypted])
-        .await
-        .expect("seed instance");
-    let image = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance,
-                name: "in-use".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    let image = settle_image(h, &owner, &region, &image).await;
+    let image = owner_image(h, &[VolumeSeed::Unencrypted], "in-use").await;
     let snapshot = &image.block_devices[0].snapshot_id;
     let err = assert_code(
         owner.images.delete_snapshot(&region, snapshot).await,
@@ -749,23 +672,9 @@ pub async fn snapshot_key_gate(h: &dyn Harness) -> Coverage {
         .await
         .expect("other key")
         .arn;
-    let instance = h
-        .seed_instance(&[VolumeSeed::Key(other.clone())])
+    let image = owner_image(h, &[VolumeSeed::Key(other.clone())], "other-key")
         .await
-        .expect("seed instance");
-    let image = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance,
-                name: "other-key".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    settle_image(h, &owner, &region, &image).await;
+        .id;
     let request = ShareRequest {
         source: ImageSource::Image(image.clone()),
         source_region: region.clone(),
@@ -813,7 +722,12 @@ pub async fn multi_region_share(h: &dyn Harness) -> Coverage {
         .seed_instance(&[VolumeSeed::Unencrypted])
         .await
         .expect("seed instance");
-    let mut request = seed_share(h, instance, unique_alias(h, "regions"), true);
+    let mut request = seed_share(
+        h,
+        ImageSource::Instance(instance),
+        unique_alias(h, "regions"),
+        true,
+    );
     request.regions = vec![region.clone(), other.clone()];
     let report = flow(h, &owner)
         .share(&request)
@@ -858,7 +772,12 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
         .seed_instance(&[VolumeSeed::Unencrypted])
         .await
         .expect("seed instance");
-    let mut request = seed_share(h, instance, unique_alias(h, "org"), true);
+    let mut request = seed_share(
+        h,
+        ImageSource::Instance(instance),
+        unique_alias(h, "org"),
+        true,
+    );
     request.targets = vec![Target::Organization(org.clone())];
     let report = flow(h, &owner)
         .share(&request)

@@ -30,12 +30,12 @@ pub(crate) fn unique_alias(h: &dyn Harness, stem: &str) -> amishare_core::AliasN
 /// The seed's share: from an instance, a new key, to the target principal.
 pub(crate) fn seed_share(
     h: &dyn Harness,
-    instance: InstanceId,
+    source: ImageSource,
     alias: amishare_core::AliasName,
     volume_permission: bool,
 ) -> ShareRequest {
     ShareRequest {
-        source: ImageSource::Instance(instance),
+        source,
         source_region: h.region(),
         regions: Vec::new(),
         key: KeyChoice::Create(alias),
@@ -44,6 +44,24 @@ pub(crate) fn seed_share(
         name: None,
         narrowing: Narrowing::default(),
     }
+}
+
+/// An available image of the owner's, made from a fresh instance with these volumes.
+pub(crate) async fn owner_image(h: &dyn Harness, volumes: &[VolumeSeed], name: &str) -> Image {
+    let owner = h.owner();
+    let region = h.region();
+    let instance = h.seed_instance(volumes).await.expect("seed instance");
+    let request = CreateImageRequest {
+        instance,
+        name: name.to_owned(),
+        tags: BTreeMap::new(),
+    };
+    let id = owner
+        .images
+        .create_image(&region, &request)
+        .await
+        .expect("create image");
+    settle_image(h, &owner, &region, &id).await
 }
 
 /// Polls an image with the harness clock until it leaves `pending`.
@@ -135,23 +153,13 @@ pub(crate) async fn manual_share(
             .await
             .expect("put key policy");
     }
-    let instance = h
-        .seed_instance(&[VolumeSeed::Unencrypted])
-        .await
-        .expect("seed instance");
-    let source = owner
-        .images
-        .create_image(
-            &region,
-            &CreateImageRequest {
-                instance,
-                name: format!("conformance-source-{}", key.key_id()),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("create image");
-    settle_image(h, &owner, &region, &source).await;
+    let source = owner_image(
+        h,
+        &[VolumeSeed::Unencrypted],
+        &format!("conformance-source-{}", key.key_id()),
+    )
+    .await
+    .id;
     let copy = owner
         .images
         .copy_image(
