@@ -381,13 +381,8 @@ pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
 /// §B13: the key policy was never updated: sharing works, the launch dies asynchronously,
 /// and amishare's accept names the key the target cannot use.
 pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
-    let mut coverage = Coverage::default();
-    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
-        coverage.skip(
-            "launch without key policy",
-            "the backend enforces no key policy or hides shared images",
-        );
-        return coverage;
+    if let Some(skipped) = unless_authorizing(h, "launch without key policy") {
+        return skipped;
     }
     let (key, image) = manual_share(h, &[], false).await;
     h.set_target_kms_access(std::slice::from_ref(&key))
@@ -408,51 +403,36 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
         .expect_err("accept refuses before launching");
     assert_eq!(accepted.kind(), ErrorKind::AccessDenied);
     assert!(accepted.message().contains(&key.to_string()), "{accepted}");
-    coverage
+    Coverage::default()
 }
 
 /// §B13: the key policy allows the target account root, but the target's IAM allows no KMS action.
 pub async fn launch_without_target_iam(h: &dyn Harness) -> Coverage {
-    let mut coverage = Coverage::default();
-    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
-        coverage.skip(
-            "launch without target IAM",
-            "the backend enforces no key policy or hides shared images",
-        );
-        return coverage;
+    if let Some(skipped) = unless_authorizing(h, "launch without target IAM") {
+        return skipped;
     }
     let root = h.target().account().root_arn().to_string();
     let (_key, image) = manual_share(h, &[root], false).await;
     h.set_target_kms_access(&[]).await.expect("target IAM");
     assert_terminated_at_launch(&target_launch(h, &image.id).await);
-    coverage
+    Coverage::default()
 }
 
 /// §B13: the key policy names the target principal itself; without its own IAM allow it still fails.
 pub async fn launch_with_principal_but_no_iam(h: &dyn Harness) -> Coverage {
-    let mut coverage = Coverage::default();
-    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
-        coverage.skip(
-            "launch with principal but no IAM",
-            "the backend enforces no key policy or hides shared images",
-        );
-        return coverage;
+    if let Some(skipped) = unless_authorizing(h, "launch with principal but no IAM") {
+        return skipped;
     }
     let (_key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
     h.set_target_kms_access(&[]).await.expect("target IAM");
     assert_terminated_at_launch(&target_launch(h, &image.id).await);
-    coverage
+    Coverage::default()
 }
 
 /// §B13: everything allowed, but the key is disabled.
 pub async fn launch_with_disabled_key(h: &dyn Harness) -> Coverage {
-    let mut coverage = Coverage::default();
-    if !h.capabilities().enforces_key_policy || !h.capabilities().cross_account_visibility {
-        coverage.skip(
-            "launch with disabled key",
-            "the backend enforces no key state or hides shared images",
-        );
-        return coverage;
+    if let Some(skipped) = unless_authorizing(h, "launch with disabled key") {
+        return skipped;
     }
     let (key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
     h.set_target_kms_access(std::slice::from_ref(&key))
@@ -468,7 +448,7 @@ pub async fn launch_with_disabled_key(h: &dyn Harness) -> Coverage {
         .await
         .expect("disable key");
     assert_terminated_at_launch(&target_launch(h, &image.id).await);
-    coverage
+    Coverage::default()
 }
 
 /// §B13: the target copies a shared image whose snapshots were not shared.
@@ -831,6 +811,20 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
         amishare_core::InstanceState::Running
     );
     coverage
+}
+
+/// A skip report when the backend does not enforce key policies or hides shared images.
+fn unless_authorizing(h: &dyn Harness, what: &str) -> Option<Coverage> {
+    let caps = h.capabilities();
+    if caps.enforces_key_policy && caps.cross_account_visibility {
+        return None;
+    }
+    let mut coverage = Coverage::default();
+    coverage.skip(
+        what,
+        "the backend enforces no key policy or hides shared images",
+    );
+    Some(coverage)
 }
 
 fn copy_request(
