@@ -1,0 +1,62 @@
+//! amishare's AWS backend: [`AwsKeyStore`] (KMS, and STS for the caller's
+//! identity) and [`AwsImageStore`] (EC2), built from an [`SdkConfig`].
+//!
+//! ```no_run
+//! # async fn example() -> amishare_core::Result<()> {
+//! use std::sync::Arc;
+//! use amishare_aws::{load, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
+//! use amishare_core::{Flow, KeyStore};
+//!
+//! let config = load(&ConnectOptions {
+//!     profile: Some("owner".to_owned()),
+//!     ..ConnectOptions::default()
+//! })
+//! .await;
+//! let keys = Arc::new(AwsKeyStore::new(&config));
+//! println!("acting as {}", keys.caller().await?.arn);
+//! let flow = Flow::new(keys, Arc::new(AwsImageStore::new(&config)), Arc::new(WallClock));
+//! # let _ = flow;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design
+//!
+//! * **Two stores, one per trait.** [`AwsKeyStore`] implements
+//!   [`KeyStore`](amishare_core::KeyStore) and [`AwsImageStore`] implements
+//!   [`ImageStore`](amishare_core::ImageStore), each built from the same
+//!   [`SdkConfig`]. They share nothing but the configuration, and each can be
+//!   used, mocked or replaced alone, as in the simulation, where one client
+//!   plays both roles only because one world backs both.
+//! * **One client per region.** Every trait method takes the region (or a key
+//!   ARN, whose region it uses). A store builds the client of a region from the
+//!   configuration with the region overridden, on first use, and keeps it.
+//! * **Key ARNs across accounts.** Keys are sent as the caller gave them
+//!   ([`KeyRef`](amishare_core::KeyRef)'s display form); `GetKeyPolicy`,
+//!   `PutKeyPolicy`, `ListGrants`, `CreateGrant` and `RevokeGrant` always send
+//!   the full key ARN.
+//! * **Errors.** Every SDK error becomes an [`amishare_core::Error`] whose kind
+//!   comes from [`classify`], with AWS's code, AWS's message prefixed by the
+//!   operation and its input, and the SDK error as its source. Throttling and
+//!   transient failures are retried by the SDK's standard retry strategy
+//!   ([`ConnectOptions::max_attempts`]) before they surface.
+//! * **No SDK types in the API** but the configuration: [`SdkConfig`] in, and
+//!   amishare's own types through the traits.
+
+mod clock;
+mod connect;
+mod ec2;
+mod error;
+mod kms;
+mod regional;
+
+pub use aws_config::{ConfigLoader, SdkConfig};
+
+pub use crate::clock::WallClock;
+pub use crate::connect::{load, load_with, ConnectOptions, ROLE_SESSION_NAME};
+pub use crate::ec2::AwsImageStore;
+pub use crate::error::classify;
+pub use crate::kms::AwsKeyStore;
+
+#[cfg(test)]
+mod tests;

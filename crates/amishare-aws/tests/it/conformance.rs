@@ -1,0 +1,517 @@
+//! The conformance suite on the AWS backend, for two accounts: the owner's
+//! administrator and the target's principal, each with its own SDK
+//! configuration. It runs only when `AMISHARE_E2E` is set, and says why it
+//! skipped otherwise.
+//!
+//! Environment:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `AMISHARE_E2E` | set (to anything) to run the suite |
+//! | `AMISHARE_E2E_OWNER_PROFILE` | profile of the owner account's administrator (required) |
+//! | `AMISHARE_E2E_TARGET_PROFILE` | profile of the target principal, an IAM user or role (required) |
+//! | `AMISHARE_E2E_TARGET_ADMIN_PROFILE` | profile that may change the target principal's IAM policies (default: the target's) |
+//! | `AMISHARE_E2E_PROFILE_FILE` | config file with those profiles (default: the SDK's usual files) |
+//! | `AMISHARE_E2E_ENDPOINT_URL` | an endpoint for every service, such as LocalStack's |
+//! | `AMISHARE_E2E_REGION`, `AMISHARE_E2E_OTHER_REGION` | regions (default `ap-northeast-1`, `us-east-1`) |
+//! | `AMISHARE_E2E_AMI` | an image of the owner's region to launch seed instances from (required) |
+//! | `AMISHARE_E2E_INSTANCE_TYPE`, `AMISHARE_E2E_SUBNET` | how seed instances launch (default `t3.micro`, the default VPC) |
+//! | `AMISHARE_E2E_CAPABILITIES` | `aws` or `localstack` (default: `localstack` with an endpoint, `aws` without) |
+//!
+//! **Unverified.** This harness compiles with every change but has not run
+//! against LocalStack or AWS yet. What it assumes and nobody has checked:
+//!
+//! * LocalStack maps the access key of an IAM user created in an account
+//!   (`iam create-user`, `iam create-access-key`) to that user, so that
+//!   `GetCallerIdentity` names the user (a 12-digit access key ID only gives
+//!   the account root, which cannot be the target principal);
+//! * LocalStack accepts `RunInstances` with `BlockDeviceMapping` entries that
+//!   set `Encrypted` and `KmsKeyId`, and `ScheduleKeyDeletion`,
+//!   `CancelKeyDeletion`, `DisableKey` and `EnableKey`;
+//! * `PutUserPolicy` / `PutRolePolicy` on the target principal, made with the
+//!   target admin profile, replaces what the suite means by "the target's
+//!   identity policies": the harness only writes and deletes its own two
+//!   inline policies and assumes nothing else attached grants KMS actions;
+//! * the LocalStack capabilities below match `shared/docs/localstack.md`
+//!   (no key-policy evaluation, copies not encrypted, shared images invisible
+//!   to the target, images `available` at once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amishare_aws::{load, AwsImageStore, AwsKeyStore, ConnectOptions, SdkConfig, WallClock};
+use amishare_conformance::{Capabilities, Harness, Party, VolumeSeed};
+use amishare_core::{
+    Clock, CreateKeyRequest, Error, ErrorKind, ImageId, ImageStore, InstanceId, InstanceState,
+    KeyArn, KeyState, KeyStore, OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region,
+    Result,
+};
+use async_trait::async_trait;
+
+/// The variable that turns the suite on.
+const E2E: &str = "AMISHARE_E2E";
+
+/// The target's identity policy for EC2, as on the simulation.
+const EC2_POLICY_NAME: &str = "amishare-conformance-ec2";
+const EC2_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"UseEc2","Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#;
+/// The target's identity policy for the keys of shared images.
+const KMS_POLICY_NAME: &str = "amishare-conformance-kms";
+
+/// Everything read once from the environment, shared by every harness.
+struct Settings {
+    owner_config: SdkConfig,
+    target_admin_config: SdkConfig,
+    owner: Party,
+    target: Party,
+    region: Region,
+    other_region: Region,
+    image: ImageId,
+    instance_type: String,
+    subnet: Option<String>,
+    capabilities: Capabilities,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+#[track_caller]
+fn required(name: &str) -> String {
+    var(name).unwrap_or_else(|| panic!("{E2E} is set, so {name} must be set too"))
+}
+
+impl Settings {
+    /// `None` when the suite is off; a panic naming the variable when it is
+    /// on but misconfigured.
+    async fn from_env() -> Option<Arc<Settings>> {
+        var(E2E)?;
+        let region = Region::parse(&var("AMISHARE_E2E_REGION").unwrap_or("ap-northeast-1".into()))
+            .expect("AMISHARE_E2E_REGION");
+        let other_region =
+            Region::parse(&var("AMISHARE_E2E_OTHER_REGION").unwrap_or("us-east-1".into()))
+                .expect("AMISHARE_E2E_OTHER_REGION");
+        let endpoint_url = var("AMISHARE_E2E_ENDPOINT_URL");
+        let options = |profile: String| ConnectOptions {
+            profile: Some(profile),
+            profile_file: var("AMISHARE_E2E_PROFILE_FILE").map(Into::into),
+            region: Some(region.clone()),
+            endpoint_url: endpoint_url.clone(),
+            ..ConnectOptions::default()
+        };
+        let target_profile = required("AMISHARE_E2E_TARGET_PROFILE");
+        let owner_config = load(&options(required("AMISHARE_E2E_OWNER_PROFILE"))).await;
+        let target_config = load(&options(target_profile.clone())).await;
+        let target_admin_config = load(&options(
+            var("AMISHARE_E2E_TARGET_ADMIN_PROFILE").unwrap_or(target_profile),
+        ))
+        .await;
+        let owner = party(&owner_config).await;
+        let target = party(&target_config).await;
+        assert_ne!(
+            owner.account(),
+            target.account(),
+            "the owner and target profiles must be of different accounts"
+        );
+        assert!(
+            matches!(
+                target.principal.kind(),
+                PrincipalKind::User | PrincipalKind::Role | PrincipalKind::AssumedRole
+            ),
+            "the target must be an IAM user or role, not {}",
+            target.principal
+        );
+        let capabilities = match var("AMISHARE_E2E_CAPABILITIES").as_deref() {
+            Some("aws") => aws_capabilities(),
+            Some("localstack") => localstack_capabilities(),
+            None if endpoint_url.is_some() => localstack_capabilities(),
+            None => aws_capabilities(),
+            Some(other) => panic!("AMISHARE_E2E_CAPABILITIES is aws or localstack, not {other}"),
+        };
+        Some(Arc::new(Settings {
+            owner_config,
+            target_admin_config,
+            owner,
+            target,
+            region,
+            other_region,
+            image: ImageId::parse(&required("AMISHARE_E2E_AMI")).expect("AMISHARE_E2E_AMI"),
+            instance_type: var("AMISHARE_E2E_INSTANCE_TYPE").unwrap_or("t3.micro".into()),
+            subnet: var("AMISHARE_E2E_SUBNET"),
+            capabilities,
+        }))
+    }
+}
+
+/// AWS models everything; the harness does not count calls.
+fn aws_capabilities() -> Capabilities {
+    Capabilities {
+        counts_calls: false,
+        ..Capabilities::all()
+    }
+}
+
+/// What LocalStack models of this flow (see `shared/docs/localstack.md`).
+fn localstack_capabilities() -> Capabilities {
+    Capabilities {
+        enforces_key_policy: false,
+        encrypts_copies: false,
+        cross_account_visibility: false,
+        async_states: false,
+        counts_calls: false,
+    }
+}
+
+/// The stores of one configuration, and whom they act as.
+async fn party(config: &SdkConfig) -> Party {
+    let keys = Arc::new(AwsKeyStore::new(config));
+    let caller = keys.caller().await.expect("GetCallerIdentity");
+    Party {
+        keys,
+        images: Arc::new(AwsImageStore::new(config)),
+        principal: caller.arn,
+    }
+}
+
+/// One harness per suite function; they share the settings and the stores.
+struct AwsHarness {
+    settings: Arc<Settings>,
+}
+
+impl AwsHarness {
+    fn ec2(&self, region: &Region) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&self.settings.owner_config)
+                .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+                .build(),
+        )
+    }
+
+    fn kms(&self, region: &Region) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&self.settings.owner_config)
+                .region(aws_sdk_kms::config::Region::new(region.to_string()))
+                .build(),
+        )
+    }
+
+    /// Waits until the owner's instance runs.
+    async fn wait_running(&self, id: &InstanceId) -> Result<()> {
+        let clock = WallClock;
+        let deadline = clock.now() + Duration::from_secs(600);
+        loop {
+            let found = self
+                .settings
+                .owner
+                .images
+                .describe_instances(&self.settings.region, std::slice::from_ref(id))
+                .await?;
+            match found.first().map(|i| i.state) {
+                Some(InstanceState::Running) => return Ok(()),
+                Some(InstanceState::Pending) | None if clock.now() < deadline => {
+                    clock.sleep(Duration::from_secs(5)).await;
+                }
+                state => {
+                    return Err(Error::new(
+                        ErrorKind::Failed,
+                        format!("seed instance {id} did not start: {state:?}"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Any SDK error of the harness's own calls.
+fn harness_error<E: std::error::Error + Send + Sync + 'static>(operation: &str, err: E) -> Error {
+    Error::new(
+        ErrorKind::Service,
+        format!(
+            "{operation}: {}",
+            aws_sdk_ec2::error::DisplayErrorContext(&err)
+        ),
+    )
+    .with_source(err)
+}
+
+/// The last path segment of a user or role ARN: its name.
+fn name_of(arn: &PrincipalArn) -> String {
+    arn.as_str()
+        .rsplit('/')
+        .next()
+        .expect("a user or role ARN has a name")
+        .to_owned()
+}
+
+#[async_trait]
+impl Harness for AwsHarness {
+    fn capabilities(&self) -> Capabilities {
+        self.settings.capabilities
+    }
+
+    fn region(&self) -> Region {
+        self.settings.region.clone()
+    }
+
+    fn other_region(&self) -> Region {
+        self.settings.other_region.clone()
+    }
+
+    fn owner(&self) -> Party {
+        self.settings.owner.clone()
+    }
+
+    fn target(&self) -> Party {
+        self.settings.target.clone()
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::new(WallClock)
+    }
+
+    /// The harness sets up no organization.
+    fn target_organization(&self) -> Option<(OrganizationArn, OuArn)> {
+        None
+    }
+
+    /// `RunInstances` of `AMISHARE_E2E_AMI` with one block device mapping per
+    /// seed (the image's root device first, then `/dev/sdf`, `/dev/sdg`, …; the
+    /// AWS-managed key named `alias/aws/ebs`), then a wait until it runs.
+    async fn seed_instance(&self, volumes: &[VolumeSeed]) -> Result<InstanceId> {
+        let settings = &self.settings;
+        let ec2 = self.ec2(&settings.region);
+        let described = ec2
+            .describe_images()
+            .image_ids(settings.image.as_str())
+            .send()
+            .await
+            .map_err(|e| harness_error("DescribeImages", e))?;
+        let root = described
+            .images()
+            .first()
+            .and_then(|image| image.root_device_name())
+            .unwrap_or("/dev/xvda")
+            .to_owned();
+        let mut mappings = Vec::new();
+        for (index, seed) in volumes.iter().enumerate() {
+            let mut ebs = aws_sdk_ec2::types::EbsBlockDevice::builder().delete_on_termination(true);
+            let device = if index == 0 {
+                root.clone()
+            } else {
+                ebs = ebs
+                    .volume_size(8)
+                    .volume_type(aws_sdk_ec2::types::VolumeType::Gp3);
+                format!("/dev/sd{}", char::from(b'f' + (index as u8 - 1)))
+            };
+            ebs = match seed {
+                VolumeSeed::Unencrypted => ebs,
+                VolumeSeed::AwsManaged => ebs.encrypted(true).kms_key_id("alias/aws/ebs"),
+                VolumeSeed::Key(key) => ebs.encrypted(true).kms_key_id(key.to_string()),
+            };
+            mappings.push(
+                aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                    .device_name(device)
+                    .ebs(ebs.build())
+                    .build(),
+            );
+        }
+        let launched = ec2
+            .run_instances()
+            .image_id(settings.image.as_str())
+            .instance_type(aws_sdk_ec2::types::InstanceType::from(
+                settings.instance_type.as_str(),
+            ))
+            .min_count(1)
+            .max_count(1)
+            .set_subnet_id(settings.subnet.clone())
+            .set_block_device_mappings(Some(mappings))
+            .send()
+            .await
+            .map_err(|e| harness_error("RunInstances", e))?;
+        let id = launched
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .ok_or_else(|| Error::new(ErrorKind::Service, "RunInstances: no instance"))?;
+        let id = InstanceId::parse(id)?;
+        self.wait_running(&id).await?;
+        Ok(id)
+    }
+
+    async fn seed_target_key(&self) -> Result<KeyArn> {
+        let request = CreateKeyRequest {
+            description: "amishare conformance: the target's own key".to_owned(),
+            ..CreateKeyRequest::default()
+        };
+        Ok(self
+            .settings
+            .target
+            .keys
+            .create_key(&self.settings.region, &request)
+            .await?
+            .arn)
+    }
+
+    /// Writes the harness's two inline policies of the target user or role
+    /// with IAM `PutUserPolicy` / `PutRolePolicy` (EC2 use, and the KMS
+    /// actions a launch needs on `keys`), or deletes the KMS one for no keys.
+    async fn set_target_kms_access(&self, keys: &[KeyArn]) -> Result<()> {
+        let iam = aws_sdk_iam::Client::new(&self.settings.target_admin_config);
+        let principal = &self.settings.target.principal;
+        let (is_user, name) = match principal.kind() {
+            PrincipalKind::User => (true, name_of(principal)),
+            PrincipalKind::Role => (false, name_of(principal)),
+            PrincipalKind::AssumedRole => (
+                false,
+                name_of(&principal.role_arn().expect("a session has a role")),
+            ),
+            PrincipalKind::Root => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "the target principal is an account root, which has no identity policies",
+                ))
+            }
+        };
+        let kms_policy = (!keys.is_empty()).then(|| {
+            let resources: Vec<String> = keys.iter().map(ToString::to_string).collect();
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "UseSharedAmiKeys",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"],
+                    "Resource": resources,
+                }]
+            })
+            .to_string()
+        });
+        let mut policies = vec![(EC2_POLICY_NAME, Some(EC2_POLICY.to_owned()))];
+        policies.push((KMS_POLICY_NAME, kms_policy));
+        for (policy_name, document) in policies {
+            let result = match (is_user, document) {
+                (true, Some(document)) => iam
+                    .put_user_policy()
+                    .user_name(&name)
+                    .policy_name(policy_name)
+                    .policy_document(document)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| harness_error("PutUserPolicy", e)),
+                (false, Some(document)) => iam
+                    .put_role_policy()
+                    .role_name(&name)
+                    .policy_name(policy_name)
+                    .policy_document(document)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| harness_error("PutRolePolicy", e)),
+                (true, None) => iam
+                    .delete_user_policy()
+                    .user_name(&name)
+                    .policy_name(policy_name)
+                    .send()
+                    .await
+                    .map(drop)
+                    .or_else(|e| not_found_is_fine("DeleteUserPolicy", e)),
+                (false, None) => iam
+                    .delete_role_policy()
+                    .role_name(&name)
+                    .policy_name(policy_name)
+                    .send()
+                    .await
+                    .map(drop)
+                    .or_else(|e| not_found_is_fine("DeleteRolePolicy", e)),
+            };
+            result?;
+        }
+        Ok(())
+    }
+
+    /// `DisableKey`, `EnableKey`, `ScheduleKeyDeletion` (7 days) and, to
+    /// leave pending deletion, `CancelKeyDeletion`, as the owner.
+    async fn set_key_state(&self, key: &KeyArn, state: KeyState) -> Result<()> {
+        let kms = self.kms(key.region());
+        let current = self
+            .settings
+            .owner
+            .keys
+            .describe_key(key.region(), &key.clone().into())
+            .await?
+            .state;
+        let arn = key.to_string();
+        if current == KeyState::PendingDeletion && state != KeyState::PendingDeletion {
+            kms.cancel_key_deletion()
+                .key_id(&arn)
+                .send()
+                .await
+                .map_err(|e| harness_error("CancelKeyDeletion", e))?;
+        }
+        match state {
+            KeyState::Enabled => kms
+                .enable_key()
+                .key_id(&arn)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| harness_error("EnableKey", e)),
+            // A key whose deletion was cancelled is already disabled.
+            KeyState::Disabled if current == KeyState::PendingDeletion => Ok(()),
+            KeyState::Disabled => kms
+                .disable_key()
+                .key_id(&arn)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| harness_error("DisableKey", e)),
+            KeyState::PendingDeletion => kms
+                .schedule_key_deletion()
+                .key_id(&arn)
+                .pending_window_in_days(7)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| harness_error("ScheduleKeyDeletion", e)),
+        }
+    }
+
+    fn mutating_calls(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Deleting an inline policy that is not there is what "no KMS access" wants.
+fn not_found_is_fine<E>(operation: &str, err: aws_sdk_iam::error::SdkError<E>) -> Result<()>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_iam::error::ProvideErrorMetadata;
+    if err.code() == Some("NoSuchEntity") {
+        return Ok(());
+    }
+    Err(harness_error(operation, err))
+}
+
+#[tokio::test]
+async fn conformance_suite_on_aws() {
+    let Some(settings) = Settings::from_env().await else {
+        eprintln!(
+            "skipped: {E2E} is not set; set it with AMISHARE_E2E_OWNER_PROFILE, \
+             AMISHARE_E2E_TARGET_PROFILE and AMISHARE_E2E_AMI to run the conformance \
+             suite against AWS or LocalStack"
+        );
+        return;
+    };
+    let results = amishare_conformance::run_all(|| AwsHarness {
+        settings: settings.clone(),
+    })
+    .await;
+    assert_eq!(results.len(), amishare_conformance::all().len());
+    for (name, coverage) in &results {
+        if coverage.skipped.is_empty() {
+            println!("{name}: everything ran");
+        } else {
+            println!("{name}: skipped {:?}", coverage.skipped);
+        }
+    }
+}
