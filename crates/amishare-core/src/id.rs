@@ -6,13 +6,14 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
 /// Implements `Display`, `FromStr`, `AsRef<str>` and string serde for a newtype
-/// over `String` whose constructor validates.
+/// over a shared string (cheap to clone) whose constructor validates.
 macro_rules! string_id {
     ($name:ident, $what:literal, $check:expr) => {
         impl $name {
@@ -20,7 +21,7 @@ macro_rules! string_id {
             pub fn parse(value: &str) -> Result<Self> {
                 let check: fn(&str) -> bool = $check;
                 if check(value) {
-                    Ok(Self(value.to_owned()))
+                    Ok(Self(Arc::from(value)))
                 } else {
                     Err(Error::invalid_input(
                         $what,
@@ -77,7 +78,7 @@ macro_rules! string_id {
 
 /// A 12-digit AWS account ID.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AccountId(String);
+pub struct AccountId(Arc<str>);
 string_id!(AccountId, "account ID", |s| s.len() == 12
     && s.bytes().all(|b| b.is_ascii_digit()));
 
@@ -85,7 +86,7 @@ impl AccountId {
     /// The ARN of the account's root principal, `arn:aws:iam::<id>:root`.
     pub fn root_arn(&self) -> PrincipalArn {
         PrincipalArn {
-            raw: format!("arn:aws:iam::{}:root", self.0),
+            raw: Arc::from(format!("arn:aws:iam::{}:root", self.0)),
             account: self.clone(),
             kind: PrincipalKind::Root,
         }
@@ -94,21 +95,25 @@ impl AccountId {
 
 /// An AWS region name such as `ap-northeast-1` or `us-gov-west-1`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Region(String);
+pub struct Region(Arc<str>);
 string_id!(Region, "region", is_region);
 
 fn is_region(s: &str) -> bool {
     // <area>(-<qualifier>)*-<direction>-<digit>, lower case, e.g. eu-central-2.
-    let parts: Vec<&str> = s.split('-').collect();
-    if parts.len() < 3 {
+    let Some((rest, last)) = s.rsplit_once('-') else {
         return false;
-    }
-    let (last, rest) = parts.split_last().expect("at least three parts");
+    };
     let last_ok = !last.is_empty() && last.len() <= 2 && last.bytes().all(|b| b.is_ascii_digit());
-    let rest_ok = rest
-        .iter()
-        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
-    last_ok && rest_ok && rest[0].len() == 2
+    let word = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    let mut words = rest.split('-');
+    let first = words.next().unwrap_or_default();
+    let mut count = 1;
+    let mut rest_ok = word(first);
+    for p in words {
+        count += 1;
+        rest_ok &= word(p);
+    }
+    count >= 2 && last_ok && rest_ok && first.len() == 2
 }
 
 fn is_hex_id(s: &str, prefix: &str) -> bool {
@@ -125,27 +130,27 @@ fn is_hex_id(s: &str, prefix: &str) -> bool {
 
 /// An EC2 image ID, `ami-` followed by 8 or 17 hexadecimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ImageId(String);
+pub struct ImageId(Arc<str>);
 string_id!(ImageId, "image ID", |s| is_hex_id(s, "ami-"));
 
 /// An EBS snapshot ID, `snap-…`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SnapshotId(String);
+pub struct SnapshotId(Arc<str>);
 string_id!(SnapshotId, "snapshot ID", |s| is_hex_id(s, "snap-"));
 
 /// An EC2 instance ID, `i-…`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct InstanceId(String);
+pub struct InstanceId(Arc<str>);
 string_id!(InstanceId, "instance ID", |s| is_hex_id(s, "i-"));
 
 /// An EBS volume ID, `vol-…`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VolumeId(String);
+pub struct VolumeId(Arc<str>);
 string_id!(VolumeId, "volume ID", |s| is_hex_id(s, "vol-"));
 
 /// A KMS grant ID (64 hexadecimal digits on AWS; any token of 1 to 128 word characters is accepted).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GrantId(String);
+pub struct GrantId(Arc<str>);
 string_id!(GrantId, "grant ID", |s| !s.is_empty()
     && s.len() <= 128
     && s.bytes()
@@ -153,25 +158,25 @@ string_id!(GrantId, "grant ID", |s| !s.is_empty()
 
 /// A KMS key ID: a UUID, or a multi-Region key ID starting `mrk-`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyId(String);
+pub struct KeyId(Arc<str>);
 string_id!(KeyId, "KMS key ID", is_key_id);
 
 fn is_key_id(s: &str) -> bool {
     if let Some(rest) = s.strip_prefix("mrk-") {
         return rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit());
     }
-    let groups: Vec<&str> = s.split('-').collect();
+    let mut groups = s.split('-');
     let lens = [8, 4, 4, 4, 12];
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip(lens)
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    lens.iter().all(|&n| {
+        groups
+            .next()
+            .is_some_and(|g| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    }) && groups.next().is_none()
 }
 
 /// A KMS alias name, `alias/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AliasName(String);
+pub struct AliasName(Arc<str>);
 string_id!(AliasName, "alias name", is_alias_name);
 
 fn is_alias_name(s: &str) -> bool {
@@ -194,27 +199,62 @@ impl AliasName {
 
     /// The alias of the AWS-managed EBS key.
     pub fn aws_ebs() -> AliasName {
-        AliasName("alias/aws/ebs".to_owned())
+        AliasName(Arc::from("alias/aws/ebs"))
     }
 }
 
 /// A KMS key ARN, `arn:<partition>:kms:<region>:<account>:key/<key-id>`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyArn {
-    partition: String,
+    partition: &'static str,
     region: Region,
     account: AccountId,
     key_id: KeyId,
+    /// The ARN written out once (it follows from the fields above, so it
+    /// changes neither equality nor order).
+    text: Arc<str>,
+}
+
+impl fmt::Debug for KeyArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyArn")
+            .field("partition", &self.partition)
+            .field("region", &self.region)
+            .field("account", &self.account)
+            .field("key_id", &self.key_id)
+            .finish()
+    }
 }
 
 impl KeyArn {
     /// Builds the ARN of a key in the `aws` partition.
     pub fn new(region: Region, account: AccountId, key_id: KeyId) -> KeyArn {
+        KeyArn::from_parts("aws", region, account, key_id)
+    }
+
+    fn from_parts(
+        partition: &'static str,
+        region: Region,
+        account: AccountId,
+        key_id: KeyId,
+    ) -> KeyArn {
+        let text = [
+            "arn:",
+            partition,
+            ":kms:",
+            region.as_str(),
+            ":",
+            account.as_str(),
+            ":key/",
+            key_id.as_str(),
+        ]
+        .concat();
         KeyArn {
-            partition: "aws".to_owned(),
+            partition,
             region,
             account,
             key_id,
+            text: Arc::from(text),
         }
     }
 
@@ -229,12 +269,12 @@ impl KeyArn {
             .resource
             .strip_prefix("key/")
             .ok_or_else(|| bad("not a key ARN (expected …:key/<key-id>)"))?;
-        Ok(KeyArn {
-            partition: arn.partition.to_owned(),
-            region: Region::parse(arn.region).map_err(|_| bad("bad region"))?,
-            account: AccountId::parse(arn.account).map_err(|_| bad("bad account ID"))?,
-            key_id: KeyId::parse(key).map_err(|_| bad("bad key ID"))?,
-        })
+        Ok(KeyArn::from_parts(
+            arn.partition,
+            Region::parse(arn.region).map_err(|_| bad("bad region"))?,
+            AccountId::parse(arn.account).map_err(|_| bad("bad account ID"))?,
+            KeyId::parse(key).map_err(|_| bad("bad key ID"))?,
+        ))
     }
 
     /// The region the key lives in.
@@ -255,18 +295,14 @@ impl KeyArn {
 
 impl fmt::Display for KeyArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "arn:{}:kms:{}:{}:key/{}",
-            self.partition, self.region, self.account, self.key_id
-        )
+        f.write_str(&self.text)
     }
 }
 
 /// A KMS alias ARN, `arn:<partition>:kms:<region>:<account>:alias/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AliasArn {
-    partition: String,
+    partition: &'static str,
     region: Region,
     account: AccountId,
     alias: AliasName,
@@ -276,7 +312,7 @@ impl AliasArn {
     /// Builds the ARN of an alias in the `aws` partition.
     pub fn new(region: Region, account: AccountId, alias: AliasName) -> AliasArn {
         AliasArn {
-            partition: "aws".to_owned(),
+            partition: "aws",
             region,
             account,
             alias,
@@ -291,7 +327,7 @@ impl AliasArn {
             return Err(bad("not a KMS alias ARN (expected …:alias/<name>)"));
         }
         Ok(AliasArn {
-            partition: arn.partition.to_owned(),
+            partition: arn.partition,
             region: Region::parse(arn.region).map_err(|_| bad("bad region"))?,
             account: AccountId::parse(arn.account).map_err(|_| bad("bad account ID"))?,
             alias: AliasName::parse(arn.resource).map_err(|_| bad("bad alias name"))?,
@@ -409,7 +445,7 @@ pub enum PrincipalKind {
 /// The ARN of an IAM principal: account root, user, role or assumed-role session.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PrincipalArn {
-    raw: String,
+    raw: Arc<str>,
     account: AccountId,
     kind: PrincipalKind,
 }
@@ -443,7 +479,7 @@ impl PrincipalArn {
             }
         };
         Ok(PrincipalArn {
-            raw: value.to_owned(),
+            raw: Arc::from(value),
             account,
             kind,
         })
@@ -628,7 +664,7 @@ display_serde!(
 
 /// The six colon-separated fields of an ARN.
 struct Arn<'a> {
-    partition: &'a str,
+    partition: &'static str,
     service: &'a str,
     region: &'a str,
     account: &'a str,
@@ -641,10 +677,12 @@ impl<'a> Arn<'a> {
         if parts.next()? != "arn" {
             return None;
         }
-        let partition = parts.next()?;
-        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
-            return None;
-        }
+        let partition = match parts.next()? {
+            "aws" => "aws",
+            "aws-cn" => "aws-cn",
+            "aws-us-gov" => "aws-us-gov",
+            _ => return None,
+        };
         Some(Arn {
             partition,
             service: parts.next()?,
@@ -652,5 +690,90 @@ impl<'a> Arn<'a> {
             account: parts.next()?,
             resource: parts.next()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The validators, checked against their plain forms (split into a
+    //! vector, then inspected) on every short string over an alphabet that
+    //! reaches each of their branches.
+
+    use super::{is_key_id, is_region};
+
+    fn plain_region(s: &str) -> bool {
+        let parts: Vec<&str> = s.split('-').collect();
+        if parts.len() < 3 {
+            return false;
+        }
+        let (last, rest) = parts.split_last().expect("at least three parts");
+        let last_ok =
+            !last.is_empty() && last.len() <= 2 && last.bytes().all(|b| b.is_ascii_digit());
+        let rest_ok = rest
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
+        last_ok && rest_ok && rest[0].len() == 2
+    }
+
+    fn plain_key_id(s: &str) -> bool {
+        if let Some(rest) = s.strip_prefix("mrk-") {
+            return rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit());
+        }
+        let groups: Vec<&str> = s.split('-').collect();
+        let lens = [8, 4, 4, 4, 12];
+        groups.len() == 5
+            && groups
+                .iter()
+                .zip(lens)
+                .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
+    /// Every string of up to `max` characters over `alphabet`.
+    fn strings(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn region_check_matches_the_plain_form() {
+        let mut accepted = 0;
+        for s in strings(&['a', 'b', 'B', '1', '-'], 7) {
+            assert_eq!(is_region(&s), plain_region(&s), "{s:?}");
+            accepted += usize::from(is_region(&s));
+        }
+        assert!(accepted >= 30, "{accepted}");
+    }
+
+    #[test]
+    fn key_id_check_matches_the_plain_form() {
+        let groups = ["", "a", "abcd", "1234abcd", "1234abcd12ab", "g234", "12-4"];
+        let mut accepted = 0;
+        for a in groups {
+            for b in groups {
+                for c in groups {
+                    for d in ["abcd", "12ab", "xyz"] {
+                        for e in ["1234567890ab", "abcd", ""] {
+                            for extra in ["", "-", "-ab"] {
+                                let s = format!("{a}-{b}-{c}-{d}-{e}{extra}");
+                                assert_eq!(is_key_id(&s), plain_key_id(&s), "{s:?}");
+                                accepted += usize::from(is_key_id(&s));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for s in strings(&['a', '-', '1'], 6) {
+            assert_eq!(is_key_id(&s), plain_key_id(&s), "{s:?}");
+        }
+        assert!(accepted >= 2, "{accepted}");
     }
 }

@@ -134,6 +134,23 @@ impl Principal {
         self.entries("AWS")
     }
 
+    /// The `AWS` entries as [`Principal::aws`] lists them, without
+    /// collecting them.
+    pub(crate) fn aws_iter(&self) -> impl Iterator<Item = &str> {
+        let (single, list): (Option<&str>, &[Value]) = match self {
+            Principal::Any => (Some("*"), &[]),
+            // A principal names one or two kinds: a scan beats hashing.
+            Principal::Map(map) => match map.iter().find(|(kind, _)| *kind == "AWS") {
+                Some((_, Value::String(s))) => (Some(s.as_str()), &[]),
+                Some((_, Value::Array(items))) => (None, items.as_slice()),
+                _ => (None, &[]),
+            },
+        };
+        single
+            .into_iter()
+            .chain(list.iter().filter_map(Value::as_str))
+    }
+
     /// The `Service` entries (never matched by a caller of amishare).
     pub fn services(&self) -> Vec<&str> {
         self.entries("Service")
@@ -171,7 +188,7 @@ impl Principal {
 
 impl Serialize for Principal {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(serializer)
+        Field::Principal(self).serialize(serializer)
     }
 }
 
@@ -224,7 +241,7 @@ impl Statement {
         }
     }
 
-    fn to_map(&self, remembered: Option<&[String]>) -> Map<String, Value> {
+    pub(crate) fn to_map(&self, remembered: Option<&[String]>) -> Map<String, Value> {
         let mut entries: Vec<(String, Value)> = Vec::new();
         if let Some(sid) = &self.sid {
             entries.push(("Sid".to_owned(), Value::String(sid.clone())));
@@ -264,14 +281,14 @@ impl Statement {
 
 impl Serialize for Statement {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_map(None).serialize(serializer)
+        Field::Statement(self, None).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Statement {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        statement_from_value(value, "Statement", None)
+        statement_from_value(value, &"Statement", None)
             .map(|(st, _)| st)
             .map_err(de::Error::custom)
     }
@@ -348,6 +365,36 @@ impl Policy {
     /// Errors name what is wrong and where: line and column for malformed
     /// JSON, statement index and field for a wrong shape.
     pub fn parse(json: &str) -> Result<Policy, ParseError> {
+        // Well-formed documents are read straight from the text; anything the
+        // direct reader does not accept goes the general way, which also
+        // words the errors.
+        match direct::parse(json) {
+            Some(policy) => Ok(policy),
+            None => Policy::parse_via_value(json),
+        }
+    }
+
+    /// Everything the policy holds, including what `PartialEq` and `Debug`
+    /// leave out (key orders, the `"Statement"` form), with map entries in
+    /// order.
+    #[cfg(test)]
+    pub(crate) fn internals(&self) -> String {
+        format!(
+            "{:?}",
+            (
+                &self.version,
+                &self.id,
+                &self.statements,
+                &self.extra,
+                self.statement_form,
+                &self.top_keys,
+                &self.layouts,
+            )
+        )
+    }
+
+    /// [`Policy::parse`] through a JSON value: the general path.
+    pub(crate) fn parse_via_value(json: &str) -> Result<Policy, ParseError> {
         let value: Value = serde_json::from_str(json).map_err(ParseError::syntax)?;
         Policy::from_value(value)
     }
@@ -362,19 +409,20 @@ impl Policy {
             ));
         };
         let mut policy = Policy {
-            top_keys: map.keys().cloned().collect(),
+            top_keys: Vec::with_capacity(map.len()),
             ..Policy::default()
         };
         let mut statement = None;
         for (key, value) in map {
             match key.as_str() {
-                "Version" => policy.version = Some(string_field(value, "Version", None)?),
-                "Id" => policy.id = Some(string_field(value, "Id", None)?),
+                "Version" => policy.version = Some(string_field(value, &"Version", None)?),
+                "Id" => policy.id = Some(string_field(value, &"Id", None)?),
                 "Statement" => statement = Some(value),
                 _ => {
-                    policy.extra.insert(key, value);
+                    policy.extra.insert(key.clone(), value);
                 }
             }
+            policy.top_keys.push(key);
         }
         let Some(statement) = statement else {
             return Err(ParseError::shape(
@@ -386,17 +434,15 @@ impl Policy {
         match statement {
             Value::Object(_) => {
                 policy.statement_form = StatementForm::Object;
-                let (st, keys) = statement_from_value(statement, "Statement", Some(0))?;
-                policy.layouts.push((st.clone(), keys));
-                policy.statements.push(st);
+                let read = statement_from_value(statement, &"Statement", Some(0))?;
+                policy.remember(vec![read]);
             }
             Value::Array(items) => {
+                let mut reads = Vec::with_capacity(items.len());
                 for (idx, item) in items.into_iter().enumerate() {
-                    let path = format!("Statement[{idx}]");
-                    let (st, keys) = statement_from_value(item, &path, Some(idx))?;
-                    policy.layouts.push((st.clone(), keys));
-                    policy.statements.push(st);
+                    reads.push(statement_from_value(item, &Indexed(idx), Some(idx))?);
                 }
+                policy.remember(reads);
             }
             other => {
                 return Err(ParseError::shape(
@@ -456,13 +502,33 @@ impl Policy {
 
     /// Compact JSON: what counts against the key policy size limit.
     pub fn to_json(&self) -> String {
-        self.to_value().to_string()
+        serde_json::to_string(self).unwrap_or_else(|_| self.to_value().to_string())
+    }
+
+    /// The length in bytes of [`Policy::to_json`], without building it.
+    pub(crate) fn json_len(&self) -> usize {
+        /// Counts what is written.
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        match serde_json::to_writer(&mut count, self) {
+            Ok(()) => count.0,
+            Err(_) => self.to_json().len(),
+        }
     }
 
     /// Pretty JSON with two-space indentation: what users see and what is
     /// stored.
     pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(&self.to_value()).unwrap_or_else(|_| self.to_json())
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| self.to_json())
     }
 
     /// The policy KMS gives a key created without one: the owner account's
@@ -535,6 +601,25 @@ impl Policy {
             .find(|st| st.sid.as_deref() == Some(sid))
     }
 
+    /// Takes the parsed statements, remembering their key orders when that
+    /// matters for printing them back.
+    ///
+    /// When every statement's keys already come in the order a statement is
+    /// printed in without a layout (see [`printed_in_order`]), a remembered
+    /// order would change nothing however the statements are later edited,
+    /// so none is kept (and no statement copied). Otherwise all are kept.
+    fn remember(&mut self, reads: Vec<(Statement, Vec<String>)>) {
+        let keep = !reads.iter().all(|(_, keys)| printed_in_order(keys));
+        #[cfg(test)]
+        let keep = keep || KEEP_LAYOUTS.with(std::cell::Cell::get);
+        for (st, keys) in reads {
+            if keep {
+                self.layouts.push((st.clone(), keys));
+            }
+            self.statements.push(st);
+        }
+    }
+
     fn single_object_form(&self) -> bool {
         self.statement_form == StatementForm::Object && self.statements.len() == 1
     }
@@ -554,8 +639,114 @@ impl Policy {
 
 impl Serialize for Policy {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(serializer)
+        // The same entries, in the same order, as `to_value` builds, written
+        // from the model without copying it into a JSON value first.
+        let known = [
+            ("Version", self.version.as_deref().map(Field::Str)),
+            ("Id", self.id.as_deref().map(Field::Str)),
+            ("Statement", Some(Field::Statements(self))),
+        ];
+        let remembered = self.top_keys.as_slice();
+        write_object(serializer, &known, &self.extra, &POLICY_KEYS, remembered)
     }
+}
+
+/// A value of a policy document, borrowed from the model, that serializes
+/// exactly as the JSON value `to_value` would build for it.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Str(&'a str),
+    Strings(&'a OneOrMany<String>),
+    Principal(&'a Principal),
+    Object(&'a Map<String, Value>),
+    /// A statement, with the key order it was parsed with, if any.
+    Statement(&'a Statement, Option<&'a [String]>),
+    /// The `"Statement"` element of a policy.
+    Statements(&'a Policy),
+}
+
+impl<'a> Serialize for Field<'a> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Field::Str(text) => serializer.serialize_str(text),
+            Field::Strings(OneOrMany::One(text)) => serializer.serialize_str(text),
+            Field::Strings(OneOrMany::Many(items)) => items.serialize(serializer),
+            Field::Principal(Principal::Any) => serializer.serialize_str("*"),
+            Field::Principal(Principal::Map(map)) | Field::Object(map) => map.serialize(serializer),
+            Field::Statement(st, remembered) => {
+                let list = |name, list: &'a Option<OneOrMany<String>>| {
+                    (name, list.as_ref().map(Field::Strings))
+                };
+                let known = [
+                    ("Sid", st.sid.as_deref().map(Field::Str)),
+                    ("Effect", Some(Field::Str(st.effect.as_str()))),
+                    ("Principal", st.principal.as_ref().map(Field::Principal)),
+                    (
+                        "NotPrincipal",
+                        st.not_principal.as_ref().map(Field::Principal),
+                    ),
+                    list("Action", &st.action),
+                    list("NotAction", &st.not_action),
+                    list("Resource", &st.resource),
+                    list("NotResource", &st.not_resource),
+                    ("Condition", st.condition.as_ref().map(Field::Object)),
+                ];
+                let remembered = remembered.unwrap_or_default();
+                write_object(serializer, &known, &st.extra, &STATEMENT_KEYS, remembered)
+            }
+            Field::Statements(policy) => {
+                let statement = |(idx, st): (usize, &'a Statement)| {
+                    Field::Statement(st, policy.layout_of(idx, st))
+                };
+                match (policy.single_object_form(), policy.statements.as_slice()) {
+                    (true, [st]) => statement((0, st)).serialize(serializer),
+                    (_, statements) => {
+                        serializer.collect_seq(statements.iter().enumerate().map(statement))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a JSON object: the `known` entries that are present, in that
+/// order, then the `extra` entries whose names are not `reserved`, in
+/// theirs; except that names listed in `remembered` come first, in that
+/// order (the `ordered` rule).
+fn write_object<S: Serializer>(
+    serializer: S,
+    known: &[(&'static str, Option<Field<'_>>)],
+    extra: &Map<String, Value>,
+    reserved: &[&str],
+    remembered: &[String],
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+
+    let is_extra = |name: &str| !reserved.contains(&name);
+    let is_remembered = |name: &str| remembered.iter().any(|key| key == name);
+    let len = known.iter().filter(|(_, field)| field.is_some()).count()
+        + extra.keys().filter(|name| is_extra(name)).count();
+    let mut map = serializer.serialize_map(Some(len))?;
+    for key in remembered {
+        if let Some((name, Some(field))) = known.iter().find(|(name, _)| name == key) {
+            map.serialize_entry(name, field)?;
+        } else if is_extra(key) {
+            if let Some(value) = extra.get(key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+    }
+    for (name, field) in known {
+        if let (Some(field), false) = (field, is_remembered(name)) {
+            map.serialize_entry(name, field)?;
+        }
+    }
+    for (name, value) in extra {
+        if is_extra(name) && !is_remembered(name) {
+            map.serialize_entry(name, value)?;
+        }
+    }
+    map.end()
 }
 
 impl<'de> Deserialize<'de> for Policy {
@@ -663,6 +854,36 @@ const STATEMENT_KEYS: [&str; 9] = [
 ];
 const POLICY_KEYS: [&str; 3] = ["Version", "Id", "Statement"];
 
+/// Whether a statement's keys come in the order it is printed in without a
+/// layout: the known keys in the order of [`STATEMENT_KEYS`], then at most
+/// one unknown key. (Two unknown keys could be printed in another order:
+/// statements compare their unknown keys regardless of order.)
+fn printed_in_order(keys: &[String]) -> bool {
+    let mut last = 0;
+    let mut unknown = 0;
+    for key in keys {
+        let rank = STATEMENT_KEYS
+            .iter()
+            .position(|known| known == key)
+            .unwrap_or(STATEMENT_KEYS.len());
+        if rank < last {
+            return false;
+        }
+        if rank == STATEMENT_KEYS.len() {
+            unknown += 1;
+        }
+        last = rank;
+    }
+    unknown <= 1
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Keeps every parsed statement's layout, as if none were in order: the
+    /// tests compare printing with and without the layouts left out.
+    pub(crate) static KEEP_LAYOUTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 pub(crate) fn root_arn(account: &str) -> String {
     format!("arn:aws:iam::{account}:root")
 }
@@ -706,14 +927,43 @@ fn describe(value: &Value) -> String {
     }
 }
 
-fn string_field(value: Value, path: &str, statement: Option<usize>) -> Result<String, ParseError> {
+/// Where a value sits in the document (`Statement[2].Action`, ...),
+/// written out only when an error names it.
+type Path<'a> = &'a dyn fmt::Display;
+
+/// `<base>.<key>`.
+struct Joined<'a>(Path<'a>, &'a str);
+
+impl fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// `Statement[<index>]`.
+struct Indexed(usize);
+
+impl fmt::Display for Indexed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Statement[{}]", self.0)
+    }
+}
+
+fn string_field(
+    value: Value,
+    path: Path<'_>,
+    statement: Option<usize>,
+) -> Result<String, ParseError> {
     match value {
         Value::String(s) => Ok(s),
-        other => Err(ParseError::shape(
-            statement,
-            Some(last_segment(path)),
-            format!("{path}: expected a string, found {}", describe(&other)),
-        )),
+        other => {
+            let path = path.to_string();
+            Err(ParseError::shape(
+                statement,
+                Some(last_segment(&path)),
+                format!("{path}: expected a string, found {}", describe(&other)),
+            ))
+        }
     }
 }
 
@@ -726,13 +976,14 @@ fn last_segment(path: &str) -> &str {
 
 fn strings_from_value(
     value: Value,
-    path: &str,
+    path: Path<'_>,
     statement: Option<usize>,
 ) -> Result<OneOrMany<String>, ParseError> {
     let error = |found: &Value| {
+        let path = path.to_string();
         ParseError::shape(
             statement,
-            Some(last_segment(path)),
+            Some(last_segment(&path)),
             format!(
                 "{path}: expected a string or an array of strings, found {}",
                 describe(found)
@@ -756,15 +1007,14 @@ fn strings_from_value(
 }
 
 fn principal_from_value(value: Value, path: &str) -> Result<Principal, ParseError> {
-    principal_at(value, path, None)
+    principal_at(value, &path, None)
 }
 
 fn principal_at(
     value: Value,
-    path: &str,
+    path: Path<'_>,
     statement: Option<usize>,
 ) -> Result<Principal, ParseError> {
-    let field = last_segment(path).to_owned();
     match value {
         Value::String(s) if s == "*" => Ok(Principal::Any),
         Value::Object(map) => {
@@ -775,9 +1025,10 @@ fn principal_at(
                     _ => false,
                 };
                 if !ok {
+                    let path = path.to_string();
                     return Err(ParseError::shape(
                         statement,
-                        Some(&field),
+                        Some(last_segment(&path)),
                         format!(
                             "{path}.{kind}: expected a string or an array of strings, found {}",
                             describe(entries)
@@ -787,20 +1038,23 @@ fn principal_at(
             }
             Ok(Principal::Map(map))
         }
-        other => Err(ParseError::shape(
-            statement,
-            Some(&field),
-            format!(
-                "{path}: expected \"*\" or an object such as {{\"AWS\": \"<arn>\"}}, found {}",
-                describe(&other)
-            ),
-        )),
+        other => {
+            let path = path.to_string();
+            Err(ParseError::shape(
+                statement,
+                Some(last_segment(&path)),
+                format!(
+                    "{path}: expected \"*\" or an object such as {{\"AWS\": \"<arn>\"}}, found {}",
+                    describe(&other)
+                ),
+            ))
+        }
     }
 }
 
 fn conditions_from_value(
     value: Value,
-    path: &str,
+    path: Path<'_>,
     statement: Option<usize>,
 ) -> Result<Conditions, ParseError> {
     let Value::Object(map) = value else {
@@ -814,11 +1068,11 @@ fn conditions_from_value(
         ));
     };
     for (operator, block) in &map {
-        let field = format!("Condition.{operator}");
+        let field = || format!("Condition.{operator}");
         let Value::Object(keys) = block else {
             return Err(ParseError::shape(
                 statement,
-                Some(&field),
+                Some(&field()),
                 format!(
                     "{path}.{operator}: expected an object of condition keys, found {}",
                     describe(block)
@@ -835,7 +1089,7 @@ fn conditions_from_value(
             if !ok {
                 return Err(ParseError::shape(
                     statement,
-                    Some(&field),
+                    Some(&field()),
                     format!(
                         "{path}.{operator}.{key}: expected a string, boolean or number, or an array of them, found {}",
                         describe(values)
@@ -850,7 +1104,7 @@ fn conditions_from_value(
 /// Reads one statement; also returns its key order.
 fn statement_from_value(
     value: Value,
-    path: &str,
+    path: Path<'_>,
     statement: Option<usize>,
 ) -> Result<(Statement, Vec<String>), ParseError> {
     let Value::Object(map) = value else {
@@ -860,13 +1114,13 @@ fn statement_from_value(
             format!("{path}: expected an object, found {}", describe(&value)),
         ));
     };
-    let keys: Vec<String> = map.keys().cloned().collect();
+    let mut keys: Vec<String> = Vec::with_capacity(map.len());
     let mut effect = None;
     let mut st = Statement::new(Effect::Allow);
     for (key, value) in map {
-        let field_path = format!("{path}.{key}");
+        let field_path = &Joined(path, &key);
         match key.as_str() {
-            "Sid" => st.sid = Some(string_field(value, &field_path, statement)?),
+            "Sid" => st.sid = Some(string_field(value, field_path, statement)?),
             "Effect" => {
                 effect = Some(match value {
                     Value::String(s) if s == "Allow" => Effect::Allow,
@@ -883,21 +1137,22 @@ fn statement_from_value(
                     }
                 })
             }
-            "Principal" => st.principal = Some(principal_at(value, &field_path, statement)?),
-            "NotPrincipal" => st.not_principal = Some(principal_at(value, &field_path, statement)?),
-            "Action" => st.action = Some(strings_from_value(value, &field_path, statement)?),
-            "NotAction" => st.not_action = Some(strings_from_value(value, &field_path, statement)?),
-            "Resource" => st.resource = Some(strings_from_value(value, &field_path, statement)?),
+            "Principal" => st.principal = Some(principal_at(value, field_path, statement)?),
+            "NotPrincipal" => st.not_principal = Some(principal_at(value, field_path, statement)?),
+            "Action" => st.action = Some(strings_from_value(value, field_path, statement)?),
+            "NotAction" => st.not_action = Some(strings_from_value(value, field_path, statement)?),
+            "Resource" => st.resource = Some(strings_from_value(value, field_path, statement)?),
             "NotResource" => {
-                st.not_resource = Some(strings_from_value(value, &field_path, statement)?)
+                st.not_resource = Some(strings_from_value(value, field_path, statement)?)
             }
             "Condition" => {
-                st.condition = Some(conditions_from_value(value, &field_path, statement)?)
+                st.condition = Some(conditions_from_value(value, field_path, statement)?)
             }
             _ => {
-                st.extra.insert(key, value);
+                st.extra.insert(key.clone(), value);
             }
         }
+        keys.push(key);
     }
     let Some(effect) = effect else {
         return Err(ParseError::shape(
@@ -908,4 +1163,220 @@ fn statement_from_value(
     };
     st.effect = effect;
     Ok((st, keys))
+}
+
+/// Reads a document straight from its text into the model, without first
+/// building a JSON value for the parts the model holds as its own fields.
+///
+/// It accepts only documents that [`Policy::from_value`] reads without error
+/// and gives exactly the policy that path gives (statements, unknown keys,
+/// key orders and `"Statement"` form). Anything else (malformed JSON, a wrong
+/// shape, a key written twice) makes it give up, and the general path reads
+/// the document and words the error.
+mod direct {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    use super::{
+        conditions_from_value, principal_at, Effect, OneOrMany, Policy, Statement, StatementForm,
+    };
+
+    /// Why the direct reader gave up; never shown.
+    fn give_up<E: de::Error>() -> E {
+        E::custom("left to the general path")
+    }
+
+    pub(super) fn parse(json: &str) -> Option<Policy> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let policy = de.deserialize_map(PolicyVisitor).ok()?;
+        de.end().ok()?;
+        Some(policy)
+    }
+
+    struct PolicyVisitor;
+
+    impl<'de> Visitor<'de> for PolicyVisitor {
+        type Value = Policy;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a policy document")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Policy, A::Error> {
+            let mut policy = Policy::default();
+            let mut statements = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if policy.top_keys.contains(&key) {
+                    return Err(give_up());
+                }
+                match key.as_str() {
+                    "Version" => policy.version = Some(map.next_value()?),
+                    "Id" => policy.id = Some(map.next_value()?),
+                    "Statement" => statements = Some(map.next_value::<Statements>()?),
+                    _ => {
+                        let value: Value = map.next_value()?;
+                        policy.extra.insert(key.clone(), value);
+                    }
+                }
+                policy.top_keys.push(key);
+            }
+            let reads = match statements.ok_or_else(give_up)? {
+                Statements::Object(read) => {
+                    policy.statement_form = StatementForm::Object;
+                    vec![*read]
+                }
+                Statements::Array(reads) => reads,
+            };
+            policy.remember(
+                reads
+                    .into_iter()
+                    .map(|read| (read.statement, read.keys))
+                    .collect(),
+            );
+            Ok(policy)
+        }
+    }
+
+    /// The `"Statement"` element, in either form.
+    enum Statements {
+        Object(Box<StatementRead>),
+        Array(Vec<StatementRead>),
+    }
+
+    impl<'de> Deserialize<'de> for Statements {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct StatementsVisitor;
+
+            impl<'de> Visitor<'de> for StatementsVisitor {
+                type Value = Statements;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a statement or a list of statements")
+                }
+
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Statements, A::Error> {
+                    let read = StatementVisitor.visit_map(map)?;
+                    Ok(Statements::Object(Box::new(read)))
+                }
+
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Statements, A::Error> {
+                    let mut reads = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                    while let Some(read) = seq.next_element::<StatementRead>()? {
+                        reads.push(read);
+                    }
+                    Ok(Statements::Array(reads))
+                }
+            }
+
+            deserializer.deserialize_any(StatementsVisitor)
+        }
+    }
+
+    /// One statement and its key order.
+    struct StatementRead {
+        statement: Statement,
+        keys: Vec<String>,
+    }
+
+    impl<'de> Deserialize<'de> for StatementRead {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(StatementVisitor)
+        }
+    }
+
+    struct StatementVisitor;
+
+    impl<'de> Visitor<'de> for StatementVisitor {
+        type Value = StatementRead;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a statement")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StatementRead, A::Error> {
+            let mut keys: Vec<String> = Vec::new();
+            let mut statement = Statement::new(Effect::Allow);
+            let mut effect = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if keys.contains(&key) {
+                    return Err(give_up());
+                }
+                let st = &mut statement;
+                match key.as_str() {
+                    "Sid" => st.sid = Some(map.next_value()?),
+                    "Effect" => {
+                        effect = Some(match map.next_value::<String>()?.as_str() {
+                            "Allow" => Effect::Allow,
+                            "Deny" => Effect::Deny,
+                            _ => return Err(give_up()),
+                        })
+                    }
+                    "Principal" | "NotPrincipal" => {
+                        let value: Value = map.next_value()?;
+                        let principal =
+                            principal_at(value, &"Principal", None).map_err(|_| give_up())?;
+                        match key.as_str() {
+                            "Principal" => st.principal = Some(principal),
+                            _ => st.not_principal = Some(principal),
+                        }
+                    }
+                    "Action" => st.action = Some(map.next_value::<Strings>()?.0),
+                    "NotAction" => st.not_action = Some(map.next_value::<Strings>()?.0),
+                    "Resource" => st.resource = Some(map.next_value::<Strings>()?.0),
+                    "NotResource" => st.not_resource = Some(map.next_value::<Strings>()?.0),
+                    "Condition" => {
+                        let value: Value = map.next_value()?;
+                        let conditions = conditions_from_value(value, &"Condition", None)
+                            .map_err(|_| give_up())?;
+                        st.condition = Some(conditions);
+                    }
+                    _ => {
+                        let value: Value = map.next_value()?;
+                        st.extra.insert(key.clone(), value);
+                    }
+                }
+                keys.push(key);
+            }
+            statement.effect = effect.ok_or_else(give_up)?;
+            Ok(StatementRead { statement, keys })
+        }
+    }
+
+    /// A string or a list of strings.
+    struct Strings(OneOrMany<String>);
+
+    impl<'de> Deserialize<'de> for Strings {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct StringsVisitor;
+
+            impl<'de> Visitor<'de> for StringsVisitor {
+                type Value = Strings;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string or a list of strings")
+                }
+
+                fn visit_str<E: de::Error>(self, text: &str) -> Result<Strings, E> {
+                    Ok(Strings(OneOrMany::One(text.to_owned())))
+                }
+
+                fn visit_string<E: de::Error>(self, text: String) -> Result<Strings, E> {
+                    Ok(Strings(OneOrMany::One(text)))
+                }
+
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
+                    let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                    while let Some(item) = seq.next_element::<String>()? {
+                        items.push(item);
+                    }
+                    Ok(Strings(OneOrMany::Many(items)))
+                }
+            }
+
+            deserializer.deserialize_any(StringsVisitor)
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! same-account / cross-account rules. Denials report every missing link so
 //! that a failed share can say what to fix.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -47,20 +48,23 @@ impl Caller<'_> {
     /// The role behind an assumed-role session: key policies name roles, not
     /// sessions.
     pub fn role_arn(&self) -> Option<String> {
-        let parts: Vec<&str> = self.arn.splitn(6, ':').collect();
-        let [arn, partition, "sts", "", account, resource] = parts.as_slice() else {
-            return None;
-        };
-        if *arn != "arn" {
-            return None;
-        }
-        let rest = resource.strip_prefix("assumed-role/")?;
-        let (role, _session) = rest.split_once('/')?;
-        if role.is_empty() {
-            return None;
-        }
+        let (partition, account, role) = assumed_role_parts(self.arn)?;
         Some(format!("arn:{partition}:iam::{account}:role/{role}"))
     }
+}
+
+/// `(partition, account, role)` of an
+/// `arn:<partition>:sts::<account>:assumed-role/<role>/<session>` ARN.
+fn assumed_role_parts(arn: &str) -> Option<(&str, &str, &str)> {
+    // `arn:<partition>:sts::<account>:<resource>`, read left to right.
+    let (partition, rest) = split_colon(arn.strip_prefix("arn:")?)?;
+    let (account, resource) = split_colon(rest.strip_prefix("sts::")?)?;
+    let rest = resource.strip_prefix("assumed-role/")?;
+    let (role, _session) = rest.split_once('/')?;
+    if role.is_empty() {
+        return None;
+    }
+    Some((partition, account, role))
 }
 
 /// One authorization question: may `caller` perform `action` on `resource`?
@@ -81,7 +85,7 @@ pub struct Request<'a> {
 /// Request condition keys, looked up case-insensitively.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Context {
-    values: BTreeMap<String, Vec<String>>,
+    pub(crate) values: BTreeMap<String, Vec<String>>,
 }
 
 impl Context {
@@ -108,12 +112,30 @@ impl Context {
 
     /// The values of a key, if the request has it.
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.values.get(&key.to_lowercase()).map(Vec::as_slice)
+        if self.values.is_empty() {
+            return None;
+        }
+        // Keys are stored lowercased; an ASCII key is lowercased on the stack.
+        const STACK: usize = 64;
+        if !key.is_ascii() || key.len() > STACK {
+            return self.values.get(&key.to_lowercase()).map(Vec::as_slice);
+        }
+        if !key.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.values.get(key).map(Vec::as_slice);
+        }
+        let mut buf = [0u8; STACK];
+        let lower = &mut buf[..key.len()];
+        lower.copy_from_slice(key.as_bytes());
+        lower.make_ascii_lowercase();
+        match std::str::from_utf8(lower) {
+            Ok(lower) => self.values.get(lower).map(Vec::as_slice),
+            Err(_) => self.values.get(&key.to_lowercase()).map(Vec::as_slice),
+        }
     }
 
     /// True if the request has this key.
     pub fn contains(&self, key: &str) -> bool {
-        self.values.contains_key(&key.to_lowercase())
+        self.get(key).is_some()
     }
 
     /// What EC2 sets when it calls KMS on a principal's behalf in `region`:
@@ -242,33 +264,6 @@ impl Decision {
             }
         }
     }
-
-    fn allow(allowed_by: Vec<StatementRef>) -> Decision {
-        Decision {
-            outcome: Outcome::Allow,
-            allowed_by,
-            denied_by: None,
-            missing: Vec::new(),
-        }
-    }
-
-    fn explicit_deny(by: StatementRef) -> Decision {
-        Decision {
-            outcome: Outcome::ExplicitDeny,
-            allowed_by: Vec::new(),
-            denied_by: Some(by),
-            missing: Vec::new(),
-        }
-    }
-
-    fn implicit_deny(missing: Vec<Missing>) -> Decision {
-        Decision {
-            outcome: Outcome::ImplicitDeny,
-            allowed_by: Vec::new(),
-            denied_by: None,
-            missing,
-        }
-    }
 }
 
 /// KMS: key policy + caller's identity policies + grants, with the cross-account rules.
@@ -278,112 +273,275 @@ pub fn evaluate_kms(
     identity_policies: &[&Policy],
     grants: &[GrantView<'_>],
 ) -> Decision {
-    let ctx = effective_context(req);
+    kms_verdict(req, key_policy, identity_policies, grants).into_decision(
+        Some(key_policy),
+        identity_policies,
+        grants,
+    )
+}
+
+/// The outcome [`evaluate_kms`] decides, without collecting the statements
+/// and missing links behind it. It allocates only for a role session's
+/// role ARN, a numeric condition value, or text beyond ASCII.
+pub fn evaluate_kms_outcome(
+    req: &Request<'_>,
+    key_policy: &Policy,
+    identity_policies: &[&Policy],
+    grants: &[GrantView<'_>],
+) -> Outcome {
+    kms_verdict(req, key_policy, identity_policies, grants).outcome
+}
+
+/// Anything without a resource policy (EC2 actions): identity policies only; an account root caller is allowed unless explicitly denied.
+pub fn evaluate_identity(req: &Request<'_>, identity_policies: &[&Policy]) -> Decision {
+    identity_verdict(req, identity_policies).into_decision(None, identity_policies, &[])
+}
+
+/// The outcome [`evaluate_identity`] decides, without collecting the
+/// statements and missing links behind it (allocating as little as
+/// [`evaluate_kms_outcome`]).
+pub fn evaluate_identity_outcome(req: &Request<'_>, identity_policies: &[&Policy]) -> Outcome {
+    identity_verdict(req, identity_policies).outcome
+}
+
+/// A statement or grant that took part in a decision, by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Statement index in the key policy.
+    KeyPolicy(usize),
+    /// Policy index in the identity policies, statement index in it.
+    Identity(usize, usize),
+    /// Index in the grants.
+    Grant(usize),
+}
+
+/// Missing links as flags, reported in this order.
+const MISSING_CROSS_ACCOUNT: u8 = 1;
+const MISSING_KEY_POLICY: u8 = 2;
+const MISSING_IDENTITY: u8 = 4;
+
+/// A [`Decision`] by positions: what the evaluation finds before anything
+/// is copied out of the policies.
+struct Verdict {
+    outcome: Outcome,
+    allowed_by: [Option<Found>; 2],
+    denied_by: Option<Found>,
+    missing: u8,
+}
+
+impl Verdict {
+    fn allow(first: Option<Found>, second: Option<Found>) -> Verdict {
+        Verdict {
+            outcome: Outcome::Allow,
+            allowed_by: [first, second],
+            denied_by: None,
+            missing: 0,
+        }
+    }
+
+    fn explicit_deny(by: Found) -> Verdict {
+        Verdict {
+            outcome: Outcome::ExplicitDeny,
+            allowed_by: [None, None],
+            denied_by: Some(by),
+            missing: 0,
+        }
+    }
+
+    fn implicit_deny(missing: u8) -> Verdict {
+        Verdict {
+            outcome: Outcome::ImplicitDeny,
+            allowed_by: [None, None],
+            denied_by: None,
+            missing,
+        }
+    }
+
+    fn into_decision(
+        self,
+        key_policy: Option<&Policy>,
+        identity_policies: &[&Policy],
+        grants: &[GrantView<'_>],
+    ) -> Decision {
+        let reference = |found: Found| match found {
+            Found::KeyPolicy(index) => statement_ref(
+                PolicySource::KeyPolicy,
+                index,
+                key_policy.map(|policy| &policy.statements[index]),
+            ),
+            Found::Identity(policy, index) => statement_ref(
+                PolicySource::Identity { index: policy },
+                index,
+                Some(&identity_policies[policy].statements[index]),
+            ),
+            Found::Grant(index) => StatementRef {
+                source: PolicySource::Grant {
+                    grant_id: grants[index].grant_id.to_owned(),
+                },
+                index: 0,
+                sid: None,
+            },
+        };
+        let mut missing = Vec::new();
+        for (flag, link) in [
+            (MISSING_CROSS_ACCOUNT, Missing::CrossAccountNotPermitted),
+            (MISSING_KEY_POLICY, Missing::KeyPolicyAllow),
+            (MISSING_IDENTITY, Missing::IdentityPolicyAllow),
+        ] {
+            if self.missing & flag != 0 {
+                missing.push(link);
+            }
+        }
+        Decision {
+            outcome: self.outcome,
+            allowed_by: self
+                .allowed_by
+                .into_iter()
+                .flatten()
+                .map(reference)
+                .collect(),
+            denied_by: self.denied_by.map(reference),
+            missing,
+        }
+    }
+}
+
+fn kms_verdict(
+    req: &Request<'_>,
+    key_policy: &Policy,
+    identity_policies: &[&Policy],
+    grants: &[GrantView<'_>],
+) -> Verdict {
     let who = Who::new(&req.caller);
+    let keys = Keys::new(&req.context, &req.caller, &who);
 
     // 1. An explicit deny anywhere wins.
-    if let Some((index, st, _)) =
-        matching(key_policy, Effect::Deny, req, &ctx, &who, Kind::KeyPolicy).next()
+    if let Some((index, _)) =
+        matching(key_policy, Effect::Deny, req, &keys, &who, Kind::KeyPolicy).next()
     {
-        return Decision::explicit_deny(statement_ref(PolicySource::KeyPolicy, index, st));
+        return Verdict::explicit_deny(Found::KeyPolicy(index));
     }
-    if let Some(denied) = identity_deny(req, &ctx, &who, identity_policies) {
-        return Decision::explicit_deny(denied);
+    if let Some(denied) = identity_first(Effect::Deny, req, &keys, &who, identity_policies) {
+        return Verdict::explicit_deny(denied);
     }
 
     // 2. Most of the API is never available across accounts.
     let cross_account = req.caller.account != req.resource_account;
     if cross_account && !is_cross_account_action(req.action) {
-        return Decision::implicit_deny(vec![Missing::CrossAccountNotPermitted]);
+        return Verdict::implicit_deny(MISSING_CROSS_ACCOUNT);
     }
 
     // 3. Key policy allows: naming the caller (or "*") directly, or only its
     // account root, which delegates to the account's IAM policies.
     let mut direct = None;
     let mut delegated = None;
-    for (index, st, how) in matching(key_policy, Effect::Allow, req, &ctx, &who, Kind::KeyPolicy) {
+    for (index, how) in matching(key_policy, Effect::Allow, req, &keys, &who, Kind::KeyPolicy) {
         let slot = match how {
             PrincipalMatch::Direct => &mut direct,
             PrincipalMatch::Account => &mut delegated,
         };
         if slot.is_none() {
-            *slot = Some(statement_ref(PolicySource::KeyPolicy, index, st));
+            *slot = Some(index);
         }
     }
     // 4. The caller's own IAM policies.
-    let identity = identity_allow(req, &ctx, &who, identity_policies);
+    let identity = identity_first(Effect::Allow, req, &keys, &who, identity_policies);
     // 5. Grants.
     let grant = grants
         .iter()
-        .find(|g| grant_matches(g, req, &who))
-        .map(|g| StatementRef {
-            source: PolicySource::Grant {
-                grant_id: g.grant_id.to_owned(),
-            },
-            index: 0,
-            sid: None,
-        });
+        .position(|g| grant_matches(g, req, &who))
+        .map(Found::Grant);
 
     if !cross_account {
         if let Some(direct) = direct {
-            return Decision::allow(vec![direct]);
+            return Verdict::allow(Some(Found::KeyPolicy(direct)), None);
         }
-        if let (Some(delegated), Some(identity)) = (&delegated, identity.clone()) {
-            return Decision::allow(vec![delegated.clone(), identity]);
+        if let (Some(delegated), Some(identity)) = (delegated, identity) {
+            return Verdict::allow(Some(Found::KeyPolicy(delegated)), Some(identity));
         }
-        if let Some(grant) = grant {
-            return Decision::allow(vec![grant]);
+        if grant.is_some() {
+            return Verdict::allow(grant, None);
         }
-        let missing = if delegated.is_some() {
-            Missing::IdentityPolicyAllow
+        return Verdict::implicit_deny(if delegated.is_some() {
+            MISSING_IDENTITY
         } else {
-            Missing::KeyPolicyAllow
-        };
-        return Decision::implicit_deny(vec![missing]);
+            MISSING_KEY_POLICY
+        });
     }
 
     // Across accounts both sides must allow, whatever the key policy names;
     // only the other account's root needs no IAM policy.
     let key_allow = match (direct, delegated) {
-        (Some(a), Some(b)) => Some(if a.index <= b.index { a } else { b }),
+        (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let identity_ok = identity.is_some() || req.caller.is_root();
-    if let (Some(key_allow), true) = (&key_allow, identity_ok) {
-        let mut allowed_by = vec![key_allow.clone()];
-        allowed_by.extend(identity);
-        return Decision::allow(allowed_by);
+    let identity_ok = identity.is_some() || who.is_root;
+    if let (Some(key_allow), true) = (key_allow, identity_ok) {
+        return Verdict::allow(Some(Found::KeyPolicy(key_allow)), identity);
     }
-    if let Some(grant) = grant {
-        return Decision::allow(vec![grant]);
+    if grant.is_some() {
+        return Verdict::allow(grant, None);
     }
-    let mut missing = Vec::new();
+    let mut missing = 0;
     if key_allow.is_none() {
-        missing.push(Missing::KeyPolicyAllow);
+        missing |= MISSING_KEY_POLICY;
     }
     if !identity_ok {
-        missing.push(Missing::IdentityPolicyAllow);
+        missing |= MISSING_IDENTITY;
     }
-    Decision::implicit_deny(missing)
+    Verdict::implicit_deny(missing)
 }
 
-/// Anything without a resource policy (EC2 actions): identity policies only; an account root caller is allowed unless explicitly denied.
-pub fn evaluate_identity(req: &Request<'_>, identity_policies: &[&Policy]) -> Decision {
-    let ctx = effective_context(req);
+fn identity_verdict(req: &Request<'_>, identity_policies: &[&Policy]) -> Verdict {
     let who = Who::new(&req.caller);
-    if let Some(denied) = identity_deny(req, &ctx, &who, identity_policies) {
-        return Decision::explicit_deny(denied);
+    let keys = Keys::new(&req.context, &req.caller, &who);
+    if let Some(denied) = identity_first(Effect::Deny, req, &keys, &who, identity_policies) {
+        return Verdict::explicit_deny(denied);
     }
-    match identity_allow(req, &ctx, &who, identity_policies) {
-        Some(allowed) => Decision::allow(vec![allowed]),
-        None if req.caller.is_root() => Decision::allow(Vec::new()),
-        None => Decision::implicit_deny(vec![Missing::IdentityPolicyAllow]),
+    match identity_first(Effect::Allow, req, &keys, &who, identity_policies) {
+        Some(allowed) => Verdict::allow(Some(allowed), None),
+        None if who.is_root => Verdict::allow(None, None),
+        None => Verdict::implicit_deny(MISSING_IDENTITY),
     }
 }
 
 /// Case-insensitive IAM glob (`*` and `?`), as used in `Action`.
 pub fn action_matches(pattern: &str, action: &str) -> bool {
-    glob(&pattern.to_lowercase(), &action.to_lowercase())
+    let (p, t) = (pattern.as_bytes(), action.as_bytes());
+    // Compare the pattern's literal head as it is read; most patterns end
+    // there or in a single final `*`, and most mismatches show in the head.
+    let mut i = 0;
+    loop {
+        let Some(&c) = p.get(i) else {
+            return t.len() == p.len();
+        };
+        if c == b'*' || c == b'?' {
+            break;
+        }
+        match t.get(i) {
+            Some(&b) if c.is_ascii() && b.is_ascii() => {
+                if !c.eq_ignore_ascii_case(&b) {
+                    return false;
+                }
+            }
+            None if c.is_ascii() => return false,
+            _ => return action_matches_lowercased(pattern, action),
+        }
+        i += 1;
+    }
+    if i + 1 == p.len() && p[i] == b'*' {
+        return !star_quirk(&p[..i], t);
+    }
+    if pattern.is_ascii() && action.is_ascii() {
+        glob_bytes(p, t, |p, t| p.eq_ignore_ascii_case(&t))
+    } else {
+        action_matches_lowercased(pattern, action)
+    }
+}
+
+/// [`action_matches`] beyond ASCII: both sides lowercased, then globbed.
+fn action_matches_lowercased(pattern: &str, action: &str) -> bool {
+    glob_chars(&pattern.to_lowercase(), &action.to_lowercase())
 }
 
 /// The actions KMS permits across accounts; any other action fails across
@@ -421,8 +579,9 @@ pub fn is_cross_account_action(action: &str) -> bool {
 
 /// The operation name of a `kms:` action.
 fn kms_operation(action: &str) -> Option<&str> {
-    let (service, op) = action.split_once(':')?;
-    service.eq_ignore_ascii_case("kms").then_some(op)
+    // The service is what comes before the first `:`.
+    let head = action.get(..4)?;
+    head.eq_ignore_ascii_case("kms:").then(|| &action[4..])
 }
 
 /// How a key-policy principal covers the caller.
@@ -440,10 +599,12 @@ enum Kind {
     Identity,
 }
 
-/// The caller's names, computed once.
+/// The caller's names, computed once per evaluation.
 struct Who<'a> {
     arn: &'a str,
     account: &'a str,
+    /// The role behind an assumed-role session (the only name that has to be
+    /// built).
     role_arn: Option<String>,
     is_root: bool,
 }
@@ -479,7 +640,7 @@ impl<'a> Who<'a> {
 
     fn match_principal(&self, principal: &Principal) -> Option<PrincipalMatch> {
         let mut best = None;
-        for entry in principal.aws() {
+        for entry in principal.aws_iter() {
             match self.match_entry(entry) {
                 Some(PrincipalMatch::Direct) => return Some(PrincipalMatch::Direct),
                 Some(PrincipalMatch::Account) => best = Some(PrincipalMatch::Account),
@@ -490,24 +651,24 @@ impl<'a> Who<'a> {
     }
 }
 
-fn statement_ref(source: PolicySource, index: usize, st: &Statement) -> StatementRef {
+fn statement_ref(source: PolicySource, index: usize, st: Option<&Statement>) -> StatementRef {
     StatementRef {
         source,
         index,
-        sid: st.sid.clone(),
+        sid: st.and_then(|st| st.sid.clone()),
     }
 }
 
-/// Statements of `policy` with this effect that apply to the request, with
-/// how the principal matched.
+/// Statements of `policy` with this effect that apply to the request, by
+/// index, with how the principal matched.
 fn matching<'p>(
     policy: &'p Policy,
     effect: Effect,
     req: &'p Request<'_>,
-    ctx: &'p Context,
+    keys: &'p Keys<'_>,
     who: &'p Who<'_>,
     kind: Kind,
-) -> impl Iterator<Item = (usize, &'p Statement, PrincipalMatch)> + 'p {
+) -> impl Iterator<Item = (usize, PrincipalMatch)> + 'p {
     policy
         .statements
         .iter()
@@ -516,34 +677,23 @@ fn matching<'p>(
             if st.effect != effect {
                 return None;
             }
-            let how = applies(st, req, ctx, who, kind)?;
-            Some((index, st, how))
+            let how = applies(st, req, keys, who, kind)?;
+            Some((index, how))
         })
 }
 
-fn identity_deny(
+/// The first identity-policy statement with this effect that applies.
+fn identity_first(
+    effect: Effect,
     req: &Request<'_>,
-    ctx: &Context,
+    keys: &Keys<'_>,
     who: &Who<'_>,
     policies: &[&Policy],
-) -> Option<StatementRef> {
+) -> Option<Found> {
     policies.iter().enumerate().find_map(|(p, policy)| {
-        matching(policy, Effect::Deny, req, ctx, who, Kind::Identity)
+        matching(policy, effect, req, keys, who, Kind::Identity)
             .next()
-            .map(|(index, st, _)| statement_ref(PolicySource::Identity { index: p }, index, st))
-    })
-}
-
-fn identity_allow(
-    req: &Request<'_>,
-    ctx: &Context,
-    who: &Who<'_>,
-    policies: &[&Policy],
-) -> Option<StatementRef> {
-    policies.iter().enumerate().find_map(|(p, policy)| {
-        matching(policy, Effect::Allow, req, ctx, who, Kind::Identity)
-            .next()
-            .map(|(index, st, _)| statement_ref(PolicySource::Identity { index: p }, index, st))
+            .map(|(index, _)| Found::Identity(p, index))
     })
 }
 
@@ -552,7 +702,7 @@ fn identity_allow(
 fn applies(
     st: &Statement,
     req: &Request<'_>,
-    ctx: &Context,
+    keys: &Keys<'_>,
     who: &Who<'_>,
     kind: Kind,
 ) -> Option<PrincipalMatch> {
@@ -576,7 +726,7 @@ fn applies(
         return None;
     }
     if let Some(conditions) = &st.condition {
-        if !conditions_match(conditions, ctx) {
+        if !conditions_match(conditions, keys) {
             return None;
         }
     }
@@ -617,37 +767,102 @@ fn grant_matches(grant: &GrantView<'_>, req: &Request<'_>, who: &Who<'_>) -> boo
     grantee_ok && grant.operations.iter().any(|o| o.eq_ignore_ascii_case(op))
 }
 
-/// The request context plus what the caller implies, unless the request set
-/// it already.
-fn effective_context(req: &Request<'_>) -> Context {
-    let caller = &req.caller;
-    let mut ctx = req.context.clone();
-    let mut default = |key: &str, values: Vec<String>| {
-        if !ctx.contains(key) {
-            ctx = std::mem::take(&mut ctx).with_values(key, values);
-        }
-    };
-    default("kms:CallerAccount", vec![caller.account.to_owned()]);
-    default("aws:PrincipalAccount", vec![caller.account.to_owned()]);
-    default(
-        "aws:PrincipalArn",
-        vec![caller.role_arn().unwrap_or_else(|| caller.arn.to_owned())],
-    );
-    default("aws:PrincipalIsAWSService", vec!["false".to_owned()]);
-    if let Some(org) = caller.org_id {
-        default("aws:PrincipalOrgID", vec![org.to_owned()]);
-    }
-    if !caller.org_paths.is_empty() {
-        default("aws:PrincipalOrgPaths", caller.org_paths.to_vec());
-    }
-    ctx
+/// The values of one condition key.
+#[derive(Debug, Clone, Copy)]
+enum Values<'a> {
+    /// As the request context lists them.
+    List(&'a [String]),
+    /// One value derived from the caller.
+    One(&'a str),
 }
 
-fn conditions_match(conditions: &serde_json::Map<String, Value>, ctx: &Context) -> bool {
+impl<'a> Values<'a> {
+    fn is_empty(self) -> bool {
+        matches!(self, Values::List(values) if values.is_empty())
+    }
+
+    fn iter(self) -> impl Iterator<Item = &'a str> {
+        let (one, list): (Option<&'a str>, &'a [String]) = match self {
+            Values::One(value) => (Some(value), &[]),
+            Values::List(values) => (None, values),
+        };
+        one.into_iter().chain(list.iter().map(String::as_str))
+    }
+}
+
+/// What the caller implies about the condition keys a request does not set.
+struct CallerKeys<'a> {
+    account: &'a str,
+    /// `aws:PrincipalArn`: the role of a session, else the caller's ARN.
+    principal_arn: &'a str,
+    org_id: Option<&'a str>,
+    org_paths: &'a [String],
+}
+
+/// The request context plus what the caller implies, unless the request set
+/// it already; looked up without copying either.
+struct Keys<'a> {
+    context: &'a Context,
+    caller: Option<CallerKeys<'a>>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(context: &'a Context, caller: &Caller<'a>, who: &'a Who<'_>) -> Keys<'a> {
+        Keys {
+            context,
+            caller: Some(CallerKeys {
+                account: caller.account,
+                principal_arn: who.role_arn.as_deref().unwrap_or(caller.arn),
+                org_id: caller.org_id,
+                org_paths: caller.org_paths,
+            }),
+        }
+    }
+
+    /// The request context alone.
+    #[cfg(test)]
+    fn request_only(context: &'a Context) -> Keys<'a> {
+        Keys {
+            context,
+            caller: None,
+        }
+    }
+
+    /// The values of a key, compared case-insensitively.
+    fn get(&self, key: &str) -> Option<Values<'a>> {
+        if let Some(values) = self.context.get(key) {
+            return Some(Values::List(values));
+        }
+        let caller = self.caller.as_ref()?;
+        let lowered;
+        let key = if key.is_ascii() {
+            key
+        } else {
+            lowered = key.to_lowercase();
+            lowered.as_str()
+        };
+        let is = |name: &str| key.eq_ignore_ascii_case(name);
+        if is("kms:CallerAccount") || is("aws:PrincipalAccount") {
+            Some(Values::One(caller.account))
+        } else if is("aws:PrincipalArn") {
+            Some(Values::One(caller.principal_arn))
+        } else if is("aws:PrincipalIsAWSService") {
+            Some(Values::One("false"))
+        } else if is("aws:PrincipalOrgID") {
+            caller.org_id.map(Values::One)
+        } else if is("aws:PrincipalOrgPaths") && !caller.org_paths.is_empty() {
+            Some(Values::List(caller.org_paths))
+        } else {
+            None
+        }
+    }
+}
+
+fn conditions_match(conditions: &serde_json::Map<String, Value>, keys: &Keys<'_>) -> bool {
     conditions.iter().all(|(operator, block)| match block {
-        Value::Object(keys) => keys
+        Value::Object(entries) => entries
             .iter()
-            .all(|(key, values)| condition_matches(operator, key, values, ctx)),
+            .all(|(key, values)| condition_holds(operator, key, values, keys)),
         _ => false,
     })
 }
@@ -674,32 +889,52 @@ enum Base {
 /// positive test and whether it is negated.
 fn parse_operator(name: &str) -> Option<(Base, bool)> {
     use std::cmp::Ordering::{Equal, Greater, Less};
-    let lower = name.to_lowercase();
-    let parsed = match lower.as_str() {
-        "stringequals" => (Base::StringEquals, false),
-        "stringnotequals" => (Base::StringEquals, true),
-        "stringequalsignorecase" => (Base::StringEqualsIgnoreCase, false),
-        "stringnotequalsignorecase" => (Base::StringEqualsIgnoreCase, true),
-        "stringlike" => (Base::StringLike, false),
-        "stringnotlike" => (Base::StringLike, true),
-        "numericequals" => (Base::Numeric(Equal, false), false),
-        "numericnotequals" => (Base::Numeric(Equal, false), true),
-        "numericlessthan" => (Base::Numeric(Less, false), false),
-        "numericlessthanequals" => (Base::Numeric(Less, true), false),
-        "numericgreaterthan" => (Base::Numeric(Greater, false), false),
-        "numericgreaterthanequals" => (Base::Numeric(Greater, true), false),
-        "dateequals" => (Base::Date(Equal, false), false),
-        "datenotequals" => (Base::Date(Equal, false), true),
-        "datelessthan" => (Base::Date(Less, false), false),
-        "datelessthanequals" => (Base::Date(Less, true), false),
-        "dategreaterthan" => (Base::Date(Greater, false), false),
-        "dategreaterthanequals" => (Base::Date(Greater, true), false),
-        "bool" => (Base::Bool, false),
-        "arnequals" | "arnlike" => (Base::Arn, false),
-        "arnnotequals" | "arnnotlike" => (Base::Arn, true),
-        _ => return None,
+    const OPERATORS: [(&str, Base, bool); 23] = [
+        ("stringequals", Base::StringEquals, false),
+        ("stringnotequals", Base::StringEquals, true),
+        (
+            "stringequalsignorecase",
+            Base::StringEqualsIgnoreCase,
+            false,
+        ),
+        (
+            "stringnotequalsignorecase",
+            Base::StringEqualsIgnoreCase,
+            true,
+        ),
+        ("stringlike", Base::StringLike, false),
+        ("stringnotlike", Base::StringLike, true),
+        ("numericequals", Base::Numeric(Equal, false), false),
+        ("numericnotequals", Base::Numeric(Equal, false), true),
+        ("numericlessthan", Base::Numeric(Less, false), false),
+        ("numericlessthanequals", Base::Numeric(Less, true), false),
+        ("numericgreaterthan", Base::Numeric(Greater, false), false),
+        (
+            "numericgreaterthanequals",
+            Base::Numeric(Greater, true),
+            false,
+        ),
+        ("dateequals", Base::Date(Equal, false), false),
+        ("datenotequals", Base::Date(Equal, false), true),
+        ("datelessthan", Base::Date(Less, false), false),
+        ("datelessthanequals", Base::Date(Less, true), false),
+        ("dategreaterthan", Base::Date(Greater, false), false),
+        ("dategreaterthanequals", Base::Date(Greater, true), false),
+        ("bool", Base::Bool, false),
+        ("arnequals", Base::Arn, false),
+        ("arnlike", Base::Arn, false),
+        ("arnnotequals", Base::Arn, true),
+        ("arnnotlike", Base::Arn, true),
+    ];
+    let found = if name.is_ascii() {
+        OPERATORS
+            .iter()
+            .find(|(lower, _, _)| lower.eq_ignore_ascii_case(name))
+    } else {
+        let lowered = name.to_lowercase();
+        OPERATORS.iter().find(|(lower, _, _)| *lower == lowered)
     };
-    Some(parsed)
+    found.map(|&(_, base, negated)| (base, negated))
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -714,13 +949,28 @@ fn strip_suffix_ci<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
     tail.eq_ignore_ascii_case(suffix).then(|| &s[..cut])
 }
 
-/// One operator/key pair of a Condition block.
+/// Whether `s`, lowercased, is `lower` (an ASCII lowercase word).
+fn lowercases_to(s: &str, lower: &str) -> bool {
+    if s.is_ascii() {
+        s.eq_ignore_ascii_case(lower)
+    } else {
+        s.to_lowercase() == lower
+    }
+}
+
+/// One operator/key pair of a Condition block, against a request context.
+#[cfg(test)]
 pub(crate) fn condition_matches(
     operator: &str,
     key: &str,
     policy_values: &Value,
     ctx: &Context,
 ) -> bool {
+    condition_holds(operator, key, policy_values, &Keys::request_only(ctx))
+}
+
+/// One operator/key pair of a Condition block.
+fn condition_holds(operator: &str, key: &str, policy_values: &Value, keys: &Keys<'_>) -> bool {
     let (set, rest) = if let Some(rest) = strip_prefix_ci(operator, "ForAllValues:") {
         (SetOp::ForAllValues, rest)
     } else if let Some(rest) = strip_prefix_ci(operator, "ForAnyValue:") {
@@ -732,15 +982,18 @@ pub(crate) fn condition_matches(
         Some(base) => (base, true),
         None => (rest, false),
     };
-    let wanted = scalar_values(policy_values);
-    let present = ctx.get(key).filter(|values| !values.is_empty());
+    let present = keys.get(key).filter(|values| !values.is_empty());
 
     if base_name.eq_ignore_ascii_case("Null") {
         let absent = present.is_none();
-        return wanted.iter().any(|w| match w.to_lowercase().as_str() {
-            "true" => absent,
-            "false" => !absent,
-            _ => false,
+        return scalar_values(policy_values).any(|w| {
+            if lowercases_to(&w, "true") {
+                absent
+            } else if lowercases_to(&w, "false") {
+                !absent
+            } else {
+                false
+            }
         });
     }
     // Unknown operators never match.
@@ -758,29 +1011,34 @@ pub(crate) fn condition_matches(
             SetOp::None => negated,
         };
     };
-    let positive = |value: &String| wanted.iter().any(|w| base_matches(base, w, value));
-    let test = |value: &String| positive(value) != negated;
+    let positive =
+        |value: &str| scalar_values(policy_values).any(|w| base_matches(base, &w, value));
+    let test = |value: &str| positive(value) != negated;
+    let mut values = values.iter();
     match set {
-        SetOp::None if negated => !values.iter().any(positive),
-        SetOp::None => values.iter().any(positive),
-        SetOp::ForAnyValue => values.iter().any(test),
-        SetOp::ForAllValues => values.iter().all(test),
+        SetOp::None if negated => !values.any(positive),
+        SetOp::None => values.any(positive),
+        SetOp::ForAnyValue => values.any(test),
+        SetOp::ForAllValues => values.all(test),
     }
 }
 
-fn scalar_values(value: &Value) -> Vec<String> {
-    fn scalar(value: &Value) -> Option<String> {
+/// The scalar values of a condition entry, as text; only a number has to be
+/// formatted.
+fn scalar_values(value: &Value) -> impl Iterator<Item = Cow<'_, str>> {
+    fn scalar(value: &Value) -> Option<Cow<'_, str>> {
         match value {
-            Value::String(s) => Some(s.clone()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+            Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            Value::Number(n) => Some(Cow::Owned(n.to_string())),
             _ => None,
         }
     }
-    match value {
-        Value::Array(items) => items.iter().filter_map(scalar).collect(),
-        other => scalar(other).into_iter().collect(),
-    }
+    let (one, items): (Option<&Value>, &[Value]) = match value {
+        Value::Array(items) => (None, items.as_slice()),
+        other => (Some(other), &[]),
+    };
+    one.into_iter().chain(items).filter_map(scalar)
 }
 
 /// The positive form of an operator: does the request `value` match the
@@ -788,7 +1046,13 @@ fn scalar_values(value: &Value) -> Vec<String> {
 fn base_matches(base: Base, wanted: &str, value: &str) -> bool {
     match base {
         Base::StringEquals => wanted == value,
-        Base::StringEqualsIgnoreCase => wanted.to_lowercase() == value.to_lowercase(),
+        Base::StringEqualsIgnoreCase => {
+            if wanted.is_ascii() && value.is_ascii() {
+                wanted.eq_ignore_ascii_case(value)
+            } else {
+                wanted.to_lowercase() == value.to_lowercase()
+            }
+        }
         Base::StringLike => glob(wanted, value),
         Base::Bool => wanted.eq_ignore_ascii_case(value),
         Base::Arn => arn_like(wanted, value),
@@ -817,19 +1081,102 @@ fn compare(cmp: Option<std::cmp::Ordering>, order: std::cmp::Ordering, or_equal:
     }
 }
 
+/// The six colon-separated parts of an ARN (the last keeps any further
+/// colons); `None` with fewer than six.
+fn split6(s: &str) -> Option<[&str; 6]> {
+    let mut parts = s.splitn(6, ':');
+    Some([
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    ])
+}
+
 /// ArnLike: the six colon-separated parts match one by one, with globs.
 fn arn_like(pattern: &str, arn: &str) -> bool {
     if pattern == "*" {
         return true;
     }
-    let p: Vec<&str> = pattern.splitn(6, ':').collect();
-    let a: Vec<&str> = arn.splitn(6, ':').collect();
-    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| glob(p, a))
+    match (split6(pattern), split6(arn)) {
+        (Some(p), Some(a)) => p.iter().zip(&a).all(|(p, a)| glob(p, a)),
+        _ => false,
+    }
 }
 
 /// Glob with `*` (any run, including empty) and `?` (one character);
 /// case-sensitive.
 pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    // Without `?` a byte-wise comparison is a character-wise one, whatever
+    // the text: a literal prefix that matches ends on a character boundary.
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    match literal_prefix(p) {
+        Shape::Literal => return p == t,
+        Shape::Prefix(prefix) => return t.starts_with(prefix) && !star_quirk(prefix, t),
+        Shape::Other => {}
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        glob_bytes(pattern.as_bytes(), text.as_bytes(), |p, t| p == t)
+    } else {
+        glob_chars(pattern, text)
+    }
+}
+
+/// The two pattern shapes nearly every policy uses, which need no
+/// backtracking.
+enum Shape<'p> {
+    /// No `*` or `?`: the text must equal the pattern.
+    Literal,
+    /// A literal followed by one final `*`.
+    Prefix(&'p [u8]),
+    /// Anything else.
+    Other,
+}
+
+fn literal_prefix(p: &[u8]) -> Shape<'_> {
+    match p.iter().position(|&b| b == b'*' || b == b'?') {
+        None => Shape::Literal,
+        Some(at) if at + 1 == p.len() && p[at] == b'*' => Shape::Prefix(&p[..at]),
+        Some(_) => Shape::Other,
+    }
+}
+
+/// For a `<prefix>*` pattern whose prefix the text starts with: whether
+/// the glob still fails. The glob tries a `*` as a literal first, so a text
+/// with a `*` right after the prefix consumes the pattern's `*` and then
+/// has nothing left to match the rest of the text.
+fn star_quirk(prefix: &[u8], t: &[u8]) -> bool {
+    t.len() > prefix.len() + 1 && t[prefix.len()] == b'*'
+}
+
+/// The glob over ASCII bytes, with `eq` deciding whether a pattern byte
+/// matches a text byte. A `*` or `?` in the pattern is tried as a literal
+/// first, exactly as [`glob_chars`] does.
+fn glob_bytes(p: &[u8], t: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || eq(p[pi], t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// The glob over characters, for text beyond ASCII.
+pub(crate) fn glob_chars(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
@@ -852,17 +1199,24 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// `s.split_once(':')`, for the short fields of an ARN.
+fn split_colon(s: &str) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == b':')?;
+    Some((&s[..at], &s[at + 1..]))
+}
+
 fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The account of `arn:<partition>:iam::<account>:root`.
 pub(crate) fn parse_root_account(arn: &str) -> Option<&str> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts.as_slice() {
-        ["arn", _, "iam", "", account, "root"] if is_account_id(account) => Some(account),
-        _ => None,
-    }
+    // Exactly `arn`, a partition, `iam`, an empty region, the account and
+    // `root`, separated by colons.
+    let rest = arn.strip_suffix(":root")?.strip_prefix("arn:")?;
+    let (_partition, rest) = split_colon(rest)?;
+    let account = rest.strip_prefix("iam::")?;
+    is_account_id(account).then_some(account)
 }
 
 /// The account named by a principal entry: a bare id or the account part of
@@ -871,8 +1225,7 @@ pub(crate) fn principal_account(entry: &str) -> Option<&str> {
     if is_account_id(entry) {
         return Some(entry);
     }
-    let parts: Vec<&str> = entry.splitn(6, ':').collect();
-    match parts.as_slice() {
+    match split6(entry)? {
         ["arn", _, _, _, account, _] if is_account_id(account) => Some(account),
         _ => None,
     }

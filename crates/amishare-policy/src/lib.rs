@@ -40,14 +40,17 @@ mod eval;
 mod share;
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
 
 pub use document::{
     Conditions, Effect, OneOrMany, ParseError, ParseErrorKind, Policy, Principal, Statement,
 };
 pub use eval::{
-    action_matches, evaluate_identity, evaluate_kms, is_cross_account_action, Caller, Context,
-    Decision, GrantView, Missing, Outcome, PolicySource, Request, StatementRef,
+    action_matches, evaluate_identity, evaluate_identity_outcome, evaluate_kms,
+    evaluate_kms_outcome, is_cross_account_action, Caller, Context, Decision, GrantView, Missing,
+    Outcome, PolicySource, Request, StatementRef,
 };
 pub use share::{
     check_lockout, least_privilege_statements, merge, remove, Grantee, MergeError, Merged,

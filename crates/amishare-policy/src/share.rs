@@ -5,13 +5,15 @@
 //! everything else in a key policy belongs to someone else and is left as it
 //! is, byte for byte.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
 use crate::document::{root_arn, Effect, OneOrMany, Policy, Principal, Statement};
-use crate::eval::{evaluate_kms, principal_account, Caller, Context, Request};
+use crate::eval::{evaluate_kms_outcome, principal_account, Caller, Context, Outcome, Request};
 
 /// The KMS key policy size quota (not adjustable).
 pub const MAX_POLICY_BYTES: usize = 32_768;
@@ -141,9 +143,13 @@ pub fn merge(
     validate(grantees, narrowing)?;
     let mut out = policy.clone();
     add_grantees(&mut out.statements, grantees, narrowing);
-    let changed = out.to_json() != policy.to_json();
+    // Equal statements print the same document, and a different number of
+    // statements prints a different one; only a same-length change needs
+    // the two documents compared.
+    let changed = out.statements.len() != policy.statements.len()
+        || (out.statements != policy.statements && out.to_json() != policy.to_json());
     if changed {
-        let bytes = out.to_json().len();
+        let bytes = out.json_len();
         if MAX_POLICY_BYTES < bytes {
             return Err(MergeError::TooLarge { bytes });
         }
@@ -187,7 +193,8 @@ pub fn remove(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> M
         .collect();
     out.statements
         .retain(|st| !st.sid.as_ref().is_some_and(|sid| scoped.contains(sid)));
-    let changed = out.to_json() != policy.to_json();
+    // Equal statements print the same document.
+    let changed = out.statements != policy.statements && out.to_json() != policy.to_json();
     Merged {
         policy: out,
         changed,
@@ -199,16 +206,20 @@ pub fn remove(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> M
 /// A caller allowed only through its account root is assumed to hold the
 /// IAM permission it is using right now.
 pub fn check_lockout(policy: &Policy, owner_account: &str, caller: &str) -> Result<(), MergeError> {
-    let arn = if principal_account(caller) == Some(caller) {
-        root_arn(caller)
+    let arn: Cow<'_, str> = if principal_account(caller) == Some(caller) {
+        Cow::Owned(root_arn(caller))
     } else {
-        caller.to_owned()
+        Cow::Borrowed(caller)
     };
     let account = principal_account(&arn).unwrap_or(owner_account);
-    let mut iam = Statement::new(Effect::Allow);
-    iam.action = Some(OneOrMany::One("kms:PutKeyPolicy".to_owned()));
-    iam.resource = Some(OneOrMany::One("*".to_owned()));
-    let iam = Policy::from_statements(vec![iam]);
+    // The IAM permission the caller is using right now.
+    static IAM: OnceLock<Policy> = OnceLock::new();
+    let iam = IAM.get_or_init(|| {
+        let mut iam = Statement::new(Effect::Allow);
+        iam.action = Some(OneOrMany::One("kms:PutKeyPolicy".to_owned()));
+        iam.resource = Some(OneOrMany::One("*".to_owned()));
+        Policy::from_statements(vec![iam])
+    });
     let req = Request {
         caller: Caller::new(&arn, account),
         action: "kms:PutKeyPolicy",
@@ -216,7 +227,7 @@ pub fn check_lockout(policy: &Policy, owner_account: &str, caller: &str) -> Resu
         resource_account: owner_account,
         context: Context::new(),
     };
-    if evaluate_kms(&req, policy, &[&iam], &[]).is_allowed() {
+    if evaluate_kms_outcome(&req, policy, &[iam], &[]) == Outcome::Allow {
         Ok(())
     } else {
         Err(MergeError::Lockout {

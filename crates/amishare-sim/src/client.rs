@@ -71,6 +71,7 @@ impl SimClient {
             knobs,
             ids,
             iam,
+            allowed,
             kms,
             ec2,
             log,
@@ -80,6 +81,7 @@ impl SimClient {
                 let mut ctx = Ctx {
                     who,
                     iam,
+                    allowed,
                     kms,
                     ec2,
                     ids,

@@ -124,14 +124,29 @@ enum Resource<'r> {
 }
 
 impl Resource<'_> {
-    fn arn(self) -> String {
-        match self {
-            Resource::Any => "*".to_owned(),
-            Resource::Image(region, id) => format!("arn:aws:ec2:{region}::image/{id}"),
-            Resource::Snapshot(region, id) => format!("arn:aws:ec2:{region}::snapshot/{id}"),
+    /// Runs `f` with the resource's ARN, written on the stack.
+    fn with_arn<R>(self, f: impl FnOnce(&str) -> R) -> R {
+        let (region, account, kind, id) = match self {
+            Resource::Any => return f("*"),
+            Resource::Image(region, id) => (region.as_str(), "", "image", id),
+            Resource::Snapshot(region, id) => (region.as_str(), "", "snapshot", id),
             Resource::Instance(region, account, id) => {
-                format!("arn:aws:ec2:{region}:{account}:instance/{id}")
+                (region.as_str(), account.as_str(), "instance", id)
             }
+        };
+        let parts = ["arn:aws:ec2:", region, ":", account, ":", kind, "/", id];
+        let mut buf = [0u8; 256];
+        let mut len = 0;
+        for part in parts {
+            let Some(slot) = buf.get_mut(len..len + part.len()) else {
+                return f(&parts.concat());
+            };
+            slot.copy_from_slice(part.as_bytes());
+            len += part.len();
+        }
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(arn) => f(arn),
+            Err(_) => f(&parts.concat()),
         }
     }
 }
@@ -154,11 +169,12 @@ fn validate_image_name(name: &str) -> Result<()> {
 
 impl Ctx<'_> {
     /// Authorizes an EC2 action with the caller's identity policies.
-    fn authorize_ec2(&self, action: &str, resource: Resource<'_>) -> Result<()> {
+    fn authorize_ec2(&mut self, action: &'static str, resource: Resource<'_>) -> Result<()> {
         if self.who.is_unrestricted() {
             return Ok(());
         }
-        self.authorize_identity(action, &resource.arn())
+        resource
+            .with_arn(|arn| self.authorize_identity(action, arn))
             .map_err(|detail| errors::unauthorized(&detail))
     }
 
@@ -176,6 +192,7 @@ impl Ctx<'_> {
         self.ec2
             .images
             .get(id)
+            .map(Box::as_ref)
             .filter(|image| &image.region == region && self.launchable(image))
     }
 
@@ -193,9 +210,13 @@ impl Ctx<'_> {
 
     /// A snapshot of `region` the caller can see.
     fn visible_snapshot(&self, region: &Region, id: &SnapshotId) -> Option<&SnapshotRecord> {
-        self.ec2.snapshots.get(id).filter(|snapshot| {
-            &snapshot.region == region && snapshot.readable_by(self.who.account_id())
-        })
+        self.ec2
+            .snapshots
+            .get(id)
+            .map(Box::as_ref)
+            .filter(|snapshot| {
+                &snapshot.region == region && snapshot.readable_by(self.who.account_id())
+            })
     }
 
     fn owned_snapshot(&self, region: &Region, id: &SnapshotId) -> Result<&SnapshotRecord> {
@@ -359,6 +380,7 @@ impl Ctx<'_> {
                 .ec2
                 .instances
                 .values()
+                .map(Box::as_ref)
                 .filter(mine)
                 .map(|instance| instance.to_instance(self.now))
                 .collect());
@@ -368,6 +390,7 @@ impl Ctx<'_> {
                 self.ec2
                     .instances
                     .get(id)
+                    .map(Box::as_ref)
                     .filter(mine)
                     .map(|instance| instance.to_instance(self.now))
                     .ok_or_else(|| errors::instance_not_found(id))
@@ -513,7 +536,7 @@ impl Ctx<'_> {
             }
         }
         let instance = record.to_instance(now);
-        self.ec2.instances.insert(id, record);
+        self.ec2.instances.insert(id, Box::new(record));
         Ok(instance)
     }
 
@@ -606,7 +629,7 @@ impl Ctx<'_> {
             let snapshot_id = self.ids.snapshot();
             self.ec2.snapshots.insert(
                 snapshot_id.clone(),
-                SnapshotRecord {
+                Box::new(SnapshotRecord {
                     id: snapshot_id.clone(),
                     owner: account.clone(),
                     region: region.clone(),
@@ -617,7 +640,7 @@ impl Ctx<'_> {
                     failure: None,
                     volume_permissions: BTreeSet::new(),
                     image: Some(image_id.clone()),
-                },
+                }),
             );
             devices.push(DeviceRecord {
                 device_name: volume.volume.device_name,
@@ -632,7 +655,7 @@ impl Ctx<'_> {
             .insert(scoped(account, region, &request.name), image_id.clone());
         self.ec2.images.insert(
             image_id.clone(),
-            ImageRecord {
+            Box::new(ImageRecord {
                 id: image_id.clone(),
                 owner: account.clone(),
                 region: region.clone(),
@@ -647,7 +670,7 @@ impl Ctx<'_> {
                 source_region: None,
                 source_instance: Some(request.instance.clone()),
                 client_token: None,
-            },
+            }),
         );
         Ok(image_id)
     }
@@ -778,7 +801,7 @@ impl Ctx<'_> {
             let snapshot_id = self.ids.snapshot();
             self.ec2.snapshots.insert(
                 snapshot_id.clone(),
-                SnapshotRecord {
+                Box::new(SnapshotRecord {
                     id: snapshot_id.clone(),
                     owner: account.clone(),
                     region: region.clone(),
@@ -789,7 +812,7 @@ impl Ctx<'_> {
                     failure: snapshot_failure.clone(),
                     volume_permissions: BTreeSet::new(),
                     image: Some(image_id.clone()),
-                },
+                }),
             );
             new_devices.push(DeviceRecord {
                 snapshot: snapshot_id,
@@ -805,7 +828,7 @@ impl Ctx<'_> {
             .insert(scoped(account, region, &request.name), image_id.clone());
         self.ec2.images.insert(
             image_id.clone(),
-            ImageRecord {
+            Box::new(ImageRecord {
                 id: image_id.clone(),
                 owner: account.clone(),
                 region: region.clone(),
@@ -820,7 +843,7 @@ impl Ctx<'_> {
                 source_region: Some(request.source_region.clone()),
                 source_instance: None,
                 client_token: request.client_token.clone(),
-            },
+            }),
         );
         Ok(image_id)
     }
@@ -831,31 +854,29 @@ impl Ctx<'_> {
         query: &ImageQuery,
     ) -> Result<Vec<Image>> {
         self.authorize_ec2("ec2:DescribeImages", Resource::Any)?;
-        let selected: Vec<&ImageRecord> = if query.image_ids.is_empty() {
-            self.ec2
+        if query.image_ids.is_empty() {
+            return Ok(self
+                .ec2
                 .images
                 .values()
                 .filter(|image| &image.region == region && self.launchable(image))
-                .collect()
-        } else {
-            let mut found = Vec::with_capacity(query.image_ids.len());
-            let mut missing = Vec::new();
-            for id in &query.image_ids {
-                match self.visible_image(region, id) {
-                    Some(image) => found.push(image),
-                    None => missing.push(id),
-                }
+                .filter(|image| self.matches_query(image, query))
+                .map(|image| self.to_image(image))
+                .collect());
+        }
+        let mut found = Vec::with_capacity(query.image_ids.len());
+        let mut missing = Vec::new();
+        for id in &query.image_ids {
+            match self.visible_image(region, id) {
+                Some(image) if self.matches_query(image, query) => found.push(self.to_image(image)),
+                Some(_) => {}
+                None => missing.push(id),
             }
-            if !missing.is_empty() && self.knobs.unknown_image_ids == UnknownIds::Error {
-                return Err(errors::images_not_found(&missing));
-            }
-            found
-        };
-        Ok(selected
-            .into_iter()
-            .filter(|image| self.matches_query(image, query))
-            .map(|image| self.to_image(image))
-            .collect())
+        }
+        if !missing.is_empty() && self.knobs.unknown_image_ids == UnknownIds::Error {
+            return Err(errors::images_not_found(&missing));
+        }
+        Ok(found)
     }
 
     fn matches_query(&self, image: &ImageRecord, query: &ImageQuery) -> bool {
@@ -1119,5 +1140,38 @@ impl Ctx<'_> {
                 None => KeyRef::Alias(AliasName::aws_ebs()),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use amishare_core::{AccountId, Region};
+
+    use super::Resource;
+
+    #[test]
+    fn resource_arns_are_written_as_ec2_writes_them() {
+        let region = Region::parse("ap-northeast-1").unwrap();
+        let account = AccountId::parse("111111111111").unwrap();
+        let arn = |resource: Resource<'_>| resource.with_arn(str::to_owned);
+        assert_eq!(arn(Resource::Any), "*");
+        assert_eq!(
+            arn(Resource::Image(&region, "ami-0123456789abcdef0")),
+            "arn:aws:ec2:ap-northeast-1::image/ami-0123456789abcdef0"
+        );
+        assert_eq!(
+            arn(Resource::Snapshot(&region, "snap-0123456789abcdef0")),
+            "arn:aws:ec2:ap-northeast-1::snapshot/snap-0123456789abcdef0"
+        );
+        assert_eq!(
+            arn(Resource::Instance(&region, &account, "i-0123456789abcdef0")),
+            "arn:aws:ec2:ap-northeast-1:111111111111:instance/i-0123456789abcdef0"
+        );
+        // Longer than the stack buffer: written on the heap, the same way.
+        let long = "x".repeat(300);
+        assert_eq!(
+            arn(Resource::Image(&region, &long)),
+            format!("arn:aws:ec2:ap-northeast-1::image/{long}")
+        );
     }
 }

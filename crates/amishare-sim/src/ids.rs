@@ -23,28 +23,30 @@ impl IdGen {
         z ^ (z >> 31)
     }
 
-    /// 17 hexadecimal digits, the form of current EC2 IDs.
-    fn hex17(&mut self) -> String {
-        format!("0{:016x}", self.next_u64())
+    /// `<prefix>` and 17 hexadecimal digits, the form of current EC2 IDs.
+    fn ec2_id(&mut self, prefix: &str) -> Text {
+        let mut text = Text::default();
+        text.push_str(prefix);
+        text.push_str("0");
+        text.push_hex(self.next_u64(), 16);
+        text
     }
 
     pub(crate) fn image(&mut self) -> ImageId {
-        ImageId::parse(&format!("ami-{}", self.hex17()))
-            .expect("generated image IDs are well-formed")
+        ImageId::parse(self.ec2_id("ami-").as_str()).expect("generated image IDs are well-formed")
     }
 
     pub(crate) fn snapshot(&mut self) -> SnapshotId {
-        SnapshotId::parse(&format!("snap-{}", self.hex17()))
+        SnapshotId::parse(self.ec2_id("snap-").as_str())
             .expect("generated snapshot IDs are well-formed")
     }
 
     pub(crate) fn volume(&mut self) -> VolumeId {
-        VolumeId::parse(&format!("vol-{}", self.hex17()))
-            .expect("generated volume IDs are well-formed")
+        VolumeId::parse(self.ec2_id("vol-").as_str()).expect("generated volume IDs are well-formed")
     }
 
     pub(crate) fn instance(&mut self) -> InstanceId {
-        InstanceId::parse(&format!("i-{}", self.hex17()))
+        InstanceId::parse(self.ec2_id("i-").as_str())
             .expect("generated instance IDs are well-formed")
     }
 
@@ -52,26 +54,62 @@ impl IdGen {
     pub(crate) fn key(&mut self) -> KeyId {
         let a = self.next_u64();
         let b = self.next_u64();
-        let text = format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            0x4000 | (a & 0x0fff),
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        );
-        KeyId::parse(&text).expect("generated key IDs are well-formed")
+        let mut text = Text::default();
+        text.push_hex(a >> 32, 8);
+        text.push_str("-");
+        text.push_hex((a >> 16) & 0xffff, 4);
+        text.push_str("-");
+        text.push_hex(0x4000 | (a & 0x0fff), 4);
+        text.push_str("-");
+        text.push_hex(0x8000 | ((b >> 48) & 0x3fff), 4);
+        text.push_str("-");
+        text.push_hex(b & 0xffff_ffff_ffff, 12);
+        KeyId::parse(text.as_str()).expect("generated key IDs are well-formed")
     }
 
     /// 64 hexadecimal digits, like KMS grant IDs.
     pub(crate) fn grant(&mut self) -> GrantId {
-        let text = format!(
-            "{:016x}{:016x}{:016x}{:016x}",
-            self.next_u64(),
-            self.next_u64(),
-            self.next_u64(),
-            self.next_u64()
-        );
-        GrantId::parse(&text).expect("generated grant IDs are well-formed")
+        let mut text = Text::default();
+        for _ in 0..4 {
+            text.push_hex(self.next_u64(), 16);
+        }
+        GrantId::parse(text.as_str()).expect("generated grant IDs are well-formed")
+    }
+}
+
+/// A short ASCII text built on the stack.
+struct Text {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl Text {
+    fn push_str(&mut self, text: &str) {
+        self.buf[self.len..self.len + text.len()].copy_from_slice(text.as_bytes());
+        self.len += text.len();
+    }
+
+    /// `value` as `width` lowercase hexadecimal digits (`{:0width$x}` for a
+    /// value that fits).
+    fn push_hex(&mut self, value: u64, width: usize) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, slot) in self.buf[self.len..self.len + width].iter_mut().enumerate() {
+            let shift = 4 * (width - 1 - i);
+            *slot = DIGITS[((value >> shift) & 0xf) as usize];
+        }
+        self.len += width;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("hexadecimal digits and ASCII prefixes")
     }
 }

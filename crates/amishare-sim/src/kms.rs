@@ -8,7 +8,10 @@ use amishare_core::{
     AccountId, AliasArn, AliasName, CreateGrantRequest, CreateKeyRequest, Grant, GrantId, KeyArn,
     KeyId, KeyManager, KeyMetadata, KeyRef, KeyState, PrincipalArn, PrincipalKind, Region, Result,
 };
-use amishare_policy::{evaluate_identity, evaluate_kms, Context, GrantView, Policy, Request};
+use amishare_policy::{
+    evaluate_identity, evaluate_identity_outcome, evaluate_kms, evaluate_kms_outcome, Context,
+    GrantView, Outcome, Policy, Request,
+};
 
 use crate::errors;
 use crate::ids::IdGen;
@@ -77,7 +80,7 @@ impl Kms {
             policy,
             None,
         );
-        self.keys.insert(id.clone(), key);
+        self.keys.insert(id.clone(), Box::new(key));
         self.aliases_mut(account, region).insert(alias, id.clone());
         id
     }
@@ -101,7 +104,7 @@ impl Kms {
             policy,
             policy_text,
         );
-        self.keys.entry(id).or_insert(key)
+        self.keys.entry(id).or_insert_with(|| Box::new(key))
     }
 
     /// Resolves a key ARN for a call in `region`.
@@ -218,14 +221,17 @@ pub(crate) fn kms_allows(
         resource_account: key.arn.account().as_str(),
         context,
     };
-    for action in actions {
-        request.action = action;
-        let decision = evaluate_kms(&request, &key.policy, &who.policies, &grants);
-        if !decision.is_allowed() {
-            return Err(decision.denial_message(&request));
+    who.with_policies(|policies| {
+        for action in actions {
+            request.action = action;
+            // The reasons are only collected for the message of a denial.
+            if evaluate_kms_outcome(&request, &key.policy, policies, &grants) != Outcome::Allow {
+                let decision = evaluate_kms(&request, &key.policy, policies, &grants);
+                return Err(decision.denial_message(&request));
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// KMS's answer to a cryptographic operation or `CreateGrant` on a key that
@@ -272,7 +278,8 @@ pub(crate) fn validate_policy(
 /// Whether a key-policy principal names something KMS accepts: everyone, an
 /// account (existing or not), or a user or role that exists.
 fn principal_exists(entry: &str, iam: &Iam) -> bool {
-    if entry == "*" || AccountId::parse(entry).is_ok() {
+    // A bare account ID (what `AccountId::parse` accepts).
+    if entry == "*" || (entry.len() == 12 && entry.bytes().all(|b| b.is_ascii_digit())) {
         return true;
     }
     let Ok(arn) = PrincipalArn::parse(entry) else {
@@ -306,13 +313,30 @@ impl Ctx<'_> {
 
     /// Authorizes an action that only IAM policies govern.
     pub(crate) fn authorize_identity(
-        &self,
-        action: &str,
+        &mut self,
+        action: &'static str,
         resource: &str,
     ) -> std::result::Result<(), String> {
         if self.who.is_unrestricted() {
             return Ok(());
         }
+        let every = resource == "*";
+        if every && self.allowed.contains(self.who.arn, action) {
+            return Ok(());
+        }
+        let decided = self.evaluate_identity_policies(action, resource);
+        if every && decided.is_ok() {
+            self.allowed.insert(self.who.arn, action);
+        }
+        decided
+    }
+
+    /// What the caller's identity policies decide, worked out afresh.
+    pub(crate) fn evaluate_identity_policies(
+        &self,
+        action: &str,
+        resource: &str,
+    ) -> std::result::Result<(), String> {
         let request = Request {
             caller: self.who.caller(),
             action,
@@ -320,12 +344,14 @@ impl Ctx<'_> {
             resource_account: self.who.account_id().as_str(),
             context: Context::new(),
         };
-        let decision = evaluate_identity(&request, &self.who.policies);
-        if decision.is_allowed() {
-            Ok(())
-        } else {
-            Err(decision.denial_message(&request))
-        }
+        self.who.with_policies(|policies| {
+            // The reasons are only collected for the message of a denial.
+            if evaluate_identity_outcome(&request, policies) == Outcome::Allow {
+                Ok(())
+            } else {
+                Err(evaluate_identity(&request, policies).denial_message(&request))
+            }
+        })
     }
 
     /// Resolves a key ARN named by a grant or policy operation (its region is

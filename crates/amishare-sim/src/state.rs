@@ -26,6 +26,7 @@ pub(crate) struct State {
     pub(crate) knobs: Knobs,
     pub(crate) ids: IdGen,
     pub(crate) iam: Iam,
+    pub(crate) allowed: Allowed,
     pub(crate) kms: Kms,
     pub(crate) ec2: Ec2,
     pub(crate) log: CallLog,
@@ -73,6 +74,40 @@ impl Account {
     }
 }
 
+/// Actions on every resource (`"*"`) that only identity policies govern
+/// and that were allowed, by caller ARN: the describe calls a wait repeats.
+///
+/// The answer depends only on the caller (its ARN names its account, whose
+/// organization is fixed when the account is added), its identity policies
+/// and the action; the world clears the cache whenever an account, a
+/// principal or an identity policy changes. Denials are not kept: their
+/// message is worked out each time.
+#[derive(Debug, Default)]
+pub(crate) struct Allowed(BTreeMap<String, BTreeSet<&'static str>>);
+
+impl Allowed {
+    pub(crate) fn contains(&self, caller: &str, action: &str) -> bool {
+        self.0
+            .get(caller)
+            .is_some_and(|actions| actions.contains(action))
+    }
+
+    pub(crate) fn insert(&mut self, caller: &str, action: &'static str) {
+        match self.0.get_mut(caller) {
+            Some(actions) => {
+                actions.insert(action);
+            }
+            None => {
+                self.0.insert(caller.to_owned(), BTreeSet::from([action]));
+            }
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// An IAM user or role and its identity policies, parsed once.
 #[derive(Debug)]
 pub(crate) struct IamPrincipal {
@@ -87,7 +122,7 @@ pub(crate) struct Who<'a> {
     /// For a role session, the role's ARN.
     pub(crate) role_arn: Option<&'a str>,
     pub(crate) account: &'a Account,
-    pub(crate) policies: Vec<&'a Policy>,
+    pub(crate) policies: &'a [Policy],
 }
 
 impl<'a> Who<'a> {
@@ -99,15 +134,10 @@ impl<'a> Who<'a> {
         identity: &'a PrincipalArn,
     ) -> Option<Who<'a>> {
         let account = iam.accounts.get(arn.account())?;
-        let policies = if identity == &account.root {
-            Vec::new()
+        let policies: &[Policy] = if identity == &account.root {
+            &[]
         } else {
-            account
-                .principals
-                .get(identity.as_str())?
-                .policies
-                .iter()
-                .collect()
+            &account.principals.get(identity.as_str())?.policies
         };
         Some(Who {
             arn: arn.as_str(),
@@ -126,6 +156,23 @@ impl<'a> Who<'a> {
     /// evaluation.
     pub(crate) fn is_unrestricted(&self) -> bool {
         self.policies.is_empty() && self.arn == self.account.root.as_str()
+    }
+
+    /// Runs `f` with the caller's identity policies as the evaluator takes
+    /// them, without allocating for the usual handful.
+    pub(crate) fn with_policies<R>(&self, f: impl FnOnce(&[&Policy]) -> R) -> R {
+        const INLINE: usize = 8;
+        match self.policies {
+            [] => f(&[]),
+            [first, ..] if self.policies.len() <= INLINE => {
+                let mut refs = [first; INLINE];
+                for (slot, policy) in refs.iter_mut().zip(self.policies) {
+                    *slot = policy;
+                }
+                f(&refs[..self.policies.len()])
+            }
+            _ => f(&self.policies.iter().collect::<Vec<_>>()),
+        }
     }
 
     pub(crate) fn caller(&self) -> amishare_policy::Caller<'a> {
@@ -157,7 +204,9 @@ impl<'a> Who<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Kms {
     /// Every key of every account; key IDs are unique across the world.
-    pub(crate) keys: BTreeMap<KeyId, Key>,
+    /// Boxed, like the EC2 records: a tree node then holds pointers rather
+    /// than records, and stays small to allocate.
+    pub(crate) keys: BTreeMap<KeyId, Box<Key>>,
     /// Aliases per account and region.
     pub(crate) aliases:
         BTreeMap<AccountId, BTreeMap<Region, BTreeMap<amishare_core::AliasName, KeyId>>>,
@@ -261,9 +310,11 @@ pub(crate) struct GrantRecord {
 
 #[derive(Debug, Default)]
 pub(crate) struct Ec2 {
-    pub(crate) images: BTreeMap<ImageId, ImageRecord>,
-    pub(crate) snapshots: BTreeMap<SnapshotId, SnapshotRecord>,
-    pub(crate) instances: BTreeMap<InstanceId, InstanceRecord>,
+    /// Records are boxed so that a tree node holds pointers rather than
+    /// records, and stays small to allocate.
+    pub(crate) images: BTreeMap<ImageId, Box<ImageRecord>>,
+    pub(crate) snapshots: BTreeMap<SnapshotId, Box<SnapshotRecord>>,
+    pub(crate) instances: BTreeMap<InstanceId, Box<InstanceRecord>>,
     /// EBS encryption settings per account and region.
     pub(crate) ebs: BTreeMap<AccountId, BTreeMap<Region, EbsSettings>>,
     /// `CopyImage` client tokens: `<account>/<region>/<token>` → image.
@@ -296,7 +347,7 @@ impl Ec2 {
 
 /// `<account>/<region>/<name>`: the key of the per-account, per-region indexes.
 pub(crate) fn scoped(account: &AccountId, region: &Region, name: &str) -> String {
-    format!("{account}/{region}/{name}")
+    [account.as_str(), "/", region.as_str(), "/", name].concat()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -451,6 +502,7 @@ pub(crate) struct InstanceVolume {
 pub(crate) struct Ctx<'a> {
     pub(crate) who: Who<'a>,
     pub(crate) iam: &'a Iam,
+    pub(crate) allowed: &'a mut Allowed,
     pub(crate) kms: &'a mut Kms,
     pub(crate) ec2: &'a mut Ec2,
     pub(crate) ids: &'a mut IdGen,

@@ -224,3 +224,133 @@ fn counters_survive_when_recording_is_off() {
     assert_eq!(world.call_count(), 2);
     assert_eq!(world.mutating_calls(), 1);
 }
+
+/// Identity policies a user may be given, one or two at a time.
+const IDENTITY_POOL: [&str; 6] = [
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#,
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:Describe*","Resource":"*"}]}"#,
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:DescribeImages","Resource":"*"}]}"#,
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:RunInstances","kms:CreateKey"],"Resource":"arn:aws:ec2:*::image/ami-0000000000000000a"}]}"#,
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"ec2:CreateImage","Resource":"*"}]}"#,
+    r#"{"Version":"2012-10-17","Statement":[]}"#,
+];
+
+/// The answer through the cache of allowed identity-only requests equals a
+/// fresh evaluation, whatever the identity policies were changed to between
+/// calls, for users, roles and role sessions.
+#[test]
+fn cached_identity_decisions_equal_fresh_ones() {
+    use amishare_core::PrincipalArn;
+
+    use crate::state::{Ctx, State, Who};
+
+    let world = World::new(11);
+    let acct = account("111111111111");
+    world.add_account(&acct).unwrap();
+    let user = world.add_user(&acct, "u", &[IDENTITY_POOL[0]]).unwrap();
+    let role = world.add_role(&acct, "r", &[IDENTITY_POOL[2]]).unwrap();
+    let session = PrincipalArn::parse("arn:aws:sts::111111111111:assumed-role/r/s").unwrap();
+    let callers = [
+        (user.clone(), user.clone()),
+        (role.clone(), role.clone()),
+        (session, role.clone()),
+    ];
+    let actions = [
+        "ec2:DescribeImages",
+        "ec2:RunInstances",
+        "ec2:CreateImage",
+        "kms:CreateKey",
+    ];
+    let resources = [
+        "*",
+        "arn:aws:ec2:ap-northeast-1::image/ami-0000000000000000a",
+        "arn:aws:ec2:ap-northeast-1::image/ami-0000000000000000b",
+    ];
+    let mut rng = IdGen::new(5);
+    let mut pick = |n: usize| usize::try_from(rng.next_u64() % n as u64).unwrap();
+    let (mut allowed, mut denied) = (0, 0);
+    for _ in 0..3000 {
+        if pick(5) == 0 {
+            let target = if pick(2) == 0 { &user } else { &role };
+            let policies: Vec<&str> = (0..1 + pick(2))
+                .map(|_| IDENTITY_POOL[pick(IDENTITY_POOL.len())])
+                .collect();
+            world.set_identity_policies(target, &policies).unwrap();
+        }
+        let (arn, identity) = &callers[pick(callers.len())];
+        let action = actions[pick(actions.len())];
+        let resource = resources[pick(resources.len())];
+        let mut guard = world.lock();
+        let State {
+            knobs,
+            ids,
+            iam,
+            allowed: cache,
+            kms,
+            ec2,
+            ..
+        } = &mut *guard;
+        let mut ctx = Ctx {
+            who: Who::lookup(iam, arn, identity).unwrap(),
+            iam,
+            allowed: cache,
+            kms,
+            ec2,
+            ids,
+            knobs,
+            now: Duration::ZERO,
+        };
+        let cached = ctx.authorize_identity(action, resource);
+        let fresh = ctx.evaluate_identity_policies(action, resource);
+        assert_eq!(cached, fresh, "{arn} {action} {resource}");
+        if fresh.is_ok() {
+            allowed += 1;
+        } else {
+            denied += 1;
+        }
+    }
+    assert!(
+        allowed > 300 && denied > 300,
+        "{allowed} allowed, {denied} denied"
+    );
+}
+
+/// The IDs are the splitmix64 numbers written as `format!` writes them.
+#[test]
+fn generated_ids_spell_the_sequence_in_hexadecimal() {
+    let mut ids = IdGen::new(42);
+    let mut numbers = ids.clone();
+    for _ in 0..50 {
+        let hex17 = |n: u64| format!("0{n:016x}");
+        assert_eq!(
+            ids.image().as_str(),
+            format!("ami-{}", hex17(numbers.next_u64()))
+        );
+        assert_eq!(
+            ids.snapshot().as_str(),
+            format!("snap-{}", hex17(numbers.next_u64()))
+        );
+        assert_eq!(
+            ids.volume().as_str(),
+            format!("vol-{}", hex17(numbers.next_u64()))
+        );
+        assert_eq!(
+            ids.instance().as_str(),
+            format!("i-{}", hex17(numbers.next_u64()))
+        );
+        let (a, b) = (numbers.next_u64(), numbers.next_u64());
+        let key = format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            0x4000 | (a & 0x0fff),
+            0x8000 | ((b >> 48) & 0x3fff),
+            b & 0xffff_ffff_ffff
+        );
+        assert_eq!(ids.key().as_str(), key);
+        let grant: String = (0..4)
+            .map(|_| format!("{:016x}", numbers.next_u64()))
+            .collect();
+        assert_eq!(ids.grant().as_str(), grant);
+    }
+}

@@ -18,7 +18,9 @@ use crate::client::SimClient;
 use crate::ids::IdGen;
 use crate::knobs::Knobs;
 use crate::log::{CallLog, CallRecord};
-use crate::state::{Account, Ec2, Iam, IamPrincipal, InstanceRecord, InstanceVolume, Kms, State};
+use crate::state::{
+    Account, Allowed, Ec2, Iam, IamPrincipal, InstanceRecord, InstanceVolume, Kms, State,
+};
 
 /// How a seeded volume is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +109,7 @@ impl World {
             knobs,
             ids: IdGen::new(seed),
             iam: Iam::default(),
+            allowed: Allowed::default(),
             kms: Kms::default(),
             ec2: Ec2::default(),
             log: CallLog::default(),
@@ -211,6 +214,7 @@ impl World {
         let new = Account::new(account.clone());
         let root = new.root.clone();
         state.iam.accounts.insert(account.clone(), new);
+        state.allowed.clear();
         Ok(root)
     }
 
@@ -228,6 +232,7 @@ impl World {
             .expect("the account was just added");
         stored.org_id = Some(org_id);
         stored.org_paths = vec![org_path.to_owned()];
+        state.allowed.clear();
         Ok(root)
     }
 
@@ -278,6 +283,7 @@ impl World {
         stored
             .principals
             .insert(arn.as_str().to_owned(), IamPrincipal { policies });
+        state.allowed.clear();
         Ok(arn)
     }
 
@@ -292,6 +298,7 @@ impl World {
             .and_then(|account| account.principals.get_mut(principal.as_str()))
             .ok_or_else(|| unknown_principal(principal))?;
         stored.policies = policies;
+        state.allowed.clear();
         Ok(())
     }
 
@@ -438,7 +445,7 @@ impl World {
         let base_image = ids.image();
         ec2.instances.insert(
             id.clone(),
-            InstanceRecord {
+            Box::new(InstanceRecord {
                 id: id.clone(),
                 owner: account.clone(),
                 region: region.clone(),
@@ -448,7 +455,7 @@ impl World {
                 failure_detail: None,
                 volumes: attached,
                 grants: Vec::new(),
-            },
+            }),
         );
         Ok(id)
     }

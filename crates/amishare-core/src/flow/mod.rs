@@ -24,7 +24,7 @@ use futures::future::join_all;
 use tracing::info;
 
 pub use self::request::*;
-use self::wait::{fnv1a, poll_until, Poll};
+use self::wait::{fnv1a, poll_until, Pending, Poll};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{AccountId, ImageId, InstanceId, KeyArn, KeyRef, Region, SnapshotId};
 use crate::model::{
@@ -87,6 +87,17 @@ impl Flow {
         self.wait = wait;
         self
     }
+
+    /// The key store itself, so that calls go straight to it rather than
+    /// through the forwarding implementation for `Arc`.
+    fn keys(&self) -> &dyn KeyStore {
+        &*self.keys
+    }
+
+    /// The image store itself (see [`Flow::keys`]).
+    fn images(&self) -> &dyn ImageStore {
+        &*self.images
+    }
 }
 
 /// Collects steps and counts mutating calls, shared by concurrent regions.
@@ -137,7 +148,7 @@ impl Journal {
 #[async_trait]
 impl Sharer for Flow {
     async fn share(&self, request: &ShareRequest) -> Result<ShareReport> {
-        let caller = self.keys.caller().await?;
+        let caller = self.keys().caller().await?;
         validate_share(request, &caller)?;
         let journal = Journal::default();
         if request.volume_permission && request.targets.iter().any(|t| t.account().is_none()) {
@@ -170,7 +181,7 @@ impl Sharer for Flow {
     }
 
     async fn accept(&self, request: &AcceptRequest) -> Result<AcceptReport> {
-        let caller = self.keys.caller().await?;
+        let caller = self.keys().caller().await?;
         let journal = Journal::default();
         let region = &request.region;
         let image = self
@@ -199,7 +210,7 @@ impl Sharer for Flow {
         let keys = self.keys_of(region, &image, &request.keys, &journal).await;
         for key in &keys {
             let meta = self
-                .keys
+                .keys()
                 .describe_key(region, &KeyRef::Arn(key.clone()))
                 .await
                 .map_err(|err| err.context(format!("{} cannot use key {key}", caller.arn)))?;
@@ -245,7 +256,7 @@ impl Sharer for Flow {
     }
 
     async fn unshare(&self, request: &UnshareRequest) -> Result<UnshareReport> {
-        let caller = self.keys.caller().await?;
+        let caller = self.keys().caller().await?;
         if request.targets.is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -379,7 +390,7 @@ impl Flow {
             tags: BTreeMap::from([(TAG_SOURCE_INSTANCE.to_owned(), vec![instance.to_string()])]),
             ..ImageQuery::default()
         };
-        let existing = self.images.describe_images(region, &query).await?;
+        let existing = self.images().describe_images(region, &query).await?;
         if let Some(image) = existing.into_iter().find(|i| usable(i.state)) {
             journal.record(
                 Some(region),
@@ -391,7 +402,7 @@ impl Flow {
             return Ok(image.id);
         }
         let found = self
-            .images
+            .images()
             .describe_instances(region, std::slice::from_ref(instance))
             .await?;
         let Some(found) = found.into_iter().next() else {
@@ -409,7 +420,7 @@ impl Flow {
         }
         let name = format!("amishare-{instance}");
         let id = self
-            .images
+            .images()
             .create_image(
                 region,
                 &CreateImageRequest {
@@ -471,20 +482,20 @@ impl Flow {
     ) -> Result<KeyMetadata> {
         let meta = match &request.key {
             KeyChoice::Use(key) => self
-                .keys
+                .keys()
                 .describe_key(region, key)
                 .await
                 .map_err(|e| e.context(format!("key {key} in {region}")))?,
             KeyChoice::Create(alias) => {
                 match self
-                    .keys
+                    .keys()
                     .describe_key(region, &KeyRef::Alias(alias.clone()))
                     .await
                 {
                     Ok(meta) => meta,
                     Err(err) if err.kind() == ErrorKind::NotFound => {
                         let meta = self
-                        .keys
+                        .keys()
                         .create_key(
                             region,
                             &CreateKeyRequest {
@@ -501,7 +512,9 @@ impl Flow {
                             "symmetric customer-managed key",
                             true,
                         );
-                        self.keys.create_alias(region, alias, meta.key_id()).await?;
+                        self.keys()
+                            .create_alias(region, alias, meta.key_id())
+                            .await?;
                         journal.record(
                             Some(region),
                             "create-alias",
@@ -546,7 +559,7 @@ impl Flow {
         region: &Region,
         journal: &Journal,
     ) -> Result<()> {
-        let text = self.keys.get_key_policy(key).await?;
+        let text = self.keys().get_key_policy(key).await?;
         let policy = amishare_policy::Policy::parse(&text)
             .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
         let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
@@ -568,7 +581,7 @@ impl Flow {
             );
             return Ok(());
         }
-        self.keys
+        self.keys()
             .put_key_policy(key, &policy_text(&merged.policy))
             .await?;
         let who: Vec<String> = request.targets.iter().map(ToString::to_string).collect();
@@ -610,7 +623,7 @@ impl Flow {
             ]),
             ..ImageQuery::default()
         };
-        let earlier = self.images.describe_images(region, &query).await?;
+        let earlier = self.images().describe_images(region, &query).await?;
         let id = match earlier.into_iter().find(|i| usable(i.state)) {
             Some(found) => {
                 journal.record(
@@ -635,7 +648,7 @@ impl Flow {
                     ))
                 );
                 let id = self
-                    .images
+                    .images()
                     .copy_image(
                         region,
                         &CopyImageRequest {
@@ -681,7 +694,7 @@ impl Flow {
         if ids.is_empty() {
             return Ok(false);
         }
-        let snapshots = self.images.describe_snapshots(region, &ids).await?;
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
         Ok(snapshots.len() == ids.len()
             && snapshots
                 .iter()
@@ -710,7 +723,7 @@ impl Flow {
                 ),
             ));
         }
-        let snapshots = self.images.describe_snapshots(region, &ids).await?;
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
         let mut verified = BTreeMap::new();
         let mut wrong = Vec::new();
         for id in &ids {
@@ -757,7 +770,7 @@ impl Flow {
         journal: &Journal,
     ) -> Result<Vec<LaunchPermission>> {
         let current: BTreeSet<LaunchPermission> = self
-            .images
+            .images()
             .describe_launch_permission(region, image)
             .await?
             .into_iter()
@@ -779,7 +792,7 @@ impl Flow {
             return Ok(current.into_iter().collect());
         }
         for batch in missing.chunks(LAUNCH_PERMISSION_BATCH) {
-            self.images
+            self.images()
                 .modify_launch_permission(region, image, &PermissionChange::add(batch.to_vec()))
                 .await?;
             let who: Vec<String> = batch.iter().map(ToString::to_string).collect();
@@ -815,7 +828,7 @@ impl Flow {
             .collect();
         for snapshot in snapshots {
             let current = self
-                .images
+                .images()
                 .describe_create_volume_permission(region, snapshot)
                 .await?;
             let missing: Vec<VolumePermission> = accounts
@@ -840,7 +853,7 @@ impl Flow {
                     VolumePermission::Public => "everyone".to_owned(),
                 })
                 .collect();
-            self.images
+            self.images()
                 .modify_create_volume_permission(region, snapshot, &PermissionChange::add(missing))
                 .await?;
             journal.record(
@@ -857,6 +870,7 @@ impl Flow {
     /// Polls an image until it is available; a `failed` image ends the wait with its state reason.
     async fn wait_image(&self, region: &Region, id: &ImageId) -> Result<Image> {
         let what = format!("image {id} in {region}");
+        let query = ImageQuery::ids([id.clone()]);
         poll_until(
             &*self.clock,
             &self.wait,
@@ -864,10 +878,7 @@ impl Flow {
             &what,
             fnv1a(id.as_str()),
             || async {
-                let found = self
-                    .images
-                    .describe_images(region, &ImageQuery::ids([id.clone()]))
-                    .await?;
+                let found = self.images().describe_images(region, &query).await?;
                 let Some(image) = found.into_iter().next() else {
                     return Err(Error::service(
                         ErrorKind::NotFound,
@@ -877,7 +888,7 @@ impl Flow {
                 };
                 match image.state {
                     ImageState::Available => Ok(Poll::Ready(image)),
-                    ImageState::Pending => Ok(Poll::Pending(image.state.to_string())),
+                    ImageState::Pending => Ok(Poll::Pending(Pending::Image(image.state))),
                     ImageState::Failed | ImageState::Deregistered => {
                         let (code, reason) = match &image.state_reason {
                             Some(r) => (r.code.clone(), r.message.clone()),
@@ -907,7 +918,7 @@ impl Flow {
         caller: &Caller,
     ) -> Result<Image> {
         let found = self
-            .images
+            .images()
             .describe_images(region, &ImageQuery::ids([id.clone()]))
             .await
             .map_err(|err| match err.kind() {
@@ -943,7 +954,7 @@ impl Flow {
             .iter()
             .map(|d| d.snapshot_id.clone())
             .collect();
-        match self.images.describe_snapshots(region, &ids).await {
+        match self.images().describe_snapshots(region, &ids).await {
             Ok(snapshots) => keys.extend(snapshots.into_iter().filter_map(|s| s.kms_key)),
             Err(_) if !reported.is_empty() => {}
             Err(err) => journal.warn(format!(
@@ -963,7 +974,7 @@ impl Flow {
         journal: &Journal,
     ) -> Result<LaunchReport> {
         let instance = self
-            .images
+            .images()
             .run_instances(
                 region,
                 &RunInstancesRequest {
@@ -995,15 +1006,15 @@ impl Flow {
             fnv1a(id.as_str()),
             || async {
                 let found = self
-                    .images
+                    .images()
                     .describe_instances(region, std::slice::from_ref(&id))
                     .await?;
                 let Some(instance) = found.into_iter().next() else {
-                    return Ok(Poll::Pending("not visible yet".to_owned()));
+                    return Ok(Poll::Pending(Pending::Text("not visible yet")));
                 };
                 match instance.state {
                     InstanceState::Running => Ok(Poll::Ready(instance.state)),
-                    InstanceState::Pending => Ok(Poll::Pending(instance.state.to_string())),
+                    InstanceState::Pending => Ok(Poll::Pending(Pending::Instance(instance.state))),
                     state => {
                         let reason = instance.state_reason.clone();
                         let text = reason
@@ -1028,7 +1039,7 @@ impl Flow {
         journal.record(Some(region), "wait-instance", &id, state.to_string(), false);
         let terminated_after = !options.keep;
         if terminated_after {
-            self.images
+            self.images()
                 .terminate_instances(region, std::slice::from_ref(&id))
                 .await?;
             journal.record(
@@ -1068,7 +1079,7 @@ impl Flow {
             fnv1a(&format!("accept|{}|{region}|{copy_key:?}", image.id))
         );
         let id = self
-            .images
+            .images()
             .copy_image(
                 region,
                 &CopyImageRequest {
@@ -1095,7 +1106,7 @@ impl Flow {
             .iter()
             .map(|d| d.snapshot_id.clone())
             .collect();
-        let snapshots = self.images.describe_snapshots(region, &ids).await?;
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
         let snapshots: BTreeMap<SnapshotId, Option<KeyArn>> =
             snapshots.into_iter().map(|s| (s.id, s.kms_key)).collect();
         journal.record(
@@ -1120,7 +1131,7 @@ impl Flow {
     ) -> Result<()> {
         let region = &shared.region;
         let found = self
-            .images
+            .images()
             .describe_images(region, &ImageQuery::ids([shared.image.clone()]))
             .await?;
         let Some(image) = found.into_iter().next() else {
@@ -1141,7 +1152,7 @@ impl Flow {
         }
 
         let current: BTreeSet<LaunchPermission> = self
-            .images
+            .images()
             .describe_launch_permission(region, &image.id)
             .await?
             .into_iter()
@@ -1164,7 +1175,7 @@ impl Flow {
             );
         } else {
             let who: Vec<String> = remove.iter().map(ToString::to_string).collect();
-            self.images
+            self.images()
                 .modify_launch_permission(region, &image.id, &PermissionChange::remove(remove))
                 .await?;
             journal.record(
@@ -1181,7 +1192,7 @@ impl Flow {
             .iter()
             .map(|d| d.snapshot_id.clone())
             .collect();
-        let snapshots = self.images.describe_snapshots(region, &ids).await?;
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
         let accounts: BTreeSet<AccountId> = request
             .targets
             .iter()
@@ -1190,7 +1201,7 @@ impl Flow {
             .collect();
         for snapshot in &snapshots {
             let current = self
-                .images
+                .images()
                 .describe_create_volume_permission(region, &snapshot.id)
                 .await?;
             let remove: Vec<VolumePermission> = accounts
@@ -1201,7 +1212,7 @@ impl Flow {
             if remove.is_empty() {
                 continue;
             }
-            self.images
+            self.images()
                 .modify_create_volume_permission(
                     region,
                     &snapshot.id,
@@ -1221,19 +1232,19 @@ impl Flow {
         let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
         for key in &keys {
             let meta = self
-                .keys
+                .keys()
                 .describe_key(region, &KeyRef::Arn(key.clone()))
                 .await?;
             if meta.manager == KeyManager::Aws {
                 continue;
             }
-            let text = self.keys.get_key_policy(key).await?;
+            let text = self.keys().get_key_policy(key).await?;
             let policy = amishare_policy::Policy::parse(&text)
                 .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
             let removed =
                 amishare_policy::remove(&policy, &grantees, &request.narrowing.for_region(region));
             if removed.changed {
-                self.keys
+                self.keys()
                     .put_key_policy(key, &policy_text(&removed.policy))
                     .await?;
                 journal.record(
@@ -1256,7 +1267,7 @@ impl Flow {
 
         if request.deregister {
             if image.tags.contains_key(TAG_SOURCE_IMAGE) {
-                self.images
+                self.images()
                     .deregister_image(region, &image.id, true)
                     .await?;
                 journal.record(

@@ -4,19 +4,57 @@
 //! and invites throttling; the delay grows to a ceiling instead, and a
 //! terminal state (`failed`, `terminated`) ends the wait at once.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::request::WaitOptions;
+use crate::model::{ImageState, InstanceState};
 use crate::store::Clock;
 
 /// What one poll saw.
 pub(crate) enum Poll<T> {
     /// Done: the value to return.
     Ready(T),
-    /// Not yet; the text says what state it is in.
-    Pending(String),
+    /// Not yet, and in what state.
+    Pending(Pending),
+}
+
+/// The state a resource was still in, written out only for a timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pending {
+    /// An image in this state.
+    Image(ImageState),
+    /// An instance in this state.
+    Instance(InstanceState),
+    /// A state without a value of its own.
+    Text(&'static str),
+}
+
+impl fmt::Display for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pending::Image(state) => state.fmt(f),
+            Pending::Instance(state) => state.fmt(f),
+            Pending::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// What the last poll saw: a state, or an error worth another poll.
+enum Seen {
+    Pending(Pending),
+    Retry(Error),
+}
+
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Seen::Pending(state) => state.fmt(f),
+            Seen::Retry(err) => err.fmt(f),
+        }
+    }
 }
 
 /// Polls `probe` until it is ready, fails, or `deadline` passes.
@@ -41,9 +79,9 @@ where
     loop {
         let last = match probe().await {
             Ok(Poll::Ready(value)) => return Ok(value),
-            Ok(Poll::Pending(state)) => state,
+            Ok(Poll::Pending(state)) => Seen::Pending(state),
             // Eventual consistency and throttling are worth another poll.
-            Err(err) if err.is_retryable() => format!("{err}"),
+            Err(err) if err.is_retryable() => Seen::Retry(err),
             Err(err) => return Err(err),
         };
         let elapsed = clock.now().saturating_sub(start);

@@ -109,3 +109,28 @@ fn identifiers_round_trip_through_serde() {
     let bad = serde_json::from_str::<AccountId>("\"12345\"").unwrap_err();
     assert!(bad.to_string().contains("12345"), "{bad}");
 }
+
+#[test]
+fn identifiers_debug_as_their_parts() {
+    let text = "arn:aws-cn:kms:cn-north-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let arn = KeyArn::parse(text).unwrap();
+    assert_eq!(
+        format!("{arn:?}"),
+        r#"KeyArn { partition: "aws-cn", region: Region("cn-north-1"), account: AccountId("111111111111"), key_id: KeyId("1234abcd-12ab-34cd-56ef-1234567890ab") }"#
+    );
+    assert_eq!(arn.to_string(), text);
+    let built = KeyArn::new(
+        arn.region().clone(),
+        arn.account().clone(),
+        arn.key_id().clone(),
+    );
+    assert_eq!(
+        built.to_string(),
+        "arn:aws:kms:cn-north-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    );
+    assert_ne!(built, arn);
+    assert_eq!(
+        format!("{:?}", ImageId::parse("ami-0123456789abcdef0").unwrap()),
+        r#"ImageId("ami-0123456789abcdef0")"#
+    );
+}
