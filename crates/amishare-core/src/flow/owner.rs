@@ -1,0 +1,709 @@
+//! The owner side: key, key policy, encrypted copy, the snapshot-key gate,
+//! permissions, and taking them back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::flow::wait::fnv1a;
+use crate::flow::{
+    aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, KeyChoice, RegionImage,
+    RegionShare, ShareRequest, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_KEY,
+    TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+};
+use crate::id::{AccountId, ImageId, InstanceId, KeyArn, KeyRef, Region, SnapshotId};
+use crate::model::{
+    Caller, CopyImageRequest, CreateImageRequest, CreateKeyRequest, Image, ImageOwner, ImageQuery,
+    KeyManager, KeyMetadata, KeyState, LaunchPermission, PermissionChange, VolumePermission,
+};
+
+impl Flow {
+    /// The source image, available, created from the instance if the source is one.
+    pub(super) async fn resolve_source(
+        &self,
+        request: &ShareRequest,
+        caller: &Caller,
+        journal: &Journal,
+    ) -> Result<Image> {
+        let region = &request.source_region;
+        let id = match &request.source {
+            ImageSource::Image(id) => id.clone(),
+            ImageSource::Instance(instance) => {
+                self.image_instance(region, instance, caller, journal)
+                    .await?
+            }
+        };
+        let image = self.wait_image(region, &id).await?;
+        if image.owner != caller.account {
+            return Err(Error::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "image {id} is owned by {}, not by {}: only the owner can share it",
+                    image.owner, caller.account
+                ),
+            ));
+        }
+        journal.record(
+            Some(region),
+            "source-image",
+            &image.id,
+            format!("{} ({})", image.name, image.state),
+            false,
+        );
+        Ok(image)
+    }
+
+    /// Images an instance, or finds the image an earlier run made from it.
+    pub(super) async fn image_instance(
+        &self,
+        region: &Region,
+        instance: &InstanceId,
+        caller: &Caller,
+        journal: &Journal,
+    ) -> Result<ImageId> {
+        let query = ImageQuery {
+            owners: vec![ImageOwner::Me],
+            tags: BTreeMap::from([(TAG_SOURCE_INSTANCE.to_owned(), vec![instance.to_string()])]),
+            ..ImageQuery::default()
+        };
+        let existing = self.images().describe_images(region, &query).await?;
+        if let Some(image) = existing.into_iter().find(|i| usable(i.state)) {
+            journal.record(
+                Some(region),
+                "create-image",
+                &image.id,
+                format!("found the image made earlier from {instance}"),
+                false,
+            );
+            return Ok(image.id);
+        }
+        let found = self
+            .images()
+            .describe_instances(region, std::slice::from_ref(instance))
+            .await?;
+        let Some(found) = found.into_iter().next() else {
+            return Err(Error::service(
+                ErrorKind::NotFound,
+                "InvalidInstanceID.NotFound",
+                format!("The instance ID '{instance}' does not exist"),
+            ));
+        };
+        if found.owner != caller.account {
+            return Err(Error::new(
+                ErrorKind::AccessDenied,
+                format!("instance {instance} is not owned by {}", caller.account),
+            ));
+        }
+        let name = format!("amishare-{instance}");
+        let id = self
+            .images()
+            .create_image(
+                region,
+                &CreateImageRequest {
+                    instance: instance.clone(),
+                    name: name.clone(),
+                    tags: BTreeMap::from([(TAG_SOURCE_INSTANCE.to_owned(), instance.to_string())]),
+                },
+            )
+            .await?;
+        journal.record(
+            Some(region),
+            "create-image",
+            &id,
+            format!("{name} from {instance}"),
+            true,
+        );
+        Ok(id)
+    }
+
+    pub(super) async fn share_in_region(
+        &self,
+        request: &ShareRequest,
+        caller: &Caller,
+        source: &Image,
+        region: &Region,
+        journal: &Journal,
+    ) -> Result<RegionShare> {
+        let key = self.resolve_key(request, region, journal).await?;
+        self.merge_key_policy(request, caller, &key.arn, region, journal)
+            .await?;
+        let image = self
+            .encrypted_copy(request, source, &key.arn, region, journal)
+            .await?;
+        let snapshots = self
+            .verify_snapshots(region, &image, &key.arn, journal)
+            .await?;
+        let launch_permissions = self
+            .grant_launch(request, region, &image.id, journal)
+            .await?;
+        if request.volume_permission {
+            self.grant_volumes(request, region, snapshots.keys(), journal)
+                .await?;
+        }
+        Ok(RegionShare {
+            region: region.clone(),
+            key: key.arn,
+            image: image.id,
+            snapshots,
+            launch_permissions,
+        })
+    }
+
+    /// The region's customer-managed key, created with its alias if asked and missing.
+    pub(super) async fn resolve_key(
+        &self,
+        request: &ShareRequest,
+        region: &Region,
+        journal: &Journal,
+    ) -> Result<KeyMetadata> {
+        let meta = match &request.key {
+            KeyChoice::Use(key) => self
+                .keys()
+                .describe_key(region, key)
+                .await
+                .map_err(|e| e.context(format!("key {key} in {region}")))?,
+            KeyChoice::Create(alias) => {
+                match self
+                    .keys()
+                    .describe_key(region, &KeyRef::Alias(alias.clone()))
+                    .await
+                {
+                    Ok(meta) => meta,
+                    Err(err) if err.kind() == ErrorKind::NotFound => {
+                        let meta = self
+                        .keys()
+                        .create_key(
+                            region,
+                            &CreateKeyRequest {
+                                description: format!("amishare: encrypts AMIs shared with other accounts ({alias})"),
+                                policy: None,
+                                tags: BTreeMap::new(),
+                            },
+                        )
+                        .await?;
+                        journal.record(
+                            Some(region),
+                            "create-key",
+                            &meta.arn,
+                            "symmetric customer-managed key",
+                            true,
+                        );
+                        self.keys()
+                            .create_alias(region, alias, meta.key_id())
+                            .await?;
+                        journal.record(
+                            Some(region),
+                            "create-alias",
+                            alias,
+                            format!("→ {}", meta.arn),
+                            true,
+                        );
+                        meta
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        if meta.manager == KeyManager::Aws {
+            return Err(aws_managed_refusal(&meta.arn.to_string()));
+        }
+        if meta.state != KeyState::Enabled {
+            return Err(Error::new(
+                ErrorKind::InvalidKeyState,
+                format!(
+                    "key {} is {}: targets could not use it",
+                    meta.arn, meta.state
+                ),
+            ));
+        }
+        journal.record(
+            Some(region),
+            "resolve-key",
+            &meta.arn,
+            "customer-managed, enabled",
+            false,
+        );
+        Ok(meta)
+    }
+
+    /// Adds the targets to amishare's statements in the key policy, writing only if it changed.
+    pub(super) async fn merge_key_policy(
+        &self,
+        request: &ShareRequest,
+        caller: &Caller,
+        key: &KeyArn,
+        region: &Region,
+        journal: &Journal,
+    ) -> Result<()> {
+        let text = self.keys().get_key_policy(key).await?;
+        let policy = amishare_policy::Policy::parse(&text)
+            .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
+        let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
+        let merged = amishare_policy::merge(
+            &policy,
+            &grantees,
+            &request.narrowing.for_region(region),
+            caller.account.as_str(),
+            caller.arn.as_str(),
+        )
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("key policy of {key}: {e}")))?;
+        if !merged.changed {
+            journal.record(
+                Some(region),
+                "key-policy",
+                key,
+                "already allows the targets",
+                false,
+            );
+            return Ok(());
+        }
+        self.keys()
+            .put_key_policy(key, &policy_text(&merged.policy))
+            .await?;
+        let who: Vec<String> = request.targets.iter().map(ToString::to_string).collect();
+        journal.record(
+            Some(region),
+            "key-policy",
+            key,
+            format!("allows {}", who.join(", ")),
+            true,
+        );
+        Ok(())
+    }
+
+    /// The image to share in `region`: the source itself when it is already
+    /// encrypted with the key there, else a copy (found from an earlier run, or made now).
+    pub(super) async fn encrypted_copy(
+        &self,
+        request: &ShareRequest,
+        source: &Image,
+        key: &KeyArn,
+        region: &Region,
+        journal: &Journal,
+    ) -> Result<Image> {
+        if *region == request.source_region && self.all_snapshots_use(region, source, key).await? {
+            journal.record(
+                Some(region),
+                "copy-image",
+                &source.id,
+                format!("already encrypted with {key}: no copy needed"),
+                false,
+            );
+            return Ok(source.clone());
+        }
+        let query = ImageQuery {
+            owners: vec![ImageOwner::Me],
+            tags: BTreeMap::from([
+                (TAG_SOURCE_IMAGE.to_owned(), vec![source.id.to_string()]),
+                (TAG_KEY.to_owned(), vec![key.to_string()]),
+            ]),
+            ..ImageQuery::default()
+        };
+        let earlier = self.images().describe_images(region, &query).await?;
+        let id = match earlier.into_iter().find(|i| usable(i.state)) {
+            Some(found) => {
+                journal.record(
+                    Some(region),
+                    "copy-image",
+                    &found.id,
+                    format!("found the copy of {} made earlier", source.id),
+                    false,
+                );
+                found.id
+            }
+            None => {
+                let name = request
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-shared", source.name));
+                let token = format!(
+                    "amishare-{:016x}",
+                    fnv1a(&format!(
+                        "{}|{}|{region}|{key}",
+                        source.id, request.source_region
+                    ))
+                );
+                let id = self
+                    .images()
+                    .copy_image(
+                        region,
+                        &CopyImageRequest {
+                            source_image: source.id.clone(),
+                            source_region: request.source_region.clone(),
+                            name: name.clone(),
+                            encrypted: Some(true),
+                            kms_key: Some(KeyRef::Arn(key.clone())),
+                            client_token: Some(token),
+                            tags: BTreeMap::from([
+                                (TAG_SOURCE_IMAGE.to_owned(), source.id.to_string()),
+                                (TAG_KEY.to_owned(), key.to_string()),
+                            ]),
+                        },
+                    )
+                    .await?;
+                journal.record(
+                    Some(region),
+                    "copy-image",
+                    &id,
+                    format!("{name}: copy of {} encrypted with {key}", source.id),
+                    true,
+                );
+                id
+            }
+        };
+        let image = self.wait_image(region, &id).await?;
+        journal.record(Some(region), "wait-image", &image.id, "available", false);
+        Ok(image)
+    }
+
+    pub(super) async fn all_snapshots_use(
+        &self,
+        region: &Region,
+        image: &Image,
+        key: &KeyArn,
+    ) -> Result<bool> {
+        let ids: Vec<SnapshotId> = image
+            .block_devices
+            .iter()
+            .map(|d| d.snapshot_id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
+        Ok(snapshots.len() == ids.len()
+            && snapshots
+                .iter()
+                .all(|s| s.encrypted && s.kms_key.as_ref() == Some(key)))
+    }
+
+    /// The hard gate: every EBS snapshot behind the image must be encrypted with exactly `key`.
+    pub(super) async fn verify_snapshots(
+        &self,
+        region: &Region,
+        image: &Image,
+        key: &KeyArn,
+        journal: &Journal,
+    ) -> Result<BTreeMap<SnapshotId, KeyArn>> {
+        let ids: Vec<SnapshotId> = image
+            .block_devices
+            .iter()
+            .map(|d| d.snapshot_id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "image {} has no EBS snapshots: there is nothing encrypted to share",
+                    image.id
+                ),
+            ));
+        }
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
+        let mut verified = BTreeMap::new();
+        let mut wrong = Vec::new();
+        for id in &ids {
+            match snapshots.iter().find(|s| &s.id == id) {
+                Some(s) if s.encrypted && s.kms_key.as_ref() == Some(key) => {
+                    verified.insert(id.clone(), key.clone());
+                }
+                Some(s) if !s.encrypted => wrong.push(format!("{id} is not encrypted")),
+                Some(s) => wrong.push(format!(
+                    "{id} is encrypted with {}",
+                    s.kms_key
+                        .as_ref()
+                        .map_or("an unknown key".to_owned(), ToString::to_string)
+                )),
+                None => wrong.push(format!("{id} was not found")),
+            }
+        }
+        if !wrong.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "refusing to share image {} in {region}: every snapshot must be encrypted with {key}, but {}",
+                    image.id,
+                    wrong.join("; ")
+                ),
+            ));
+        }
+        journal.record(
+            Some(region),
+            "verify-snapshots",
+            &image.id,
+            format!("{} snapshot(s) encrypted with {key}", verified.len()),
+            false,
+        );
+        Ok(verified)
+    }
+
+    /// Adds the launch permissions that are missing, in batches.
+    pub(super) async fn grant_launch(
+        &self,
+        request: &ShareRequest,
+        region: &Region,
+        image: &ImageId,
+        journal: &Journal,
+    ) -> Result<Vec<LaunchPermission>> {
+        let current: BTreeSet<LaunchPermission> = self
+            .images()
+            .describe_launch_permission(region, image)
+            .await?
+            .into_iter()
+            .collect();
+        let wanted: BTreeSet<LaunchPermission> = request
+            .targets
+            .iter()
+            .map(Target::launch_permission)
+            .collect();
+        let missing: Vec<LaunchPermission> = wanted.difference(&current).cloned().collect();
+        if missing.is_empty() {
+            journal.record(
+                Some(region),
+                "launch-permission",
+                image,
+                "every target can already launch it",
+                false,
+            );
+            return Ok(current.into_iter().collect());
+        }
+        for batch in missing.chunks(LAUNCH_PERMISSION_BATCH) {
+            self.images()
+                .modify_launch_permission(region, image, &PermissionChange::add(batch.to_vec()))
+                .await?;
+            let who: Vec<String> = batch.iter().map(ToString::to_string).collect();
+            journal.record(
+                Some(region),
+                "launch-permission",
+                image,
+                format!("added {}", who.join(", ")),
+                true,
+            );
+        }
+        Ok(current
+            .into_iter()
+            .chain(missing)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
+    /// Adds the create-volume permissions that are missing on each snapshot.
+    pub(super) async fn grant_volumes<'a>(
+        &self,
+        request: &ShareRequest,
+        region: &Region,
+        snapshots: impl Iterator<Item = &'a SnapshotId>,
+        journal: &Journal,
+    ) -> Result<()> {
+        let accounts: BTreeSet<AccountId> = request
+            .targets
+            .iter()
+            .filter_map(Target::account)
+            .cloned()
+            .collect();
+        for snapshot in snapshots {
+            let current = self
+                .images()
+                .describe_create_volume_permission(region, snapshot)
+                .await?;
+            let missing: Vec<VolumePermission> = accounts
+                .iter()
+                .map(|a| VolumePermission::Account(a.clone()))
+                .filter(|p| !current.contains(p))
+                .collect();
+            if missing.is_empty() {
+                journal.record(
+                    Some(region),
+                    "volume-permission",
+                    snapshot,
+                    "every target account can already copy it",
+                    false,
+                );
+                continue;
+            }
+            let who: Vec<String> = missing
+                .iter()
+                .map(|p| match p {
+                    VolumePermission::Account(a) => a.to_string(),
+                    VolumePermission::Public => "everyone".to_owned(),
+                })
+                .collect();
+            self.images()
+                .modify_create_volume_permission(region, snapshot, &PermissionChange::add(missing))
+                .await?;
+            journal.record(
+                Some(region),
+                "volume-permission",
+                snapshot,
+                format!("added {}", who.join(", ")),
+                true,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) async fn unshare_in_region(
+        &self,
+        request: &UnshareRequest,
+        caller: &Caller,
+        shared: &RegionImage,
+        journal: &Journal,
+    ) -> Result<()> {
+        let region = &shared.region;
+        let found = self
+            .images()
+            .describe_images(region, &ImageQuery::ids([shared.image.clone()]))
+            .await?;
+        let Some(image) = found.into_iter().next() else {
+            return Err(Error::service(
+                ErrorKind::NotFound,
+                "InvalidAMIID.NotFound",
+                format!("The image id '[{}]' does not exist", shared.image),
+            ));
+        };
+        if image.owner != caller.account {
+            return Err(Error::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "image {} is owned by {}, not by {}",
+                    image.id, image.owner, caller.account
+                ),
+            ));
+        }
+
+        let current: BTreeSet<LaunchPermission> = self
+            .images()
+            .describe_launch_permission(region, &image.id)
+            .await?
+            .into_iter()
+            .collect();
+        let remove: Vec<LaunchPermission> = request
+            .targets
+            .iter()
+            .map(Target::launch_permission)
+            .filter(|p| current.contains(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if remove.is_empty() {
+            journal.record(
+                Some(region),
+                "launch-permission",
+                &image.id,
+                "no target had launch permission",
+                false,
+            );
+        } else {
+            let who: Vec<String> = remove.iter().map(ToString::to_string).collect();
+            self.images()
+                .modify_launch_permission(region, &image.id, &PermissionChange::remove(remove))
+                .await?;
+            journal.record(
+                Some(region),
+                "launch-permission",
+                &image.id,
+                format!("removed {}", who.join(", ")),
+                true,
+            );
+        }
+
+        let ids: Vec<SnapshotId> = image
+            .block_devices
+            .iter()
+            .map(|d| d.snapshot_id.clone())
+            .collect();
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
+        let accounts: BTreeSet<AccountId> = request
+            .targets
+            .iter()
+            .filter_map(Target::account)
+            .cloned()
+            .collect();
+        for snapshot in &snapshots {
+            let current = self
+                .images()
+                .describe_create_volume_permission(region, &snapshot.id)
+                .await?;
+            let remove: Vec<VolumePermission> = accounts
+                .iter()
+                .map(|a| VolumePermission::Account(a.clone()))
+                .filter(|p| current.contains(p))
+                .collect();
+            if remove.is_empty() {
+                continue;
+            }
+            self.images()
+                .modify_create_volume_permission(
+                    region,
+                    &snapshot.id,
+                    &PermissionChange::remove(remove),
+                )
+                .await?;
+            journal.record(
+                Some(region),
+                "volume-permission",
+                &snapshot.id,
+                "removed the targets",
+                true,
+            );
+        }
+
+        let keys: BTreeSet<KeyArn> = snapshots.iter().filter_map(|s| s.kms_key.clone()).collect();
+        let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
+        for key in &keys {
+            let meta = self
+                .keys()
+                .describe_key(region, &KeyRef::Arn(key.clone()))
+                .await?;
+            if meta.manager == KeyManager::Aws {
+                continue;
+            }
+            let text = self.keys().get_key_policy(key).await?;
+            let policy = amishare_policy::Policy::parse(&text)
+                .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
+            let removed =
+                amishare_policy::remove(&policy, &grantees, &request.narrowing.for_region(region));
+            if removed.changed {
+                self.keys()
+                    .put_key_policy(key, &policy_text(&removed.policy))
+                    .await?;
+                journal.record(
+                    Some(region),
+                    "key-policy",
+                    key,
+                    "removed the targets from amishare's statements",
+                    true,
+                );
+            } else {
+                journal.record(
+                    Some(region),
+                    "key-policy",
+                    key,
+                    "amishare's statements did not name the targets",
+                    false,
+                );
+            }
+        }
+
+        if request.deregister {
+            if image.tags.contains_key(TAG_SOURCE_IMAGE) {
+                self.images()
+                    .deregister_image(region, &image.id, true)
+                    .await?;
+                journal.record(
+                    Some(region),
+                    "deregister-image",
+                    &image.id,
+                    "deregistered with its snapshots",
+                    true,
+                );
+            } else {
+                journal.warn(format!(
+                    "image {} in {region} was not made by amishare (no {TAG_SOURCE_IMAGE} tag): not deregistered",
+                    image.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
