@@ -346,6 +346,7 @@ impl Flow {
         poll_until(
             &*self.clock,
             &self.wait,
+            self.wait.image_first_delay,
             self.wait.image_deadline,
             &what,
             fnv1a(id.as_str()),

@@ -222,8 +222,11 @@ pub struct RegionImage {
 /// How long and how often to poll for asynchronous work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitOptions {
-    /// First delay between polls.
-    pub initial_delay: Duration,
+    /// First delay between polls of an image. No image creation or copy
+    /// finishes sooner than this, and AWS's own image waiter polls every 15 s.
+    pub image_first_delay: Duration,
+    /// First delay between polls of an instance, which runs within a minute.
+    pub instance_first_delay: Duration,
     /// Longest delay between polls.
     pub max_delay: Duration,
     /// How long an image creation or copy may take.
@@ -235,7 +238,8 @@ pub struct WaitOptions {
 impl Default for WaitOptions {
     fn default() -> Self {
         WaitOptions {
-            initial_delay: Duration::from_secs(5),
+            image_first_delay: Duration::from_secs(15),
+            instance_first_delay: Duration::from_secs(5),
             max_delay: Duration::from_secs(60),
             image_deadline: Duration::from_secs(3 * 60 * 60),
             instance_deadline: Duration::from_secs(20 * 60),

@@ -105,6 +105,7 @@ impl Flow {
         let state = poll_until(
             &*self.clock,
             &self.wait,
+            self.wait.instance_first_delay,
             self.wait.instance_deadline,
             &what,
             fnv1a(id.as_str()),

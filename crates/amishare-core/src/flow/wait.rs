@@ -57,13 +57,15 @@ impl fmt::Display for Seen {
     }
 }
 
-/// Polls `probe` until it is ready, fails, or `deadline` passes.
+/// Polls `probe` until it is ready, fails, or `deadline` passes, first after
+/// `first_delay`, then backing off by half again each time up to `options.max_delay`.
 ///
 /// `what` names the resource in the timeout error; `seed` makes the jitter
 /// differ between resources without any global randomness.
 pub(crate) async fn poll_until<T, F, Fut>(
     clock: &dyn Clock,
     options: &WaitOptions,
+    first_delay: Duration,
     deadline: Duration,
     what: &str,
     seed: u64,
@@ -74,7 +76,7 @@ where
     Fut: Future<Output = Result<Poll<T>>>,
 {
     let start = clock.now();
-    let mut delay = options.initial_delay;
+    let mut delay = first_delay;
     let mut rng = seed | 1;
     loop {
         let last = match probe().await {

@@ -257,3 +257,45 @@ async fn refuses_an_aws_managed_key_behind_any_name() {
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.message().contains(&key_arn().to_string()), "{err}");
 }
+
+/// A copy that takes five minutes is polled far less often than by a fixed
+/// 15-second waiter (21 polls), and seen at most one poll interval late.
+#[tokio::test]
+async fn backoff_polls_a_five_minute_copy_few_times() {
+    let clock = Arc::new(CountingClock::default());
+    let polls = Arc::new(AtomicU64::new(0));
+    let (seen_clock, seen_polls) = (clock.clone(), polls.clone());
+    let mut images = MockImageStore::new();
+    images.expect_describe_images().returning(move |_, _| {
+        seen_polls.fetch_add(1, Ordering::SeqCst);
+        let ready = Duration::from_secs(300) <= seen_clock.now();
+        Ok(vec![image(
+            if ready {
+                ImageState::Available
+            } else {
+                ImageState::Pending
+            },
+            None,
+        )])
+    });
+    // The next step after the source image's wait fails, to end the flow there.
+    let mut keys = owner_keys();
+    keys.expect_describe_key().returning(|_, _| {
+        Err(amishare_core::Error::new(
+            ErrorKind::AccessDenied,
+            "stop after the wait",
+        ))
+    });
+    let err = flow(keys, images, clock.clone())
+        .share(&request(KeyChoice::Use(KeyRef::Arn(key_arn()))))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().ends_with("stop after the wait"),
+        "the wait itself succeeded: {err}"
+    );
+    let polls = polls.load(Ordering::SeqCst);
+    assert!(polls <= 10, "{polls} polls for a five-minute copy");
+    let late = clock.now() - Duration::from_secs(300);
+    assert!(late <= Duration::from_secs(72), "seen {late:?} late");
+}
