@@ -1,6 +1,7 @@
 //! Small building blocks the suite functions share.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use amishare_core::{
@@ -22,8 +23,11 @@ pub(crate) fn flow(h: &dyn Harness, party: &Party) -> Flow {
 
 /// A unique-enough alias per call, so scenarios never collide on a shared backend.
 pub(crate) fn unique_alias(h: &dyn Harness, stem: &str) -> amishare_core::AliasName {
-    let n = h.clock().now().as_nanos() ^ (stem.len() as u128) << 64;
-    amishare_core::AliasName::parse(&format!("alias/{stem}-{:x}", n % 0xffff_ffff_ffff))
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The clock separates runs against a shared backend; the counter, calls within a run.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = h.clock().now().as_millis() % 0xffff_ffff_ffff;
+    amishare_core::AliasName::parse(&format!("alias/{stem}-{now:x}-{n}"))
         .expect("generated alias is valid")
 }
 

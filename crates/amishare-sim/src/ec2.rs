@@ -650,28 +650,22 @@ impl Ctx<'_> {
                 encrypted: volume.volume.encrypted,
             });
         }
-        self.ec2
-            .image_names
-            .insert(scoped(account, region, &request.name), image_id.clone());
-        self.ec2.images.insert(
-            image_id.clone(),
-            Box::new(ImageRecord {
-                id: image_id.clone(),
-                owner: account.clone(),
-                region: region.clone(),
-                name: request.name.clone(),
-                ready_at,
-                failure: None,
-                failure_detail: None,
-                devices,
-                tags: request.tags.clone(),
-                launch_permissions: BTreeSet::new(),
-                source_image: None,
-                source_region: None,
-                source_instance: Some(request.instance.clone()),
-                client_token: None,
-            }),
-        );
+        self.ec2.insert_image(ImageRecord {
+            id: image_id.clone(),
+            owner: account.clone(),
+            region: region.clone(),
+            name: request.name.clone(),
+            ready_at,
+            failure: None,
+            failure_detail: None,
+            devices,
+            tags: request.tags.clone(),
+            launch_permissions: BTreeSet::new(),
+            source_image: None,
+            source_region: None,
+            source_instance: Some(request.instance.clone()),
+            client_token: None,
+        });
         Ok(image_id)
     }
 
@@ -823,28 +817,22 @@ impl Ctx<'_> {
         if let Some(token) = token {
             self.ec2.client_tokens.insert(token, image_id.clone());
         }
-        self.ec2
-            .image_names
-            .insert(scoped(account, region, &request.name), image_id.clone());
-        self.ec2.images.insert(
-            image_id.clone(),
-            Box::new(ImageRecord {
-                id: image_id.clone(),
-                owner: account.clone(),
-                region: region.clone(),
-                name: request.name.clone(),
-                ready_at,
-                failure,
-                failure_detail,
-                devices: new_devices,
-                tags: request.tags.clone(),
-                launch_permissions: BTreeSet::new(),
-                source_image: Some(request.source_image.clone()),
-                source_region: Some(request.source_region.clone()),
-                source_instance: None,
-                client_token: request.client_token.clone(),
-            }),
-        );
+        self.ec2.insert_image(ImageRecord {
+            id: image_id.clone(),
+            owner: account.clone(),
+            region: region.clone(),
+            name: request.name.clone(),
+            ready_at,
+            failure,
+            failure_detail,
+            devices: new_devices,
+            tags: request.tags.clone(),
+            launch_permissions: BTreeSet::new(),
+            source_image: Some(request.source_image.clone()),
+            source_region: Some(request.source_region.clone()),
+            source_instance: None,
+            client_token: request.client_token.clone(),
+        });
         Ok(image_id)
     }
 

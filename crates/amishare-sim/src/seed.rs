@@ -29,18 +29,21 @@ pub const KEY_ALIAS: &str = "alias/cross-ami";
 const OWNER_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Admin","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 
 /// The target user's identity policy: EC2, and the KMS actions a launch and a copy need on A's keys.
-const TARGET_POLICY: &str = r#"{
-  "Version": "2012-10-17",
-  "Statement": [
-    {"Sid": "UseEc2", "Effect": "Allow", "Action": "ec2:*", "Resource": "*"},
-    {
-      "Sid": "UseSharedAmiKeys",
-      "Effect": "Allow",
-      "Action": ["kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"],
-      "Resource": "arn:aws:kms:ap-northeast-1:111111111111:key/*"
-    }
-  ]
-}"#;
+fn target_policy() -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "UseEc2", "Effect": "Allow", "Action": "ec2:*", "Resource": "*"},
+            {
+                "Sid": "UseSharedAmiKeys",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"],
+                "Resource": format!("arn:aws:kms:{REGION}:{OWNER_ACCOUNT}:key/*"),
+            }
+        ]
+    })
+    .to_string()
+}
 
 /// The walkthrough's world, ready to run.
 #[derive(Debug, Clone)]
@@ -68,7 +71,7 @@ impl SeedWorld {
         world.add_account(&owner_account)?;
         world.add_account(&target_account)?;
         let owner = world.add_user(&owner_account, "a-admin", &[OWNER_POLICY])?;
-        let target = world.add_user(&target_account, "b-user", &[TARGET_POLICY])?;
+        let target = world.add_user(&target_account, "b-user", &[&target_policy()])?;
         let mut root = VolumeSeed::root(VolumeEncryption::Unencrypted);
         root.volume_type = "gp2".to_owned();
         let instance = world.seed_instance(&owner_account, &region, &[root])?;

@@ -324,6 +324,15 @@ pub(crate) struct Ec2 {
 }
 
 impl Ec2 {
+    /// Stores a new image and claims its name in its account and region.
+    pub(crate) fn insert_image(&mut self, image: ImageRecord) {
+        self.image_names.insert(
+            scoped(&image.owner, &image.region, &image.name),
+            image.id.clone(),
+        );
+        self.images.insert(image.id.clone(), Box::new(image));
+    }
+
     pub(crate) fn ebs_settings(&self, account: &AccountId, region: &Region) -> EbsSettings {
         self.ebs
             .get(account)

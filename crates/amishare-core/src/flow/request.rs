@@ -197,6 +197,15 @@ pub enum CopyKey {
     AccountDefault,
 }
 
+impl fmt::Display for CopyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyKey::Key(key) => key.fmt(f),
+            CopyKey::AccountDefault => f.write_str("the account's default EBS key"),
+        }
+    }
+}
+
 /// The owner side: take back what [`Sharer::share`](crate::Sharer::share) gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnshareRequest {

@@ -21,26 +21,22 @@ impl Flow {
         id: &ImageId,
         caller: &Caller,
     ) -> Result<Image> {
+        let not_shared = || {
+            format!(
+                "image {id} is not shared with account {} in {region}, or does not exist",
+                caller.account
+            )
+        };
         let found = self
             .images()
             .describe_images(region, &ImageQuery::ids([id.clone()]))
             .await
             .map_err(|err| match err.kind() {
-                ErrorKind::NotFound => err.context(format!(
-                    "image {id} is not shared with account {} in {region}, or does not exist",
-                    caller.account
-                )),
+                ErrorKind::NotFound => err.context(not_shared()),
                 _ => err,
             })?;
         found.into_iter().next().ok_or_else(|| {
-            Error::service(
-                ErrorKind::NotFound,
-                "InvalidAMIID.NotFound",
-                format!(
-                    "image {id} is not shared with account {} in {region}, or does not exist",
-                    caller.account
-                ),
-            )
+            Error::service(ErrorKind::NotFound, "InvalidAMIID.NotFound", not_shared())
         })
     }
 
@@ -181,7 +177,7 @@ impl Flow {
             .unwrap_or_else(|| format!("{}-copy", image.name));
         let token = format!(
             "amishare-{:016x}",
-            fnv1a(&format!("accept|{}|{region}|{copy_key:?}", image.id))
+            fnv1a(&format!("accept|{}|{region}|{copy_key}", image.id))
         );
         let id = self
             .images()
