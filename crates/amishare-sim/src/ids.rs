@@ -14,6 +14,11 @@ impl IdGen {
         IdGen { state: seed }
     }
 
+    /// Where the sequence stands, so a saved world goes on where it stopped.
+    pub(crate) fn position(&self) -> u64 {
+        self.state
+    }
+
     /// The next number of the splitmix64 sequence.
     pub(crate) fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

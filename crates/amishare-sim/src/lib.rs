@@ -66,6 +66,7 @@ mod log;
 pub mod seed;
 mod state;
 mod world;
+pub mod world_file;
 
 #[cfg(test)]
 mod tests;
@@ -74,3 +75,4 @@ pub use crate::client::SimClient;
 pub use crate::knobs::{ErrorSpec, Knobs, PendingDeletionError, UnknownIds};
 pub use crate::log::CallRecord;
 pub use crate::world::{SimClock, VolumeEncryption, VolumeSeed, World};
+pub use crate::world_file::WorldFile;

@@ -38,6 +38,9 @@ pub(crate) struct State {
 #[derive(Debug, Default)]
 pub(crate) struct Iam {
     pub(crate) accounts: BTreeMap<AccountId, Account>,
+    /// Named principals, as AWS profiles name credentials: the CLI acts as
+    /// `--profile NAME` on a world file too.
+    pub(crate) profiles: BTreeMap<String, PrincipalArn>,
 }
 
 #[derive(Debug)]
