@@ -1,22 +1,57 @@
 //! `amishare`: share an encrypted AMI across AWS accounts, or rehearse the
 //! whole flow on the simulation.
 
+mod accept;
+mod args;
+mod backend;
 mod demo;
+mod fail;
+mod policy;
+mod progress;
+mod render;
+mod share;
+mod status;
+mod unshare;
 
 use std::process::ExitCode;
 
+use amishare_core::ErrorKind;
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
+
+use crate::backend::{BackendKind, Global, Session};
+use crate::fail::Failure;
 
 /// Share a KMS-encrypted EC2 image with other AWS accounts, completely and safely.
+///
+/// Exit codes: 0 done, 1 the operation failed, 2 bad input (nothing was changed).
 #[derive(Debug, Parser)]
-#[command(name = "amishare", version, about, long_about = None)]
+#[command(name = "amishare", version, about, long_about)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Owner side: copy an image encrypted with a customer-managed key, let the
+    /// targets use the key, verify every snapshot, and share the image.
+    Share(share::ShareArgs),
+    /// Target side: check the key, find the shared image, optionally launch a
+    /// smoke instance and copy the image under a key of this account.
+    Accept(accept::AcceptArgs),
+    /// Owner side: remove what share added (permissions, key-policy statements).
+    Unshare(unshare::UnshareArgs),
+    /// Who can launch and copy an image, which statements and grants its keys
+    /// carry, which key each snapshot uses.
+    Status(status::StatusArgs),
+    /// Print the least-privilege key-policy statements for targets, or merge
+    /// them into a key policy file and show the diff.
+    Policy(policy::PolicyArgs),
     /// Run the mission's five steps on the simulation: account 111111111111 shares an
     /// encrypted AMI with a user of 222222222222 in ap-northeast-1, who launches it.
     Demo(demo::DemoArgs),
@@ -24,18 +59,74 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::from_default_env()),
+        )
+        .with(
+            progress::Progress::new().with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("amishare::wait", tracing::Level::INFO),
+            ),
+        )
         .init();
-    let result = match cli.command {
-        Command::Demo(args) => demo::run(&args),
+    let result = match &cli.command {
+        Command::Demo(args) => demo::run(args).map_err(Failure::Failed),
+        Command::Policy(args) => policy::run(args, &cli.global),
+        command => run_on_backend(command, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("amishare: {err:#}");
-            ExitCode::from(1)
+        Err(failure) => {
+            eprintln!("amishare: {failure}");
+            failure.exit_code()
         }
+    }
+}
+
+/// Runs a command that acts through a backend, and writes the simulated
+/// world back when the command changed it.
+fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if global.backend == BackendKind::Sim {
+        // The world's clock is virtual: waits cost nothing.
+        builder.start_paused(true);
+    }
+    let runtime = builder.build().map_err(Failure::failed)?;
+    runtime.block_on(async {
+        let session = Session::open(global).await?;
+        let result = match command {
+            Command::Share(args) => share::run(args, global, &session).await,
+            Command::Accept(args) => accept::run(args, global, &session).await,
+            Command::Unshare(args) => unshare::run(args, global, &session).await,
+            Command::Status(args) => status::run(args, global, &session).await,
+            Command::Policy(_) | Command::Demo(_) => unreachable!("run without a backend"),
+        };
+        let result = result.map_err(input_errors_are_usage);
+        let changed = session
+            .world
+            .as_ref()
+            .is_some_and(|(world, _)| world.mutating_calls() > 0);
+        // Bad input changed nothing, so the world file stays as it was.
+        if result.is_ok() || changed {
+            session.finish(global)?;
+        }
+        result
+    })
+}
+
+/// A request core refused before any change is bad input.
+fn input_errors_are_usage(failure: Failure) -> Failure {
+    match failure {
+        Failure::Failed(err) => match err.downcast_ref::<amishare_core::Error>() {
+            Some(core) if core.kind() == ErrorKind::InvalidInput => {
+                Failure::Usage(format!("{err:#}"))
+            }
+            _ => Failure::Failed(err),
+        },
+        usage => usage,
     }
 }

@@ -87,6 +87,8 @@ where
             Err(err) => return Err(err),
         };
         let elapsed = clock.now().saturating_sub(start);
+        // The CLI turns these into a progress line; `target` lets it pick them out.
+        tracing::info!(target: "amishare::wait", what, state = %last, elapsed_secs = elapsed.as_secs(), "waiting");
         if deadline <= elapsed {
             return Err(Error::new(
                 ErrorKind::Timeout,

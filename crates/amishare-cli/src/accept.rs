@@ -1,0 +1,140 @@
+//! `amishare accept`: the target side.
+
+use std::fmt::Write as _;
+
+use amishare_core::{AcceptRequest, CopyKey, ImageId, KeyArn, LaunchOptions, Sharer};
+
+use crate::args;
+use crate::backend::{Global, Session};
+use crate::fail::Failure;
+use crate::render;
+use crate::share::image_name;
+
+/// Options of `amishare accept`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AcceptArgs {
+    /// The shared image.
+    #[arg(long, value_parser = args::image)]
+    image: ImageId,
+    /// A key ARN that encrypts the image, as the owner's `share` reported it
+    /// (repeatable); the target cannot read it from snapshots it may not see.
+    #[arg(long = "key", value_name = "ARN", value_parser = args::key_arn)]
+    keys: Vec<KeyArn>,
+    /// Launch a smoke instance and wait for it to run (terminated afterwards unless --keep).
+    #[arg(long)]
+    launch: bool,
+    /// The smoke instance's type.
+    #[arg(long, default_value = "t3.micro", value_parser = instance_type, requires = "launch")]
+    instance_type: String,
+    /// The subnet of the smoke instance, where the account has no default VPC.
+    #[arg(long, value_parser = subnet, requires = "launch")]
+    subnet: Option<String>,
+    /// Keep the smoke instance running.
+    #[arg(long, requires = "launch")]
+    keep: bool,
+    /// Copy the image into this account, re-encrypted with this key (ID, ARN,
+    /// alias) or `default` (the account's default EBS key), so that it no
+    /// longer depends on the owner's key.
+    #[arg(long, value_name = "KEY|default", value_parser = copy_key)]
+    copy_key: Option<CopyKey>,
+    /// Name of the copy.
+    #[arg(long, value_parser = image_name, requires = "copy_key")]
+    copy_name: Option<String>,
+}
+
+fn copy_key(value: &str) -> Result<CopyKey, String> {
+    if value == "default" {
+        Ok(CopyKey::AccountDefault)
+    } else {
+        args::key(value).map(CopyKey::Key)
+    }
+}
+
+/// An EC2 instance type, `family.size`.
+fn instance_type(value: &str) -> Result<String, String> {
+    let ok = value.split_once('.').is_some_and(|(family, size)| {
+        !family.is_empty()
+            && !size.is_empty()
+            && family
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && size
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not an instance type (family.size, e.g. t3.micro)"
+        ))
+    }
+}
+
+/// A subnet ID.
+fn subnet(value: &str) -> Result<String, String> {
+    let hex = value.strip_prefix("subnet-").unwrap_or("");
+    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a subnet ID (subnet- and 8 or 17 hexadecimal digits)"
+        ))
+    }
+}
+
+/// Runs `accept`.
+pub(crate) async fn run(
+    args: &AcceptArgs,
+    global: &Global,
+    session: &Session,
+) -> Result<(), Failure> {
+    let request = AcceptRequest {
+        image: args.image.clone(),
+        region: session.region()?,
+        keys: args.keys.clone(),
+        launch: args.launch.then(|| LaunchOptions {
+            instance_type: args.instance_type.clone(),
+            subnet: args.subnet.clone(),
+            keep: args.keep,
+        }),
+        copy: args.copy_key.clone(),
+        copy_name: args.copy_name.clone(),
+    };
+    let report = session.flow().accept(&request).await?;
+    if global.json {
+        render::json(&report)?;
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Image {} of account {} is usable here:",
+        report.image, report.owner
+    );
+    render::steps(&mut out, &report.steps);
+    if let Some(launch) = &report.launch {
+        let _ = writeln!(
+            out,
+            "Instance {} reached running{}.",
+            launch.instance,
+            if launch.terminated_after {
+                " and was terminated afterwards"
+            } else {
+                " and is still running"
+            }
+        );
+    }
+    if let Some(copy) = &report.copy {
+        let _ = writeln!(out, "Copy {} is owned by this account:", copy.image);
+        for (snapshot, key) in &copy.snapshots {
+            let key = key
+                .as_ref()
+                .map_or_else(|| "not encrypted".to_owned(), ToString::to_string);
+            let _ = writeln!(out, "  snapshot {snapshot}: {key}");
+        }
+    }
+    render::warnings(&mut out, &report.warnings);
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Command-line values, checked before any call: each parser names what is
+//! wrong, and clap names the argument, so a typo never reaches AWS.
+
+use std::path::PathBuf;
+
+use amishare_core::{
+    AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
+    PrincipalArn, PrincipalKind, Region, Target,
+};
+
+/// The regions amishare knows; anything else is a typo (or a region newer
+/// than this build, which `--endpoint-url` users can still reach by name
+/// through `AMISHARE_EXTRA_REGIONS`).
+pub(crate) const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+fn message(err: amishare_core::Error) -> String {
+    err.to_string()
+}
+
+/// A region AWS has.
+pub(crate) fn region(value: &str) -> Result<Region, String> {
+    let region = Region::parse(value).map_err(message)?;
+    let extra = std::env::var("AMISHARE_EXTRA_REGIONS").unwrap_or_default();
+    if KNOWN_REGIONS.contains(&value) || extra.split(',').any(|r| r.trim() == value) {
+        Ok(region)
+    } else {
+        Err(format!(
+            "unknown region {value:?} (AWS regions look like ap-northeast-1; set AMISHARE_EXTRA_REGIONS for one newer than amishare)"
+        ))
+    }
+}
+
+/// A 12-digit account ID; `all` (public sharing) is refused by name.
+pub(crate) fn account(value: &str) -> Result<AccountId, String> {
+    if value.eq_ignore_ascii_case("all") || value.eq_ignore_ascii_case("public") {
+        return Err(
+            "amishare never shares publicly: name accounts, organizations or OUs".to_owned(),
+        );
+    }
+    AccountId::parse(value).map_err(message)
+}
+
+/// An IAM user, role or account root that a key policy can name.
+pub(crate) fn principal(value: &str) -> Result<PrincipalArn, String> {
+    let arn = PrincipalArn::parse(value).map_err(message)?;
+    if arn.kind() == PrincipalKind::AssumedRole {
+        return Err(format!(
+            "{value} is a role session, which lasts an hour at most; name its role (arn:aws:iam::<account>:role/<name>)"
+        ));
+    }
+    Ok(arn)
+}
+
+/// An organization ARN.
+pub(crate) fn organization(value: &str) -> Result<OrganizationArn, String> {
+    OrganizationArn::parse(value).map_err(message)
+}
+
+/// An organizational unit ARN.
+pub(crate) fn ou(value: &str) -> Result<OuArn, String> {
+    OuArn::parse(value).map_err(message)
+}
+
+/// An image ID.
+pub(crate) fn image(value: &str) -> Result<ImageId, String> {
+    ImageId::parse(value).map_err(message)
+}
+
+/// An instance ID.
+pub(crate) fn instance(value: &str) -> Result<InstanceId, String> {
+    InstanceId::parse(value).map_err(message)
+}
+
+/// A key ID, key ARN, alias name or alias ARN. A bare name is refused with
+/// the hint that aliases start with `alias/`.
+pub(crate) fn key(value: &str) -> Result<KeyRef, String> {
+    KeyRef::parse(value).map_err(|err| {
+        if !value.contains('/') && !value.contains(':') && !value.contains('-') {
+            format!("{value:?} is not a key: an alias is written alias/{value}")
+        } else {
+            message(err)
+        }
+    })
+}
+
+/// A key ARN.
+pub(crate) fn key_arn(value: &str) -> Result<KeyArn, String> {
+    KeyArn::parse(value).map_err(message)
+}
+
+/// An alias name (`alias/…`), not one of AWS's own.
+pub(crate) fn alias(value: &str) -> Result<AliasName, String> {
+    let alias = AliasName::parse(value).map_err(|err| {
+        if value.starts_with("alias/") {
+            message(err)
+        } else {
+            format!("{value:?} is not an alias name: aliases start with alias/ (alias/{value})")
+        }
+    })?;
+    if alias.is_aws_reserved() {
+        return Err(format!(
+            "{value} is reserved for AWS managed keys, which can never be shared"
+        ));
+    }
+    Ok(alias)
+}
+
+/// A file that exists.
+pub(crate) fn existing_file(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{value} is not a file"))
+    }
+}
+
+/// Who a command shares with (or stops sharing with).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct TargetArgs {
+    /// A target account (repeatable). Its root goes into the key policy,
+    /// unless `--principal` names principals of it.
+    #[arg(long = "to", value_name = "ACCOUNT", value_parser = account)]
+    pub(crate) accounts: Vec<AccountId>,
+    /// A target principal, an IAM user or role (repeatable): the key policy
+    /// names only these principals of their account.
+    #[arg(long = "principal", value_name = "ARN", value_parser = principal)]
+    pub(crate) principals: Vec<PrincipalArn>,
+    /// A target organization, `arn:aws:organizations::<mgmt>:organization/o-…` (repeatable).
+    #[arg(long = "org-arn", value_name = "ARN", value_parser = organization)]
+    pub(crate) organizations: Vec<OrganizationArn>,
+    /// A target organizational unit, `arn:aws:organizations::<mgmt>:ou/o-…/ou-…` (repeatable).
+    #[arg(long = "ou-arn", value_name = "ARN", value_parser = ou)]
+    pub(crate) ous: Vec<OuArn>,
+}
+
+impl TargetArgs {
+    /// The targets: principals replace their account's root; an account with
+    /// no named principal stays whole.
+    pub(crate) fn targets(&self) -> Result<Vec<Target>, String> {
+        let mut targets = Vec::new();
+        for account in &self.accounts {
+            if !self.principals.iter().any(|p| p.account() == account) {
+                targets.push(Target::Account(account.clone()));
+            }
+        }
+        for principal in &self.principals {
+            targets.push(if principal.kind() == PrincipalKind::Root {
+                Target::Account(principal.account().clone())
+            } else {
+                Target::Principal(principal.clone())
+            });
+        }
+        targets.extend(self.organizations.iter().cloned().map(Target::Organization));
+        targets.extend(self.ous.iter().cloned().map(Target::OrganizationalUnit));
+        targets.sort();
+        targets.dedup();
+        if targets.is_empty() {
+            return Err(
+                "no target: give --to ACCOUNT, --principal ARN, --org-arn ARN or --ou-arn ARN"
+                    .to_owned(),
+            );
+        }
+        Ok(targets)
+    }
+}
+
+/// Conditions on the key-policy statements.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub(crate) struct NarrowingArgs {
+    /// Let targets use the key only through EC2 in its region (`kms:ViaService`).
+    #[arg(long)]
+    pub(crate) via_service: bool,
+    /// Let targets use the key only for their own accounts (`kms:CallerAccount`).
+    #[arg(long)]
+    pub(crate) caller_account: bool,
+}
+
+impl NarrowingArgs {
+    /// Core's narrowing.
+    pub(crate) fn narrowing(self) -> amishare_core::Narrowing {
+        amishare_core::Narrowing {
+            via_service: self.via_service,
+            caller_account: self.caller_account,
+        }
+    }
+}

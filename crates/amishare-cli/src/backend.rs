@@ -1,0 +1,244 @@
+//! Where the commands act: AWS through the SDK, or a simulated world read
+//! from a world file and written back when the command has run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use amishare_aws::{AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
+use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
+use amishare_sim::World;
+
+use crate::args;
+use crate::fail::{usage, Failure};
+
+/// Which backend the commands use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BackendKind {
+    /// AWS, with the credentials of `--profile` (or the SDK's default chain).
+    Aws,
+    /// The simulation, in the world file `--world`.
+    Sim,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Global {
+    /// Where to act.
+    #[arg(long, value_enum, default_value = "aws", global = true)]
+    pub(crate) backend: BackendKind,
+    /// The world file of `--backend sim` (JSON; see testdata/worlds/).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(crate) world: Option<PathBuf>,
+    /// The profile to act as: an AWS profile, or a profile of the world file.
+    #[arg(long, global = true)]
+    pub(crate) profile: Option<String>,
+    /// The target side's profile, for commands that look from both sides.
+    #[arg(long, global = true)]
+    pub(crate) target_profile: Option<String>,
+    /// A role of the target account to assume for the target side (AWS).
+    #[arg(long, value_name = "ARN", value_parser = args::principal, global = true)]
+    pub(crate) target_role_arn: Option<PrincipalArn>,
+    /// The region (default: the profile's, on AWS).
+    #[arg(long, value_parser = args::region, global = true)]
+    pub(crate) region: Option<Region>,
+    /// An endpoint for every AWS service, such as LocalStack's.
+    #[arg(long, value_name = "URL", global = true)]
+    pub(crate) endpoint_url: Option<String>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Print the plan (every mutating call, the key-policy diff) and change nothing.
+    #[arg(long, global = true)]
+    pub(crate) dry_run: bool,
+}
+
+/// The stores of one principal.
+#[derive(Debug, Clone)]
+pub(crate) struct Side {
+    /// KMS (and STS).
+    pub(crate) keys: Arc<dyn KeyStore>,
+    /// EC2.
+    pub(crate) images: Arc<dyn ImageStore>,
+}
+
+/// What a command acts through.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The principal of `--profile`.
+    pub(crate) side: Side,
+    /// The principal of `--target-profile` / `--target-role-arn`, if given.
+    pub(crate) target: Option<Side>,
+    /// Real time on AWS, the world's virtual time on the simulation.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The region of `--region`, or the AWS profile's.
+    pub(crate) region: Option<Region>,
+    /// The simulated world and its file.
+    pub(crate) world: Option<(World, PathBuf)>,
+}
+
+impl Session {
+    /// Opens the backend. Runs inside the command's runtime: on the
+    /// simulation, the world's clock starts there.
+    pub(crate) async fn open(global: &Global) -> Result<Session, Failure> {
+        match global.backend {
+            BackendKind::Sim => open_sim(global),
+            BackendKind::Aws => open_aws(global).await,
+        }
+    }
+
+    /// The flow acting as `--profile`.
+    pub(crate) fn flow(&self) -> Flow {
+        Flow::new(
+            self.side.keys.clone(),
+            self.side.images.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// The region, or a usage error naming `--region`.
+    pub(crate) fn region(&self) -> Result<Region, Failure> {
+        self.region
+            .clone()
+            .ok_or_else(|| usage("--region is required (no default region is configured)"))
+    }
+
+    /// Writes the world back, unless this was a dry run.
+    pub(crate) fn finish(&self, global: &Global) -> Result<(), Failure> {
+        if global.dry_run {
+            return Ok(());
+        }
+        if let Some((world, path)) = &self.world {
+            world.save(path).map_err(Failure::failed)?;
+        }
+        Ok(())
+    }
+}
+
+fn open_sim(global: &Global) -> Result<Session, Failure> {
+    if global.endpoint_url.is_some() {
+        return Err(usage("--endpoint-url applies to --backend aws only"));
+    }
+    if global.target_role_arn.is_some() {
+        return Err(usage(
+            "--target-role-arn applies to --backend aws only; on the simulation use --target-profile",
+        ));
+    }
+    let path = global
+        .world
+        .clone()
+        .ok_or_else(|| usage("--backend sim needs --world FILE (see testdata/worlds/)"))?;
+    let world = World::load(&path).map_err(|err| usage(err.to_string()))?;
+    let profiles = world.profiles();
+    let side = sim_side(
+        &world,
+        &profiles,
+        global.profile.as_deref(),
+        "--profile",
+        &path,
+    )?
+    .ok_or_else(|| {
+        usage(format!(
+            "--profile is required with --backend sim: one of {} (profiles of {})",
+            names(&profiles),
+            path.display()
+        ))
+    })?;
+    let target = sim_side(
+        &world,
+        &profiles,
+        global.target_profile.as_deref(),
+        "--target-profile",
+        &path,
+    )?;
+    Ok(Session {
+        side,
+        target,
+        clock: Arc::new(world.clock()),
+        region: global.region.clone(),
+        world: Some((world, path)),
+    })
+}
+
+fn names(profiles: &BTreeMap<String, PrincipalArn>) -> String {
+    if profiles.is_empty() {
+        "none defined".to_owned()
+    } else {
+        profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn sim_side(
+    world: &World,
+    profiles: &BTreeMap<String, PrincipalArn>,
+    profile: Option<&str>,
+    flag: &str,
+    path: &std::path::Path,
+) -> Result<Option<Side>, Failure> {
+    let Some(name) = profile else {
+        return Ok(None);
+    };
+    let principal = profiles.get(name).ok_or_else(|| {
+        usage(format!(
+            "{flag} {name:?} is not a profile of {} (profiles: {})",
+            path.display(),
+            names(profiles)
+        ))
+    })?;
+    let client = world
+        .client(principal)
+        .map_err(|err| usage(format!("{flag} {name}: {err}")))?;
+    let client = Arc::new(client);
+    Ok(Some(Side {
+        keys: client.clone(),
+        images: client,
+    }))
+}
+
+async fn open_aws(global: &Global) -> Result<Session, Failure> {
+    if global.world.is_some() {
+        return Err(usage("--world applies to --backend sim only"));
+    }
+    let options = ConnectOptions {
+        profile: global.profile.clone(),
+        region: global.region.clone(),
+        endpoint_url: global.endpoint_url.clone(),
+        ..ConnectOptions::default()
+    };
+    let config = amishare_aws::load(&options).await;
+    let region = match &global.region {
+        Some(region) => Some(region.clone()),
+        None => config
+            .region()
+            .map(|r| args::region(r.as_ref()).map_err(usage))
+            .transpose()?,
+    };
+    let side = Side {
+        keys: Arc::new(AwsKeyStore::new(&config)),
+        images: Arc::new(AwsImageStore::new(&config)),
+    };
+    let target = if global.target_profile.is_some() || global.target_role_arn.is_some() {
+        let options = ConnectOptions {
+            profile: global
+                .target_profile
+                .clone()
+                .or_else(|| global.profile.clone()),
+            assume_role_arn: global.target_role_arn.as_ref().map(ToString::to_string),
+            ..options
+        };
+        let config = amishare_aws::load(&options).await;
+        Some(Side {
+            keys: Arc::new(AwsKeyStore::new(&config)),
+            images: Arc::new(AwsImageStore::new(&config)),
+        })
+    } else {
+        None
+    };
+    Ok(Session {
+        side,
+        target,
+        clock: Arc::new(WallClock),
+        region,
+        world: None,
+    })
+}

@@ -1,0 +1,154 @@
+//! `amishare share`: the owner side.
+
+use std::fmt::Write as _;
+
+use amishare_core::{
+    AliasName, ImageId, ImageSource, InstanceId, KeyChoice, KeyRef, Region, ShareRequest, Sharer,
+};
+use clap::ArgGroup;
+
+use crate::args::{self, NarrowingArgs, TargetArgs};
+use crate::backend::{Global, Session};
+use crate::fail::{usage, Failure};
+use crate::render;
+
+/// Options of `amishare share`.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["image", "instance"])))]
+#[command(group(ArgGroup::new("key_choice").required(true).args(["key", "create_key"])))]
+pub(crate) struct ShareArgs {
+    /// The image to share (it is copied, encrypted with the key, unless it already is).
+    #[arg(long, value_parser = args::image)]
+    image: Option<ImageId>,
+    /// A running instance to image first.
+    #[arg(long, value_parser = args::instance)]
+    instance: Option<InstanceId>,
+    /// The customer-managed key: key ID, key ARN, alias/NAME or alias ARN.
+    #[arg(long, value_parser = args::key)]
+    key: Option<KeyRef>,
+    /// Create the key behind this alias in each region where it does not exist yet.
+    #[arg(long, value_name = "ALIAS", value_parser = args::alias)]
+    create_key: Option<AliasName>,
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Regions to share in (comma-separated; default: --region). Copies run in parallel.
+    #[arg(long, value_delimiter = ',', value_parser = args::region)]
+    regions: Vec<Region>,
+    /// Also let account targets create volumes from the snapshots (they need it to copy the image).
+    #[arg(long)]
+    volume_permission: bool,
+    /// Name of the shared copy (default: the source's name with -shared).
+    #[arg(long, value_parser = image_name)]
+    name: Option<String>,
+    #[command(flatten)]
+    narrowing: NarrowingArgs,
+}
+
+/// EC2's rule for image names.
+pub(crate) fn image_name(value: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
+    if !(3..=128).contains(&value.len()) {
+        return Err(format!("image name {value:?} must be 3 to 128 characters"));
+    }
+    if let Some(c) = value.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "image name {value:?} has {c:?}; EC2 allows letters, digits and ( ) [ ] space . / - ' @ _"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+impl ShareArgs {
+    /// The request, checked as far as it can be without a call.
+    pub(crate) fn request(&self, session: &Session) -> Result<ShareRequest, Failure> {
+        let source_region = session.region()?;
+        let targets = self.targets.targets().map_err(usage)?;
+        let source = match (&self.image, &self.instance) {
+            (Some(image), None) => ImageSource::Image(image.clone()),
+            (None, Some(instance)) => ImageSource::Instance(instance.clone()),
+            _ => return Err(usage("give exactly one of --image and --instance")),
+        };
+        let key = match (&self.key, &self.create_key) {
+            (Some(key), None) => KeyChoice::Use(key.clone()),
+            (None, Some(alias)) => KeyChoice::Create(alias.clone()),
+            _ => return Err(usage("give exactly one of --key and --create-key")),
+        };
+        let request = ShareRequest {
+            source,
+            source_region: source_region.clone(),
+            regions: self.regions.clone(),
+            key,
+            targets,
+            volume_permission: self.volume_permission,
+            name: self.name.clone(),
+            narrowing: self.narrowing.narrowing(),
+        };
+        if let KeyChoice::Use(key) = &request.key {
+            if let KeyRef::Alias(alias) = key {
+                if alias.is_aws_reserved() {
+                    return Err(usage(format!(
+                        "--key {alias}: AWS managed keys can never be shared; use a customer-managed key"
+                    )));
+                }
+            }
+            if let Some(key_region) = key.region() {
+                let regions = request.regions();
+                if regions.iter().any(|r| r != key_region) {
+                    return Err(usage(format!(
+                        "--key {key} is in {key_region}, but the image is shared in {}: keys are regional; use an alias (alias/NAME) to share in other regions",
+                        regions.iter().map(Region::as_str).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// Runs `share`.
+pub(crate) async fn run(
+    args: &ShareArgs,
+    global: &Global,
+    session: &Session,
+) -> Result<(), Failure> {
+    let request = args.request(session)?;
+    let report = session.flow().share(&request).await?;
+    if global.json {
+        render::json(&report)?;
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Shared {} ({}) with {}:",
+        report.source_image,
+        report.source_region,
+        request
+            .targets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    render::steps(&mut out, &report.steps);
+    for region in &report.regions {
+        let _ = writeln!(
+            out,
+            "{}: image {} encrypted with {}",
+            region.region, region.image, region.key
+        );
+        for (snapshot, key) in &region.snapshots {
+            let _ = writeln!(out, "  snapshot {snapshot}: {key}");
+        }
+        let who: Vec<String> = region
+            .launch_permissions
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(out, "  launch permission: {}", who.join(", "));
+    }
+    let _ = writeln!(out, "{} mutating calls.", report.mutating_calls);
+    render::warnings(&mut out, &report.warnings);
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `amishare unshare`: take back what `share` gave.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use amishare_core::{
+    ImageId, ImageOwner, ImageQuery, Region, RegionImage, Sharer, UnshareRequest, TAG_SOURCE_IMAGE,
+};
+
+use crate::args::{self, NarrowingArgs, TargetArgs};
+use crate::backend::{Global, Session};
+use crate::fail::{usage, Failure};
+use crate::render;
+
+/// Options of `amishare unshare`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UnshareArgs {
+    /// The shared image, or the source image whose shared copies to find (in --region).
+    #[arg(long, value_parser = args::image)]
+    image: ImageId,
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Regions whose copies of the source to unshare (comma-separated; default: --region).
+    #[arg(long, value_delimiter = ',', value_parser = args::region)]
+    regions: Vec<Region>,
+    #[command(flatten)]
+    narrowing: NarrowingArgs,
+    /// Also deregister the copies amishare made and delete their snapshots.
+    #[arg(long)]
+    deregister: bool,
+}
+
+/// The shared images behind `--image`: itself when it is a copy amishare
+/// made, else the copies of it in each region (or itself where it was
+/// shared as it is).
+pub(crate) async fn shared_images(
+    session: &Session,
+    image: &ImageId,
+    region: &Region,
+    regions: &[Region],
+) -> Result<Vec<RegionImage>, Failure> {
+    let images = &session.side.images;
+    let found = images
+        .describe_images(region, &ImageQuery::ids([image.clone()]))
+        .await?;
+    let Some(found) = found.into_iter().next() else {
+        return Err(Failure::failed(anyhow::anyhow!(
+            "image {image} does not exist in {region}"
+        )));
+    };
+    if found.tags.contains_key(TAG_SOURCE_IMAGE) {
+        return Ok(vec![RegionImage {
+            region: region.clone(),
+            image: image.clone(),
+        }]);
+    }
+    let mut shared = Vec::new();
+    let regions = if regions.is_empty() {
+        std::slice::from_ref(region)
+    } else {
+        regions
+    };
+    for r in regions {
+        let copies = images
+            .describe_images(
+                r,
+                &ImageQuery {
+                    owners: vec![ImageOwner::Me],
+                    tags: BTreeMap::from([(TAG_SOURCE_IMAGE.to_owned(), vec![image.to_string()])]),
+                    ..ImageQuery::default()
+                },
+            )
+            .await?;
+        if copies.is_empty() && r == region {
+            shared.push(RegionImage {
+                region: r.clone(),
+                image: image.clone(),
+            });
+        }
+        shared.extend(copies.into_iter().map(|copy| RegionImage {
+            region: r.clone(),
+            image: copy.id,
+        }));
+    }
+    Ok(shared)
+}
+
+/// Runs `unshare`.
+pub(crate) async fn run(
+    args: &UnshareArgs,
+    global: &Global,
+    session: &Session,
+) -> Result<(), Failure> {
+    let region = session.region()?;
+    let targets = args.targets.targets().map_err(usage)?;
+    let images = shared_images(session, &args.image, &region, &args.regions).await?;
+    let request = UnshareRequest {
+        images,
+        targets,
+        narrowing: args.narrowing.narrowing(),
+        deregister: args.deregister,
+    };
+    let report = session.flow().unshare(&request).await?;
+    if global.json {
+        render::json(&report)?;
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Unshared {} from {}:",
+        request
+            .images
+            .iter()
+            .map(|i| format!("{} ({})", i.image, i.region))
+            .collect::<Vec<_>>()
+            .join(", "),
+        request
+            .targets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    render::steps(&mut out, &report.steps);
+    let _ = writeln!(out, "{} mutating calls.", report.mutating_calls);
+    render::warnings(&mut out, &report.warnings);
+    print!("{out}");
+    Ok(())
+}
