@@ -102,6 +102,10 @@ pub(crate) async fn run(
         copy_name: args.copy_name.clone(),
     };
     let report = session.flow().accept(&request).await?;
+    if global.dry_run {
+        // The plan is the output.
+        return Ok(());
+    }
     if global.json {
         render::json(&report)?;
         return Ok(());

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use amishare_aws::{AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
+use amishare_core::plan::{planning, Planner};
 use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
 use amishare_sim::World;
 
@@ -75,16 +76,25 @@ pub(crate) struct Session {
     pub(crate) region: Option<Region>,
     /// The simulated world and its file.
     pub(crate) world: Option<(World, PathBuf)>,
+    /// With `--dry-run`, what the command would change.
+    pub(crate) planner: Option<Arc<Planner>>,
 }
 
 impl Session {
     /// Opens the backend. Runs inside the command's runtime: on the
     /// simulation, the world's clock starts there.
     pub(crate) async fn open(global: &Global) -> Result<Session, Failure> {
-        match global.backend {
-            BackendKind::Sim => open_sim(global),
-            BackendKind::Aws => open_aws(global).await,
+        let mut session = match global.backend {
+            BackendKind::Sim => open_sim(global)?,
+            BackendKind::Aws => open_aws(global).await?,
+        };
+        if global.dry_run {
+            let (planner, keys, images) =
+                planning(session.side.keys.clone(), session.side.images.clone());
+            session.side = Side { keys, images };
+            session.planner = Some(planner);
         }
+        Ok(session)
     }
 
     /// The flow acting as `--profile`.
@@ -157,6 +167,7 @@ fn open_sim(global: &Global) -> Result<Session, Failure> {
         clock: Arc::new(world.clock()),
         region: global.region.clone(),
         world: Some((world, path)),
+        planner: None,
     })
 }
 
@@ -240,5 +251,6 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
         clock: Arc::new(WallClock),
         region,
         world: None,
+        planner: None,
     })
 }

@@ -106,6 +106,11 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
             Command::Policy(_) | Command::Demo(_) => unreachable!("run without a backend"),
         };
         let result = result.map_err(input_errors_are_usage);
+        if let Some(planner) = &session.planner {
+            if !matches!(result, Err(Failure::Usage(_))) {
+                render::plan(&planner.plan(), global.json)?;
+            }
+        }
         let changed = session
             .world
             .as_ref()

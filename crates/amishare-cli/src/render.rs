@@ -29,3 +29,36 @@ pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// A dry run's plan: every mutating call, and each key-policy diff.
+pub(crate) fn plan(plan: &amishare_core::plan::Plan, json_output: bool) -> anyhow::Result<()> {
+    if json_output {
+        return json(plan);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Dry run: {} mutating calls would be made (IDs of new resources are placeholders).",
+        plan.calls.len()
+    );
+    for call in &plan.calls {
+        let region = call.region.as_ref().map_or("", |r| r.as_str());
+        let _ = writeln!(
+            out,
+            "  {region:<15} {:<28} {}  {}",
+            call.operation, call.resource, call.detail
+        );
+    }
+    for change in &plan.policy_changes {
+        let diff = similar::TextDiff::from_lines(
+            &format!("{}\n", change.before.trim_end()),
+            &format!("{}\n", change.after.trim_end()),
+        )
+        .unified_diff()
+        .header(&format!("{} (now)", change.key), "planned")
+        .to_string();
+        let _ = write!(out, "{diff}");
+    }
+    print!("{out}");
+    Ok(())
+}

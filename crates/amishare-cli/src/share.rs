@@ -113,6 +113,10 @@ pub(crate) async fn run(
 ) -> Result<(), Failure> {
     let request = args.request(session)?;
     let report = session.flow().share(&request).await?;
+    if global.dry_run {
+        // The plan is the output.
+        return Ok(());
+    }
     if global.json {
         render::json(&report)?;
         return Ok(());

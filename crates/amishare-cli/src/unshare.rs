@@ -101,6 +101,10 @@ pub(crate) async fn run(
         deregister: args.deregister,
     };
     let report = session.flow().unshare(&request).await?;
+    if global.dry_run {
+        // The plan is the output.
+        return Ok(());
+    }
     if global.json {
         render::json(&report)?;
         return Ok(());

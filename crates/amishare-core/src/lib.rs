@@ -4,7 +4,8 @@
 //! This crate knows nothing about the AWS SDK, tokio or the network: backends
 //! implement [`KeyStore`] and [`ImageStore`]; [`Flow`] runs the owner side
 //! ([`Sharer::share`], [`Sharer::unshare`]) and the target side
-//! ([`Sharer::accept`]) over them.
+//! ([`Sharer::accept`]) over them; [`plan::planning`] turns any pair of
+//! stores into a dry run.
 
 mod error;
 mod id;
@@ -22,6 +23,7 @@ pub use crate::store::{Clock, ImageStore, KeyStore};
 pub use crate::store::{MockImageStore, MockKeyStore};
 
 mod flow;
+pub mod plan;
 
 #[cfg(any(test, feature = "mock"))]
 pub use crate::flow::MockSharer;

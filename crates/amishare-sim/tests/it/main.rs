@@ -9,3 +9,4 @@ mod fixture;
 mod kms;
 mod seed_flow;
 mod time;
+mod world_file;
