@@ -1,0 +1,61 @@
+//! Bad input, from `testdata/cli/bad-inputs.txt`: exit 2, a message that
+//! names the input, nothing on stdout, and the world file untouched.
+
+use crate::{amishare, seed_world, testdata};
+
+#[test]
+fn every_bad_input_exits_2_names_it_and_changes_nothing() {
+    let table = std::fs::read_to_string(testdata().join("cli/bad-inputs.txt")).unwrap();
+    let mut rows = 0;
+    for line in table.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (fragment, args) = line.split_once(" | ").expect("FRAGMENT | ARGS");
+        let (_dir, world) = seed_world();
+        let before = std::fs::read(&world).unwrap();
+        let world_arg = world.to_str().unwrap();
+        let mut argv: Vec<&str> = Vec::new();
+        let args = match args.strip_prefix('!') {
+            Some(raw) => raw,
+            None => {
+                argv.extend([
+                    "--backend",
+                    "sim",
+                    "--world",
+                    world_arg,
+                    "--region",
+                    "ap-northeast-1",
+                    "--profile",
+                    "a-admin",
+                ]);
+                args
+            }
+        };
+        argv.extend(
+            args.split(' ')
+                .map(|arg| if arg == "WORLD" { world_arg } else { arg }),
+        );
+        let out = amishare(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args}: exit {:?}\n{stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains(fragment),
+            "{args}: stderr does not say {fragment:?}:\n{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args}: printed on stdout");
+        assert_eq!(
+            std::fs::read(&world).unwrap(),
+            before,
+            "{args}: the world file changed"
+        );
+        rows += 1;
+    }
+    assert!(rows >= 25, "only {rows} bad inputs");
+}

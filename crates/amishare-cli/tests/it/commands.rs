@@ -1,0 +1,362 @@
+//! The commands end to end on a world file: the mission's five steps as two
+//! principals in separate invocations, then status, unshare, dry runs and
+//! the operation failures.
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::{amishare, seed_world, testdata};
+
+const B_USER: &str = "arn:aws:iam::222222222222:user/b-user";
+const INSTANCE: &str = "i-0c0ffee0123456789";
+
+/// Runs a command on the world as `profile`.
+fn sim(world: &Path, profile: &str, args: &[&str]) -> Output {
+    let mut argv = vec![
+        "--backend",
+        "sim",
+        "--world",
+        world.to_str().unwrap(),
+        "--region",
+        "ap-northeast-1",
+        "--profile",
+        profile,
+    ];
+    argv.extend_from_slice(args);
+    amishare(&argv)
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("JSON on stdout")
+}
+
+fn world_json(world: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(world).unwrap()).unwrap()
+}
+
+/// The owner's share, as JSON: returns the shared image and the key ARN.
+fn share(world: &Path) -> (String, String) {
+    let report = json(&sim(
+        world,
+        "a-admin",
+        &[
+            "--json",
+            "share",
+            "--instance",
+            INSTANCE,
+            "--create-key",
+            "alias/cross-ami",
+            "--principal",
+            B_USER,
+            "--volume-permission",
+        ],
+    ));
+    let region = &report["regions"][0];
+    (
+        region["image"].as_str().unwrap().to_owned(),
+        region["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn share_then_accept_as_the_target_runs_the_five_steps() {
+    let (_dir, world) = seed_world();
+    let (image, key) = share(&world);
+    let saved = world_json(&world);
+    let copy = saved["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == image.as_str())
+        .expect("the shared copy is in the world file");
+    assert_eq!(copy["launch_permissions"][0]["account"], "222222222222");
+    let stored_key = saved["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["arn"] == key.as_str())
+        .unwrap();
+    assert!(stored_key["policy"].to_string().contains(B_USER));
+
+    let out = sim(
+        &world,
+        "b-user",
+        &[
+            "accept",
+            "--image",
+            &image,
+            "--key",
+            &key,
+            "--launch",
+            "--keep",
+            "--copy-key",
+            "default",
+        ],
+    );
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("reached running and is still running"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("is owned by this account"), "{stdout}");
+    let saved = world_json(&world);
+    let running = saved["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["owner"] == "222222222222")
+        .count();
+    assert_eq!(running, 1, "the kept smoke instance is in the world file");
+}
+
+#[test]
+fn a_rerun_of_share_changes_nothing() {
+    let (_dir, world) = seed_world();
+    let (image, _) = share(&world);
+    let source = world_json(&world)["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] != image.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = sim(
+        &world,
+        "a-admin",
+        &[
+            "share",
+            "--image",
+            &source,
+            "--key",
+            "alias/cross-ami",
+            "--principal",
+            B_USER,
+            "--volume-permission",
+        ],
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains("0 mutating calls."), "{stdout}");
+}
+
+#[test]
+fn status_shows_both_sides_and_unshare_takes_everything_back() {
+    let (_dir, world) = seed_world();
+    let (image, key) = share(&world);
+    let status = json(&sim(
+        &world,
+        "a-admin",
+        &[
+            "--json",
+            "--target-profile",
+            "b-user",
+            "status",
+            "--image",
+            &image,
+        ],
+    ));
+    assert_eq!(
+        status["images"][0]["launch_permissions"]["known"][0]["account"],
+        "222222222222"
+    );
+    assert_eq!(
+        status["images"][0]["snapshots"][0]["key"]["known"],
+        key.as_str()
+    );
+    let statements = &status["keys"][&key]["amishare_statements"]["known"];
+    assert_eq!(statements.as_object().unwrap().len(), 2, "{status}");
+    assert!(status["target_view"][&image]["known"]
+        .as_str()
+        .unwrap()
+        .contains("sees the image"));
+
+    let out = sim(
+        &world,
+        "a-admin",
+        &[
+            "unshare",
+            "--image",
+            &image,
+            "--principal",
+            B_USER,
+            "--deregister",
+        ],
+    );
+    ok(&out);
+    let saved = world_json(&world);
+    assert!(
+        saved["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["id"] != image.as_str()),
+        "the copy is deregistered"
+    );
+    let stored_key = saved["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["arn"] == key.as_str())
+        .unwrap();
+    assert!(
+        !stored_key["policy"].to_string().contains("amishare:"),
+        "{stored_key}"
+    );
+
+    // The target no longer finds the image: the operation fails, exit 1.
+    let out = sim(
+        &world,
+        "b-user",
+        &["accept", "--image", &image, "--key", &key],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&image), "{stderr}");
+}
+
+#[test]
+fn a_dry_run_prints_every_call_and_the_policy_diff_and_changes_nothing() {
+    let (_dir, world) = seed_world();
+    let before = std::fs::read(&world).unwrap();
+    let args = [
+        "share",
+        "--instance",
+        INSTANCE,
+        "--create-key",
+        "alias/cross-ami",
+        "--principal",
+        B_USER,
+        "--volume-permission",
+        "--dry-run",
+    ];
+    let stdout = ok(&sim(&world, "a-admin", &args));
+    for call in [
+        "ec2:CreateImage",
+        "kms:CreateKey",
+        "kms:CreateAlias",
+        "kms:PutKeyPolicy",
+        "ec2:CopyImage",
+        "ec2:ModifyImageAttribute",
+        "ec2:ModifySnapshotAttribute",
+    ] {
+        assert!(stdout.contains(call), "{call} missing:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("+      \"Sid\": \"amishare: Allow use of the key\""),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(&world).unwrap(), before);
+
+    let mut with_json = vec!["--json"];
+    with_json.extend_from_slice(&args);
+    let plan = json(&sim(&world, "a-admin", &with_json));
+    assert_eq!(plan["calls"].as_array().unwrap().len(), 7, "{plan}");
+    assert_eq!(std::fs::read(&world).unwrap(), before);
+}
+
+#[test]
+fn a_launch_the_key_policy_does_not_allow_fails_with_the_reason() {
+    let (_dir, world) = seed_world();
+    let (image, key) = share(&world);
+    // The owner drops the statement that lets EC2 create grants for the
+    // user, the commonest mistake: the key check passes, the launch dies.
+    let mut saved = world_json(&world);
+    for stored in saved["keys"].as_array_mut().unwrap() {
+        if stored["arn"] == key.as_str() {
+            let statements = stored["policy"]["Statement"].as_array_mut().unwrap();
+            statements.retain(|s| s["Sid"] != "amishare: Allow attachment of persistent resources");
+        }
+    }
+    std::fs::write(&world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    let out = sim(&world, "b-user", &["accept", "--image", &image, "--launch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Client.InternalError"), "{stderr}");
+
+    // Without the use statement, the key check itself names the denial.
+    let mut saved = world_json(&world);
+    for stored in saved["keys"].as_array_mut().unwrap() {
+        if stored["arn"] == key.as_str() {
+            let statements = stored["policy"]["Statement"].as_array_mut().unwrap();
+            statements.retain(|s| !s["Sid"].as_str().unwrap_or("").starts_with("amishare:"));
+        }
+    }
+    std::fs::write(&world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    let out = sim(&world, "b-user", &["accept", "--image", &image, "--launch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kms:DescribeKey") && stderr.contains(&key),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn policy_prints_statements_and_merges_a_file_with_a_diff() {
+    let statements: Value = serde_json::from_slice(
+        &amishare(&["policy", "--principal", B_USER, "--caller-account"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(statements.as_array().unwrap().len(), 2);
+    assert!(statements.to_string().contains("kms:CallerAccount"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.json");
+    std::fs::copy(testdata().join("policies/default-key-policy.json"), &file)
+        .or_else(|_| {
+            std::fs::write(
+                &file,
+                r#"{"Version":"2012-10-17","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"kms:*","Resource":"*"}]}"#,
+            )
+            .map(|()| 0)
+        })
+        .unwrap();
+    let out = amishare(&[
+        "policy",
+        "--to",
+        "222222222222",
+        "--merge",
+        file.to_str().unwrap(),
+    ]);
+    let merged: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(merged
+        .to_string()
+        .contains("arn:aws:iam::222222222222:root"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("+      \"Sid\": \"amishare: Allow use of the key\""),
+        "{stderr}"
+    );
+
+    // A policy that no longer lets its writer update it is refused: exit 1.
+    std::fs::write(
+        &file,
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"Only","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:user/someone"},"Action":"kms:Decrypt","Resource":"*"}]}"#,
+    )
+    .unwrap();
+    let out = amishare(&[
+        "policy",
+        "--to",
+        "222222222222",
+        "--merge",
+        file.to_str().unwrap(),
+        "--owner-account",
+        "111111111111",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("update the key policy"));
+}
