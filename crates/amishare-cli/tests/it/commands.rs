@@ -7,7 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::{amishare, seed_world, testdata};
+use crate::{amishare, seed_world};
 
 const B_USER: &str = "arn:aws:iam::222222222222:user/b-user";
 const INSTANCE: &str = "i-0c0ffee0123456789";
@@ -316,15 +316,11 @@ fn policy_prints_statements_and_merges_a_file_with_a_diff() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.json");
-    std::fs::copy(testdata().join("policies/default-key-policy.json"), &file)
-        .or_else(|_| {
-            std::fs::write(
-                &file,
-                r#"{"Version":"2012-10-17","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"kms:*","Resource":"*"}]}"#,
-            )
-            .map(|()| 0)
-        })
-        .unwrap();
+    std::fs::write(
+        &file,
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"kms:*","Resource":"*"}]}"#,
+    )
+    .unwrap();
     let out = amishare(&[
         "policy",
         "--to",
