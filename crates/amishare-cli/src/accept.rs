@@ -139,6 +139,6 @@ pub(crate) async fn run(
         }
     }
     render::warnings(&mut out, &report.warnings);
-    print!("{out}");
+    render::emit(&out);
     Ok(())
 }

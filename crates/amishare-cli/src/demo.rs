@@ -9,9 +9,6 @@ use anyhow::Context as _;
 /// Options of `amishare demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
-    /// Print the report as JSON instead of text.
-    #[arg(long)]
-    json: bool,
     /// Seed of the simulated world's IDs: the same seed gives the same IDs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -32,7 +29,7 @@ const STEPS: [(&str, &[&str]); 5] = [
     ),
 ];
 
-pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DemoArgs, json: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -56,10 +53,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .context("the launched instance is gone")?;
         anyhow::Ok((report, state))
     })?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if json {
+        crate::render::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     } else {
-        print!("{}", render(&report, final_state));
+        crate::render::emit(&render(&report, final_state));
     }
     if final_state != InstanceState::Running {
         anyhow::bail!("the instance ended {final_state}, not running");

@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match &cli.command {
-        Command::Demo(args) => demo::run(args).map_err(Failure::Failed),
+        Command::Demo(args) => demo::run(args, cli.global.json).map_err(Failure::Failed),
         Command::Policy(args) => policy::run(args, &cli.global),
         command => run_on_backend(command, &cli.global),
     };

@@ -100,7 +100,7 @@ pub(crate) fn run(args: &PolicyArgs, global: &Global) -> Result<(), Failure> {
             diff,
         })?;
     } else {
-        println!("{after}");
+        render::emit(&format!("{after}\n"));
         if merged.changed {
             eprintln!("{diff}");
         } else {

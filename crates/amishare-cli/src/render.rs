@@ -1,6 +1,7 @@
 //! Text output shared by the commands.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use amishare_core::Step;
 
@@ -26,7 +27,7 @@ pub(crate) fn warnings(out: &mut String, warnings: &[String]) {
 
 /// Prints `value` as pretty JSON on stdout.
 pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    emit(&format!("{}\n", serde_json::to_string_pretty(value)?));
     Ok(())
 }
 
@@ -59,6 +60,15 @@ pub(crate) fn plan(plan: &amishare_core::plan::Plan, json_output: bool) -> anyho
         .to_string();
         let _ = write!(out, "{diff}");
     }
-    print!("{out}");
+    emit(&out);
     Ok(())
+}
+
+/// Writes the result on stdout; a reader that went away (`| head`) is not an
+/// error worth a panic.
+pub(crate) fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }

@@ -153,6 +153,6 @@ pub(crate) async fn run(
     }
     let _ = writeln!(out, "{} mutating calls.", report.mutating_calls);
     render::warnings(&mut out, &report.warnings);
-    print!("{out}");
+    render::emit(&out);
     Ok(())
 }

@@ -166,7 +166,7 @@ pub(crate) async fn run(
     if global.json {
         render::json(&report)?;
     } else {
-        print!("{}", text(&report));
+        render::emit(&text(&report));
     }
     Ok(())
 }

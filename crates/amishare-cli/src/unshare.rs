@@ -129,6 +129,6 @@ pub(crate) async fn run(
     render::steps(&mut out, &report.steps);
     let _ = writeln!(out, "{} mutating calls.", report.mutating_calls);
     render::warnings(&mut out, &report.warnings);
-    print!("{out}");
+    render::emit(&out);
     Ok(())
 }
