@@ -356,3 +356,58 @@ fn policy_prints_statements_and_merges_a_file_with_a_diff() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("update the key policy"));
 }
+
+#[test]
+fn an_ou_share_in_two_regions_lets_an_account_of_the_ou_launch() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("org.json");
+    std::fs::copy(crate::testdata().join("worlds/org.json"), &world).unwrap();
+    let report = json(&sim(
+        &world,
+        "a-admin",
+        &[
+            "--json",
+            "share",
+            "--instance",
+            INSTANCE,
+            "--create-key",
+            "alias/golden",
+            "--ou-arn",
+            "arn:aws:organizations::111111111111:ou/o-a1b2c3d4e5/ou-ab12-11111111",
+            "--regions",
+            "ap-northeast-1,us-east-1",
+        ],
+    ));
+    let regions = report["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 2, "{report}");
+    let tokyo = regions
+        .iter()
+        .find(|r| r["region"] == "ap-northeast-1")
+        .unwrap();
+    for region in regions {
+        assert_eq!(
+            region["launch_permissions"][0]["organizational-unit"],
+            "arn:aws:organizations::111111111111:ou/o-a1b2c3d4e5/ou-ab12-11111111"
+        );
+        assert!(region["key"]
+            .as_str()
+            .unwrap()
+            .contains(region["region"].as_str().unwrap()));
+    }
+    let image = tokyo["image"].as_str().unwrap();
+    let key = tokyo["key"].as_str().unwrap();
+    let stdout = ok(&sim(
+        &world,
+        "c-user",
+        &["accept", "--image", image, "--key", key, "--launch"],
+    ));
+    assert!(stdout.contains("reached running"), "{stdout}");
+    // Account 222222222222 is outside the OU: the image is not shared with it.
+    let out = sim(
+        &world,
+        "b-user",
+        &["accept", "--image", image, "--key", key],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not shared with account 222222222222"));
+}
