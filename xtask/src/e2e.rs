@@ -1,8 +1,8 @@
 //! `cargo xtask e2e`: amishare-aws against LocalStack, without Docker.
 //!
-//! 1. Builds the e2e tests (`cargo test -p amishare-aws --features localstack --no-run`).
-//! 2. Finds a Python of 3.12 or newer (`AMISHARE_PYTHON`, `python3.13`,
+//! 1. Finds a Python of 3.12 or newer (`AMISHARE_PYTHON`, `python3.13`,
 //!    `python3.12`, pyenv's versions, `python3`) and fails naming what it tried.
+//! 2. Builds the e2e tests (`cargo test -p amishare-aws --features localstack --no-run`).
 //! 3. Creates, or reuses when its pins match, a virtual environment in
 //!    `target/e2e/venv` with the pinned `localstack-core` (about 90 s, 500 MB).
 //! 4. Starts LocalStack in its own process group, bound to 127.0.0.1 on a free
@@ -104,7 +104,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let failed = result.is_err()
         || stopped.is_err()
         || matches!(&stopped, Ok(Some(stop)) if !stop.port_closed);
-    if failed {
+    // A log from an earlier run would mislead: only this run's LocalStack counts.
+    let started_here = matches!(&stopped, Ok(Some(_)));
+    if failed && started_here {
         print_log_tail(&dir.join("localstack.log"));
     }
     result?;
@@ -124,13 +126,22 @@ fn steps(
     running: &Running,
     summary: &mut Vec<String>,
 ) -> anyhow::Result<()> {
+    let python = find_python()?;
+    summary.push(format!(
+        "Python {}.{} at {}",
+        python.version.0,
+        python.version.1,
+        python.path.display()
+    ));
     let cargo = cargo();
     eprintln!("e2e: building the LocalStack tests");
-    let status = Command::new(&cargo)
-        .args(TEST_ARGS)
-        .arg("--no-run")
-        .current_dir(root)
-        .status()
+    let status = running
+        .status(
+            Command::new(&cargo)
+                .args(TEST_ARGS)
+                .arg("--no-run")
+                .current_dir(root),
+        )
         .context("running cargo test --no-run")?;
     if !status.success() {
         return Err(format_err!(
@@ -139,15 +150,8 @@ fn steps(
         ));
     }
 
-    let python = find_python()?;
-    summary.push(format!(
-        "Python {}.{} at {}",
-        python.version.0,
-        python.version.1,
-        python.path.display()
-    ));
     let venv_started = Instant::now();
-    let (venv_python, installed) = ensure_venv(dir, &python)?;
+    let (venv_python, installed) = ensure_venv(running, dir, &python)?;
     summary.push(if installed {
         format!(
             "installed LocalStack in {} in {:.0} s",
@@ -309,7 +313,7 @@ fn venv_marker(python: &Python) -> String {
 }
 
 /// The virtual environment's Python, and whether it had to be (re)installed.
-fn ensure_venv(dir: &Path, python: &Python) -> anyhow::Result<(PathBuf, bool)> {
+fn ensure_venv(running: &Running, dir: &Path, python: &Python) -> anyhow::Result<(PathBuf, bool)> {
     let venv = dir.join("venv");
     let venv_python = venv.join("bin").join("python");
     let marker = venv.join(VENV_MARKER);
@@ -327,11 +331,13 @@ fn ensure_venv(dir: &Path, python: &Python) -> anyhow::Result<(PathBuf, bool)> {
         python.version.0,
         python.version.1
     );
-    let status = Command::new(&python.path)
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .stdin(Stdio::null())
-        .status()
+    let status = running
+        .status(
+            Command::new(&python.path)
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .stdin(Stdio::null()),
+        )
         .with_context(|| format!("running {} -m venv", python.path.display()))?;
     if !status.success() {
         return Err(format_err!(
@@ -348,19 +354,21 @@ fn ensure_venv(dir: &Path, python: &Python) -> anyhow::Result<(PathBuf, bool)> {
     );
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let status = Command::new(&venv_python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-        ])
-        .args(REQUIREMENTS)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
+    let status = running
+        .status(
+            Command::new(&venv_python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                ])
+                .args(REQUIREMENTS)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )
         .context("running pip install")?;
     if !status.success() {
         print_tail(&log_path, 40);
@@ -384,11 +392,12 @@ struct Running {
     inner: Arc<Mutex<Groups>>,
 }
 
-/// LocalStack and the test run, when they run.
+/// LocalStack, and the one other command running (a build, pip, the
+/// tests), each leading a process group of its own.
 #[derive(Default)]
 struct Groups {
     localstack: Option<(Child, u16)>,
-    tests: Option<Pid>,
+    foreground: Option<Pid>,
 }
 
 /// How LocalStack was stopped.
@@ -420,6 +429,20 @@ impl Running {
         })
         .context("installing the Ctrl-C handler")?;
         Ok(running)
+    }
+
+    /// Runs a command to its end in a process group of its own, which an
+    /// interrupt stops; spawned under the lock, so that the handler sees it.
+    fn status(&self, command: &mut Command) -> std::io::Result<std::process::ExitStatus> {
+        let mut child = {
+            let mut groups = self.lock();
+            let child = command.process_group(0).spawn()?;
+            groups.foreground = Some(pid_of(&child));
+            child
+        };
+        let status = child.wait();
+        self.lock().foreground = None;
+        status
     }
 
     fn lock(&self) -> MutexGuard<'_, Groups> {
@@ -499,7 +522,7 @@ impl Running {
                 .process_group(0)
                 .spawn()
                 .context("running the e2e tests")?;
-            groups.tests = Some(pid_of(&child));
+            groups.foreground = Some(pid_of(&child));
             child
         };
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -520,7 +543,7 @@ impl Running {
             }
         }
         let status = child.wait().context("waiting for the e2e tests")?;
-        self.lock().tests = None;
+        self.lock().foreground = None;
         Ok(TestOutcome {
             success: status.success(),
             result_line,
@@ -528,11 +551,13 @@ impl Running {
         })
     }
 
-    /// Stops the tests and LocalStack, whichever run; `None` when LocalStack never started.
+    /// Stops the foreground command and LocalStack, whichever run; `None`
+    /// when LocalStack never started.
     fn stop_all(&self) -> anyhow::Result<Option<Stopped>> {
         let mut groups = self.lock();
-        if let Some(tests) = groups.tests.take() {
-            let _ = killpg(tests, Signal::SIGTERM);
+        // Its own caller reaps it.
+        if let Some(foreground) = groups.foreground.take() {
+            let _ = killpg(foreground, Signal::SIGTERM);
         }
         let Some((mut child, port)) = groups.localstack.take() else {
             return Ok(None);
