@@ -445,6 +445,7 @@ impl Running {
         status
     }
 
+    /// The groups, even after a panic elsewhere: stopping must still work.
     fn lock(&self) -> MutexGuard<'_, Groups> {
         match self.inner.lock() {
             Ok(guard) => guard,

@@ -33,8 +33,8 @@ Usage: cargo xtask <TASK>
 
 Tasks:
   ci      Run the checks CI runs: rustfmt, clippy with -D warnings,
-          the workspace tests and, when cargo-deny is installed,
-          `cargo deny check bans licenses sources`.
+          the workspace tests, the LocalStack e2e and, when
+          cargo-deny is installed, `cargo deny check bans licenses sources`.
   e2e     Run amishare-aws against LocalStack, without Docker: find
           Python 3.12+, install LocalStack in target/e2e/venv (once,
           about 90 s), start it on 127.0.0.1, run the e2e tests, print

@@ -77,6 +77,7 @@ struct Tally {
 }
 
 impl Calls {
+    /// Tallies one call of `method` and hands its result back.
     fn record<T>(&self, method: &'static str, result: Result<T>) -> Result<T> {
         let mut counts = self.counts.lock().expect("calls lock");
         let tally = counts.entry(method).or_default();
