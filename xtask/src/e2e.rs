@@ -237,13 +237,19 @@ fn find_python() -> anyhow::Result<Python> {
 }
 
 /// `python3.13` and `python3.12` from `PATH`, pyenv's 3.12+ versions (newest
-/// first), then `python3`.
+/// first; pyenv's root from `PYENV_ROOT`, `pyenv root` or `~/.pyenv`), then `python3`.
 fn python_candidates() -> Vec<PathBuf> {
     let mut res = vec![PathBuf::from("python3.13"), PathBuf::from("python3.12")];
-    let pyenv_root = std::env::var_os("PYENV_ROOT")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".pyenv")));
-    if let Some(root) = pyenv_root {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    roots.extend(
+        std::env::var_os("PYENV_ROOT")
+            .filter(|root| !root.is_empty())
+            .map(PathBuf::from),
+    );
+    roots.extend(pyenv_root_command());
+    roots.extend(std::env::var_os("HOME").map(|home| Path::new(&home).join(".pyenv")));
+    roots.dedup();
+    for root in roots {
         let mut versions: Vec<((u32, u32, u32), PathBuf)> = fs::read_dir(root.join("versions"))
             .into_iter()
             .flatten()
@@ -260,6 +266,21 @@ fn python_candidates() -> Vec<PathBuf> {
     }
     res.push(PathBuf::from("python3"));
     res
+}
+
+/// What `pyenv root` prints, when pyenv is on `PATH`.
+fn pyenv_root_command() -> Option<PathBuf> {
+    let output = Command::new("pyenv")
+        .arg("root")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let root = String::from_utf8(output.stdout).ok()?;
+    let root = root.trim();
+    match output.status.success() && !root.is_empty() {
+        true => Some(PathBuf::from(root)),
+        false => None,
+    }
 }
 
 /// `3.13.0` as `(3, 13, 0)`; `None` for other names (`pypy3.10`, `3.13-dev`, …).

@@ -208,9 +208,7 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
         Shared::Refused { image } => {
             // Grant by hand what the share would have, so that unshare has it to remove.
             let snapshots = grant_by_hand(h, &image).await;
-            coverage.check(
-                    "unshare removes launch and create-volume permissions granted by hand on the refused copy",
-                );
+            coverage.check("unshare removes the permissions granted by hand on the refused copy");
             (image, snapshots, false)
         }
     };
