@@ -1,9 +1,11 @@
 //! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
 //!
 //! 1. `cargo fmt --all --check`
-//! 2. `cargo clippy --workspace --all-targets -- -D warnings`
+//! 2. `cargo clippy --workspace --all-targets -- -D warnings`, then the same
+//!    for amishare-aws with its `localstack` feature (the e2e test)
 //! 3. `cargo test --workspace` (this includes the tidy tests in xtask)
-//! 4. `cargo deny check bans licenses sources`, only when `cargo deny --version`
+//! 4. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
+//! 5. `cargo deny check bans licenses sources`, only when `cargo deny --version`
 //!    succeeds; otherwise the step is skipped with the reason printed.
 //!
 //! The advisories check is left out because it needs the advisory database
@@ -33,9 +35,23 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
             .run()
         },
     )?;
+    step(
+        "cargo clippy -p amishare-aws --all-targets --features localstack -- -D warnings",
+        || {
+            cmd!(
+                sh,
+                "{cargo} clippy -p amishare-aws --all-targets --features localstack -- -D warnings"
+            )
+            .run()
+        },
+    )?;
     step("cargo test --workspace", || {
         cmd!(sh, "{cargo} test --workspace").run()
     })?;
+    match crate::e2e::run(&crate::project_root()) {
+        Ok(()) => {}
+        Err(err) => return Err(format_err!("ci step `cargo xtask e2e` failed: {err:#}")),
+    }
 
     match cargo_deny_missing(sh, &cargo) {
         None => step("cargo deny check bans licenses sources", || {

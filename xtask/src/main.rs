@@ -1,7 +1,8 @@
 //! Repository automation for amishare, run as `cargo xtask <task>`.
 //!
 //! Every task is a plain Rust function that drives subprocesses through
-//! [`xshell`], so no command line is ever handed to a shell. The process
+//! [`xshell`], or `std::process::Command` where it needs process groups
+//! (`e2e`), so no command line is ever handed to a shell. The process
 //! always works from the repository root, whatever directory `cargo xtask`
 //! was started from.
 //!
@@ -10,6 +11,7 @@
 //! enforces them.
 
 mod ci;
+mod e2e;
 #[cfg(test)]
 mod tidy;
 
@@ -31,8 +33,13 @@ Usage: cargo xtask <TASK>
 
 Tasks:
   ci      Run the checks CI runs: rustfmt, clippy with -D warnings,
-          the workspace tests and, when cargo-deny is installed,
-          `cargo deny check bans licenses sources`.
+          the workspace tests, the LocalStack e2e and, when
+          cargo-deny is installed, `cargo deny check bans licenses sources`.
+  e2e     Run amishare-aws against LocalStack, without Docker: find
+          Python 3.12+, install LocalStack in target/e2e/venv (once,
+          about 90 s), start it on 127.0.0.1, run the e2e tests, print
+          a summary, and always stop LocalStack (about 2-3 minutes
+          with LocalStack installed).
   help    Print this message (also `--help` or `-h`).
 
 Repository invariants are #[test]s in xtask/src/tidy.rs: `cargo test` runs them.
@@ -76,6 +83,10 @@ fn try_main() -> anyhow::Result<()> {
         "ci" => {
             no_more_args(&task, &rest)?;
             ci::run(&sh)
+        }
+        "e2e" => {
+            no_more_args(&task, &rest)?;
+            e2e::run(&project_root())
         }
         _ => Err(format_err!(
             "unknown task `{task}`; run `cargo xtask --help` for the list of tasks"

@@ -51,6 +51,9 @@ pub struct Capabilities {
     pub async_states: bool,
     /// The harness can count mutating calls.
     pub counts_calls: bool,
+    /// `CopyImage` keeps its `TagSpecifications` and honours its `ClientToken`,
+    /// so that a rerun finds the copy it made before.
+    pub tags_copies: bool,
 }
 
 impl Capabilities {
@@ -62,6 +65,7 @@ impl Capabilities {
             cross_account_visibility: true,
             async_states: true,
             counts_calls: true,
+            tags_copies: true,
         }
     }
 }
@@ -109,15 +113,48 @@ pub trait Harness: Send + Sync {
 }
 
 /// What a suite function ran, and what it skipped because the backend does not model it.
+///
+/// A function that runs in full leaves both lists empty. One that runs part
+/// of its behaviour lists, in `checked`, what it asserted instead on this
+/// backend, and in `skipped`, what it left out and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Coverage {
     /// Checks skipped, with why.
     pub skipped: Vec<String>,
+    /// Checks a partial run asserted in place of the skipped ones.
+    pub checked: Vec<String>,
 }
 
 impl Coverage {
     /// Notes a skipped check.
     pub fn skip(&mut self, what: &str, why: &str) {
         self.skipped.push(format!("{what}: {why}"));
+    }
+
+    /// Notes a check that a partial run asserted on this backend.
+    pub fn check(&mut self, what: &str) {
+        self.checked.push(what.to_owned());
+    }
+
+    /// Whether the function ran in full.
+    pub fn is_full(&self) -> bool {
+        self.skipped.is_empty()
+    }
+}
+
+impl std::fmt::Display for Coverage {
+    /// `ran in full`, or `ran in part` followed by one line per check and skip.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_full() {
+            return f.write_str("ran in full");
+        }
+        f.write_str("ran in part")?;
+        for checked in &self.checked {
+            write!(f, "\n    checked: {checked}")?;
+        }
+        for skipped in &self.skipped {
+            write!(f, "\n    skipped {skipped}")?;
+        }
+        Ok(())
     }
 }

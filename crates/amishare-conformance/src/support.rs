@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use amishare_core::{
-    CopyImageRequest, CreateImageRequest, CreateKeyRequest, Error, Flow, Image, ImageId,
+    CopyImageRequest, CreateImageRequest, CreateKeyRequest, Error, ErrorKind, Flow, Image, ImageId,
     ImageQuery, ImageSource, ImageState, Instance, InstanceId, InstanceState, KeyArn, KeyChoice,
     KeyRef, LaunchPermission, Narrowing, PermissionChange, Region, RunInstancesRequest,
-    ShareRequest, Target,
+    ShareReport, ShareRequest, Sharer, Target,
 };
 
-use crate::harness::{Harness, Party, VolumeSeed};
+use crate::harness::{Coverage, Harness, Party, VolumeSeed};
 
 /// The seed flow's instance type.
 pub(crate) const INSTANCE_TYPE: &str = "t3.micro";
@@ -256,6 +256,18 @@ pub(crate) fn assert_terminated_at_launch(instance: &Instance) {
     );
 }
 
+/// Asserts that an error carries AWS's message verbatim: the whole message, or,
+/// from a backend that prefixes the operation and its input (`DeleteSnapshot
+/// snap-… in ap-northeast-1: `), everything after that prefix.
+#[track_caller]
+pub(crate) fn assert_aws_message(err: &Error, aws: &str) {
+    let message = err.message();
+    let prefixed = message
+        .strip_suffix(aws)
+        .is_some_and(|prefix| prefix.is_empty() || prefix.ends_with(": "));
+    assert!(prefixed, "expected AWS's message {aws:?}, got {message:?}");
+}
+
 /// Asserts an error's AWS code.
 #[track_caller]
 pub(crate) fn assert_code<T: std::fmt::Debug>(result: Result<T, Error>, code: &str) -> Error {
@@ -266,4 +278,86 @@ pub(crate) fn assert_code<T: std::fmt::Debug>(result: Result<T, Error>, code: &s
             err
         }
     }
+}
+
+/// How a share ended on the backend.
+#[derive(Debug)]
+pub(crate) enum Shared {
+    /// Shared, on a backend that encrypts copies.
+    Done(ShareReport),
+    /// Refused by the snapshot-key gate, on a backend whose copies stay
+    /// unencrypted.
+    Refused {
+        /// The unencrypted copy that was refused.
+        image: ImageId,
+    },
+}
+
+/// Shares as the owner. A backend that encrypts copies must share; one that
+/// does not must be refused by the snapshot-key gate with nothing granted on
+/// the copy, which is noted in `coverage`.
+pub(crate) async fn share_or_gate(
+    h: &dyn Harness,
+    request: &ShareRequest,
+    coverage: &mut Coverage,
+) -> Shared {
+    let owner = h.owner();
+    let result = flow(h, &owner).share(request).await;
+    if h.capabilities().encrypts_copies {
+        return Shared::Done(result.expect("the share succeeds"));
+    }
+    let err = result.expect_err("a copy that is not encrypted must not be shared");
+    let (image, region) = assert_gate_refused(&err);
+    let launch = owner
+        .images
+        .describe_launch_permission(&region, &image)
+        .await
+        .expect("launch permission of the refused copy");
+    assert!(
+        launch.is_empty(),
+        "nothing granted before the gate: {launch:?}"
+    );
+    let copy = owner
+        .images
+        .describe_images(&region, &ImageQuery::ids([image.clone()]))
+        .await
+        .expect("the refused copy is listed");
+    for device in &copy[0].block_devices {
+        let volume = owner
+            .images
+            .describe_create_volume_permission(&region, &device.snapshot_id)
+            .await
+            .expect("create-volume permission of the refused copy");
+        assert!(
+            volume.is_empty(),
+            "nothing granted on {} before the gate: {volume:?}",
+            device.snapshot_id
+        );
+    }
+    coverage.check(&format!(
+        "the snapshot-key gate refused the unencrypted copy {image} in {region}, before granting anything"
+    ));
+    Shared::Refused { image }
+}
+
+/// Asserts that `err` is the snapshot-key gate refusing an unencrypted copy,
+/// and returns the image and region it names.
+#[track_caller]
+pub(crate) fn assert_gate_refused(err: &Error) -> (ImageId, Region) {
+    assert_eq!(err.kind(), ErrorKind::Failed, "not the gate: {err}");
+    let message = err.message();
+    let rest = message
+        .split_once("refusing to share image ")
+        .unwrap_or_else(|| panic!("not the gate: {err}"))
+        .1;
+    assert!(
+        message.contains("is not encrypted"),
+        "the gate names the unencrypted snapshot: {err}"
+    );
+    let (image, rest) = rest.split_once(" in ").expect("the gate names the region");
+    let (region, _) = rest.split_once(':').expect("the gate says why");
+    (
+        ImageId::parse(image).expect("the gate names an image"),
+        Region::parse(region).expect("the gate names a region"),
+    )
 }

@@ -6,10 +6,18 @@
 //! * `wire`: a local HTTP server (wiremock on 127.0.0.1) reached through the
 //!   endpoint override, for retries, server errors, timeouts, pagination and
 //!   how `load` finds credentials;
-//! * `conformance`: the behaviour suite on AWS or LocalStack, skipped unless
-//!   `AMISHARE_E2E` is set.
+//! * `conformance`: the behaviour suite on AWS, skipped unless
+//!   `AMISHARE_E2E` is set;
+//! * `counting`: stores that count each trait method called, checked offline
+//!   against the traits;
+//! * `localstack` (feature `localstack`, run by `cargo xtask e2e`): the seed's
+//!   steps, the suite and every store method against a LocalStack that the
+//!   task started.
 
 mod conformance;
+mod counting;
+#[cfg(feature = "localstack")]
+mod localstack;
 mod replay;
 mod support;
 mod wire;
