@@ -2,7 +2,7 @@
 //!
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`, then the same
-//!    for amishare-aws with its `localstack` feature (the e2e test)
+//!    for amishare-aws and amishare-cli with their `localstack` features (the e2e tests)
 //! 3. `cargo test --workspace` (this includes the tidy tests in xtask)
 //! 4. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
 //! 5. `cargo deny check bans licenses sources`, only when `cargo deny --version`
@@ -36,11 +36,11 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         },
     )?;
     step(
-        "cargo clippy -p amishare-aws --all-targets --features localstack -- -D warnings",
+        "cargo clippy -p amishare-aws -p amishare-cli --all-targets --features amishare-aws/localstack,amishare-cli/localstack -- -D warnings",
         || {
             cmd!(
                 sh,
-                "{cargo} clippy -p amishare-aws --all-targets --features localstack -- -D warnings"
+                "{cargo} clippy -p amishare-aws -p amishare-cli --all-targets --features amishare-aws/localstack,amishare-cli/localstack -- -D warnings"
             )
             .run()
         },

@@ -64,8 +64,10 @@ const TEST_ARGS: &[&str] = &[
     "test",
     "-p",
     "amishare-aws",
+    "-p",
+    "amishare-cli",
     "--features",
-    "localstack",
+    "amishare-aws/localstack,amishare-cli/localstack",
     "--test",
     "it",
 ];

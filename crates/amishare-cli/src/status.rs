@@ -263,19 +263,20 @@ async fn key_status(side: &Side, key: &KeyArn) -> KeyStatus {
             })
             .collect()
     }));
-    if let Ok(images) = side
-        .images
-        .describe_images(
-            region,
-            &ImageQuery {
-                owners: vec![ImageOwner::Me],
-                tags: BTreeMap::from([(TAG_KEY.to_owned(), vec![key.to_string()])]),
-                ..ImageQuery::default()
-            },
-        )
-        .await
-    {
-        status.images = images.into_iter().map(|i| i.id).collect();
+    let query = ImageQuery {
+        owners: vec![ImageOwner::Me],
+        tags: BTreeMap::from([(TAG_KEY.to_owned(), vec![key.to_string()])]),
+        ..ImageQuery::default()
+    };
+    if let (Ok(caller), Ok(images)) = (
+        side.keys.caller().await,
+        side.images.describe_images(region, &query).await,
+    ) {
+        status.images = images
+            .into_iter()
+            .filter(|image| query.matches(image, &caller.account))
+            .map(|i| i.id)
+            .collect();
     }
     status
 }

@@ -60,17 +60,15 @@ pub(crate) async fn shared_images(
     } else {
         regions
     };
+    let caller = session.side.keys.caller().await?;
+    let query = ImageQuery {
+        owners: vec![ImageOwner::Me],
+        tags: BTreeMap::from([(TAG_SOURCE_IMAGE.to_owned(), vec![image.to_string()])]),
+        ..ImageQuery::default()
+    };
     for r in regions {
-        let copies = images
-            .describe_images(
-                r,
-                &ImageQuery {
-                    owners: vec![ImageOwner::Me],
-                    tags: BTreeMap::from([(TAG_SOURCE_IMAGE.to_owned(), vec![image.to_string()])]),
-                    ..ImageQuery::default()
-                },
-            )
-            .await?;
+        let mut copies = images.describe_images(r, &query).await?;
+        copies.retain(|copy| query.matches(copy, &caller.account));
         if copies.is_empty() && r == region {
             shared.push(RegionImage {
                 region: r.clone(),

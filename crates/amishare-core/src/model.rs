@@ -347,6 +347,23 @@ pub struct ImageQuery {
 }
 
 impl ImageQuery {
+    /// Whether `image` meets the query's IDs, owners and tags, as seen by
+    /// `caller`. Lookups that adopt an image check it again with this: a
+    /// backend that ignores a filter (LocalStack ignores some) must never
+    /// make amishare reuse a stranger's image.
+    pub fn matches(&self, image: &Image, caller: &AccountId) -> bool {
+        (self.image_ids.is_empty() || self.image_ids.contains(&image.id))
+            && (self.owners.is_empty()
+                || self.owners.iter().any(|owner| match owner {
+                    ImageOwner::Me => &image.owner == caller,
+                    ImageOwner::Account(account) => &image.owner == account,
+                }))
+            && self
+                .tags
+                .iter()
+                .all(|(key, values)| image.tags.get(key).is_some_and(|v| values.contains(v)))
+    }
+
     /// A query for these image IDs.
     pub fn ids(ids: impl IntoIterator<Item = ImageId>) -> ImageQuery {
         ImageQuery {

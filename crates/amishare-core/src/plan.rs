@@ -381,19 +381,6 @@ impl PlanningImages {
     }
 }
 
-fn matches(image: &Image, query: &ImageQuery, caller: &crate::id::AccountId) -> bool {
-    (query.image_ids.is_empty() || query.image_ids.contains(&image.id))
-        && (query.owners.is_empty()
-            || query.owners.iter().any(|owner| match owner {
-                ImageOwner::Me => &image.owner == caller,
-                ImageOwner::Account(account) => &image.owner == account,
-            }))
-        && query
-            .tags
-            .iter()
-            .all(|(key, values)| image.tags.get(key).is_some_and(|v| values.contains(v)))
-}
-
 #[async_trait]
 impl ImageStore for PlanningImages {
     async fn describe_instances(
@@ -538,7 +525,7 @@ impl ImageStore for PlanningImages {
             }
             let wanted = planned_ids.contains(id)
                 || (query.image_ids.is_empty()
-                    && matches(image, query, caller.as_ref().unwrap_or(&image.owner)));
+                    && query.matches(image, caller.as_ref().unwrap_or(&image.owner)));
             if wanted {
                 found.push(image.clone());
             }

@@ -4,6 +4,8 @@ mod aws;
 mod bad_inputs;
 mod commands;
 mod demo;
+#[cfg(feature = "localstack")]
+mod localstack;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -66,7 +66,10 @@ impl Flow {
             ..ImageQuery::default()
         };
         let existing = self.images().describe_images(region, &query).await?;
-        if let Some(image) = existing.into_iter().find(|i| usable(i.state)) {
+        if let Some(image) = existing
+            .into_iter()
+            .find(|i| usable(i.state) && query.matches(i, &caller.account))
+        {
             journal.record(
                 Some(region),
                 "create-image",
@@ -299,7 +302,11 @@ impl Flow {
             ..ImageQuery::default()
         };
         let earlier = self.images().describe_images(region, &query).await?;
-        let id = match earlier.into_iter().find(|i| usable(i.state)) {
+        // The source is the caller's own (checked when it was resolved).
+        let id = match earlier
+            .into_iter()
+            .find(|i| usable(i.state) && query.matches(i, &source.owner))
+        {
             Some(found) => {
                 journal.record(
                     Some(region),
