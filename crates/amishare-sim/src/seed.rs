@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amishare_core::{
-    AcceptReport, AcceptRequest, AccountId, AliasName, CopyKey, Flow, ImageSource, InstanceId,
-    KeyChoice, LaunchOptions, Narrowing, PrincipalArn, Region, Result, ShareReport, ShareRequest,
-    Sharer, Target,
+    AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageSource,
+    InstanceId, KeyChoice, LaunchOptions, Narrowing, PrincipalArn, Region, Result, ShareReport,
+    ShareRequest, Sharer, Target,
 };
 use serde::Serialize;
 
@@ -100,16 +100,25 @@ impl SeedWorld {
 
     /// Runs the five steps: A shares, B checks the key, launches (keeping the
     /// instance running) and copies the image under its own default key.
+    ///
+    /// The flow works in one region and waits for one thing at a time, so its
+    /// waits step the world's clock rather than the runtime's timer.
     pub async fn run(&self) -> Result<SeedFlowReport> {
+        self.run_with_clock(Arc::new(self.world.stepping_clock()))
+            .await
+    }
+
+    /// [`SeedWorld::run`] with the flow waiting on `clock`.
+    pub async fn run_with_clock(&self, clock: Arc<dyn Clock>) -> Result<SeedFlowReport> {
         let start = self.world.now();
         let owner = self.world.client(&self.owner)?;
         let owner = Arc::new(owner);
-        let share = Flow::new(owner.clone(), owner, Arc::new(self.world.clock()))
+        let share = Flow::new(owner.clone(), owner, clock.clone())
             .share(&self.share_request())
             .await?;
         let shared = &share.regions[0];
         let target = Arc::new(self.world.client(&self.target)?);
-        let accept = Flow::new(target.clone(), target, Arc::new(self.world.clock()))
+        let accept = Flow::new(target.clone(), target, clock)
             .accept(&AcceptRequest {
                 image: shared.image.clone(),
                 region: self.region.clone(),

@@ -170,6 +170,15 @@ impl World {
         }
     }
 
+    /// A [`Clock`](amishare_core::Clock) whose sleeps move the world's
+    /// virtual time forward at once, without the runtime's timer: for a flow
+    /// that waits for one thing at a time (see [`SteppingClock`]).
+    pub fn stepping_clock(&self) -> SteppingClock {
+        SteppingClock {
+            world: self.clone(),
+        }
+    }
+
     // ------------------------------------------------------------ principals
 
     /// A client acting as `principal`: an account root, a user, a role, or a
@@ -543,6 +552,36 @@ impl amishare_core::Clock for SimClock {
 
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
+    }
+}
+
+/// A clock for one sequential flow: [`now`](amishare_core::Clock::now) is
+/// [`World::now`], [`sleep`](amishare_core::Clock::sleep) is
+/// [`World::advance`] and returns at once.
+///
+/// A sleep is rounded up to the millisecond, as tokio's timer rounds it, so a
+/// flow takes the same virtual time on this clock as on [`SimClock`].
+///
+/// Sleeping never yields to the runtime, so a wait costs no timer and no
+/// park; but concurrent sleepers would add up rather than overlap, so flows
+/// that wait in several regions at once need [`SimClock`] on a paused
+/// runtime.
+#[derive(Debug, Clone)]
+pub struct SteppingClock {
+    world: World,
+}
+
+#[async_trait]
+impl amishare_core::Clock for SteppingClock {
+    fn now(&self) -> Duration {
+        self.world.now()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        const MILLI: u128 = 1_000_000;
+        let millis = duration.as_nanos().div_ceil(MILLI);
+        let nanos = u64::try_from(millis * MILLI).unwrap_or(u64::MAX);
+        self.world.advance(Duration::from_nanos(nanos));
     }
 }
 
