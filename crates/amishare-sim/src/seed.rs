@@ -63,8 +63,16 @@ pub struct SeedWorld {
 impl SeedWorld {
     /// Builds the world: both accounts, A's administrator, B's user with its
     /// IAM policy, and A's running instance with an 8 GiB unencrypted root volume.
+    ///
+    /// The world is [`World::stepped`]: the flow waits for one thing at a
+    /// time, so its time only moves when the flow sleeps.
     pub fn new(seed: u64) -> Result<SeedWorld> {
-        let world = World::new(seed);
+        SeedWorld::in_world(World::stepped(seed))
+    }
+
+    /// Seeds the walkthrough's accounts, principals and instance into an
+    /// empty `world`.
+    pub fn in_world(world: World) -> Result<SeedWorld> {
         let owner_account = AccountId::parse(OWNER_ACCOUNT)?;
         let target_account = AccountId::parse(TARGET_ACCOUNT)?;
         let region = Region::parse(REGION)?;
@@ -102,7 +110,8 @@ impl SeedWorld {
     /// instance running) and copies the image under its own default key.
     ///
     /// The flow works in one region and waits for one thing at a time, so its
-    /// waits step the world's clock rather than the runtime's timer.
+    /// waits step the world's clock rather than the runtime's timer, whatever
+    /// the world's time follows.
     pub async fn run(&self) -> Result<SeedFlowReport> {
         self.run_with_clock(Arc::new(self.world.stepping_clock()))
             .await

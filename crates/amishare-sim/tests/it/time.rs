@@ -160,7 +160,7 @@ async fn the_seed_flow_is_the_same_on_the_stepping_clock_and_the_runtime_timer()
     record(&stepped);
     let stepped_report = stepped.run().await.unwrap();
     let stepped_now = stepped.world.now();
-    let timed = amishare_sim::seed::SeedWorld::new(3).unwrap();
+    let timed = amishare_sim::seed::SeedWorld::in_world(amishare_sim::World::new(3)).unwrap();
     record(&timed);
     let timed_report = timed
         .run_with_clock(std::sync::Arc::new(timed.world.clock()))
@@ -171,7 +171,6 @@ async fn the_seed_flow_is_the_same_on_the_stepping_clock_and_the_runtime_timer()
         serde_json::to_value(&timed_report).unwrap()
     );
     assert_eq!(stepped.world.calls(), timed.world.calls());
-    // The runtime's timer moved both worlds' time; the stepping clock only its own.
     assert_eq!(stepped_now, timed.world.now());
 }
 
@@ -184,4 +183,15 @@ async fn the_stepping_clock_sleeps_whole_milliseconds_at_once() {
     assert_eq!(clock.now() - before, Duration::from_millis(2));
     clock.sleep(Duration::from_secs(60)).await;
     assert_eq!(clock.now() - before, Duration::from_millis(60_002));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stepped_world_ignores_the_runtime_clock() {
+    let world = amishare_sim::World::stepped(1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(world.now(), Duration::ZERO);
+    world.clock().sleep(Duration::from_micros(2_500)).await;
+    assert_eq!(world.now(), Duration::from_millis(3));
+    world.advance(secs(5));
+    assert_eq!(world.now(), Duration::from_millis(5_003));
 }
