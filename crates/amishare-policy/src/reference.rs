@@ -1197,6 +1197,7 @@ proptest! {
         let reference = policy.to_value();
         prop_assert_eq!(policy.to_json(), reference.to_string());
         prop_assert_eq!(policy.json_len(), reference.to_string().len());
+        prop_assert!(policy.json_len() <= policy.json_len_bound());
         prop_assert_eq!(
             policy.to_json_pretty(),
             serde_json::to_string_pretty(&reference).expect("a value prints")
