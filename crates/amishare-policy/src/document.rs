@@ -525,10 +525,71 @@ impl Policy {
         }
     }
 
+    /// At least [`Policy::json_len`], from the lengths of the strings
+    /// alone: every byte written as a six-byte escape, and room for the
+    /// punctuation around every item. Far cheaper than printing.
+    pub(crate) fn json_len_bound(&self) -> usize {
+        /// Quotes, escapes and the separator after the string.
+        fn text(s: &str) -> usize {
+            6 * s.len() + 3
+        }
+        fn value(v: &Value) -> usize {
+            match v {
+                Value::String(s) => text(s),
+                Value::Array(items) => 3 + items.iter().map(value).sum::<usize>(),
+                Value::Object(map) => object(map),
+                // The longest number, `true`, `false` or `null`, and a separator.
+                _ => 32,
+            }
+        }
+        fn object(map: &Map<String, Value>) -> usize {
+            3 + map.iter().map(|(k, v)| text(k) + value(v)).sum::<usize>()
+        }
+        fn strings(list: &Option<OneOrMany<String>>) -> usize {
+            list.as_ref()
+                .map_or(0, |list| 3 + list.iter().map(|s| text(s)).sum::<usize>())
+        }
+        fn principal(p: &Option<Principal>) -> usize {
+            match p {
+                None => 0,
+                Some(Principal::Any) => 4,
+                Some(Principal::Map(map)) => object(map),
+            }
+        }
+        /// A known key, its quotes, colon and separator.
+        const KEY: usize = 16;
+        let statement = |st: &Statement| {
+            3 + 9 * KEY
+                + st.sid.as_deref().map_or(0, text)
+                + text(st.effect.as_str())
+                + principal(&st.principal)
+                + principal(&st.not_principal)
+                + strings(&st.action)
+                + strings(&st.not_action)
+                + strings(&st.resource)
+                + strings(&st.not_resource)
+                + st.condition.as_ref().map_or(0, object)
+                + object(&st.extra)
+        };
+        3 + 3 * KEY
+            + self.version.as_deref().map_or(0, text)
+            + self.id.as_deref().map_or(0, text)
+            + 3
+            + self.statements.iter().map(statement).sum::<usize>()
+            + object(&self.extra)
+    }
+
     /// Pretty JSON with two-space indentation: what users see and what is
     /// stored.
     pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|_| self.to_json())
+        // Room for a typical key policy at once, rather than growing through
+        // every size on the way.
+        let mut out = Vec::with_capacity(128 + 512 * self.statements.len());
+        match serde_json::to_writer_pretty(&mut out, self) {
+            // serde_json writes valid UTF-8.
+            Ok(()) => String::from_utf8(out).unwrap_or_else(|_| self.to_json()),
+            Err(_) => self.to_json(),
+        }
     }
 
     /// The policy KMS gives a key created without one: the owner account's
@@ -608,12 +669,13 @@ impl Policy {
     /// printed in without a layout (see [`printed_in_order`]), a remembered
     /// order would change nothing however the statements are later edited,
     /// so none is kept (and no statement copied). Otherwise all are kept.
-    fn remember(&mut self, reads: Vec<(Statement, Vec<String>)>) {
+    fn remember<K: AsRef<str> + Into<String>>(&mut self, reads: Vec<(Statement, Vec<K>)>) {
         let keep = !reads.iter().all(|(_, keys)| printed_in_order(keys));
         #[cfg(test)]
         let keep = keep || KEEP_LAYOUTS.with(std::cell::Cell::get);
         for (st, keys) in reads {
             if keep {
+                let keys = keys.into_iter().map(Into::into).collect();
                 self.layouts.push((st.clone(), keys));
             }
             self.statements.push(st);
@@ -858,13 +920,13 @@ const POLICY_KEYS: [&str; 3] = ["Version", "Id", "Statement"];
 /// layout: the known keys in the order of [`STATEMENT_KEYS`], then at most
 /// one unknown key. (Two unknown keys could be printed in another order:
 /// statements compare their unknown keys regardless of order.)
-fn printed_in_order(keys: &[String]) -> bool {
+fn printed_in_order<K: AsRef<str>>(keys: &[K]) -> bool {
     let mut last = 0;
     let mut unknown = 0;
     for key in keys {
         let rank = STATEMENT_KEYS
             .iter()
-            .position(|known| known == key)
+            .position(|known| *known == key.as_ref())
             .unwrap_or(STATEMENT_KEYS.len());
         if rank < last {
             return false;
@@ -1182,11 +1244,71 @@ mod direct {
 
     use super::{
         conditions_from_value, principal_at, Effect, OneOrMany, Policy, Statement, StatementForm,
+        STATEMENT_KEYS,
     };
 
     /// Why the direct reader gave up; never shown.
     fn give_up<E: de::Error>() -> E {
         E::custom("left to the general path")
+    }
+
+    /// An object key or a short string value, borrowed from the text when
+    /// it has no escapes: most are only compared, never kept.
+    enum Name<'de> {
+        Borrowed(&'de str),
+        Owned(String),
+    }
+
+    impl Name<'_> {
+        fn as_str(&self) -> &str {
+            match self {
+                Name::Borrowed(text) => text,
+                Name::Owned(text) => text,
+            }
+        }
+    }
+
+    impl AsRef<str> for Name<'_> {
+        fn as_ref(&self) -> &str {
+            self.as_str()
+        }
+    }
+
+    impl From<Name<'_>> for String {
+        fn from(name: Name<'_>) -> String {
+            match name {
+                Name::Borrowed(text) => text.to_owned(),
+                Name::Owned(text) => text,
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Name<'de> {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct NameVisitor;
+
+            impl<'de> Visitor<'de> for NameVisitor {
+                type Value = Name<'de>;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+
+                fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Name<'de>, E> {
+                    Ok(Name::Borrowed(text))
+                }
+
+                fn visit_str<E: de::Error>(self, text: &str) -> Result<Name<'de>, E> {
+                    Ok(Name::Owned(text.to_owned()))
+                }
+
+                fn visit_string<E: de::Error>(self, text: String) -> Result<Name<'de>, E> {
+                    Ok(Name::Owned(text))
+                }
+            }
+
+            deserializer.deserialize_str(NameVisitor)
+        }
     }
 
     pub(super) fn parse(json: &str) -> Option<Policy> {
@@ -1208,20 +1330,21 @@ mod direct {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Policy, A::Error> {
             let mut policy = Policy::default();
             let mut statements = None;
-            while let Some(key) = map.next_key::<String>()? {
-                if policy.top_keys.contains(&key) {
+            while let Some(key) = map.next_key::<Name<'de>>()? {
+                let key = key.as_str();
+                if policy.top_keys.iter().any(|seen| seen == key) {
                     return Err(give_up());
                 }
-                match key.as_str() {
+                match key {
                     "Version" => policy.version = Some(map.next_value()?),
                     "Id" => policy.id = Some(map.next_value()?),
-                    "Statement" => statements = Some(map.next_value::<Statements>()?),
+                    "Statement" => statements = Some(map.next_value::<Statements<'de>>()?),
                     _ => {
                         let value: Value = map.next_value()?;
-                        policy.extra.insert(key.clone(), value);
+                        policy.extra.insert(key.to_owned(), value);
                     }
                 }
-                policy.top_keys.push(key);
+                policy.top_keys.push(key.to_owned());
             }
             let reads = match statements.ok_or_else(give_up)? {
                 Statements::Object(read) => {
@@ -1241,30 +1364,33 @@ mod direct {
     }
 
     /// The `"Statement"` element, in either form.
-    enum Statements {
-        Object(Box<StatementRead>),
-        Array(Vec<StatementRead>),
+    enum Statements<'de> {
+        Object(Box<StatementRead<'de>>),
+        Array(Vec<StatementRead<'de>>),
     }
 
-    impl<'de> Deserialize<'de> for Statements {
+    impl<'de> Deserialize<'de> for Statements<'de> {
         fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             struct StatementsVisitor;
 
             impl<'de> Visitor<'de> for StatementsVisitor {
-                type Value = Statements;
+                type Value = Statements<'de>;
 
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     f.write_str("a statement or a list of statements")
                 }
 
-                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Statements, A::Error> {
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Statements<'de>, A::Error> {
                     let read = StatementVisitor.visit_map(map)?;
                     Ok(Statements::Object(Box::new(read)))
                 }
 
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Statements, A::Error> {
+                fn visit_seq<A: SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Statements<'de>, A::Error> {
                     let mut reads = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                    while let Some(read) = seq.next_element::<StatementRead>()? {
+                    while let Some(read) = seq.next_element::<StatementRead<'de>>()? {
                         reads.push(read);
                     }
                     Ok(Statements::Array(reads))
@@ -1276,12 +1402,12 @@ mod direct {
     }
 
     /// One statement and its key order.
-    struct StatementRead {
+    struct StatementRead<'de> {
         statement: Statement,
-        keys: Vec<String>,
+        keys: Vec<Name<'de>>,
     }
 
-    impl<'de> Deserialize<'de> for StatementRead {
+    impl<'de> Deserialize<'de> for StatementRead<'de> {
         fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             deserializer.deserialize_map(StatementVisitor)
         }
@@ -1290,25 +1416,25 @@ mod direct {
     struct StatementVisitor;
 
     impl<'de> Visitor<'de> for StatementVisitor {
-        type Value = StatementRead;
+        type Value = StatementRead<'de>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a statement")
         }
 
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StatementRead, A::Error> {
-            let mut keys: Vec<String> = Vec::new();
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StatementRead<'de>, A::Error> {
+            let mut keys: Vec<Name<'de>> = Vec::with_capacity(STATEMENT_KEYS.len());
             let mut statement = Statement::new(Effect::Allow);
             let mut effect = None;
-            while let Some(key) = map.next_key::<String>()? {
-                if keys.contains(&key) {
+            while let Some(key) = map.next_key::<Name<'de>>()? {
+                if keys.iter().any(|seen| seen.as_str() == key.as_str()) {
                     return Err(give_up());
                 }
                 let st = &mut statement;
                 match key.as_str() {
                     "Sid" => st.sid = Some(map.next_value()?),
                     "Effect" => {
-                        effect = Some(match map.next_value::<String>()?.as_str() {
+                        effect = Some(match map.next_value::<Name<'de>>()?.as_str() {
                             "Allow" => Effect::Allow,
                             "Deny" => Effect::Deny,
                             _ => return Err(give_up()),
@@ -1335,7 +1461,7 @@ mod direct {
                     }
                     _ => {
                         let value: Value = map.next_value()?;
-                        st.extra.insert(key.clone(), value);
+                        st.extra.insert(key.as_str().to_owned(), value);
                     }
                 }
                 keys.push(key);

@@ -414,20 +414,40 @@ fn kms_verdict(
 ) -> Verdict {
     let who = Who::new(&req.caller);
     let keys = Keys::new(&req.context, &req.caller, &who);
+    decide_kms(
+        req,
+        req.action,
+        &who,
+        |effect| matching(key_policy, effect, req, &keys, &who, Kind::KeyPolicy),
+        |effect| identity_first(effect, req, &keys, &who, identity_policies),
+        grants,
+    )
+}
 
+/// The KMS decision for `action`, given the key-policy statements and the
+/// first identity-policy statement of an effect that apply to it.
+fn decide_kms<I>(
+    req: &Request<'_>,
+    action: &str,
+    who: &Who<'_>,
+    key_policy: impl Fn(Effect) -> I,
+    identity: impl Fn(Effect) -> Option<Found>,
+    grants: &[GrantView<'_>],
+) -> Verdict
+where
+    I: Iterator<Item = (usize, PrincipalMatch)>,
+{
     // 1. An explicit deny anywhere wins.
-    if let Some((index, _)) =
-        matching(key_policy, Effect::Deny, req, &keys, &who, Kind::KeyPolicy).next()
-    {
+    if let Some((index, _)) = key_policy(Effect::Deny).next() {
         return Verdict::explicit_deny(Found::KeyPolicy(index));
     }
-    if let Some(denied) = identity_first(Effect::Deny, req, &keys, &who, identity_policies) {
+    if let Some(denied) = identity(Effect::Deny) {
         return Verdict::explicit_deny(denied);
     }
 
     // 2. Most of the API is never available across accounts.
     let cross_account = req.caller.account != req.resource_account;
-    if cross_account && !is_cross_account_action(req.action) {
+    if cross_account && !is_cross_account_action(action) {
         return Verdict::implicit_deny(MISSING_CROSS_ACCOUNT);
     }
 
@@ -435,7 +455,7 @@ fn kms_verdict(
     // account root, which delegates to the account's IAM policies.
     let mut direct = None;
     let mut delegated = None;
-    for (index, how) in matching(key_policy, Effect::Allow, req, &keys, &who, Kind::KeyPolicy) {
+    for (index, how) in key_policy(Effect::Allow) {
         let slot = match how {
             PrincipalMatch::Direct => &mut direct,
             PrincipalMatch::Account => &mut delegated,
@@ -445,11 +465,11 @@ fn kms_verdict(
         }
     }
     // 4. The caller's own IAM policies.
-    let identity = identity_first(Effect::Allow, req, &keys, &who, identity_policies);
+    let identity = identity(Effect::Allow);
     // 5. Grants.
     let grant = grants
         .iter()
-        .position(|g| grant_matches(g, req, &who))
+        .position(|g| grant_matches(g, action, who))
         .map(Found::Grant);
 
     if !cross_account {
@@ -490,6 +510,59 @@ fn kms_verdict(
         missing |= MISSING_IDENTITY;
     }
     Verdict::implicit_deny(missing)
+}
+
+/// Which of `actions`, each in place of `req.action`, is the first that
+/// [`evaluate_kms_outcome`] would not allow; `None` when it allows them all.
+///
+/// A service calling KMS on a caller's behalf asks for several actions on
+/// one key at once; principals, resources and conditions do not depend on
+/// the action, so they are matched once for all of them.
+pub fn first_kms_refusal(
+    req: &Request<'_>,
+    actions: &[&str],
+    key_policy: &Policy,
+    identity_policies: &[&Policy],
+    grants: &[GrantView<'_>],
+) -> Option<usize> {
+    let who = Who::new(&req.caller);
+    let keys = Keys::new(&req.context, &req.caller, &who);
+    let key_statements: Vec<(usize, &Statement, PrincipalMatch)> = key_policy
+        .statements
+        .iter()
+        .enumerate()
+        .filter_map(|(index, st)| {
+            let how = applies_to_any_action(st, req, &keys, &who, Kind::KeyPolicy)?;
+            Some((index, st, how))
+        })
+        .collect();
+    let identity_statements: Vec<(usize, usize, &Statement)> = identity_policies
+        .iter()
+        .enumerate()
+        .flat_map(|(p, policy)| {
+            policy
+                .statements
+                .iter()
+                .enumerate()
+                .map(move |(index, st)| (p, index, st))
+        })
+        .filter(|(_, _, st)| applies_to_any_action(st, req, &keys, &who, Kind::Identity).is_some())
+        .collect();
+    actions.iter().position(|action| {
+        let key_policy = |effect: Effect| {
+            key_statements
+                .iter()
+                .filter(move |(_, st, _)| st.effect == effect && action_applies(st, action))
+                .map(|(index, _, how)| (*index, *how))
+        };
+        let identity = |effect: Effect| {
+            identity_statements
+                .iter()
+                .find(|(_, _, st)| st.effect == effect && action_applies(st, action))
+                .map(|(p, index, _)| Found::Identity(*p, *index))
+        };
+        decide_kms(req, action, &who, key_policy, identity, grants).outcome != Outcome::Allow
+    })
 }
 
 fn identity_verdict(req: &Request<'_>, identity_policies: &[&Policy]) -> Verdict {
@@ -706,31 +779,50 @@ fn applies(
     who: &Who<'_>,
     kind: Kind,
 ) -> Option<PrincipalMatch> {
-    let how = match kind {
+    let how = principal_applies(st, who, kind)?;
+    if !action_applies(st, req.action) || !resource_applies(st, req.resource) {
+        return None;
+    }
+    conditions_apply(st, keys).then_some(how)
+}
+
+/// [`applies`] but for the action: whether the statement applies to the
+/// request with some action its `Action` allows.
+fn applies_to_any_action(
+    st: &Statement,
+    req: &Request<'_>,
+    keys: &Keys<'_>,
+    who: &Who<'_>,
+    kind: Kind,
+) -> Option<PrincipalMatch> {
+    let how = principal_applies(st, who, kind)?;
+    (resource_applies(st, req.resource) && conditions_apply(st, keys)).then_some(how)
+}
+
+/// How the statement's principal covers the caller, if it does.
+fn principal_applies(st: &Statement, who: &Who<'_>, kind: Kind) -> Option<PrincipalMatch> {
+    match kind {
         // Identity policies are attached to the caller; a Principal there has
         // no meaning.
-        Kind::Identity => PrincipalMatch::Direct,
+        Kind::Identity => Some(PrincipalMatch::Direct),
         Kind::KeyPolicy => match (&st.principal, &st.not_principal) {
-            (Some(p), _) => who.match_principal(p)?,
+            (Some(p), _) => who.match_principal(p),
             // NotPrincipal exempts only the principals it names exactly: an
             // account root listed there exempts the root, not every
             // principal of the account.
             (None, Some(np)) => match who.match_principal(np) {
-                Some(PrincipalMatch::Direct) => return None,
-                _ => PrincipalMatch::Direct,
+                Some(PrincipalMatch::Direct) => None,
+                _ => Some(PrincipalMatch::Direct),
             },
-            (None, None) => return None,
+            (None, None) => None,
         },
-    };
-    if !action_applies(st, req.action) || !resource_applies(st, req.resource) {
-        return None;
     }
-    if let Some(conditions) = &st.condition {
-        if !conditions_match(conditions, keys) {
-            return None;
-        }
-    }
-    Some(how)
+}
+
+fn conditions_apply(st: &Statement, keys: &Keys<'_>) -> bool {
+    st.condition
+        .as_ref()
+        .is_none_or(|conditions| conditions_match(conditions, keys))
 }
 
 fn action_applies(st: &Statement, action: &str) -> bool {
@@ -756,8 +848,8 @@ fn resource_applies(st: &Statement, resource: &str) -> bool {
     }
 }
 
-fn grant_matches(grant: &GrantView<'_>, req: &Request<'_>, who: &Who<'_>) -> bool {
-    let Some(op) = kms_operation(req.action) else {
+fn grant_matches(grant: &GrantView<'_>, action: &str, who: &Who<'_>) -> bool {
+    let Some(op) = kms_operation(action) else {
         return false;
     };
     let grantee_ok = grant.grantee == who.arn

@@ -49,8 +49,8 @@ pub use document::{
 };
 pub use eval::{
     action_matches, evaluate_identity, evaluate_identity_outcome, evaluate_kms,
-    evaluate_kms_outcome, is_cross_account_action, Caller, Context, Decision, GrantView, Missing,
-    Outcome, PolicySource, Request, StatementRef,
+    evaluate_kms_outcome, first_kms_refusal, is_cross_account_action, Caller, Context, Decision,
+    GrantView, Missing, Outcome, PolicySource, Request, StatementRef,
 };
 pub use share::{
     check_lockout, least_privilege_statements, merge, remove, Grantee, MergeError, Merged,

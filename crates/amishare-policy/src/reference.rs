@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use crate::document::{Effect, OneOrMany, Policy, Principal, Statement};
 use crate::eval::{
     action_matches, evaluate_identity, evaluate_identity_outcome, evaluate_kms,
-    evaluate_kms_outcome, glob, glob_chars, is_cross_account_action, parse_root_account,
-    principal_account, Caller, Context, Decision, GrantView, Missing, Outcome, PolicySource,
-    Request, StatementRef,
+    evaluate_kms_outcome, first_kms_refusal, glob, glob_chars, is_cross_account_action,
+    parse_root_account, principal_account, Caller, Context, Decision, GrantView, Missing, Outcome,
+    PolicySource, Request, StatementRef,
 };
 
 fn ref_context_get<'c>(ctx: &'c Context, key: &str) -> Option<&'c [String]> {
@@ -987,6 +987,22 @@ proptest! {
     }
 
     #[test]
+    fn several_actions_at_once_agree(case in case(), others in prop::collection::vec(action(), 0..4)) {
+        let identity: Vec<&Policy> = case.identity.iter().collect();
+        let grants = case.grants();
+        let mut actions: Vec<&str> = vec![&case.action];
+        actions.extend(others.iter().map(String::as_str));
+        let plain = actions.iter().position(|action| {
+            let req = Request { action, ..case.request() };
+            ref_evaluate_kms(&req, &case.key_policy, &identity, &grants).outcome != Outcome::Allow
+        });
+        prop_assert_eq!(
+            first_kms_refusal(&case.request(), &actions, &case.key_policy, &identity, &grants),
+            plain
+        );
+    }
+
+    #[test]
     fn identity_evaluation_agrees(case in case()) {
         let req = case.request();
         let identity: Vec<&Policy> = case.identity.iter().collect();
@@ -1181,6 +1197,7 @@ proptest! {
         let reference = policy.to_value();
         prop_assert_eq!(policy.to_json(), reference.to_string());
         prop_assert_eq!(policy.json_len(), reference.to_string().len());
+        prop_assert!(policy.json_len() <= policy.json_len_bound());
         prop_assert_eq!(
             policy.to_json_pretty(),
             serde_json::to_string_pretty(&reference).expect("a value prints")

@@ -9,8 +9,8 @@ use amishare_core::{
     KeyId, KeyManager, KeyMetadata, KeyRef, KeyState, PrincipalArn, PrincipalKind, Region, Result,
 };
 use amishare_policy::{
-    evaluate_identity, evaluate_identity_outcome, evaluate_kms, evaluate_kms_outcome, Context,
-    GrantView, Outcome, Policy, Request,
+    evaluate_identity, evaluate_identity_outcome, evaluate_kms, evaluate_kms_outcome,
+    first_kms_refusal, Context, GrantView, Outcome, Policy, Request,
 };
 
 use crate::errors;
@@ -222,13 +222,23 @@ pub(crate) fn kms_allows(
         context,
     };
     who.with_policies(|policies| {
-        for action in actions {
-            request.action = action;
-            // The reasons are only collected for the message of a denial.
-            if evaluate_kms_outcome(&request, &key.policy, policies, &grants) != Outcome::Allow {
-                let decision = evaluate_kms(&request, &key.policy, policies, &grants);
-                return Err(decision.denial_message(&request));
+        // The reasons are only collected for the message of a denial.
+        let refused = match actions {
+            [action] => {
+                request.action = action;
+                evaluate_kms_outcome(&request, &key.policy, policies, &grants) != Outcome::Allow
             }
+            _ => match first_kms_refusal(&request, actions, &key.policy, policies, &grants) {
+                Some(index) => {
+                    request.action = actions[index];
+                    true
+                }
+                None => false,
+            },
+        };
+        if refused {
+            let decision = evaluate_kms(&request, &key.policy, policies, &grants);
+            return Err(decision.denial_message(&request));
         }
         Ok(())
     })

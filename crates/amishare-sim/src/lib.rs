@@ -74,5 +74,5 @@ mod tests;
 pub use crate::client::SimClient;
 pub use crate::knobs::{ErrorSpec, Knobs, PendingDeletionError, UnknownIds};
 pub use crate::log::CallRecord;
-pub use crate::world::{SimClock, VolumeEncryption, VolumeSeed, World};
+pub use crate::world::{SimClock, SteppingClock, VolumeEncryption, VolumeSeed, World};
 pub use crate::world_file::WorldFile;

@@ -27,11 +27,23 @@ impl CallRecord {
 }
 
 /// The records, plus counters that are kept even when recording is off.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CallLog {
     pub(crate) records: Vec<CallRecord>,
     pub(crate) total: usize,
     pub(crate) mutating: usize,
+}
+
+impl Default for CallLog {
+    /// A log with room for a share-and-accept flow's calls from the start,
+    /// so that recording them does not move the log through every size.
+    fn default() -> CallLog {
+        CallLog {
+            records: Vec::with_capacity(64),
+            total: 0,
+            mutating: 0,
+        }
+    }
 }
 
 impl CallLog {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amishare_core::{
-    AcceptReport, AcceptRequest, AccountId, AliasName, CopyKey, Flow, ImageSource, InstanceId,
-    KeyChoice, LaunchOptions, Narrowing, PrincipalArn, Region, Result, ShareReport, ShareRequest,
-    Sharer, Target,
+    AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageSource,
+    InstanceId, KeyChoice, LaunchOptions, Narrowing, PrincipalArn, Region, Result, ShareReport,
+    ShareRequest, Sharer, Target,
 };
 use serde::Serialize;
 
@@ -63,8 +63,16 @@ pub struct SeedWorld {
 impl SeedWorld {
     /// Builds the world: both accounts, A's administrator, B's user with its
     /// IAM policy, and A's running instance with an 8 GiB unencrypted root volume.
+    ///
+    /// The world is [`World::stepped`]: the flow waits for one thing at a
+    /// time, so its time only moves when the flow sleeps.
     pub fn new(seed: u64) -> Result<SeedWorld> {
-        let world = World::new(seed);
+        SeedWorld::in_world(World::stepped(seed))
+    }
+
+    /// Seeds the walkthrough's accounts, principals and instance into an
+    /// empty `world`.
+    pub fn in_world(world: World) -> Result<SeedWorld> {
         let owner_account = AccountId::parse(OWNER_ACCOUNT)?;
         let target_account = AccountId::parse(TARGET_ACCOUNT)?;
         let region = Region::parse(REGION)?;
@@ -100,16 +108,26 @@ impl SeedWorld {
 
     /// Runs the five steps: A shares, B checks the key, launches (keeping the
     /// instance running) and copies the image under its own default key.
+    ///
+    /// The flow works in one region and waits for one thing at a time, so its
+    /// waits step the world's clock rather than the runtime's timer, whatever
+    /// the world's time follows.
     pub async fn run(&self) -> Result<SeedFlowReport> {
+        self.run_with_clock(Arc::new(self.world.stepping_clock()))
+            .await
+    }
+
+    /// [`SeedWorld::run`] with the flow waiting on `clock`.
+    pub async fn run_with_clock(&self, clock: Arc<dyn Clock>) -> Result<SeedFlowReport> {
         let start = self.world.now();
         let owner = self.world.client(&self.owner)?;
         let owner = Arc::new(owner);
-        let share = Flow::new(owner.clone(), owner, Arc::new(self.world.clock()))
+        let share = Flow::new(owner.clone(), owner, clock.clone())
             .share(&self.share_request())
             .await?;
         let shared = &share.regions[0];
         let target = Arc::new(self.world.client(&self.target)?);
-        let accept = Flow::new(target.clone(), target, Arc::new(self.world.clock()))
+        let accept = Flow::new(target.clone(), target, clock)
             .accept(&AcceptRequest {
                 image: shared.image.clone(),
                 region: self.region.clone(),

@@ -85,24 +85,36 @@ impl Account {
 /// and the action; the world clears the cache whenever an account, a
 /// principal or an identity policy changes. Denials are not kept: their
 /// message is worked out each time.
+///
+/// A world has a handful of callers and each a handful of such actions, so
+/// lists scanned in order beat ordered maps; an action is usually the very
+/// literal that was stored, which is recognised without comparing text.
 #[derive(Debug, Default)]
-pub(crate) struct Allowed(BTreeMap<String, BTreeSet<&'static str>>);
+pub(crate) struct Allowed(Vec<(String, Vec<&'static str>)>);
 
 impl Allowed {
-    pub(crate) fn contains(&self, caller: &str, action: &str) -> bool {
+    fn actions(&self, caller: &str) -> Option<&Vec<&'static str>> {
         self.0
-            .get(caller)
-            .is_some_and(|actions| actions.contains(action))
+            .iter()
+            .find(|(arn, _)| arn == caller)
+            .map(|(_, actions)| actions)
+    }
+
+    pub(crate) fn contains(&self, caller: &str, action: &str) -> bool {
+        self.actions(caller).is_some_and(|actions| {
+            actions
+                .iter()
+                .any(|known| std::ptr::eq(*known, action) || *known == action)
+        })
     }
 
     pub(crate) fn insert(&mut self, caller: &str, action: &'static str) {
-        match self.0.get_mut(caller) {
-            Some(actions) => {
-                actions.insert(action);
-            }
-            None => {
-                self.0.insert(caller.to_owned(), BTreeSet::from([action]));
-            }
+        if self.contains(caller, action) {
+            return;
+        }
+        match self.0.iter_mut().find(|(arn, _)| arn == caller) {
+            Some((_, actions)) => actions.push(action),
+            None => self.0.push((caller.to_owned(), vec![action])),
         }
     }
 

@@ -68,8 +68,9 @@ struct Shared {
     state: Mutex<State>,
     /// Virtual time added by [`World::advance`], in nanoseconds.
     offset_nanos: AtomicU64,
-    /// The runtime's time when the world was made.
-    start: tokio::time::Instant,
+    /// The runtime's time when the world was made; `None` for a world whose
+    /// time only moves by [`World::advance`].
+    start: Option<tokio::time::Instant>,
 }
 
 /// The simulated AWS: accounts, principals, KMS keys, EC2 images, snapshots
@@ -82,7 +83,7 @@ struct Shared {
 /// Time is virtual: [`World::now`] is the time elapsed on the tokio clock
 /// since the world was made, plus whatever [`World::advance`] added. Run on a
 /// paused runtime (`#[tokio::test(start_paused = true)]`) and every wait is
-/// instant.
+/// instant. A [`World::stepped`] world ignores the tokio clock.
 #[derive(Clone)]
 pub struct World {
     shared: Arc<Shared>,
@@ -105,6 +106,20 @@ impl World {
 
     /// An empty world with these knobs.
     pub fn with_knobs(seed: u64, knobs: Knobs) -> World {
+        World::build(seed, knobs, Some(tokio::time::Instant::now()))
+    }
+
+    /// An empty world whose time never follows the runtime's clock: it moves
+    /// only by [`World::advance`], and every clock of the world (even
+    /// [`SimClock`]) sleeps by advancing it. Such a world needs no runtime
+    /// timer, and reading its time costs no clock read; concurrent sleepers
+    /// add up rather than overlap, so it suits flows that wait for one thing
+    /// at a time.
+    pub fn stepped(seed: u64) -> World {
+        World::build(seed, Knobs::default(), None)
+    }
+
+    fn build(seed: u64, knobs: Knobs, start: Option<tokio::time::Instant>) -> World {
         let state = State {
             knobs,
             ids: IdGen::new(seed),
@@ -119,7 +134,7 @@ impl World {
                 seed,
                 state: Mutex::new(state),
                 offset_nanos: AtomicU64::new(0),
-                start: tokio::time::Instant::now(),
+                start,
             }),
         }
     }
@@ -153,7 +168,10 @@ impl World {
     /// Virtual time since the world was made.
     pub fn now(&self) -> Duration {
         let offset = Duration::from_nanos(self.shared.offset_nanos.load(Ordering::Acquire));
-        offset + self.shared.start.elapsed()
+        match self.shared.start {
+            Some(start) => offset + start.elapsed(),
+            None => offset,
+        }
     }
 
     /// Moves virtual time forward, for code that does not run on a paused
@@ -163,9 +181,28 @@ impl World {
         self.shared.offset_nanos.fetch_add(nanos, Ordering::AcqRel);
     }
 
+    /// Advances time by a sleep of `duration`, rounded up to the
+    /// millisecond as tokio's timer rounds it, so that a flow takes the same
+    /// virtual time whichever clock it sleeps on.
+    fn step(&self, duration: Duration) {
+        const MILLI: u128 = 1_000_000;
+        let millis = duration.as_nanos().div_ceil(MILLI);
+        let nanos = u64::try_from(millis * MILLI).unwrap_or(u64::MAX);
+        self.advance(Duration::from_nanos(nanos));
+    }
+
     /// A [`Clock`](amishare_core::Clock) on the world's virtual time.
     pub fn clock(&self) -> SimClock {
         SimClock {
+            world: self.clone(),
+        }
+    }
+
+    /// A [`Clock`](amishare_core::Clock) whose sleeps move the world's
+    /// virtual time forward at once, without the runtime's timer: for a flow
+    /// that waits for one thing at a time (see [`SteppingClock`]).
+    pub fn stepping_clock(&self) -> SteppingClock {
+        SteppingClock {
             world: self.clone(),
         }
     }
@@ -529,7 +566,8 @@ impl World {
 
 /// The world's virtual clock: [`now`](amishare_core::Clock::now) is
 /// [`World::now`], [`sleep`](amishare_core::Clock::sleep) is
-/// `tokio::time::sleep`, which costs nothing on a paused runtime.
+/// `tokio::time::sleep`, which costs nothing on a paused runtime (or, in a
+/// [`World::stepped`] world, an advance of the world's time).
 #[derive(Debug, Clone)]
 pub struct SimClock {
     world: World,
@@ -542,7 +580,38 @@ impl amishare_core::Clock for SimClock {
     }
 
     async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
+        if self.world.shared.start.is_some() {
+            tokio::time::sleep(duration).await;
+        } else {
+            self.world.step(duration);
+        }
+    }
+}
+
+/// A clock for one sequential flow: [`now`](amishare_core::Clock::now) is
+/// [`World::now`], [`sleep`](amishare_core::Clock::sleep) is
+/// [`World::advance`] and returns at once.
+///
+/// A sleep is rounded up to the millisecond, as tokio's timer rounds it, so a
+/// flow takes the same virtual time on this clock as on [`SimClock`].
+///
+/// Sleeping never yields to the runtime, so a wait costs no timer and no
+/// park; but concurrent sleepers would add up rather than overlap, so flows
+/// that wait in several regions at once need [`SimClock`] on a paused
+/// runtime.
+#[derive(Debug, Clone)]
+pub struct SteppingClock {
+    world: World,
+}
+
+#[async_trait]
+impl amishare_core::Clock for SteppingClock {
+    fn now(&self) -> Duration {
+        self.world.now()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        self.world.step(duration);
     }
 }
 

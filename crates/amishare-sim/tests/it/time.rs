@@ -148,3 +148,50 @@ fn advance_works_without_a_runtime() {
     fx.world.advance(secs(3600));
     assert!(fx.world.now() >= before + secs(3600));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_seed_flow_is_the_same_on_the_stepping_clock_and_the_runtime_timer() {
+    let record = |seed: &amishare_sim::seed::SeedWorld| {
+        let mut knobs = seed.world.knobs();
+        knobs.record_calls = true;
+        seed.world.set_knobs(knobs);
+    };
+    let stepped = amishare_sim::seed::SeedWorld::new(3).unwrap();
+    record(&stepped);
+    let stepped_report = stepped.run().await.unwrap();
+    let stepped_now = stepped.world.now();
+    let timed = amishare_sim::seed::SeedWorld::in_world(amishare_sim::World::new(3)).unwrap();
+    record(&timed);
+    let timed_report = timed
+        .run_with_clock(std::sync::Arc::new(timed.world.clock()))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&stepped_report).unwrap(),
+        serde_json::to_value(&timed_report).unwrap()
+    );
+    assert_eq!(stepped.world.calls(), timed.world.calls());
+    assert_eq!(stepped_now, timed.world.now());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stepping_clock_sleeps_whole_milliseconds_at_once() {
+    let fx = Fx::new();
+    let clock = fx.world.stepping_clock();
+    let before = clock.now();
+    clock.sleep(Duration::from_micros(1_500)).await;
+    assert_eq!(clock.now() - before, Duration::from_millis(2));
+    clock.sleep(Duration::from_secs(60)).await;
+    assert_eq!(clock.now() - before, Duration::from_millis(60_002));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stepped_world_ignores_the_runtime_clock() {
+    let world = amishare_sim::World::stepped(1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(world.now(), Duration::ZERO);
+    world.clock().sleep(Duration::from_micros(2_500)).await;
+    assert_eq!(world.now(), Duration::from_millis(3));
+    world.advance(secs(5));
+    assert_eq!(world.now(), Duration::from_millis(5_003));
+}
