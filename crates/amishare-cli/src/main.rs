@@ -24,6 +24,11 @@ use tracing_subscriber::Layer as _;
 use crate::backend::{BackendKind, Global, Session};
 use crate::fail::Failure;
 
+// mimalloc: the simulation allocates many small strings, and the seed-flow
+// benchmark measures the command's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Share a KMS-encrypted EC2 image with other AWS accounts, completely and safely.
 ///
 /// Exit codes: 0 done, 1 the operation failed, 2 bad input (nothing was changed).
