@@ -565,15 +565,10 @@ impl ImageStore for PlanningImages {
         image: &ImageId,
         change: &PermissionChange<LaunchPermission>,
     ) -> Result<()> {
-        let mut current: BTreeSet<LaunchPermission> = self
-            .describe_launch_permission(region, image)
-            .await?
-            .into_iter()
-            .collect();
-        current.extend(change.add.iter().cloned());
-        for gone in &change.remove {
-            current.remove(gone);
-        }
+        let current = applied(
+            self.describe_launch_permission(region, image).await?,
+            change,
+        );
         let mut overlay = self.planner.lock();
         overlay.record(
             "ec2:ModifyImageAttribute",
@@ -608,15 +603,11 @@ impl ImageStore for PlanningImages {
         snapshot: &SnapshotId,
         change: &PermissionChange<VolumePermission>,
     ) -> Result<()> {
-        let mut current: BTreeSet<VolumePermission> = self
-            .describe_create_volume_permission(region, snapshot)
-            .await?
-            .into_iter()
-            .collect();
-        current.extend(change.add.iter().cloned());
-        for gone in &change.remove {
-            current.remove(gone);
-        }
+        let current = applied(
+            self.describe_create_volume_permission(region, snapshot)
+                .await?,
+            change,
+        );
         let mut overlay = self.planner.lock();
         overlay.record(
             "ec2:ModifySnapshotAttribute",
@@ -740,6 +731,16 @@ impl ImageStore for PlanningImages {
     async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
         self.inner.ebs_defaults(region).await
     }
+}
+
+/// A permission list after a change.
+fn applied<T: Ord + Clone>(current: Vec<T>, change: &PermissionChange<T>) -> BTreeSet<T> {
+    let mut current: BTreeSet<T> = current.into_iter().collect();
+    current.extend(change.add.iter().cloned());
+    for gone in &change.remove {
+        current.remove(gone);
+    }
+    current
 }
 
 fn describe_change<T>(
