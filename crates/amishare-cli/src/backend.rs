@@ -63,6 +63,16 @@ pub(crate) struct Side {
     pub(crate) images: Arc<dyn ImageStore>,
 }
 
+impl Side {
+    /// The AWS stores of one SDK configuration.
+    fn aws(config: &amishare_aws::SdkConfig) -> Side {
+        Side {
+            keys: Arc::new(AwsKeyStore::new(config)),
+            images: Arc::new(AwsImageStore::new(config)),
+        }
+    }
+}
+
 /// What a command acts through.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -224,10 +234,7 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
             .map(|r| args::region(r.as_ref()).map_err(usage))
             .transpose()?,
     };
-    let side = Side {
-        keys: Arc::new(AwsKeyStore::new(&config)),
-        images: Arc::new(AwsImageStore::new(&config)),
-    };
+    let side = Side::aws(&config);
     let target = if global.target_profile.is_some() || global.target_role_arn.is_some() {
         let options = ConnectOptions {
             profile: global
@@ -237,11 +244,7 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
             assume_role_arn: global.target_role_arn.as_ref().map(ToString::to_string),
             ..options
         };
-        let config = amishare_aws::load(&options).await;
-        Some(Side {
-            keys: Arc::new(AwsKeyStore::new(&config)),
-            images: Arc::new(AwsImageStore::new(&config)),
-        })
+        Some(Side::aws(&amishare_aws::load(&options).await))
     } else {
         None
     };

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use amishare_core::{AccountId, PrincipalArn, Region};
+use amishare_core::{AccountId, PrincipalArn};
 use amishare_policy::{least_privilege_statements, merge, Policy, Statement};
 use serde::Serialize;
 
@@ -46,10 +46,14 @@ pub(crate) fn run(args: &PolicyArgs, global: &Global) -> Result<(), Failure> {
             "--via-service names EC2 in one region: give --region",
         ));
     }
-    let narrowing = args
-        .narrowing
-        .narrowing()
-        .for_region(global.region.as_ref().unwrap_or(&fallback_region()));
+    let narrowing = amishare_policy::Narrowing {
+        via_service_region: global
+            .region
+            .as_ref()
+            .filter(|_| args.narrowing.via_service)
+            .map(ToString::to_string),
+        caller_account: args.narrowing.caller_account,
+    };
     let Some(path) = &args.merge else {
         let statements: Vec<Statement> = least_privilege_statements(&grantees, &narrowing);
         let value = serde_json::to_value(&statements).map_err(Failure::failed)?;
@@ -108,11 +112,6 @@ pub(crate) fn run(args: &PolicyArgs, global: &Global) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// Statements need a region only for `--via-service`, which requires one.
-fn fallback_region() -> Region {
-    Region::parse("us-east-1").expect("a valid region")
 }
 
 /// The account whose root a statement of the policy names.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use amishare_core::{
-    ImageId, ImageOwner, ImageQuery, KeyArn, KeyRef, LaunchPermission, Region, SnapshotId,
-    VolumePermission, TAG_KEY,
+    AccountId, ImageId, ImageOwner, ImageQuery, KeyArn, KeyRef, LaunchPermission, Region,
+    SnapshotId, VolumePermission, TAG_KEY,
 };
 use amishare_policy::{Policy, SID_PREFIX};
 use clap::ArgGroup;
@@ -159,8 +159,10 @@ pub(crate) async fn run(
             report.target_view.insert(key.to_string(), readable(used));
         }
     }
+    // Whose images `key_status` lists: read once, not once per key.
+    let caller = side.keys.caller().await.ok().map(|c| c.account);
     for key in keys {
-        let status = key_status(side, &key).await;
+        let status = key_status(side, &key, caller.as_ref()).await;
         report.keys.insert(key.to_string(), status);
     }
     if global.json {
@@ -215,7 +217,7 @@ async fn image_status(side: &Side, region: &Region, id: &ImageId) -> Result<Imag
     })
 }
 
-async fn key_status(side: &Side, key: &KeyArn) -> KeyStatus {
+async fn key_status(side: &Side, key: &KeyArn, caller: Option<&AccountId>) -> KeyStatus {
     let mut status = KeyStatus::default();
     let region = key.region();
     match side
@@ -268,13 +270,11 @@ async fn key_status(side: &Side, key: &KeyArn) -> KeyStatus {
         tags: BTreeMap::from([(TAG_KEY.to_owned(), vec![key.to_string()])]),
         ..ImageQuery::default()
     };
-    if let (Ok(caller), Ok(images)) = (
-        side.keys.caller().await,
-        side.images.describe_images(region, &query).await,
-    ) {
+    if let (Some(caller), Ok(images)) = (caller, side.images.describe_images(region, &query).await)
+    {
         status.images = images
             .into_iter()
-            .filter(|image| query.matches(image, &caller.account))
+            .filter(|image| query.matches(image, caller))
             .map(|i| i.id)
             .collect();
     }

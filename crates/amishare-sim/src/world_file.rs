@@ -720,7 +720,7 @@ fn load_keys(state: &mut State, file: &WorldFile) -> Result<()> {
         if state.kms.keys.contains_key(entry.arn.key_id()) {
             return Err(bad(
                 &format!("{path}.arn"),
-                format!("key {} is listed twice", entry.key_id()),
+                format!("key {} is listed twice", entry.arn.key_id()),
             ));
         }
         let (policy, text) = match (&entry.policy, entry.manager) {
@@ -792,12 +792,6 @@ fn load_keys(state: &mut State, file: &WorldFile) -> Result<()> {
         }
     }
     Ok(())
-}
-
-impl KeyEntry {
-    fn key_id(&self) -> &KeyId {
-        self.arn.key_id()
-    }
 }
 
 fn load_ec2(state: &mut State, file: &WorldFile) -> Result<()> {
