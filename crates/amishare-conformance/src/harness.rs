@@ -110,6 +110,18 @@ pub trait Harness: Send + Sync {
 
     /// How many mutating calls the backend has served, if it counts them.
     fn mutating_calls(&self) -> Option<usize>;
+
+    /// Where the doctor reads the target principal's IAM policies, if the
+    /// backend can tell them.
+    fn directory(&self) -> Option<Arc<dyn amishare_core::diagnose::Directory>> {
+        None
+    }
+
+    /// An administrator of the target account, who can read what the target
+    /// principal may not (its account's key policies), if the backend has one.
+    fn target_admin(&self) -> Option<Party> {
+        None
+    }
 }
 
 /// What a suite function ran, and what it skipped because the backend does not model it.

@@ -10,10 +10,12 @@
 //! policies. Never point them at accounts that matter. The suite is not part
 //! of amishare's stable API.
 
+mod doctor;
 mod harness;
 mod scenarios;
 mod support;
 
+pub use crate::doctor::{doctor_key_policy_actions, doctor_outcome_table, doctor_seed_passes};
 pub use crate::harness::{Capabilities, Coverage, Harness, Party, VolumeSeed};
 pub use crate::scenarios::*;
 
@@ -56,6 +58,13 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         ("snapshot_key_gate", |h| Box::pin(snapshot_key_gate(h))),
         ("multi_region_share", |h| Box::pin(multi_region_share(h))),
         ("organization_share", |h| Box::pin(organization_share(h))),
+        ("doctor_seed_passes", |h| Box::pin(doctor_seed_passes(h))),
+        ("doctor_key_policy_actions", |h| {
+            Box::pin(doctor_key_policy_actions(h))
+        }),
+        ("doctor_outcome_table", |h| {
+            Box::pin(doctor_outcome_table(h))
+        }),
     ]
 }
 

@@ -854,7 +854,7 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
 }
 
 /// A skip report when the backend does not enforce key policies or hides shared images.
-fn unless_authorizing(h: &dyn Harness, what: &str) -> Option<Coverage> {
+pub(crate) fn unless_authorizing(h: &dyn Harness, what: &str) -> Option<Coverage> {
     let caps = h.capabilities();
     if caps.enforces_key_policy && caps.cross_account_visibility {
         return None;
@@ -867,7 +867,7 @@ fn unless_authorizing(h: &dyn Harness, what: &str) -> Option<Coverage> {
     Some(coverage)
 }
 
-fn copy_request(
+pub(crate) fn copy_request(
     h: &dyn Harness,
     image: &amishare_core::ImageId,
     key: Option<KeyRef>,

@@ -124,6 +124,17 @@ pub(crate) async fn manual_share(
     policy_targets: &[String],
     volume_permission: bool,
 ) -> (KeyArn, Image) {
+    manual_share_edited(h, policy_targets, volume_permission, &|_| {}).await
+}
+
+/// [`manual_share`], with `edit` applied to the key policy after the
+/// targets' statements were merged in.
+pub(crate) async fn manual_share_edited(
+    h: &dyn Harness,
+    policy_targets: &[String],
+    volume_permission: bool,
+    edit: &(dyn Fn(&mut amishare_policy::Policy) + Send + Sync),
+) -> (KeyArn, Image) {
     let owner = h.owner();
     let region = h.region();
     let key = owner
@@ -151,9 +162,11 @@ pub(crate) async fn manual_share(
             owner.principal.as_str(),
         )
         .expect("merge");
+        let mut policy = merged.policy;
+        edit(&mut policy);
         owner
             .keys
-            .put_key_policy(&key, &merged.policy.to_json())
+            .put_key_policy(&key, &policy.to_json())
             .await
             .expect("put key policy");
     }

@@ -22,6 +22,8 @@ pub use crate::store::{Clock, ImageStore, KeyStore};
 #[cfg(any(test, feature = "mock"))]
 pub use crate::store::{MockImageStore, MockKeyStore};
 
+pub mod diagnose;
+pub mod ec2_kms;
 mod flow;
 pub mod plan;
 

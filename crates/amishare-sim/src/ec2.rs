@@ -10,11 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use amishare_core::{
-    AccountId, AliasName, AttachedVolume, BlockDevice, CopyImageRequest, CreateImageRequest,
-    EbsDefaults, Error, ErrorKind, ExecutableBy, GrantId, Image, ImageId, ImageOwner, ImageQuery,
-    Instance, InstanceId, InstanceState, KeyArn, KeyId, KeyManager, KeyRef, LaunchPermission,
-    PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId, StateReason,
-    VolumePermission,
+    ec2_kms, AccountId, AliasName, AttachedVolume, BlockDevice, CopyImageRequest,
+    CreateImageRequest, EbsDefaults, Error, ErrorKind, ExecutableBy, GrantId, Image, ImageId,
+    ImageOwner, ImageQuery, Instance, InstanceId, InstanceState, KeyArn, KeyId, KeyManager, KeyRef,
+    LaunchPermission, PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId,
+    StateReason, VolumePermission,
 };
 use amishare_policy::Context;
 
@@ -26,51 +26,6 @@ use crate::state::{
     SnapshotRecord,
 };
 
-/// What EC2 asks KMS for on the source key when it copies an encrypted snapshot.
-const COPY_SOURCE_ACTIONS: [&str; 4] = [
-    "kms:DescribeKey",
-    "kms:CreateGrant",
-    "kms:Decrypt",
-    "kms:ReEncryptFrom",
-];
-/// … and on the destination key when the source is encrypted.
-const COPY_REENCRYPT_TARGET_ACTIONS: [&str; 4] = [
-    "kms:DescribeKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncryptTo",
-    "kms:CreateGrant",
-];
-/// … and on the destination key when the source is not encrypted.
-const COPY_ENCRYPT_TARGET_ACTIONS: [&str; 3] = [
-    "kms:DescribeKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:CreateGrant",
-];
-/// What EC2 asks KMS for when a volume keeps its snapshot's key.
-const LAUNCH_SAME_KEY_ACTIONS: [&str; 3] = ["kms:DescribeKey", "kms:CreateGrant", "kms:Decrypt"];
-/// … on the snapshot key when the volume is re-encrypted under another key.
-const LAUNCH_SOURCE_ACTIONS: [&str; 5] = [
-    "kms:DescribeKey",
-    "kms:CreateGrant",
-    "kms:Decrypt",
-    "kms:ReEncryptFrom",
-    "kms:GenerateDataKeyWithoutPlaintext",
-];
-/// … on the volume key when the volume is re-encrypted.
-const LAUNCH_REENCRYPT_TARGET_ACTIONS: [&str; 5] = [
-    "kms:DescribeKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncryptTo",
-    "kms:CreateGrant",
-    "kms:Decrypt",
-];
-/// … on the volume key when an unencrypted snapshot becomes an encrypted volume.
-const LAUNCH_ENCRYPT_TARGET_ACTIONS: [&str; 4] = [
-    "kms:DescribeKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:CreateGrant",
-    "kms:Decrypt",
-];
 /// The operations of the grant EC2 holds for an instance's volumes.
 const VOLUME_GRANT_OPERATIONS: [&str; 1] = ["Decrypt"];
 
@@ -449,12 +404,16 @@ impl Ctx<'_> {
                 let snapshot_key = source.key.as_ref().map(|arn| arn.key_id());
                 let checked = match (snapshot_key, &volume_key) {
                     (Some(from), Some(to)) if from == to => {
-                        self.check_via_ec2(from, &LAUNCH_SAME_KEY_ACTIONS)
+                        self.check_via_ec2(from, &ec2_kms::LAUNCH_SAME_KEY)
                     }
                     (Some(from), Some(to)) => self
-                        .check_via_ec2(from, &LAUNCH_SOURCE_ACTIONS)
-                        .and_then(|()| self.check_via_ec2(to, &LAUNCH_REENCRYPT_TARGET_ACTIONS)),
-                    (None, Some(to)) => self.check_via_ec2(to, &LAUNCH_ENCRYPT_TARGET_ACTIONS),
+                        .check_via_ec2(from, &ec2_kms::LAUNCH_SOURCE)
+                        .and_then(|()| {
+                            self.check_via_ec2(to, &ec2_kms::LAUNCH_REENCRYPT_DESTINATION)
+                        }),
+                    (None, Some(to)) => {
+                        self.check_via_ec2(to, &ec2_kms::LAUNCH_ENCRYPT_DESTINATION)
+                    }
                     (_, None) => Ok(()),
                 };
                 match checked {
@@ -753,14 +712,14 @@ impl Ctx<'_> {
             if doom.is_none() {
                 let source_key = source.key.as_ref().map(|arn| arn.key_id());
                 let mut checked = match source_key {
-                    Some(from) => self.check_via_ec2(from, &COPY_SOURCE_ACTIONS),
+                    Some(from) => self.check_via_ec2(from, &ec2_kms::COPY_SOURCE),
                     None => Ok(()),
                 };
                 if let (Ok(()), Some(to)) = (&checked, &target_key) {
                     let actions: &[&str] = if source_key.is_some() {
-                        &COPY_REENCRYPT_TARGET_ACTIONS
+                        &ec2_kms::COPY_REENCRYPT_DESTINATION
                     } else {
-                        &COPY_ENCRYPT_TARGET_ACTIONS
+                        &ec2_kms::COPY_ENCRYPT_DESTINATION
                     };
                     checked = self.check_via_ec2(to, actions);
                 }

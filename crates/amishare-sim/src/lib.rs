@@ -57,6 +57,7 @@
 //! ```
 
 mod client;
+mod directory;
 mod ec2;
 mod errors;
 mod ids;

@@ -138,6 +138,14 @@ impl Harness for SimHarness {
         self.world.set_key_state(key, state)
     }
 
+    fn directory(&self) -> Option<Arc<dyn amishare_core::diagnose::Directory>> {
+        Some(Arc::new(self.world.clone()))
+    }
+
+    fn target_admin(&self) -> Option<Party> {
+        Some(self.party(&self.target.account().root_arn()))
+    }
+
     fn mutating_calls(&self) -> Option<usize> {
         Some(self.world.mutating_calls())
     }
