@@ -2,10 +2,13 @@
 
 use std::fmt::Write as _;
 
-use amishare_core::{AcceptRequest, CopyKey, ImageId, KeyArn, LaunchOptions, Sharer};
+use amishare_core::diagnose::{DiagnoseRequest, Intent};
+use amishare_core::{AcceptRequest, CopyKey, ErrorKind, ImageId, KeyArn, LaunchOptions, Sharer};
+use serde_json::json;
 
 use crate::args;
 use crate::backend::{Global, Session};
+use crate::doctor;
 use crate::fail::Failure;
 use crate::render;
 use crate::share::image_name;
@@ -42,7 +45,8 @@ pub(crate) struct AcceptArgs {
     copy_name: Option<String>,
 }
 
-fn copy_key(value: &str) -> Result<CopyKey, String> {
+/// `--copy-key`: a key, or `default` for the account's default EBS key.
+pub(crate) fn copy_key(value: &str) -> Result<CopyKey, String> {
     if value == "default" {
         Ok(CopyKey::AccountDefault)
     } else {
@@ -101,7 +105,14 @@ pub(crate) async fn run(
         copy: args.copy_key.clone(),
         copy_name: args.copy_name.clone(),
     };
-    let report = session.flow().accept(&request).await?;
+    let report = match session.flow().accept(&request).await {
+        Ok(report) => report,
+        Err(err) if args.launch && err.kind() == ErrorKind::Failed && !global.dry_run => {
+            explain_launch_failure(&request, global, session, &err).await;
+            return Err(err.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
     if global.dry_run {
         // The plan is the output.
         return Ok(());
@@ -141,4 +152,54 @@ pub(crate) async fn run(
     render::warnings(&mut out, &report.warnings);
     render::emit(&out);
     Ok(())
+}
+
+/// The smoke instance terminated: the doctor says which link is broken.
+/// Its findings go with EC2's StateReason; the failure itself is returned by
+/// the caller either way.
+async fn explain_launch_failure(
+    request: &AcceptRequest,
+    global: &Global,
+    session: &Session,
+    err: &amishare_core::Error,
+) {
+    let diagnosis = async {
+        let caller = session.side.keys.caller().await?;
+        let diagnose = DiagnoseRequest {
+            image: request.image.clone(),
+            region: request.region.clone(),
+            principal: doctor::as_principal(caller.arn),
+            intent: Intent::Launch,
+            keys: request.keys.clone(),
+            copy_key: CopyKey::AccountDefault,
+        };
+        let doctor = doctor::doctor_for(session, &diagnose).await?;
+        Ok::<_, Failure>(doctor.diagnose(&diagnose).await?)
+    }
+    .await;
+    if global.json {
+        let value = match &diagnosis {
+            Ok(diagnosis) => json!({
+                "error": err.to_string(),
+                "state_reason_code": err.code(),
+                "diagnosis": diagnosis,
+            }),
+            Err(failure) => json!({
+                "error": err.to_string(),
+                "state_reason_code": err.code(),
+                "diagnosis_error": failure.to_string(),
+            }),
+        };
+        let _ = render::json(&value);
+        return;
+    }
+    match diagnosis {
+        Ok(diagnosis) => eprintln!(
+            "The smoke instance did not start: {err}\nWhy, link by link:\n{}",
+            doctor::checklist(&diagnosis)
+        ),
+        Err(failure) => eprintln!(
+            "The smoke instance did not start: {err}\n(the doctor could not look further: {failure})"
+        ),
+    }
 }

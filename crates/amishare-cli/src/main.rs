@@ -5,6 +5,7 @@ mod accept;
 mod args;
 mod backend;
 mod demo;
+mod doctor;
 mod fail;
 mod policy;
 mod progress;
@@ -54,6 +55,11 @@ enum Command {
     /// Who can launch and copy an image, which statements and grants its keys
     /// carry, which key each snapshot uses.
     Status(status::StatusArgs),
+    /// Why a target principal can or cannot launch or copy a shared image:
+    /// every link checked, with the fix for each broken one.
+    ///
+    /// Exit 0 when every link holds, 1 when one is broken or cannot be seen.
+    Doctor(doctor::DoctorArgs),
     /// Print the least-privilege key-policy statements for targets, or merge
     /// them into a key policy file and show the diff.
     Policy(policy::PolicyArgs),
@@ -108,6 +114,7 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
             Command::Accept(args) => accept::run(args, global, &session).await,
             Command::Unshare(args) => unshare::run(args, global, &session).await,
             Command::Status(args) => status::run(args, global, &session).await,
+            Command::Doctor(args) => doctor::run(args, global, &session).await,
             Command::Policy(_) | Command::Demo(_) => unreachable!("run without a backend"),
         };
         let result = result.map_err(input_errors_are_usage);

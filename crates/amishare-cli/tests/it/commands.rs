@@ -286,6 +286,15 @@ fn a_launch_the_key_policy_does_not_allow_fails_with_the_reason() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Client.InternalError"), "{stderr}");
+    // The doctor names the missing link next to EC2's reason.
+    assert!(
+        stderr.contains("FAIL kms.key-policy [kms:CreateGrant]") && stderr.contains(&key),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("FAIL kms.key-policy [kms:Decrypt]"),
+        "{stderr}"
+    );
 
     // Without the use statement, the key check itself names the denial.
     let mut saved = world_json(&world);
@@ -410,4 +419,125 @@ fn an_ou_share_in_two_regions_lets_an_account_of_the_ou_launch() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not shared with account 222222222222"));
+}
+
+/// The codes of the doctor's failed links, from its JSON.
+fn failed_links(report: &Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["verdict"] == "fail")
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_owned(),
+                f["action"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_names_the_broken_link_and_fix_mends_the_key_policy() {
+    let (_dir, world) = seed_world();
+    let (image, key) = share(&world);
+
+    // The seed's share: every link holds, as the target sees it.
+    let out = sim(
+        &world,
+        "b-user",
+        &["doctor", "--image", &image, "--intent", "both"],
+    );
+    let text = ok(&out);
+    assert!(text.contains("every link holds"), "{text}");
+    assert!(!text.contains("FAIL") && !text.contains("??"), "{text}");
+
+    // The owner drops the statement that lets EC2 create grants.
+    let mut saved = world_json(&world);
+    for stored in saved["keys"].as_array_mut().unwrap() {
+        if stored["arn"] == key.as_str() {
+            let statements = stored["policy"]["Statement"].as_array_mut().unwrap();
+            statements.retain(|s| s["Sid"] != "amishare: Allow attachment of persistent resources");
+        }
+    }
+    std::fs::write(&world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    let out = sim(&world, "b-user", &["--json", "doctor", "--image", &image]);
+    assert_eq!(out.status.code(), Some(1), "a broken link exits 1");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "fail");
+    assert_eq!(
+        failed_links(&report),
+        vec![("kms.key-policy".to_owned(), "kms:CreateGrant".to_owned())]
+    );
+    let fix = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["verdict"] == "fail")
+        .unwrap()["fix"]
+        .clone();
+    assert_eq!(fix["kind"], "key-policy-statements");
+    assert_eq!(fix["key"], key.as_str());
+
+    // A dry run of --fix shows the change and writes nothing.
+    let before = std::fs::read_to_string(&world).unwrap();
+    let args = ["doctor", "--image", &image, "--principal", B_USER, "--fix"];
+    let mut dry = vec!["--dry-run"];
+    dry.extend_from_slice(&args);
+    let out = sim(&world, "a-admin", &dry);
+    assert_eq!(out.status.code(), Some(1), "nothing was mended");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("would change the key policy"), "{stdout}");
+    assert!(
+        stdout.contains("PutKeyPolicy"),
+        "the plan lists the write: {stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&world).unwrap(), before);
+
+    // --fix as the owner merges the statements back; the target can launch.
+    let out = sim(&world, "a-admin", &args);
+    let text = ok(&out);
+    assert!(
+        text.contains("+      \"Sid\": \"amishare: Allow attachment of persistent resources\""),
+        "{text}"
+    );
+    assert!(text.contains("every link holds"), "{text}");
+    let out = sim(&world, "b-user", &["accept", "--image", &image, "--launch"]);
+    ok(&out);
+    // A second --fix finds nothing to add.
+    let out = sim(&world, "a-admin", &args);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no key-policy statement is missing"), "{stderr}");
+}
+
+#[test]
+fn doctor_from_one_side_says_what_it_cannot_see() {
+    let (_dir, world) = seed_world();
+    let (image, _key) = share(&world);
+    let out = sim(
+        &world,
+        "b-user",
+        &["--json", "doctor", "--image", &image, "--intent", "copy"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "pass", "the simulation sees every side");
+    assert_eq!(report["sight"]["owner"], true);
+    assert_eq!(report["sight"]["identity"], true);
+
+    // Not shared with this account: the image link fails, nothing else is guessed.
+    let out = sim(
+        &world,
+        "a-admin",
+        &[
+            "doctor",
+            "--image",
+            &image,
+            "--principal",
+            "arn:aws:iam::333333333333:root",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL image.shared"), "{text}");
 }

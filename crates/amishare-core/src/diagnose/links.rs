@@ -777,6 +777,18 @@ fn kms_links(
             org_dependent,
             ev,
         );
+        // When no key-policy statement matches, KMS stops before IAM; ask
+        // IAM as if the key policy delegated to the principal's account.
+        let identity_decision = if decision.missing.contains(&Missing::KeyPolicyAllow) {
+            evaluate_kms(
+                &req,
+                &key_stand_in,
+                identities.as_deref().unwrap_or(&stand_in_identities),
+                &grant_views,
+            )
+        } else {
+            decision
+        };
         identity_link(
             chain,
             request,
@@ -786,7 +798,7 @@ fn kms_links(
             actions,
             &how,
             &identities,
-            &decision,
+            &identity_decision,
             ev,
         );
     }

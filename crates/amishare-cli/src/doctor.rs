@@ -1,0 +1,425 @@
+//! `amishare doctor`: why a target principal can or cannot launch or copy a
+//! shared image, link by link, and (owner side) the key-policy statements
+//! that mend it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use amishare_core::diagnose::{
+    DiagnoseRequest, Diagnosis, Doctor, Fix, Intent, Link, Stores, Verdict,
+};
+use amishare_core::{AccountId, CopyKey, ImageId, ImageQuery, KeyArn, PrincipalArn, PrincipalKind};
+use amishare_policy::{merge, Grantee, Policy};
+use serde::Serialize;
+
+use crate::accept::copy_key;
+use crate::args::{self, NarrowingArgs};
+use crate::backend::{Global, Session, Side};
+use crate::fail::{usage, Failure};
+use crate::render;
+
+/// Options of `amishare doctor`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DoctorArgs {
+    /// The shared image.
+    #[arg(long, value_parser = args::image)]
+    image: ImageId,
+    /// The target principal that launches or copies (default: the target
+    /// side's caller, or --profile's when it is not the image's owner).
+    #[arg(long, value_name = "ARN", value_parser = args::principal)]
+    principal: Option<PrincipalArn>,
+    /// What the target wants to do.
+    #[arg(long, value_enum, default_value = "launch")]
+    intent: IntentArg,
+    /// A key ARN the owner reported for the image (repeatable), for a target
+    /// side that cannot read the snapshots.
+    #[arg(long = "key", value_name = "ARN", value_parser = args::key_arn)]
+    keys: Vec<KeyArn>,
+    /// The key a copy is re-encrypted under (ID, ARN, alias), or `default`.
+    #[arg(long, value_name = "KEY|default", value_parser = copy_key, default_value = "default")]
+    copy_key: CopyKey,
+    /// Owner side: add the missing least-privilege statements to the key
+    /// policy (the diff is shown first; with --dry-run nothing is written).
+    #[arg(long)]
+    fix: bool,
+    #[command(flatten)]
+    narrowing: NarrowingArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IntentArg {
+    Launch,
+    Copy,
+    Both,
+}
+
+impl From<IntentArg> for Intent {
+    fn from(intent: IntentArg) -> Intent {
+        match intent {
+            IntentArg::Launch => Intent::Launch,
+            IntentArg::Copy => Intent::Copy,
+            IntentArg::Both => Intent::Both,
+        }
+    }
+}
+
+/// A key-policy change `--fix` made (or planned).
+#[derive(Debug, Serialize)]
+struct Applied {
+    key: KeyArn,
+    changed: bool,
+    diff: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report<'d> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fixed: Vec<Applied>,
+    #[serde(flatten)]
+    diagnosis: &'d Diagnosis,
+}
+
+/// The account and principal a side acts as.
+async fn account_of(side: &Side) -> Result<(AccountId, PrincipalArn), Failure> {
+    let caller = side.keys.caller().await?;
+    Ok((caller.account, caller.arn))
+}
+
+fn stores(side: &Side) -> Stores {
+    Stores {
+        keys: side.keys.clone(),
+        images: side.images.clone(),
+    }
+}
+
+/// Key policies name roles, not their sessions.
+pub(crate) fn as_principal(arn: PrincipalArn) -> PrincipalArn {
+    match arn.kind() {
+        PrincipalKind::AssumedRole => arn.role_arn().unwrap_or(arn),
+        _ => arn,
+    }
+}
+
+/// A doctor that sees what this session can: on the simulation, everything;
+/// on AWS, what the profiles' accounts can read.
+pub(crate) async fn doctor_for(
+    session: &Session,
+    request: &DiagnoseRequest,
+) -> Result<Doctor, Failure> {
+    if let Some((world, _)) = &session.world {
+        let root = |account: &AccountId| -> Result<Stores, Failure> {
+            let client = Arc::new(world.root_client(account)?);
+            Ok(Stores {
+                keys: client.clone(),
+                images: client,
+            })
+        };
+        let mut doctor = Doctor::new().with_directory(Arc::new(world.clone()));
+        if world.accounts().contains(request.principal.account()) {
+            doctor = doctor.with_target(root(request.principal.account())?);
+        }
+        // The owner is whichever account's root owns the image.
+        for account in world.accounts() {
+            let stores = root(&account)?;
+            let owned = stores
+                .images
+                .describe_images(&request.region, &ImageQuery::ids([request.image.clone()]))
+                .await
+                .is_ok_and(|images| images.iter().any(|image| image.owner == account));
+            if owned {
+                doctor = doctor.with_owner(stores);
+                break;
+            }
+        }
+        return Ok(doctor);
+    }
+    let mut doctor = Doctor::new();
+    for side in [Some(&session.side), session.target.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        let (account, _) = account_of(side).await?;
+        doctor = if &account == request.principal.account() {
+            doctor.with_target(stores(side))
+        } else {
+            doctor.with_owner(stores(side))
+        };
+    }
+    Ok(doctor)
+}
+
+/// Runs `doctor`.
+pub(crate) async fn run(
+    args: &DoctorArgs,
+    global: &Global,
+    session: &Session,
+) -> Result<(), Failure> {
+    if global.dry_run && !args.fix {
+        return Err(usage("doctor only reads: --dry-run applies to --fix"));
+    }
+    let region = session.region()?;
+    let principal = match &args.principal {
+        Some(principal) => principal.clone(),
+        None => default_principal(session).await?,
+    };
+    let request = DiagnoseRequest {
+        image: args.image.clone(),
+        region: region.clone(),
+        principal,
+        intent: args.intent.into(),
+        keys: args.keys.clone(),
+        copy_key: args.copy_key.clone(),
+    };
+    let doctor = doctor_for(session, &request).await?;
+    let mut diagnosis = doctor.diagnose(&request).await?;
+    let mut fixed = Vec::new();
+    if args.fix {
+        fixed = fix(args, global, session, &diagnosis).await?;
+        if !global.dry_run && fixed.iter().any(|f| f.changed) {
+            diagnosis = doctor.diagnose(&request).await?;
+        }
+    }
+    if global.json {
+        render::json(&Report {
+            fixed,
+            diagnosis: &diagnosis,
+        })?;
+    } else {
+        let mut out = String::new();
+        for applied in &fixed {
+            if applied.changed {
+                let verb = if global.dry_run {
+                    "would change"
+                } else {
+                    "changed"
+                };
+                let _ = writeln!(out, "--fix {verb} the key policy of {}:", applied.key);
+                out.push_str(&applied.diff);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "--fix: the key policy of {} already has the statements",
+                    applied.key
+                );
+            }
+        }
+        out.push_str(&checklist(&diagnosis));
+        render::emit(&out);
+    }
+    verdict(&diagnosis)
+}
+
+/// Exit status: 0 only when every link passed.
+pub(crate) fn verdict(diagnosis: &Diagnosis) -> Result<(), Failure> {
+    let failed = diagnosis.failures().count();
+    let unknown = diagnosis
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Unknown)
+        .count();
+    match diagnosis.verdict {
+        Verdict::Pass => Ok(()),
+        Verdict::Fail => Err(Failure::failed(anyhow::anyhow!(
+            "{} of image {} by {} will not work: {failed} link(s) broken",
+            diagnosis.intent,
+            diagnosis.image,
+            diagnosis.principal
+        ))),
+        Verdict::Unknown => Err(Failure::failed(anyhow::anyhow!(
+            "{} of image {} by {} cannot be confirmed: {unknown} link(s) cannot be seen from here (give both sides' profiles)",
+            diagnosis.intent,
+            diagnosis.image,
+            diagnosis.principal
+        ))),
+    }
+}
+
+/// The principal to diagnose when none is given.
+async fn default_principal(session: &Session) -> Result<PrincipalArn, Failure> {
+    if let Some(target) = &session.target {
+        return Ok(as_principal(account_of(target).await?.1));
+    }
+    Ok(as_principal(account_of(&session.side).await?.1))
+}
+
+/// Merges the missing least-privilege statements into each key policy the
+/// diagnosis found lacking, as `--profile` (the key's owner).
+async fn fix(
+    args: &DoctorArgs,
+    global: &Global,
+    session: &Session,
+    diagnosis: &Diagnosis,
+) -> Result<Vec<Applied>, Failure> {
+    let (account, caller) = account_of(&session.side).await?;
+    let mut applied = Vec::new();
+    for fix in diagnosis.fixes() {
+        let Fix::KeyPolicyStatements { key, grantee, .. } = fix else {
+            continue;
+        };
+        if key.account() != &account {
+            return Err(Failure::failed(anyhow::anyhow!(
+                "--fix writes the key policy of {key} as its owner: use a --profile of account {} (this one is {account})",
+                key.account()
+            )));
+        }
+        let text = session.side.keys.get_key_policy(key).await?;
+        let policy = Policy::parse(&text)
+            .map_err(|err| Failure::failed(anyhow::anyhow!("the key policy of {key}: {err}")))?;
+        let narrowing = amishare_policy::Narrowing {
+            via_service_region: args.narrowing.via_service.then(|| key.region().to_string()),
+            caller_account: args.narrowing.caller_account,
+        };
+        let merged = merge(
+            &policy,
+            &[Grantee::Principal(grantee.to_string())],
+            &narrowing,
+            account.as_str(),
+            caller.as_str(),
+        )
+        .map_err(|err| {
+            Failure::failed(anyhow::anyhow!("cannot fix the key policy of {key}: {err}"))
+        })?;
+        let diff = similar::TextDiff::from_lines(
+            &format!("{}\n", policy.to_json_pretty().trim_end()),
+            &format!("{}\n", merged.policy.to_json_pretty().trim_end()),
+        )
+        .unified_diff()
+        .header(&format!("{key} (now)"), "fixed")
+        .to_string();
+        if merged.changed {
+            session
+                .side
+                .keys
+                .put_key_policy(key, &merged.policy.to_json_pretty())
+                .await?;
+        }
+        applied.push(Applied {
+            key: key.clone(),
+            changed: merged.changed,
+            diff,
+        });
+    }
+    if applied.is_empty() && !global.json {
+        eprintln!("--fix: no key-policy statement is missing; other broken links need the changes listed below");
+    }
+    Ok(applied)
+}
+
+/// The chain as a readable checklist, with the fixes at the end.
+pub(crate) fn checklist(diagnosis: &Diagnosis) -> String {
+    let mut out = String::new();
+    let sides: Vec<&str> = [
+        (diagnosis.sight.owner, "owner"),
+        (diagnosis.sight.target, "target"),
+        (diagnosis.sight.identity, "target's IAM"),
+    ]
+    .into_iter()
+    .filter_map(|(seen, name)| seen.then_some(name))
+    .collect();
+    let _ = writeln!(
+        out,
+        "Can {} {} image {} in {}? (seen from: {})",
+        diagnosis.principal,
+        diagnosis.intent,
+        diagnosis.image,
+        diagnosis.region,
+        if sides.is_empty() {
+            "nothing".to_owned()
+        } else {
+            sides.join(", ")
+        }
+    );
+    // Passing KMS links are many (one per action): one line per key and link.
+    struct Line {
+        verdict: Verdict,
+        text: String,
+        actions: Vec<String>,
+        evidence: Vec<String>,
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    let mut grouped: Vec<((Link, &str), usize)> = Vec::new();
+    for finding in &diagnosis.findings {
+        let kms = matches!(finding.link, Link::KeyPolicy | Link::IdentityPolicy);
+        if finding.verdict == Verdict::Pass && kms {
+            let group = (finding.link, finding.subject.as_str());
+            let index = match grouped.iter().find(|(g, _)| *g == group) {
+                Some((_, index)) => *index,
+                None => {
+                    lines.push(Line {
+                        verdict: Verdict::Pass,
+                        text: format!("{}: allowed on {}", finding.link, finding.subject),
+                        actions: Vec::new(),
+                        evidence: Vec::new(),
+                    });
+                    grouped.push((group, lines.len() - 1));
+                    lines.len() - 1
+                }
+            };
+            let line = &mut lines[index];
+            line.actions.extend(finding.action.clone());
+            let evidence = if finding.evidence.is_empty() && finding.link == Link::IdentityPolicy {
+                vec![
+                    "no IAM allow needed: the key policy allows the account's principals itself"
+                        .to_owned(),
+                ]
+            } else {
+                finding.evidence.clone()
+            };
+            for item in evidence {
+                if !line.evidence.contains(&item) {
+                    line.evidence.push(item);
+                }
+            }
+            continue;
+        }
+        lines.push(Line {
+            verdict: finding.verdict,
+            text: format!("{}: {}", finding.link, finding.summary),
+            actions: finding.action.iter().cloned().collect(),
+            evidence: if finding.verdict == Verdict::Pass {
+                Vec::new()
+            } else {
+                finding.evidence.clone()
+            },
+        });
+    }
+    for line in lines {
+        let mark = match line.verdict {
+            Verdict::Pass => "ok  ",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "??  ",
+        };
+        let (link, rest) = line.text.split_once(": ").unwrap_or((&line.text, ""));
+        let actions = if line.actions.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", line.actions.join(", "))
+        };
+        let _ = writeln!(out, "  {mark} {link}{actions}: {rest}");
+        for item in line.evidence {
+            let _ = writeln!(out, "         ({item})");
+        }
+    }
+    let fixes = diagnosis.fixes();
+    let _ = writeln!(
+        out,
+        "Verdict: {}",
+        match diagnosis.verdict {
+            Verdict::Pass => "it will work: every link holds".to_owned(),
+            Verdict::Fail => format!(
+                "it will not work: {} broken link(s)",
+                diagnosis.failures().count()
+            ),
+            Verdict::Unknown =>
+                "no link is broken as far as can be seen, but some cannot be seen from here"
+                    .to_owned(),
+        }
+    );
+    if !fixes.is_empty() {
+        let _ = writeln!(out, "To fix:");
+        for (index, fix) in fixes.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {fix}", index + 1);
+        }
+    }
+    out
+}
