@@ -508,7 +508,10 @@ fn doctor_names_the_broken_link_and_fix_mends_the_key_policy() {
     let out = sim(&world, "a-admin", &args);
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no key-policy statement is missing"), "{stderr}");
+    assert!(
+        stderr.contains("no key-policy statement is missing"),
+        "{stderr}"
+    );
 }
 
 #[test]

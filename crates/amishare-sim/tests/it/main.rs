@@ -4,6 +4,7 @@
 mod b13;
 mod conformance;
 mod determinism;
+mod doctor;
 mod ec2;
 mod fixture;
 mod kms;
