@@ -131,6 +131,31 @@ fn the_command_on_localstack() {
         "{status}"
     );
 
+    // The doctor, as the target account on the public image: what it can
+    // read passes, what LocalStack does not serve (the default EBS key) and
+    // what no profile shows (the target's IAM) stays unknown; nothing is
+    // guessed broken.
+    let out = amishare("222222222222", &["--json", "doctor", "--image", IMAGE]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "unknown", "{report}");
+    let findings = report["findings"].as_array().unwrap();
+    let verdict_of = |code: &str| -> Vec<&str> {
+        findings
+            .iter()
+            .filter(|f| f["code"] == code)
+            .map(|f| f["verdict"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(verdict_of("image.found"), ["pass"], "{report}");
+    assert_eq!(verdict_of("image.shared"), ["pass"], "{report}");
+    assert_eq!(verdict_of("iam.ec2-action"), ["unknown"], "{report}");
+    assert!(findings.iter().all(|f| f["verdict"] != "fail"), "{report}");
+    println!(
+        "cli: doctor on LocalStack reported {} links",
+        findings.len()
+    );
+
     // Bad input never reaches LocalStack.
     let out = amishare(
         "111111111111",

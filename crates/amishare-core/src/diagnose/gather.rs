@@ -163,9 +163,13 @@ async fn find_image(side: &Side<'_>, request: &DiagnoseRequest) -> Result<Option
 }
 
 pub(super) async fn gather(doctor: &Doctor, request: &DiagnoseRequest) -> Result<Evidence> {
-    let owner_side = side(doctor.owner.as_ref()).await;
-    let target_side = side(doctor.target.as_ref()).await;
     let target_account = request.principal.account().clone();
+    let owner_side = side(doctor.owner.as_ref()).await;
+    // Visibility and EBS defaults are per account: another account's view
+    // would answer for the wrong one.
+    let target_side = side(doctor.target.as_ref())
+        .await
+        .filter(|side| side.caller.account == target_account);
     let region = &request.region;
 
     let facts = match &doctor.directory {
@@ -180,21 +184,26 @@ pub(super) async fn gather(doctor: &Doctor, request: &DiagnoseRequest) -> Result
         },
     };
 
-    let target_sees_image = match &target_side {
-        None => Known::No("no view from the target's side".to_owned()),
-        Some(side) => known(
-            find_image(side, request).await.map(|found| found.is_some()),
-            "DescribeImages as the target",
-        ),
+    let seen_by_target = match &target_side {
+        None => Err("no view from the target's side".to_owned()),
+        Some(side) => find_image(side, request)
+            .await
+            .map_err(|err| format!("DescribeImages as the target: {err}")),
     };
-    let mut image: Known<Image> = Known::No(format!(
-        "image {} is not visible in {region} from any side that was asked",
-        request.image
-    ));
-    for side in [&target_side, &owner_side].into_iter().flatten() {
-        if let Ok(Some(found)) = find_image(side, request).await {
+    let target_sees_image = match &seen_by_target {
+        Ok(found) => Known::Yes(found.is_some()),
+        Err(why) => Known::No(why.clone()),
+    };
+    let mut image: Known<Image> = match seen_by_target {
+        Ok(Some(found)) => Known::Yes(found),
+        _ => Known::No(format!(
+            "image {} is not visible in {region} from any side that was asked",
+            request.image
+        )),
+    };
+    if let (Known::No(_), Some(owner)) = (&image, &owner_side) {
+        if let Ok(Some(found)) = find_image(owner, request).await {
             image = Known::Yes(found);
-            break;
         }
     }
     // The owner's view is only the owner's if it acts in the image's account.

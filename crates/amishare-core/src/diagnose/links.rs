@@ -218,6 +218,10 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
                     &ec2_kms::COPY_SOURCE,
                 );
             }
+            // A copy of one's own encrypted image keeps its key unless told otherwise.
+            if !cross_account && key.is_some() && request.copy_key == CopyKey::AccountDefault {
+                continue;
+            }
             let actions: &[&'static str] = if key.is_some() {
                 &ec2_kms::COPY_REENCRYPT_DESTINATION
             } else {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Stores, Verdict};
-use amishare_core::{CopyKey, ImageId, InstanceState, KeyArn, KeyStore, PrincipalArn};
+use amishare_core::{CopyKey, ImageId, ImageStore, InstanceState, KeyArn, KeyStore, PrincipalArn};
 use amishare_policy::action_matches;
 use amishare_sim::{SimClient, VolumeEncryption};
 
@@ -342,4 +342,39 @@ async fn an_image_under_aws_ebs_is_blamed_on_its_key() {
         diagnosis.failures().any(|f| f.link == Link::ImageShared),
         "{text}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_of_ones_own_image_keeps_its_key() {
+    let fx = Fx::new();
+    let key = fx.cmk().await;
+    let image = fx.encrypted_image(&key).await;
+    let root = fx.a.root_arn();
+    // A's default EBS key is a CMK A's root may not use through EC2; a copy
+    // of A's own image does not touch it.
+    let unusable = fx
+        .world
+        .seed_key(&fx.a, &fx.region, "unusable", Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"kms:PutKeyPolicy","Resource":"*"}]}"#))
+        .unwrap();
+    fx.world
+        .set_ebs_default_key(&fx.a, &fx.region, Some(unusable))
+        .unwrap();
+    let mut diagnose = request(&fx, &image, &root, Vec::new());
+    diagnose.intent = Intent::Copy;
+    let diagnosis = Doctor::new()
+        .with_owner(stores(fx.owner.clone()))
+        .with_target(stores(fx.owner.clone()))
+        .with_directory(Arc::new(fx.world.clone()))
+        .diagnose(&diagnose)
+        .await
+        .unwrap();
+    let copy = fx
+        .owner
+        .copy_image(&fx.region, &fx.copy_request(&image, "own-copy", None))
+        .await
+        .unwrap();
+    fx.advance(600);
+    let copied = fx.image_of(&fx.owner, &copy).await;
+    assert_eq!(copied.state, amishare_core::ImageState::Available);
+    assert_eq!(diagnosis.verdict, Verdict::Pass, "{}", shown(&diagnosis));
 }
