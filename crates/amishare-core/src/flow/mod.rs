@@ -329,6 +329,17 @@ fn validate_share(request: &ShareRequest, caller: &Caller) -> Result<()> {
     Ok(())
 }
 
+/// What a wait knows of the image before its first poll.
+#[derive(Debug)]
+pub(super) enum Start {
+    /// Just created: it cannot be available yet.
+    Created,
+    /// Just described: no need to describe it again if it is available.
+    Seen(Image),
+    /// Nothing: poll at once.
+    Unknown,
+}
+
 pub(super) fn aws_managed_refusal(key: &str) -> Error {
     Error::new(
         ErrorKind::Unsupported,
@@ -340,7 +351,17 @@ pub(super) fn aws_managed_refusal(key: &str) -> Error {
 
 impl Flow {
     /// Polls an image until it is available; a `failed` image ends the wait with its state reason.
-    pub(super) async fn wait_image(&self, region: &Region, id: &ImageId) -> Result<Image> {
+    pub(super) async fn wait_image(
+        &self,
+        region: &Region,
+        id: &ImageId,
+        start: Start,
+    ) -> Result<Image> {
+        let fresh = match start {
+            Start::Seen(image) if image.state == ImageState::Available => return Ok(image),
+            Start::Seen(_) | Start::Created => true,
+            Start::Unknown => false,
+        };
         let what = format!("image {id} in {region}");
         let query = ImageQuery::ids([id.clone()]);
         poll_until(
@@ -350,6 +371,7 @@ impl Flow {
             self.wait.image_deadline,
             &what,
             fnv1a(id.as_str()),
+            fresh,
             || async {
                 let found = self.images().describe_images(region, &query).await?;
                 let Some(image) = found.into_iter().next() else {

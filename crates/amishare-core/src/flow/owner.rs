@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flow::wait::fnv1a;
 use crate::flow::{
     aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, KeyChoice, RegionImage,
-    RegionShare, ShareRequest, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_KEY,
+    RegionShare, ShareRequest, Start, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_KEY,
     TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };
 use crate::id::{AccountId, ImageId, InstanceId, KeyArn, KeyRef, Region, SnapshotId};
@@ -25,14 +25,14 @@ impl Flow {
         journal: &Journal,
     ) -> Result<Image> {
         let region = &request.source_region;
-        let id = match &request.source {
-            ImageSource::Image(id) => id.clone(),
+        let (id, start) = match &request.source {
+            ImageSource::Image(id) => (id.clone(), Start::Unknown),
             ImageSource::Instance(instance) => {
                 self.image_instance(region, instance, caller, journal)
                     .await?
             }
         };
-        let image = self.wait_image(region, &id).await?;
+        let image = self.wait_image(region, &id, start).await?;
         if image.owner != caller.account {
             return Err(Error::new(
                 ErrorKind::AccessDenied,
@@ -59,7 +59,7 @@ impl Flow {
         instance: &InstanceId,
         caller: &Caller,
         journal: &Journal,
-    ) -> Result<ImageId> {
+    ) -> Result<(ImageId, Start)> {
         let query = ImageQuery {
             owners: vec![ImageOwner::Me],
             tags: BTreeMap::from([(TAG_SOURCE_INSTANCE.to_owned(), vec![instance.to_string()])]),
@@ -77,7 +77,7 @@ impl Flow {
                 format!("found the image made earlier from {instance}"),
                 false,
             );
-            return Ok(image.id);
+            return Ok((image.id.clone(), Start::Seen(image)));
         }
         let found = self
             .images()
@@ -115,7 +115,7 @@ impl Flow {
             format!("{name} from {instance}"),
             true,
         );
-        Ok(id)
+        Ok((id, Start::Created))
     }
 
     pub(super) async fn share_in_region(
@@ -303,7 +303,7 @@ impl Flow {
         };
         let earlier = self.images().describe_images(region, &query).await?;
         // The source is the caller's own (checked when it was resolved).
-        let id = match earlier
+        let (id, start) = match earlier
             .into_iter()
             .find(|i| usable(i.state) && query.matches(i, &source.owner))
         {
@@ -315,7 +315,7 @@ impl Flow {
                     format!("found the copy of {} made earlier", source.id),
                     false,
                 );
-                found.id
+                (found.id.clone(), Start::Seen(found))
             }
             None => {
                 let name = request
@@ -354,10 +354,10 @@ impl Flow {
                     format!("{name}: copy of {} encrypted with {key}", source.id),
                     true,
                 );
-                id
+                (id, Start::Created)
             }
         };
-        let image = self.wait_image(region, &id).await?;
+        let image = self.wait_image(region, &id, start).await?;
         journal.record(Some(region), "wait-image", &image.id, "available", false);
         Ok(image)
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::wait::{fnv1a, poll_until, Pending, Poll};
 use crate::flow::{
-    AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport,
+    AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, Start,
     TAG_SOURCE_IMAGE,
 };
 use crate::id::{ImageId, KeyArn, Region, SnapshotId};
@@ -105,6 +105,7 @@ impl Flow {
             self.wait.instance_deadline,
             &what,
             fnv1a(id.as_str()),
+            true,
             || async {
                 let found = self
                     .images()
@@ -201,7 +202,7 @@ impl Flow {
             format!("{name}: the target's own copy of {}", image.id),
             true,
         );
-        let copy = self.wait_image(region, &id).await?;
+        let copy = self.wait_image(region, &id, Start::Created).await?;
         let ids: Vec<SnapshotId> = copy
             .block_devices
             .iter()

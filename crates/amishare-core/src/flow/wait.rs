@@ -57,8 +57,10 @@ impl fmt::Display for Seen {
     }
 }
 
-/// Polls `probe` until it is ready, fails, or `deadline` passes, first after
-/// `first_delay`, then backing off by half again each time up to `options.max_delay`.
+/// Polls `probe` until it is ready, fails, or `deadline` passes, backing off
+/// from `first_delay` by half again each time up to `options.max_delay`.
+/// A `fresh` resource (just created, so certainly not ready) is first probed
+/// after one delay rather than at once.
 ///
 /// `what` names the resource in the timeout error; `seed` makes the jitter
 /// differ between resources without any global randomness.
@@ -69,6 +71,7 @@ pub(crate) async fn poll_until<T, F, Fut>(
     deadline: Duration,
     what: &str,
     seed: u64,
+    fresh: bool,
     mut probe: F,
 ) -> Result<T>
 where
@@ -78,7 +81,13 @@ where
     let start = clock.now();
     let mut delay = first_delay;
     let mut rng = seed | 1;
+    let mut skip_probe = fresh;
     loop {
+        if std::mem::take(&mut skip_probe) {
+            let sleep = jittered(delay, &mut rng).min(deadline);
+            clock.sleep(sleep).await;
+            delay = (delay.mul_f64(1.5)).min(options.max_delay);
+        }
         let last = match probe().await {
             Ok(Poll::Ready(value)) => return Ok(value),
             Ok(Poll::Pending(state)) => Seen::Pending(state),
@@ -99,15 +108,19 @@ where
                 ),
             ));
         }
-        // Full range ±20 % jitter, from a xorshift of the seed.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let factor = 0.8 + (rng % 1000) as f64 / 2500.0;
-        let sleep = delay.mul_f64(factor).min(deadline - elapsed);
+        let sleep = jittered(delay, &mut rng).min(deadline - elapsed);
         clock.sleep(sleep).await;
         delay = (delay.mul_f64(1.5)).min(options.max_delay);
     }
+}
+
+/// `delay` with full-range ±20 % jitter, from a xorshift of `rng`.
+fn jittered(delay: Duration, rng: &mut u64) -> Duration {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let factor = 0.8 + (*rng % 1000) as f64 / 2500.0;
+    delay.mul_f64(factor)
 }
 
 /// A stable 64-bit hash of a string, for jitter seeds and client tokens.
