@@ -25,7 +25,7 @@ use futures::future::join_all;
 use tracing::info;
 
 pub use self::request::*;
-use self::wait::{fnv1a, poll_until, Pending, Poll};
+use self::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ImageId, KeyRef, Region};
 use crate::model::{Caller, Image, ImageQuery, ImageState, KeyState};
@@ -367,11 +367,13 @@ impl Flow {
         poll_until(
             &*self.clock,
             &self.wait,
-            self.wait.image_first_delay,
-            self.wait.image_deadline,
+            Schedule {
+                first_delay: self.wait.image_first_delay,
+                deadline: self.wait.image_deadline,
+                fresh,
+            },
             &what,
             fnv1a(id.as_str()),
-            fresh,
             || async {
                 let found = self.images().describe_images(region, &query).await?;
                 let Some(image) = found.into_iter().next() else {

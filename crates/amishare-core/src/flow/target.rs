@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::flow::wait::{fnv1a, poll_until, Pending, Poll};
+use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::flow::{
     AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, Start,
     TAG_SOURCE_IMAGE,
@@ -101,11 +101,13 @@ impl Flow {
         let state = poll_until(
             &*self.clock,
             &self.wait,
-            self.wait.instance_first_delay,
-            self.wait.instance_deadline,
+            Schedule {
+                first_delay: self.wait.instance_first_delay,
+                deadline: self.wait.instance_deadline,
+                fresh: true,
+            },
             &what,
             fnv1a(id.as_str()),
-            true,
             || async {
                 let found = self
                     .images()

@@ -57,6 +57,17 @@ impl fmt::Display for Seen {
     }
 }
 
+/// When a wait polls.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    /// The first delay between polls.
+    pub(crate) first_delay: Duration,
+    /// How long to wait at most.
+    pub(crate) deadline: Duration,
+    /// The resource was just created: skip the immediate first poll.
+    pub(crate) fresh: bool,
+}
+
 /// Polls `probe` until it is ready, fails, or `deadline` passes, backing off
 /// from `first_delay` by half again each time up to `options.max_delay`.
 /// A `fresh` resource (just created, so certainly not ready) is first probed
@@ -67,17 +78,20 @@ impl fmt::Display for Seen {
 pub(crate) async fn poll_until<T, F, Fut>(
     clock: &dyn Clock,
     options: &WaitOptions,
-    first_delay: Duration,
-    deadline: Duration,
+    schedule: Schedule,
     what: &str,
     seed: u64,
-    fresh: bool,
     mut probe: F,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>>>,
 {
+    let Schedule {
+        first_delay,
+        deadline,
+        fresh,
+    } = schedule;
     let start = clock.now();
     let mut delay = first_delay;
     let mut rng = seed | 1;
