@@ -558,6 +558,16 @@ impl Call<'_> {
                 })?)),
             }
         }
+        // What the caller can read is what it can restore; the simulation
+        // cannot answer for other accounts.
+        for user in params.list("RestorableBy") {
+            if user != "self" && user != caller.as_str() {
+                return Err(WireError::new(
+                    "UnsupportedOperation",
+                    format!("The simulation answers RestorableBy only for the caller, not {user}."),
+                ));
+            }
+        }
         let filters = filters(
             params,
             &[

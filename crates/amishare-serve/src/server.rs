@@ -353,13 +353,9 @@ impl Shared {
             let reply = self.kms(credential.as_ref(), &operation, body).await;
             return (Service::Kms, operation, reply);
         }
-        let params = match Params::parse(parts.uri.query(), body) {
-            Ok(params) => params,
-            Err(err) => return (Service::Ec2, String::new(), Err(err)),
-        };
-        let service = match credential.as_ref().map(|c| c.service.as_str()) {
-            Some("ec2") => Service::Ec2,
-            Some("sts") => Service::Sts,
+        let scoped = match credential.as_ref().map(|c| c.service.as_str()) {
+            Some("ec2") => Some(Service::Ec2),
+            Some("sts") => Some(Service::Sts),
             Some("kms") => {
                 let err = WireError::new(
                     "UnknownOperationException",
@@ -367,9 +363,18 @@ impl Shared {
                 );
                 return (Service::Kms, String::new(), Err(err));
             }
-            _ if params.get("Version") == Some(STS_VERSION) => Service::Sts,
-            _ => Service::Ec2,
+            _ => None,
         };
+        let params = match Params::parse(parts.uri.query(), body) {
+            Ok(params) => params,
+            Err(err) => return (scoped.unwrap_or(Service::Ec2), String::new(), Err(err)),
+        };
+        // Unsigned (or oddly scoped) requests: STS's API version tells it apart.
+        let service = scoped.unwrap_or(if params.get("Version") == Some(STS_VERSION) {
+            Service::Sts
+        } else {
+            Service::Ec2
+        });
         let Some(action) = params.get("Action").map(str::to_owned) else {
             let err = WireError::new(
                 "MissingAction",

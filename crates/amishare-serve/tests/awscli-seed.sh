@@ -18,6 +18,9 @@
 #   AMISHARE_OWNER_KEY, AMISHARE_TARGET_KEY
 #                       access key IDs of the two principals (default: the
 #                       seed world's).
+#
+# `AMISHARE_AWS_CLI=V/bin/aws cargo test -p amishare-serve` runs it too
+# (tests/it/awscli.rs), against a server in the test process.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
