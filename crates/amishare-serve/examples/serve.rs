@@ -6,7 +6,7 @@
 //!
 //! Prints `listening on http://ADDR` on stdout once it accepts connections,
 //! saves the world on `SIGHUP`, and saves it and exits on `SIGINT` or
-//! `SIGTERM`.
+//! `SIGTERM`. `RUST_LOG=amishare_serve=info` logs each request on stderr.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,6 +17,10 @@ use tokio::signal::unix::{signal, SignalKind};
 const USAGE: &str = "usage: serve --world FILE [--listen ADDR] [--time-scale FACTOR]";
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     match parse(std::env::args().skip(1)) {
         Ok(options) => run(options),
         Err(message) => {

@@ -385,17 +385,11 @@ impl Call<'_> {
                 })?),
             });
         }
-        let mut other_filters = Vec::new();
-        for filter in filters(
+        let other_filters = filters(
             params,
             &["name", "state", "image-id", "owner-id", "is-public"],
-        )? {
-            other_filters.push(filter);
-        }
-        for filter in tag_filters(params) {
-            let (key, values) = filter;
-            query.tags.insert(key, values);
-        }
+        )?;
+        query.tags = tag_filters(params)?;
         let images = if !owners.is_empty() && query.owners.is_empty() {
             Vec::new()
         } else {
@@ -1063,9 +1057,10 @@ fn filters(params: &Params, known: &[&str]) -> Result<Vec<Filter>, WireError> {
 }
 
 /// `tag:<key>` and `tag-key` filters, as the simulation's image query takes
-/// them: a key with its values, or with none for any value.
-fn tag_filters(params: &Params) -> Vec<(String, Vec<String>)> {
-    let mut tags = Vec::new();
+/// them: a key with its values, or with none for any value. Every one must
+/// match, so `tag-key` takes one key per filter.
+fn tag_filters(params: &Params) -> Result<BTreeMap<String, Vec<String>>, WireError> {
+    let mut tags = BTreeMap::new();
     for member in params.members("Filter") {
         let values: Vec<String> = member
             .list("Value")
@@ -1073,16 +1068,26 @@ fn tag_filters(params: &Params) -> Vec<(String, Vec<String>)> {
             .map(str::to_owned)
             .collect();
         match member.get("Name") {
-            Some("tag-key") => tags.extend(values.into_iter().map(|key| (key, Vec::new()))),
+            Some("tag-key") => match <[String; 1]>::try_from(values) {
+                Ok([key]) => {
+                    tags.insert(key, Vec::new());
+                }
+                Err(_) => {
+                    return Err(WireError::new(
+                        "UnsupportedOperation",
+                        "The simulation takes one key per tag-key filter.",
+                    ))
+                }
+            },
             Some(name) => {
                 if let Some(key) = name.strip_prefix("tag:") {
-                    tags.push((key.to_owned(), values));
+                    tags.insert(key.to_owned(), values);
                 }
             }
             None => {}
         }
     }
-    tags
+    Ok(tags)
 }
 
 /// EC2's filter wildcards: `*` any run of characters, `?` any one.
