@@ -5,7 +5,7 @@
 //! The format is [`WorldFile`]: `format` must be [`FORMAT`]; everything
 //! else but `accounts` may be left out. A hand-written world usually lists
 //! accounts with their users and roles (and their identity policies), the
-//! profiles that name them, and running instances; keys, images and
+//! profiles and access keys that name them, and running instances; keys, images and
 //! snapshots appear as commands create them. Times are milliseconds of the
 //! world's virtual clock. `testdata/worlds/` has examples.
 //!
@@ -53,6 +53,11 @@ pub struct WorldFile {
     /// Named principals: `--profile NAME` acts as this principal.
     #[serde(default)]
     pub profiles: BTreeMap<String, PrincipalArn>,
+    /// Access key IDs and the principals that sign with them, for clients of
+    /// `amishare sim serve` (an unmapped 12-digit key ID is that account's
+    /// root).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub access_keys: BTreeMap<String, PrincipalArn>,
     /// The accounts, with their users, roles and EBS settings.
     pub accounts: Vec<AccountEntry>,
     /// Every KMS key (customer and AWS managed).
@@ -439,6 +444,33 @@ impl World {
         Ok(())
     }
 
+    /// The access key IDs that sign as a principal (`amishare sim serve`).
+    pub fn access_keys(&self) -> BTreeMap<String, PrincipalArn> {
+        self.lock().iam.access_keys.clone()
+    }
+
+    /// Maps an access key ID (16 to 128 upper-case letters and digits, as
+    /// AWS issues them, or 12 digits) to a principal, which must exist.
+    pub fn set_access_key(&self, id: &str, principal: &PrincipalArn) -> Result<()> {
+        let valid = (id.len() == 12 || (16..=128).contains(&id.len()))
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !valid {
+            return Err(Error::invalid_input(
+                "access key ID",
+                id,
+                "expected 16 to 128 upper-case letters and digits",
+            ));
+        }
+        drop(self.client(principal)?);
+        self.lock()
+            .iam
+            .access_keys
+            .insert(id.to_owned(), principal.clone());
+        Ok(())
+    }
+
     /// The world as a world file.
     pub fn to_file(&self) -> WorldFile {
         let now_ms = millis(self.now());
@@ -609,6 +641,7 @@ impl World {
             now_ms,
             id_position: Some(state.ids.position()),
             profiles: state.iam.profiles.clone(),
+            access_keys: state.iam.access_keys.clone(),
             accounts,
             keys,
             aliases,
@@ -641,6 +674,11 @@ impl World {
             world
                 .set_profile(name, principal)
                 .map_err(|err| bad(&format!("profiles.{name}"), err))?;
+        }
+        for (id, principal) in &file.access_keys {
+            world
+                .set_access_key(id, principal)
+                .map_err(|err| bad(&format!("access_keys.{id}"), err))?;
         }
         Ok(world)
     }

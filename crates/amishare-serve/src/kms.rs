@@ -1,0 +1,439 @@
+//! KMS over JSON 1.1 (`X-Amz-Target: TrentService.<Operation>`): each
+//! operation's fields become a call on the caller's [`SimClient`], and its
+//! result a JSON answer with KMS's member names.
+
+use std::collections::BTreeMap;
+
+use amishare_core::{
+    AliasName, CreateGrantRequest, CreateKeyRequest, GrantId, KeyArn, KeyManager, KeyMetadata,
+    KeyRef, KeyState, KeyStore, PrincipalArn, Region,
+};
+use amishare_sim::SimClient;
+use serde_json::{json, Map, Value};
+
+use crate::wire::{Service, WireError};
+
+/// The operations this server answers.
+pub(crate) const OPERATIONS: &[&str] = &[
+    "CreateAlias",
+    "CreateGrant",
+    "CreateKey",
+    "DescribeKey",
+    "GetKeyPolicy",
+    "ListGrants",
+    "PutKeyPolicy",
+    "RevokeGrant",
+];
+
+/// The grant operations KMS knows.
+const GRANT_OPERATIONS: &[&str] = &[
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "VerifyMac",
+    "DeriveSharedSecret",
+];
+
+/// Runs one KMS operation as `client` in `region`; `None` is an answer
+/// without a body.
+pub(crate) async fn handle(
+    client: &SimClient,
+    region: &Region,
+    operation: &str,
+    body: &[u8],
+) -> Result<Option<Value>, WireError> {
+    let fields = Fields::parse(body)?;
+    let call = Call { client, region };
+    match operation {
+        "CreateAlias" => call.create_alias(&fields).await,
+        "CreateGrant" => call.create_grant(&fields).await,
+        "CreateKey" => call.create_key(&fields).await,
+        "DescribeKey" => call.describe_key(&fields).await,
+        "GetKeyPolicy" => call.get_key_policy(&fields).await,
+        "ListGrants" => call.list_grants(&fields).await,
+        "PutKeyPolicy" => call.put_key_policy(&fields).await,
+        "RevokeGrant" => call.revoke_grant(&fields).await,
+        _ => Err(unknown_operation(operation)),
+    }
+}
+
+/// The error KMS gives for an operation it does not have.
+pub(crate) fn unknown_operation(operation: &str) -> WireError {
+    WireError::new(
+        "UnknownOperationException",
+        format!("Unknown operation {operation}"),
+    )
+}
+
+struct Call<'a> {
+    client: &'a SimClient,
+    region: &'a Region,
+}
+
+fn sim(err: amishare_core::Error) -> WireError {
+    WireError::from_sim(Service::Kms, &err)
+}
+
+impl Call<'_> {
+    async fn create_key(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        for (field, only) in [
+            ("KeyUsage", "ENCRYPT_DECRYPT"),
+            ("KeySpec", "SYMMETRIC_DEFAULT"),
+            ("CustomerMasterKeySpec", "SYMMETRIC_DEFAULT"),
+            ("Origin", "AWS_KMS"),
+        ] {
+            if let Some(value) = fields.string(field)? {
+                if value != only {
+                    return Err(unsupported(&format!(
+                        "the simulation creates only {field} {only} keys, not {value}"
+                    )));
+                }
+            }
+        }
+        if fields.bool("MultiRegion")? == Some(true) {
+            return Err(unsupported("the simulation creates no multi-Region keys"));
+        }
+        refuse_bypass(fields)?;
+        let mut tags = BTreeMap::new();
+        for tag in fields.objects("Tags")? {
+            let key = tag.required_string("TagKey")?;
+            let value = tag.required_string("TagValue")?;
+            tags.insert(key.to_owned(), value.to_owned());
+        }
+        let request = CreateKeyRequest {
+            description: fields.string("Description")?.unwrap_or_default().to_owned(),
+            policy: fields.string("Policy")?.map(str::to_owned),
+            tags,
+        };
+        let metadata = self
+            .client
+            .create_key(self.region, &request)
+            .await
+            .map_err(sim)?;
+        Ok(Some(json!({ "KeyMetadata": key_metadata(&metadata) })))
+    }
+
+    async fn describe_key(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let key = parse_key_ref(fields.required_string("KeyId")?)?;
+        let metadata = self
+            .client
+            .describe_key(self.region, &key)
+            .await
+            .map_err(sim)?;
+        Ok(Some(json!({ "KeyMetadata": key_metadata(&metadata) })))
+    }
+
+    async fn create_alias(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let name = fields.required_string("AliasName")?;
+        let alias = AliasName::parse(name).map_err(|_| {
+            WireError::new(
+                "ValidationException",
+                "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
+            )
+        })?;
+        let arn = self.key_arn(fields.required_string("TargetKeyId")?)?;
+        if arn.account() != self.client.principal().account() {
+            return Err(not_found(&arn));
+        }
+        self.client
+            .create_alias(self.region, &alias, arn.key_id())
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    async fn get_key_policy(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let arn = self.key_arn(fields.required_string("KeyId")?)?;
+        check_policy_name(fields)?;
+        let policy = self.client.get_key_policy(&arn).await.map_err(sim)?;
+        Ok(Some(json!({ "Policy": policy, "PolicyName": "default" })))
+    }
+
+    async fn put_key_policy(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let arn = self.key_arn(fields.required_string("KeyId")?)?;
+        check_policy_name(fields)?;
+        refuse_bypass(fields)?;
+        let policy = fields.required_string("Policy")?;
+        self.client
+            .put_key_policy(&arn, policy)
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    async fn list_grants(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let arn = self.key_arn(fields.required_string("KeyId")?)?;
+        let grant_id = fields.string("GrantId")?;
+        let grantee = fields.string("GranteePrincipal")?;
+        let grants = self.client.list_grants(&arn).await.map_err(sim)?;
+        let grants: Vec<Value> = grants
+            .iter()
+            .filter(|grant| grant_id.is_none_or(|id| grant.id.as_str() == id))
+            .filter(|grant| grantee.is_none_or(|who| grant.grantee == who))
+            .map(|grant| {
+                json!({
+                    "KeyId": arn.to_string(),
+                    "GrantId": grant.id.as_str(),
+                    "Name": grant.name.clone().unwrap_or_default(),
+                    "GranteePrincipal": grant.grantee,
+                    "IssuingAccount": grant.issuing_account.root_arn().as_str(),
+                    "Operations": grant.operations,
+                })
+            })
+            .collect();
+        Ok(Some(json!({ "Grants": grants, "Truncated": false })))
+    }
+
+    async fn create_grant(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let arn = self.key_arn(fields.required_string("KeyId")?)?;
+        let grantee = fields.required_string("GranteePrincipal")?;
+        let grantee = PrincipalArn::parse(grantee).map_err(|_| {
+            validation(&format!(
+                "the simulation grants only to IAM principals (ARNs), not {grantee:?}"
+            ))
+        })?;
+        let operations = fields.required_strings("Operations")?;
+        if let Some(bad) = operations
+            .iter()
+            .find(|op| !GRANT_OPERATIONS.contains(&op.as_str()))
+        {
+            return Err(validation(&format!(
+                "1 validation error detected: Value '[{bad}]' at 'operations' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                GRANT_OPERATIONS.join(", ")
+            )));
+        }
+        for field in ["Constraints", "RetiringPrincipal"] {
+            if fields.has(field) {
+                return Err(unsupported(&format!(
+                    "the simulation does not model grant {field}"
+                )));
+            }
+        }
+        let request = CreateGrantRequest {
+            grantee,
+            operations,
+            name: fields.string("Name")?.map(str::to_owned),
+        };
+        let grant = self
+            .client
+            .create_grant(&arn, &request)
+            .await
+            .map_err(sim)?;
+        Ok(Some(json!({ "GrantId": grant.as_str() })))
+    }
+
+    async fn revoke_grant(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let arn = self.key_arn(fields.required_string("KeyId")?)?;
+        let grant = fields.required_string("GrantId")?;
+        let grant = GrantId::parse(grant).map_err(|_| {
+            WireError::new(
+                "InvalidGrantIdException",
+                format!("Invalid grant ID {grant}"),
+            )
+        })?;
+        self.client.revoke_grant(&arn, &grant).await.map_err(sim)?;
+        Ok(None)
+    }
+
+    /// The key an operation that takes a key ID or key ARN names: a bare key
+    /// ID is in the caller's account and the request's region, as KMS
+    /// resolves it; an ARN must be of the request's region.
+    fn key_arn(&self, value: &str) -> Result<KeyArn, WireError> {
+        match parse_key_ref(value)? {
+            KeyRef::Id(id) => Ok(KeyArn::new(
+                self.region.clone(),
+                self.client.principal().account().clone(),
+                id,
+            )),
+            KeyRef::Arn(arn) if arn.region() == self.region => Ok(arn),
+            KeyRef::Arn(_) | KeyRef::AliasArn(_) => Err(WireError::new(
+                "NotFoundException",
+                format!("Invalid arn {}", self.region),
+            )),
+            KeyRef::Alias(alias) => Err(WireError::new(
+                "NotFoundException",
+                format!("Invalid keyId {alias}: this operation takes a key ID or key ARN"),
+            )),
+        }
+    }
+}
+
+/// A key ID, key ARN, alias name or alias ARN, with KMS's errors for each
+/// malformed form.
+fn parse_key_ref(value: &str) -> Result<KeyRef, WireError> {
+    KeyRef::parse(value).map_err(|_| {
+        if value.starts_with("arn:") {
+            WireError::new(
+                "InvalidArnException",
+                format!("{value} is not a valid ARN"),
+            )
+        } else if value.starts_with("alias/") {
+            validation("Alias must start with the prefix \"alias/\" and contain only alphanumeric characters, '/', '_', '-' or ':'")
+        } else {
+            WireError::new("NotFoundException", format!("Invalid keyId {value}"))
+        }
+    })
+}
+
+fn not_found(arn: &KeyArn) -> WireError {
+    WireError::new("NotFoundException", format!("Key '{arn}' does not exist"))
+}
+
+fn validation(message: &str) -> WireError {
+    WireError::new("ValidationException", message)
+}
+
+fn unsupported(message: &str) -> WireError {
+    WireError::new("UnsupportedOperationException", message)
+}
+
+/// KMS keys have one key policy, named `default`.
+fn check_policy_name(fields: &Fields) -> Result<(), WireError> {
+    match fields.string("PolicyName")? {
+        None | Some("default") => Ok(()),
+        Some(other) => Err(WireError::new(
+            "NotFoundException",
+            format!("No such policy exists: {other}"),
+        )),
+    }
+}
+
+/// The simulation always applies the lockout safety check, so it refuses to
+/// be asked to skip it rather than pretend.
+fn refuse_bypass(fields: &Fields) -> Result<(), WireError> {
+    if fields.bool("BypassPolicyLockoutSafetyCheck")? == Some(true) {
+        return Err(unsupported(
+            "the simulation always applies the key policy lockout safety check",
+        ));
+    }
+    Ok(())
+}
+
+/// `KeyMetadata` as KMS sends it. The simulation keeps no creation dates, so
+/// `CreationDate` is left out.
+fn key_metadata(metadata: &KeyMetadata) -> Value {
+    json!({
+        "AWSAccountId": metadata.arn.account().as_str(),
+        "KeyId": metadata.key_id().as_str(),
+        "Arn": metadata.arn.to_string(),
+        "Enabled": metadata.state == KeyState::Enabled,
+        "Description": metadata.description,
+        "KeyUsage": "ENCRYPT_DECRYPT",
+        "KeyState": metadata.state.to_string(),
+        "Origin": "AWS_KMS",
+        "KeyManager": match metadata.manager {
+            KeyManager::Customer => "CUSTOMER",
+            KeyManager::Aws => "AWS",
+        },
+        "KeySpec": "SYMMETRIC_DEFAULT",
+        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
+        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "MultiRegion": false,
+    })
+}
+
+/// The members of a JSON request, with KMS's errors for missing and
+/// mistyped ones.
+struct Fields {
+    map: Map<String, Value>,
+}
+
+impl Fields {
+    /// The request body: a JSON object (an empty body is an empty object).
+    fn parse(body: &[u8]) -> Result<Fields, WireError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Fields { map: Map::new() });
+        }
+        match serde_json::from_slice(body) {
+            Ok(Value::Object(map)) => Ok(Fields { map }),
+            Ok(_) => Err(serialization("the request body must be a JSON object")),
+            Err(err) => Err(serialization(&format!(
+                "the request body is not JSON: {err}"
+            ))),
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.map.get(name).is_some_and(|value| !value.is_null())
+    }
+
+    fn string(&self, name: &str) -> Result<Option<&str>, WireError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(serialization(&format!("{name} must be a string"))),
+        }
+    }
+
+    fn required_string(&self, name: &str) -> Result<&str, WireError> {
+        self.string(name)?.ok_or_else(|| missing(name))
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, WireError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(value)) => Ok(Some(*value)),
+            Some(_) => Err(serialization(&format!("{name} must be a boolean"))),
+        }
+    }
+
+    fn required_strings(&self, name: &str) -> Result<Vec<String>, WireError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Err(missing(name)),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => Ok(text.clone()),
+                    _ => Err(serialization(&format!("{name} must be a list of strings"))),
+                })
+                .collect(),
+            Some(_) => Err(serialization(&format!("{name} must be a list"))),
+        }
+    }
+
+    fn objects(&self, name: &str) -> Result<Vec<Fields>, WireError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Object(map) => Ok(Fields { map: map.clone() }),
+                    _ => Err(serialization(&format!("{name} must be a list of objects"))),
+                })
+                .collect(),
+            Some(_) => Err(serialization(&format!("{name} must be a list"))),
+        }
+    }
+}
+
+/// KMS's answer to a body it cannot read.
+fn serialization(message: &str) -> WireError {
+    WireError::new("SerializationException", message)
+}
+
+/// KMS's answer to a missing required member, naming it as KMS does
+/// (`keyId` for `KeyId`).
+fn missing(name: &str) -> WireError {
+    let mut chars = name.chars();
+    let camel: String = chars
+        .next()
+        .map(|first| first.to_ascii_lowercase())
+        .into_iter()
+        .chain(chars)
+        .collect();
+    validation(&format!(
+        "1 validation error detected: Value null at '{camel}' failed to satisfy constraint: Member must not be null"
+    ))
+}

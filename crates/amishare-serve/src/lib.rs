@@ -1,0 +1,71 @@
+//! amishare's simulated AWS over HTTP: `amishare sim serve`.
+//!
+//! # The server
+//!
+//! [`serve`] (or [`Server::bind`] then [`Server::run`]) loads a world file
+//! with `World::load`, serves it over HTTP/1.1 until its shutdown future
+//! completes, and saves it back with `World::save`, so that state survives
+//! restarts. It speaks, on one port, the wire protocols of the three
+//! services amishare uses, so that the AWS SDKs and the `aws` command line
+//! client work against it unchanged (`--endpoint-url http://127.0.0.1:PORT`):
+//!
+//! - **EC2**, the query protocol (`Action=…&Version=2016-11-15`, form
+//!   encoded): `CreateImage`, `CopyImage`, `DescribeImages`,
+//!   `DeregisterImage`, `ModifyImageAttribute` and `DescribeImageAttribute`
+//!   (launch permissions), `DescribeSnapshots`, `ModifySnapshotAttribute` and
+//!   `DescribeSnapshotAttribute` (create-volume permissions),
+//!   `DeleteSnapshot`, `RunInstances`, `DescribeInstances`,
+//!   `TerminateInstances`, `DescribeVolumes`, `GetEbsEncryptionByDefault` and
+//!   `GetEbsDefaultKmsKeyId`. Answers are XML with EC2's element names;
+//!   errors are EC2's `<Response><Errors><Error>` envelope.
+//! - **KMS**, JSON 1.1 (`X-Amz-Target: TrentService.<Operation>`):
+//!   `CreateKey`, `DescribeKey`, `CreateAlias`, `GetKeyPolicy`,
+//!   `PutKeyPolicy`, `ListGrants`, `CreateGrant` and `RevokeGrant`; errors
+//!   are `{"__type": …, "message": …}`.
+//! - **STS**, the query protocol: `GetCallerIdentity`.
+//!
+//! Each request becomes one call of the caller's
+//! [`SimClient`](amishare_sim::SimClient), so it is authorized as the
+//! simulation authorizes it (key policies, IAM policies, grants, key states)
+//! and fails with AWS's codes and messages. Bad input (a missing parameter,
+//! a malformed ID, a body that does not decode) gets the error AWS gives,
+//! naming the parameter.
+//!
+//! **Callers.** The service, region and access key ID come from the SigV4
+//! credential scope of the `Authorization` header
+//! (`Credential=AKID/20261128/ap-northeast-1/ec2/aws4_request`); signatures
+//! are not checked. The world file's `access_keys` map an access key ID to
+//! a principal (`"AKIAAADMINEXAMPLE001": "arn:aws:iam::111111111111:user/a-admin"`);
+//! as in LocalStack, an unmapped 12-digit key ID is the root of that
+//! account, which is added to the world if it is new. Any other key is
+//! refused as AWS refuses an unknown key: `AuthFailure` (EC2),
+//! `UnrecognizedClientException` (KMS), `InvalidClientTokenId` (STS).
+//!
+//! **Time.** The world's clock follows wall time sped up by
+//! [`ServeOptions::time_scale`] (default [`DEFAULT_TIME_SCALE`], 100: the
+//! seed's copy takes about 3 s), so a client that polls sees `pending` turn
+//! `available` and a doomed instance turn `terminated`.
+//!
+//! **Saving.** On shutdown, after requests in flight finish; on request with
+//! `POST /_amishare/save` (answered with `{"saved": PATH, "now_ms": …}`);
+//! or from the program embedding the server through a [`SaveHandle`] (the
+//! `serve` example saves on `SIGHUP`). `GET /_amishare/health` answers once
+//! the server is up.
+//!
+//! What is left out: pagination (every answer is one page), `DryRun`, and
+//! the fields the simulation does not model (creation dates, architectures,
+//! instance types after launch); filters are those amishare and the seed
+//! flow use, and any other filter is refused, never ignored.
+
+mod auth;
+mod ec2;
+mod kms;
+mod query;
+mod server;
+mod sts;
+mod wire;
+mod xml;
+
+pub use crate::server::{
+    serve, SaveHandle, ServeError, ServeOptions, Server, DEFAULT_TIME_SCALE, HEALTH_PATH, SAVE_PATH,
+};

@@ -1,0 +1,201 @@
+//! What goes back on the wire: each service's success and error envelopes,
+//! and the HTTP status of each error code.
+
+use amishare_core::{Error, ErrorKind};
+use serde_json::json;
+
+use crate::xml::Xml;
+
+/// The XML namespace of EC2 answers (API version 2016-11-15).
+pub(crate) const EC2_XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+/// The STS API version and its XML namespace.
+pub(crate) const STS_VERSION: &str = "2011-06-15";
+pub(crate) const STS_XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// The content type of KMS requests and responses.
+pub(crate) const KMS_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// The three services, told apart by the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// EC2: the query protocol, XML answers.
+    Ec2,
+    /// KMS: JSON 1.1 with `X-Amz-Target: TrentService.<Operation>`.
+    Kms,
+    /// STS: the query protocol, XML answers.
+    Sts,
+}
+
+impl Service {
+    /// The name of the service, for logs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::Ec2 => "ec2",
+            Service::Kms => "kms",
+            Service::Sts => "sts",
+        }
+    }
+}
+
+/// An error as the service reports it: a code, a message and, where the code
+/// alone does not decide it, the HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WireError {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    status: Option<u16>,
+}
+
+impl WireError {
+    /// An error with this code and message, its status decided by the code.
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> WireError {
+        WireError {
+            code: code.to_owned(),
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    /// Overrides the status the code would have.
+    pub(crate) fn with_status(mut self, status: u16) -> WireError {
+        self.status = Some(status);
+        self
+    }
+
+    /// An error of the simulation as `service` reports it. The simulation
+    /// speaks AWS's codes; an error without one is a fault of the
+    /// simulation or of the server, reported as the service's internal error.
+    pub(crate) fn from_sim(service: Service, err: &Error) -> WireError {
+        if let Some(code) = err.code() {
+            return WireError::new(code, err.message());
+        }
+        let code = match (service, err.kind()) {
+            (Service::Ec2, ErrorKind::InvalidInput) => "InvalidParameterValue",
+            (Service::Kms, ErrorKind::InvalidInput) => "ValidationException",
+            (Service::Sts, ErrorKind::InvalidInput) => "ValidationError",
+            (Service::Ec2, _) => "InternalError",
+            (Service::Kms, _) => "KMSInternalException",
+            (Service::Sts, _) => "InternalFailure",
+        };
+        WireError::new(code, err.message())
+    }
+
+    /// The HTTP status AWS answers this error with.
+    pub(crate) fn status(&self, service: Service) -> u16 {
+        if let Some(status) = self.status {
+            return status;
+        }
+        match (service, self.code.as_str()) {
+            (Service::Ec2, "UnauthorizedOperation") => 403,
+            (Service::Ec2, "DryRunOperation") => 412,
+            (Service::Ec2, "InternalError") => 500,
+            (Service::Ec2, "RequestLimitExceeded" | "ServiceUnavailable" | "Unavailable") => 503,
+            (Service::Kms, "KMSInternalException") => 500,
+            (Service::Kms, "DependencyTimeoutException") => 503,
+            (
+                Service::Sts,
+                "InvalidClientTokenId"
+                | "SignatureDoesNotMatch"
+                | "MissingAuthenticationToken"
+                | "AccessDenied",
+            ) => 403,
+            (Service::Sts, "InternalFailure") => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// EC2's and STS's `MissingParameter`.
+pub(crate) fn missing_parameter(name: &str) -> WireError {
+    WireError::new(
+        "MissingParameter",
+        format!("The request must contain the parameter {name}"),
+    )
+}
+
+/// EC2's `InvalidParameterValue`, in its usual wording.
+pub(crate) fn invalid_value(name: &str, value: &str, why: &str) -> WireError {
+    let message = format!("Value ({value}) for parameter {name} is invalid. {why}");
+    WireError::new("InvalidParameterValue", message.trim_end())
+}
+
+/// A response body with its status and content type.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: String,
+}
+
+impl Reply {
+    /// A successful EC2 answer: `<ActionResponse>` with the request ID first.
+    pub(crate) fn ec2(action: &str, request_id: &str, inner: Xml) -> Reply {
+        let body = Xml::document(&format!("{action}Response"), EC2_XMLNS, |xml| {
+            xml.leaf("requestId", request_id);
+            xml.append(inner);
+        });
+        Reply::xml(200, body)
+    }
+
+    /// A successful STS answer: `<ActionResponse><ActionResult>…` then the
+    /// response metadata.
+    pub(crate) fn sts(action: &str, request_id: &str, inner: Xml) -> Reply {
+        let body = Xml::document(&format!("{action}Response"), STS_XMLNS, |xml| {
+            xml.element(&format!("{action}Result"), |xml| xml.append(inner));
+            xml.element("ResponseMetadata", |xml| xml.leaf("RequestId", request_id));
+        });
+        Reply::xml(200, body)
+    }
+
+    /// A successful KMS answer; operations without output send an empty body.
+    pub(crate) fn kms(body: Option<serde_json::Value>) -> Reply {
+        Reply {
+            status: 200,
+            content_type: KMS_CONTENT_TYPE,
+            body: body.map(|value| value.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// The error envelope of `service`.
+    pub(crate) fn error(service: Service, request_id: &str, err: &WireError) -> Reply {
+        let status = err.status(service);
+        match service {
+            Service::Ec2 => {
+                let body = Xml::document("Response", "", |xml| {
+                    xml.element("Errors", |xml| {
+                        xml.element("Error", |xml| {
+                            xml.leaf("Code", &err.code);
+                            xml.leaf("Message", &err.message);
+                        });
+                    });
+                    xml.leaf("RequestID", request_id);
+                });
+                Reply::xml(status, body)
+            }
+            Service::Sts => {
+                let body = Xml::document("ErrorResponse", STS_XMLNS, |xml| {
+                    xml.element("Error", |xml| {
+                        let kind = if status < 500 { "Sender" } else { "Receiver" };
+                        xml.leaf("Type", kind);
+                        xml.leaf("Code", &err.code);
+                        xml.leaf("Message", &err.message);
+                    });
+                    xml.leaf("RequestId", request_id);
+                });
+                Reply::xml(status, body)
+            }
+            Service::Kms => Reply {
+                status,
+                content_type: KMS_CONTENT_TYPE,
+                body: json!({ "__type": err.code, "message": err.message }).to_string(),
+            },
+        }
+    }
+
+    fn xml(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: "text/xml;charset=UTF-8",
+            body,
+        }
+    }
+}

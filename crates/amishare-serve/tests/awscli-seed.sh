@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# The seed flow, driven with the stock `aws` command line client against
+# `amishare sim serve` serving testdata/worlds/seed.json, as two accounts:
+# a-admin of 111111111111 shares an encrypted image with b-user of
+# 222222222222, who launches it. A client nobody here wrote parses every
+# answer; each output is checked with --query and --output text.
+#
+# Environment:
+#   AMISHARE_ENDPOINT   the server's URL (http://127.0.0.1:PORT), serving a
+#                       fresh copy of testdata/worlds/seed.json; or leave it
+#                       unset and set
+#   AMISHARE_SERVE      a `serve` binary (the amishare-serve example, or
+#                       `amishare sim serve`): the script then serves a temporary
+#                       copy of the seed world itself, stops the server at the end
+#                       and checks that the saved world kept the state.
+#   AWS_CLI             the aws binary (default: aws), e.g. a venv's
+#                       (python3 -m venv V && V/bin/pip install awscli).
+#   AMISHARE_OWNER_KEY, AMISHARE_TARGET_KEY
+#                       access key IDs of the two principals (default: the
+#                       seed world's).
+#
+# `AMISHARE_AWS_CLI=V/bin/aws cargo test -p amishare-serve` runs it too
+# (tests/it/awscli.rs), against a server in the test process.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
+aws_cli=${AWS_CLI:-aws}
+owner_key=${AMISHARE_OWNER_KEY:-AKIAAADMINEXAMPLE001}
+target_key=${AMISHARE_TARGET_KEY:-AKIABUSEREXAMPLE0001}
+region=ap-northeast-1
+owner_account=111111111111
+target_account=222222222222
+owner_arn=arn:aws:iam::111111111111:user/a-admin
+target_arn=arn:aws:iam::222222222222:user/b-user
+seed_instance=i-0c0ffee0123456789
+policy_file=$here/data/seed-key-policy.json
+checks=0
+started=$SECONDS
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# check WHAT ACTUAL EXPECTED
+check() {
+    if [[ "$2" != "$3" ]]; then
+        fail "$1: expected '$3', got '$2'"
+    fi
+    checks=$((checks + 1))
+    echo "ok: $1 = $2"
+}
+
+# expect_error WHAT CODE COMMAND...: the command fails with this AWS error code.
+expect_error() {
+    local what=$1 code=$2 output
+    shift 2
+    if output=$("$@" 2>&1); then
+        fail "$what: succeeded, expected $code: $output"
+    fi
+    if [[ "$output" != *"($code)"* ]]; then
+        fail "$what: expected error $code, got: $output"
+    fi
+    checks=$((checks + 1))
+    echo "ok: $what fails with $code"
+}
+
+# The aws CLI with no configuration but the endpoint, the region and a key.
+aws_as() {
+    local key=$1
+    shift
+    env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
+        AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY=unchecked \
+        AWS_DEFAULT_REGION=$region AWS_CONFIG_FILE=/dev/null \
+        AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER= AWS_MAX_ATTEMPTS=1 \
+        "$aws_cli" --endpoint-url "$endpoint" --output text "$@"
+}
+owner() { aws_as "$owner_key" "$@"; }
+target() { aws_as "$target_key" "$@"; }
+
+# wait_for WHAT EXPECTED TERMINAL COMMAND...: polls every half second (the
+# server runs its clock fast) until the command prints EXPECTED; fails at
+# once if it prints TERMINAL, and after 60 s. The states seen, in order and
+# without repeats, are left in $seen.
+seen=
+wait_for() {
+    local what=$1 expected=$2 terminal=$3 state last=
+    shift 3
+    seen=
+    for _ in $(seq 120); do
+        state=$("$@")
+        if [[ "$state" != "$last" ]]; then
+            seen="${seen:+$seen }$state"
+            last=$state
+        fi
+        if [[ "$state" == "$expected" ]]; then
+            checks=$((checks + 1))
+            echo "ok: $what reached $state (seen: $seen)"
+            return
+        fi
+        if [[ "$state" == "$terminal" ]]; then
+            fail "$what ended $state, expected $expected"
+        fi
+        sleep 0.5
+    done
+    fail "$what still $state after 60 s, expected $expected"
+}
+
+# ------------------------------------------------------------------ server
+
+server_pid=
+workdir=
+cleanup() {
+    if [[ -n "$server_pid" ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$workdir" ]]; then
+        rm -rf "$workdir"
+    fi
+}
+trap cleanup EXIT
+
+if [[ -z "${AMISHARE_ENDPOINT:-}" ]]; then
+    [[ -n "${AMISHARE_SERVE:-}" ]] || fail "set AMISHARE_ENDPOINT, or AMISHARE_SERVE to a serve binary"
+    workdir=$(mktemp -d)
+    cp "$repo/testdata/worlds/seed.json" "$workdir/world.json"
+    "$AMISHARE_SERVE" --world "$workdir/world.json" --listen 127.0.0.1:0 \
+        >"$workdir/stdout" 2>"$workdir/stderr" &
+    server_pid=$!
+    for _ in $(seq 100); do
+        if grep -q '^listening on ' "$workdir/stdout"; then break; fi
+        kill -0 "$server_pid" 2>/dev/null || fail "the server exited: $(cat "$workdir/stderr")"
+        sleep 0.1
+    done
+    endpoint=$(sed -n 's/^listening on //p' "$workdir/stdout")
+    [[ -n "$endpoint" ]] || fail "the server did not say where it listens"
+else
+    endpoint=$AMISHARE_ENDPOINT
+fi
+echo "server: $endpoint; client: $("$aws_cli" --version 2>&1)"
+
+# ------------------------------------------------------------------ callers
+
+check "owner identity" "$(owner sts get-caller-identity --query Arn)" "$owner_arn"
+check "target identity" "$(target sts get-caller-identity --query Arn)" "$target_arn"
+check "target account" "$(target sts get-caller-identity --query Account)" "$target_account"
+expect_error "an unknown access key" InvalidClientTokenId \
+    aws_as AKIANOSUCHKEYEXAMPLE sts get-caller-identity
+check "the seeded instance" \
+    "$(owner ec2 describe-instances --instance-ids "$seed_instance" \
+        --query 'Reservations[0].[OwnerId,Instances[0].State.Name]')" \
+    "$owner_account	running"
+
+# ------------------------------------------------------------------ owner: key
+
+key_arn=$(owner kms create-key --description "amishare seed key" --query KeyMetadata.Arn)
+key_id=${key_arn##*/}
+check "key ARN" "$key_arn" "arn:aws:kms:$region:$owner_account:key/$key_id"
+owner kms create-alias --alias-name alias/cross-ami --target-key-id "$key_id"
+check "key by alias" \
+    "$(owner kms describe-key --key-id alias/cross-ami --query 'KeyMetadata.[Arn,KeyManager,KeyState]')" \
+    "$key_arn	CUSTOMER	Enabled"
+
+# ------------------------------------------------------------------ owner: image
+
+image=$(owner ec2 create-image --instance-id "$seed_instance" --name seed-golden \
+    --tag-specifications "ResourceType=image,Tags=[{Key=amishare:source-instance,Value=$seed_instance}]" \
+    --query ImageId)
+wait_for "image $image" available failed \
+    owner ec2 describe-images --image-ids "$image" --query 'Images[0].State'
+check "image tag" \
+    "$(owner ec2 describe-images --filters Name=tag:amishare:source-instance,Values="$seed_instance" --query 'Images[].ImageId')" \
+    "$image"
+
+copy=$(owner ec2 copy-image --source-image-id "$image" --source-region $region \
+    --name seed-golden-encrypted --encrypted --kms-key-id "$key_arn" --query ImageId)
+wait_for "copy $copy" available failed \
+    owner ec2 describe-images --image-ids "$copy" --query 'Images[0].State'
+# 320 s of simulated copy take about 3 s at the default time scale: a client
+# that polls sees the copy pending first.
+check "states of the copy seen by polling" "$seen" "pending available"
+# The waiter of the aws CLI parses the same answer (and returns at once).
+owner ec2 wait image-available --image-ids "$copy"
+check "copy source" \
+    "$(owner ec2 describe-images --image-ids "$copy" --query 'Images[0].[SourceImageId,OwnerId]')" \
+    "$image	$owner_account"
+
+snapshots=$(owner ec2 describe-images --image-ids "$copy" \
+    --query 'Images[0].BlockDeviceMappings[].Ebs.SnapshotId')
+[[ -n "$snapshots" ]] || fail "the copy has no snapshots"
+for snapshot in $snapshots; do
+    check "snapshot $snapshot key" \
+        "$(owner ec2 describe-snapshots --snapshot-ids "$snapshot" --query 'Snapshots[0].[Encrypted,KmsKeyId,State]')" \
+        "True	$key_arn	completed"
+done
+
+# ------------------------------------------------------------------ before sharing
+
+expect_error "target describes the copy before it is shared" InvalidAMIID.NotFound \
+    target ec2 describe-images --image-ids "$copy"
+
+# ------------------------------------------------------------------ owner: share
+
+owner ec2 modify-image-attribute --image-id "$copy" \
+    --launch-permission "Add=[{UserId=$target_account}]"
+check "launch permission" \
+    "$(owner ec2 describe-image-attribute --image-id "$copy" --attribute launchPermission --query 'LaunchPermissions[].UserId')" \
+    "$target_account"
+for snapshot in $snapshots; do
+    owner ec2 modify-snapshot-attribute --snapshot-id "$snapshot" \
+        --attribute createVolumePermission --operation-type add --user-ids "$target_account"
+    check "create-volume permission of $snapshot" \
+        "$(owner ec2 describe-snapshot-attribute --snapshot-id "$snapshot" --attribute createVolumePermission --query 'CreateVolumePermissions[].UserId')" \
+        "$target_account"
+done
+
+# ------------------------------------------------------------------ target, before the key policy
+
+check "target sees the shared copy" \
+    "$(target ec2 describe-images --image-ids "$copy" --query 'Images[0].[State,OwnerId]')" \
+    "available	$owner_account"
+check "target finds it among the images it may launch" \
+    "$(target ec2 describe-images --executable-users self --query 'Images[].ImageId')" \
+    "$copy"
+expect_error "target describes the key before the key policy allows it" AccessDeniedException \
+    target kms describe-key --key-id "$key_arn"
+doomed=$(target ec2 run-instances --image-id "$copy" --instance-type t3.micro --query 'Instances[0].InstanceId')
+wait_for "instance $doomed launched before the key policy" terminated running \
+    target ec2 describe-instances --instance-ids "$doomed" --query 'Reservations[0].Instances[0].State.Name'
+check "why $doomed terminated" \
+    "$(target ec2 describe-instances --instance-ids "$doomed" --query 'Reservations[0].Instances[0].StateReason.[Code,Message]')" \
+    "Server.InternalError	Client.InternalError: Client error on launch"
+
+# ------------------------------------------------------------------ owner: key policy
+
+owner kms put-key-policy --key-id "$key_id" --policy-name default --policy "file://$policy_file"
+check "key policy statements" \
+    "$(owner kms get-key-policy --key-id "$key_arn" --policy-name default --query Policy --output json \
+        | grep -o 'amishare: Allow [a-z ]*' | sort | tr '\n' ';')" \
+    "amishare: Allow attachment of persistent resources;amishare: Allow use of the key;"
+
+# ------------------------------------------------------------------ target, after the key policy
+
+check "target describes the key by ARN" \
+    "$(target kms describe-key --key-id "$key_arn" --query 'KeyMetadata.[Arn,KeyState]')" \
+    "$key_arn	Enabled"
+instance=$(target ec2 run-instances --image-id "$copy" --instance-type t3.micro --query 'Instances[0].InstanceId')
+wait_for "instance $instance" running terminated \
+    target ec2 describe-instances --instance-ids "$instance" --query 'Reservations[0].Instances[0].State.Name'
+target ec2 wait instance-running --instance-ids "$instance"
+check "the instance's volumes are encrypted" \
+    "$(target ec2 describe-volumes --filters Name=attachment.instance-id,Values="$instance" --query 'Volumes[].Encrypted' | tr '\t' '\n' | sort -u)" \
+    "True"
+check "the instance belongs to the target" \
+    "$(target ec2 describe-instances --instance-ids "$instance" --query 'Reservations[0].OwnerId')" \
+    "$target_account"
+check "terminating it" \
+    "$(target ec2 terminate-instances --instance-ids "$instance" --query 'TerminatingInstances[0].[PreviousState.Name,CurrentState.Name]')" \
+    "running	shutting-down"
+
+# ------------------------------------------------------------------ saved state
+
+if [[ -n "$server_pid" ]]; then
+    kill -TERM "$server_pid"
+    wait "$server_pid" || fail "the server exited with status $?"
+    server_pid=
+    grep -q "\"$copy\"" "$workdir/world.json" || fail "the saved world lacks the copy $copy"
+    grep -q "$key_arn" "$workdir/world.json" || fail "the saved world lacks the key $key_arn"
+    checks=$((checks + 1))
+    echo "ok: the world saved on shutdown has the copy and the key"
+fi
+
+echo "awscli seed flow: all $checks checks passed in $((SECONDS - started)) s"

@@ -1,0 +1,11 @@
+//! `amishare sim serve` over the wire: each operation's answer as AWS's
+//! clients parse it, errors in each service's envelope, callers from access
+//! keys, the sped-up clock, and saving the world.
+
+mod awscli;
+mod callers;
+mod ec2;
+mod kms;
+mod saving;
+mod support;
+mod time;

@@ -1,0 +1,349 @@
+//! A server on 127.0.0.1:0 over a temporary copy of a world file, and a
+//! small client that signs requests the way the SDKs do (the signature
+//! itself is not checked), sends them and reads the answers.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use amishare_serve::{ServeError, ServeOptions, Server};
+use amishare_sim::World;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The seed world the CLI ships.
+pub(crate) const SEED_WORLD: &str = include_str!("../../../../testdata/worlds/seed.json");
+/// The seed world's access keys.
+pub(crate) const OWNER_KEY: &str = "AKIAAADMINEXAMPLE001";
+pub(crate) const TARGET_KEY: &str = "AKIABUSEREXAMPLE0001";
+pub(crate) const OWNER: &str = "111111111111";
+pub(crate) const TARGET: &str = "222222222222";
+pub(crate) const REGION: &str = "ap-northeast-1";
+pub(crate) const SEED_INSTANCE: &str = "i-0c0ffee0123456789";
+
+/// The repository's `testdata/`.
+pub(crate) fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+}
+
+/// A running server and the file its world lives in.
+pub(crate) struct Harness {
+    pub(crate) addr: SocketAddr,
+    pub(crate) world: World,
+    pub(crate) path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Serves the seed world at this time scale.
+    pub(crate) async fn seed(time_scale: f64) -> Harness {
+        Harness::start(SEED_WORLD, time_scale).await
+    }
+
+    /// Serves a copy of this world file.
+    pub(crate) async fn start(world: &str, time_scale: f64) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("world.json");
+        std::fs::write(&path, world).unwrap();
+        let mut options = ServeOptions::new(&path, "127.0.0.1:0".parse().unwrap());
+        options.time_scale = time_scale;
+        let server = Server::bind(options).await.unwrap();
+        let addr = server.local_addr();
+        let world = server.world();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Harness {
+            addr,
+            world,
+            path,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server (which saves the world) and returns the saved file's text.
+    pub(crate) async fn stop(&mut self) -> String {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).unwrap();
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        std::fs::read_to_string(&self.path).unwrap()
+    }
+
+    /// An EC2 query-protocol request, signed with `key` for `region`.
+    pub(crate) async fn ec2(&self, key: &str, region: &str, params: &[(&str, &str)]) -> Answer {
+        let body = form(&[("Version", "2016-11-15")], params);
+        let headers = [
+            ("authorization", signature(key, region, "ec2")),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+            ),
+        ];
+        self.send("POST", "/", &headers, body.into_bytes()).await
+    }
+
+    /// An STS query-protocol request.
+    pub(crate) async fn sts(&self, key: &str, params: &[(&str, &str)]) -> Answer {
+        let body = form(&[("Version", "2011-06-15")], params);
+        let headers = [
+            ("authorization", signature(key, "us-east-1", "sts")),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+            ),
+        ];
+        self.send("POST", "/", &headers, body.into_bytes()).await
+    }
+
+    /// A KMS JSON request for `TrentService.<operation>`.
+    pub(crate) async fn kms(
+        &self,
+        key: &str,
+        region: &str,
+        operation: &str,
+        body: Value,
+    ) -> Answer {
+        let headers = [
+            ("authorization", signature(key, region, "kms")),
+            ("content-type", "application/x-amz-json-1.1".to_owned()),
+            ("x-amz-target", format!("TrentService.{operation}")),
+        ];
+        self.send("POST", "/", &headers, body.to_string().into_bytes())
+            .await
+    }
+
+    /// Any request.
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let stream = TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = sender
+            .send_request(request.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let content_type = header("content-type");
+        let request_id = header("x-amzn-requestid");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            content_type,
+            request_id,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    /// Polls an EC2 request until `path` of its answer reads `expected`;
+    /// returns every distinct value seen, in order.
+    pub(crate) async fn poll(
+        &self,
+        key: &str,
+        params: &[(&str, &str)],
+        path: &str,
+        expected: &str,
+    ) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for _ in 0..500 {
+            let answer = self.ec2(key, REGION, params).await.ok();
+            let value = answer.text(path);
+            if seen.last() != Some(&value) {
+                seen.push(value.clone());
+            }
+            if value == expected {
+                return seen;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{path} never read {expected:?}; seen {seen:?}");
+    }
+}
+
+/// A fake SigV4 `Authorization` header with this credential scope.
+pub(crate) fn signature(key: &str, region: &str, service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential={key}/20261128/{region}/{service}/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=0123456789abcdef"
+    )
+}
+
+fn form(first: &[(&str, &str)], params: &[(&str, &str)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    serializer.extend_pairs(params.iter().chain(first));
+    serializer.finish()
+}
+
+/// An answer: status, content type, request ID header and body.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) request_id: String,
+    pub(crate) body: String,
+}
+
+impl Answer {
+    /// Asserts a 200 answer.
+    #[track_caller]
+    pub(crate) fn ok(self) -> Answer {
+        assert_eq!(self.status, 200, "{}", self.body);
+        self
+    }
+
+    /// The texts of the elements at `path` below the root
+    /// (`imagesSet/item/imageId`), in document order.
+    pub(crate) fn texts(&self, path: &str) -> Vec<String> {
+        let doc = roxmltree::Document::parse(&self.body).unwrap();
+        doc.root_element()
+            .descendants()
+            .filter(|node| node.is_element() && element_path(*node) == path)
+            .map(|node| node.text().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// The text of the one element at `path`, or "" when there is none.
+    #[track_caller]
+    pub(crate) fn text(&self, path: &str) -> String {
+        let mut texts = self.texts(path);
+        assert!(texts.len() <= 1, "{path} occurs {} times", texts.len());
+        texts.pop().unwrap_or_default()
+    }
+
+    /// The root element's name.
+    pub(crate) fn root(&self) -> String {
+        let doc = roxmltree::Document::parse(&self.body).unwrap();
+        doc.root_element().tag_name().name().to_owned()
+    }
+
+    /// Every element path of the document, below the root.
+    pub(crate) fn paths(&self) -> BTreeSet<String> {
+        xml_paths(&self.body)
+    }
+
+    /// The JSON body.
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|err| panic!("{err}: {}", self.body))
+    }
+
+    /// The code of an EC2 error envelope.
+    pub(crate) fn ec2_code(&self) -> String {
+        assert_eq!(self.root(), "Response", "{}", self.body);
+        self.text("Errors/Error/Code")
+    }
+}
+
+/// Every element path of an XML document, below the root.
+pub(crate) fn xml_paths(text: &str) -> BTreeSet<String> {
+    let doc = roxmltree::Document::parse(text).unwrap();
+    doc.root_element()
+        .descendants()
+        .filter(|node| node.is_element() && *node != doc.root_element())
+        .map(element_path)
+        .collect()
+}
+
+fn element_path(node: roxmltree::Node<'_, '_>) -> String {
+    let mut names: Vec<&str> = node
+        .ancestors()
+        .filter(|n| n.is_element())
+        .map(|n| n.tag_name().name())
+        .collect();
+    names.pop(); // the root
+    names.reverse();
+    names.join("/")
+}
+
+/// The element paths of a recorded AWS answer in `testdata/replay/`.
+pub(crate) fn recorded_paths(file: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(testdata().join("replay").join(file)).unwrap();
+    xml_paths(&text)
+}
+
+/// The member names of a recorded KMS answer (and of its nested objects,
+/// as `Outer.Inner`; list items as `Outer[]`).
+pub(crate) fn json_paths(value: &Value) -> BTreeSet<String> {
+    fn walk(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    out.insert(path.clone());
+                    walk(inner, &path, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(value, "", &mut out);
+    out
+}
+
+/// The member paths of a recorded KMS answer in `testdata/replay/kms/`.
+pub(crate) fn recorded_json_paths(file: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(testdata().join("replay/kms").join(file)).unwrap();
+    json_paths(&serde_json::from_str(&text).unwrap())
+}
+
+/// Asserts that every path of `ours` is among `recorded` (or `extra`, names
+/// from the API model the recording happens not to carry).
+#[track_caller]
+pub(crate) fn assert_known_paths(
+    what: &str,
+    ours: &BTreeSet<String>,
+    recorded: &BTreeSet<String>,
+    extra: &[&str],
+) {
+    let unknown: Vec<&String> = ours
+        .iter()
+        .filter(|path| !recorded.contains(*path) && !extra.contains(&path.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "{what}: element names AWS does not send: {unknown:?}"
+    );
+}
