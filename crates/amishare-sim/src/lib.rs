@@ -60,6 +60,8 @@ mod client;
 mod directory;
 mod ec2;
 mod errors;
+#[cfg(feature = "conformance")]
+pub mod harness;
 mod ids;
 mod kms;
 mod knobs;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use amishare_aws::{load_with, ConnectOptions, SdkConfig};
+use amishare_aws::SdkConfig;
 use amishare_conformance::{Harness, VolumeSeed};
 use amishare_core::{
     AcceptRequest, AliasName, CopyImageRequest, CreateGrantRequest, CreateImageRequest,
@@ -27,11 +27,10 @@ use amishare_core::{
     PermissionChange, Region, RunInstancesRequest, ShareRequest, Sharer, SnapshotId, Target,
     VolumePermission,
 };
-use aws_config::BehaviorVersion;
-use aws_sdk_kms::config::Credentials;
 
 use crate::conformance::{localstack_capabilities, party, AwsHarness, Settings};
 use crate::counting::Calls;
+use crate::support::config;
 
 /// The variable `cargo xtask e2e` sets to LocalStack's URL.
 const ENDPOINT: &str = "AMISHARE_LOCALSTACK_URL";
@@ -45,22 +44,6 @@ const IMAGE: &str = "ami-02b76b739f98bb809";
 const RUN_IN_FULL: &[&str] = &["snapshot_in_use"];
 
 /// An SDK configuration for LocalStack with static credentials, ignoring the host's AWS settings.
-async fn config(endpoint: &str, access_key: &str, secret: &str) -> SdkConfig {
-    let loader = aws_config::defaults(BehaviorVersion::latest())
-        .empty_test_environment()
-        .credentials_provider(Credentials::new(access_key, secret, None, None, "e2e"));
-    load_with(
-        loader,
-        &ConnectOptions {
-            region: Some(Region::parse("ap-northeast-1").unwrap()),
-            endpoint_url: Some(endpoint.to_owned()),
-            ..ConnectOptions::default()
-        },
-    )
-    .await
-}
-
-/// A fresh IAM user of the target account with an access key, as the target principal.
 async fn target_user(endpoint: &str, admin: &SdkConfig) -> SdkConfig {
     let iam = aws_sdk_iam::Client::new(admin);
     let nanos = SystemTime::now()

@@ -8,6 +8,8 @@
 //!   how `load` finds credentials;
 //! * `conformance`: the behaviour suite on AWS, skipped unless
 //!   `AMISHARE_E2E` is set;
+//! * `serve`: the whole conformance suite, every capability on, through the
+//!   SDK against the served simulation (`amishare-serve`) on 127.0.0.1;
 //! * `counting`: stores that count each trait method called, checked offline
 //!   against the traits;
 //! * `localstack` (feature `localstack`, run by `cargo xtask e2e`): the seed's
@@ -19,5 +21,6 @@ mod counting;
 #[cfg(feature = "localstack")]
 mod localstack;
 mod replay;
+mod serve;
 mod support;
 mod wire;

@@ -176,3 +176,22 @@ fn percent_decode(text: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+/// An SDK configuration for static credentials against a local endpoint,
+/// with nothing read from the environment.
+pub(crate) async fn config(endpoint: &str, access_key: &str, secret: &str) -> SdkConfig {
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .empty_test_environment()
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            access_key, secret, None, None, "e2e",
+        ));
+    load_with(
+        loader,
+        &ConnectOptions {
+            region: Some(Region::parse("ap-northeast-1").expect("a region")),
+            endpoint_url: Some(endpoint.to_owned()),
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+}

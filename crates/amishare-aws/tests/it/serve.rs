@@ -1,0 +1,203 @@
+//! The whole conformance suite, every capability on, through the SDK against
+//! the served simulation (`amishare sim serve`'s server, in this process):
+//! every KMS, EC2 and STS call goes over HTTP in the real wire protocols.
+//!
+//! Seeding (instances, the target's IAM policies, key states) goes straight
+//! to the served world, as the simulation's own harness does; the doctor
+//! reads the target's IAM policies from it too, since the server serves no
+//! IAM API. Waits advance the world's clock instead of sleeping.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amishare_conformance::{Harness, Party, VolumeSeed};
+use amishare_core::{CreateGrantRequest, CreateImageRequest, CreateKeyRequest, ImageQuery};
+use amishare_serve::{ServeOptions, Server};
+use amishare_sim::harness::{two_accounts, Parties, WorldHarness};
+use amishare_sim::World;
+
+use crate::conformance::party;
+use crate::counting::Calls;
+use crate::support::config;
+
+const OWNER_KEY: &str = "AKIAOWNERADMIN000001";
+const TARGET_KEY: &str = "AKIATARGETUSER000001";
+
+/// A served world of the suite's two accounts, and the harness over it.
+struct Served {
+    harness: WorldHarness,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    async fn start(seed: u64, calls: &Arc<Calls>) -> Served {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("world.json");
+        let world = World::new(seed);
+        let (owner, target) = two_accounts(&world).expect("the suite's accounts");
+        world.set_access_key(OWNER_KEY, &owner).expect("owner key");
+        world
+            .set_access_key(TARGET_KEY, &target)
+            .expect("target key");
+        world.save(&path).expect("the world file");
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        let server = Server::bind(ServeOptions {
+            time_scale: 1.0,
+            ..ServeOptions::new(&path, listen)
+        })
+        .await
+        .expect("the server binds");
+        let endpoint = format!("http://{}", server.local_addr());
+        let world = server.world();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("the server stops cleanly");
+        });
+        let connect = |key: &'static str| {
+            let endpoint = endpoint.clone();
+            let calls = calls.clone();
+            async move { party(&config(&endpoint, key, "secret").await, &calls).await }
+        };
+        let parties = Parties {
+            owner: connect(OWNER_KEY).await,
+            target: connect(TARGET_KEY).await,
+            // A 12-digit access key stands for that account's root.
+            target_admin: connect("222222222222").await,
+        };
+        let clock = Arc::new(world.stepping_clock());
+        Served {
+            harness: WorldHarness::new(world, parties, clock),
+            stop: Some(stop),
+            server,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.await.expect("the server task");
+    }
+}
+
+fn principal(party: &Party) -> String {
+    party.principal.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_suite_function_passes_through_the_sdk_against_the_served_simulation() {
+    let calls = Arc::new(Calls::default());
+    for (seed, (name, scenario)) in (1..).zip(amishare_conformance::all()) {
+        let served = Served::start(seed, &calls).await;
+        let h = &served.harness;
+        assert_eq!(
+            principal(&h.owner()),
+            "arn:aws:iam::111111111111:user/a-admin"
+        );
+        assert_eq!(
+            principal(&h.target()),
+            "arn:aws:iam::222222222222:user/b-user"
+        );
+        let coverage = scenario(h).await;
+        assert!(
+            coverage.is_full(),
+            "{name} did not run in full through the SDK: {coverage}"
+        );
+        served.stop().await;
+    }
+    leftover_methods(&calls).await;
+    // Every store method went over the wire at least once.
+
+    assert_eq!(calls.missing(), Vec::<&str>::new(), "{}", calls.report());
+}
+
+/// What the suite never calls: grants made and revoked by hand, and an image
+/// deregistered with its snapshot deleted afterwards.
+async fn leftover_methods(calls: &Arc<Calls>) {
+    let served = Served::start(1000, calls).await;
+    let h = &served.harness;
+    let (owner, target, region) = (h.owner(), h.target(), h.region());
+    let key = owner
+        .keys
+        .create_key(&region, &CreateKeyRequest::default())
+        .await
+        .expect("CreateKey")
+        .arn;
+    let grant = owner
+        .keys
+        .create_grant(
+            &key,
+            &CreateGrantRequest {
+                grantee: target.principal.clone(),
+                operations: vec!["Decrypt".to_owned()],
+                name: Some("by-hand".to_owned()),
+            },
+        )
+        .await
+        .expect("CreateGrant");
+    let listed = owner.keys.list_grants(&key).await.expect("ListGrants");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, grant);
+    assert_eq!(listed[0].grantee, target.principal.to_string());
+    assert_eq!(listed[0].operations, ["Decrypt"]);
+    owner
+        .keys
+        .revoke_grant(&key, &grant)
+        .await
+        .expect("RevokeGrant");
+    assert!(owner
+        .keys
+        .list_grants(&key)
+        .await
+        .expect("ListGrants")
+        .is_empty());
+
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("an instance");
+    let image = owner
+        .images
+        .create_image(
+            &region,
+            &CreateImageRequest {
+                instance,
+                name: "by-hand".to_owned(),
+                tags: Default::default(),
+            },
+        )
+        .await
+        .expect("CreateImage");
+    h.clock().sleep(Duration::from_secs(600)).await;
+    let found = owner
+        .images
+        .describe_images(&region, &ImageQuery::ids([image.clone()]))
+        .await
+        .expect("DescribeImages");
+    let snapshot = found[0].block_devices[0].snapshot_id.clone();
+    let in_use = owner.images.delete_snapshot(&region, &snapshot).await;
+    assert_eq!(
+        in_use.expect_err("in use").code(),
+        Some("InvalidSnapshot.InUse")
+    );
+    owner
+        .images
+        .deregister_image(&region, &image, false)
+        .await
+        .expect("DeregisterImage");
+    owner
+        .images
+        .delete_snapshot(&region, &snapshot)
+        .await
+        .expect("DeleteSnapshot once the image is gone");
+    served.stop().await;
+}
