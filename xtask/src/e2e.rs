@@ -1,4 +1,5 @@
-//! `cargo xtask e2e`: amishare-aws against LocalStack, without Docker.
+//! `cargo xtask e2e`: amishare-aws and the command against LocalStack,
+//! without Docker, then against amishare's own served simulation.
 //!
 //! 1. Finds a Python of 3.12 or newer (`AMISHARE_PYTHON`, `python3.13`,
 //!    `python3.12`, pyenv's versions, `python3`) and fails naming what it tried.
@@ -11,7 +12,11 @@
 //!    EC2, STS and IAM are up.
 //! 5. Runs the tests, in a process group of their own, with
 //!    `AMISHARE_LOCALSTACK_URL` set, and prints a summary.
-//! 6. Always stops LocalStack (SIGTERM to its group, SIGKILL after 10 s), also
+//! 6. Runs the AWS backend's whole conformance suite against the served
+//!    simulation (`amishare-aws`'s `serve::` test), and the stock `aws` CLI
+//!    (pinned, in `target/e2e/awscli-venv`) through the seed flow against
+//!    `amishare sim serve` (`crates/amishare-serve/tests/awscli-seed.sh`).
+//! 7. Always stops LocalStack (SIGTERM to its group, SIGKILL after 10 s), also
 //!    when a step fails, on Ctrl-C and on SIGTERM or SIGHUP, checks that its
 //!    port is closed, and prints the tail of its log when anything failed.
 //!
@@ -33,6 +38,30 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cargo;
+
+/// A virtual environment the task installs, and reuses while its pins match.
+struct Venv {
+    /// Its directory under `target/e2e`.
+    name: &'static str,
+    /// What pip installs, pinned.
+    requirements: &'static [&'static str],
+    /// How long installing takes, for the progress line.
+    takes: &'static str,
+}
+
+/// LocalStack.
+const LOCALSTACK_VENV: Venv = Venv {
+    name: "venv",
+    requirements: REQUIREMENTS,
+    takes: "about 90 s",
+};
+
+/// The stock aws command line client.
+const AWSCLI_VENV: Venv = Venv {
+    name: "awscli-venv",
+    requirements: &["awscli==1.46.3"],
+    takes: "about 20 s",
+};
 
 /// What pip installs: LocalStack and the pins it needs on this kind of machine
 /// (see `shared/docs/localstack.md` for why each one).
@@ -153,7 +182,7 @@ fn steps(
     }
 
     let venv_started = Instant::now();
-    let (venv_python, installed) = ensure_venv(running, dir, &python)?;
+    let (venv_python, installed) = ensure_venv(running, dir, &python, &LOCALSTACK_VENV)?;
     summary.push(if installed {
         format!(
             "installed LocalStack in {} in {:.0} s",
@@ -190,6 +219,65 @@ fn steps(
     if outcome.result_line.is_none() {
         return Err(format_err!("the e2e tests ran no test"));
     }
+    served(root, dir, running, &python, summary)
+}
+
+/// The served simulation: the AWS backend's conformance suite through the
+/// SDK, and the stock aws CLI through the seed flow against `amishare sim serve`.
+fn served(
+    root: &Path,
+    dir: &Path,
+    running: &Running,
+    python: &Python,
+    summary: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let status = running
+        .status(
+            Command::new(cargo())
+                .args(TEST_ARGS)
+                .args(["--", "serve::", "--test-threads=1"])
+                .current_dir(root),
+        )
+        .context("running the conformance suite against the served simulation")?;
+    if !status.success() {
+        return Err(format_err!(
+            "the conformance suite against the served simulation failed ({status})"
+        ));
+    }
+    summary.push(format!(
+        "the conformance suite ran in full through the SDK against the served simulation in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let (venv_python, _) = ensure_venv(running, dir, python, &AWSCLI_VENV)?;
+    let aws = venv_python.with_file_name("aws");
+    let amishare = root.join("target").join("debug").join("amishare");
+    let started = Instant::now();
+    let status = running
+        .status(
+            Command::new("bash")
+                .arg(root.join("crates/amishare-serve/tests/awscli-seed.sh"))
+                .env("AWS_CLI", &aws)
+                .env(
+                    "AMISHARE_SERVE",
+                    format!("{} sim serve", amishare.display()),
+                )
+                .env_remove("AMISHARE_ENDPOINT")
+                .stdin(Stdio::null())
+                .current_dir(root),
+        )
+        .context("running the aws CLI seed flow")?;
+    if !status.success() {
+        return Err(format_err!(
+            "the aws CLI seed flow against amishare sim serve failed ({status})"
+        ));
+    }
+    summary.push(format!(
+        "the aws CLI ({}) ran the seed flow against amishare sim serve in {:.0} s",
+        AWSCLI_VENV.requirements.join(" "),
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -326,9 +414,9 @@ fn parse_python_version(text: &str) -> Option<(u32, u32)> {
 
 /// What the marker file of a virtual environment holds: the interpreter's
 /// version and the requirements, one a line.
-fn venv_marker(python: &Python) -> String {
+fn venv_marker(python: &Python, venv: &Venv) -> String {
     let mut text = format!("python {}.{}\n", python.version.0, python.version.1);
-    for requirement in REQUIREMENTS {
+    for requirement in venv.requirements {
         text.push_str(requirement);
         text.push('\n');
     }
@@ -336,11 +424,16 @@ fn venv_marker(python: &Python) -> String {
 }
 
 /// The virtual environment's Python, and whether it had to be (re)installed.
-fn ensure_venv(running: &Running, dir: &Path, python: &Python) -> anyhow::Result<(PathBuf, bool)> {
-    let venv = dir.join("venv");
+fn ensure_venv(
+    running: &Running,
+    dir: &Path,
+    python: &Python,
+    spec: &Venv,
+) -> anyhow::Result<(PathBuf, bool)> {
+    let venv = dir.join(spec.name);
     let venv_python = venv.join("bin").join("python");
     let marker = venv.join(VENV_MARKER);
-    let wanted = venv_marker(python);
+    let wanted = venv_marker(python, spec);
     if venv_python.exists() && fs::read_to_string(&marker).ok().as_deref() == Some(&wanted) {
         eprintln!("e2e: reusing {}", venv.display());
         return Ok((venv_python, false));
@@ -369,10 +462,11 @@ fn ensure_venv(running: &Running, dir: &Path, python: &Python) -> anyhow::Result
             venv.display()
         ));
     }
-    let log_path = dir.join("pip.log");
+    let log_path = dir.join(format!("{}-pip.log", spec.name));
     eprintln!(
-        "e2e: installing {} with pip (about 90 s; log in {})",
-        REQUIREMENTS[0],
+        "e2e: installing {} with pip ({}; log in {})",
+        spec.requirements.join(" "),
+        spec.takes,
         log_path.display()
     );
     let log =
@@ -387,7 +481,7 @@ fn ensure_venv(running: &Running, dir: &Path, python: &Python) -> anyhow::Result
                     "--disable-pip-version-check",
                     "--no-input",
                 ])
-                .args(REQUIREMENTS)
+                .args(spec.requirements)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
@@ -397,7 +491,7 @@ fn ensure_venv(running: &Running, dir: &Path, python: &Python) -> anyhow::Result
         print_tail(&log_path, 40);
         return Err(format_err!(
             "pip install {} failed ({status}); see {}",
-            REQUIREMENTS.join(" "),
+            spec.requirements.join(" "),
             log_path.display()
         ));
     }
@@ -759,7 +853,7 @@ fn venv_marker_names_python_and_every_pin() {
         path: PathBuf::from("python3.13"),
         version: (3, 13),
     };
-    let marker = venv_marker(&python);
+    let marker = venv_marker(&python, &LOCALSTACK_VENV);
     assert!(marker.starts_with("python 3.13\n"));
     for requirement in REQUIREMENTS {
         assert!(marker.lines().any(|line| line == *requirement));
@@ -768,7 +862,8 @@ fn venv_marker_names_python_and_every_pin() {
         path: PathBuf::from("python3.12"),
         version: (3, 12),
     };
-    assert_ne!(venv_marker(&other), marker);
+    assert_ne!(venv_marker(&other, &LOCALSTACK_VENV), marker);
+    assert_ne!(venv_marker(&python, &AWSCLI_VENV), marker);
 }
 
 /// A process group is stopped, every process in it.

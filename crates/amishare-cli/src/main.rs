@@ -10,6 +10,7 @@ mod fail;
 mod policy;
 mod progress;
 mod render;
+mod serve;
 mod share;
 mod status;
 mod unshare;
@@ -63,9 +64,21 @@ enum Command {
     /// Print the least-privilege key-policy statements for targets, or merge
     /// them into a key policy file and show the diff.
     Policy(policy::PolicyArgs),
+    /// The simulation as a service.
+    #[command(subcommand)]
+    Sim(SimCommand),
     /// Run the mission's five steps on the simulation: account 111111111111 shares an
     /// encrypted AMI with a user of 222222222222 in ap-northeast-1, who launches it.
     Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Serve the world file as a local EC2, KMS and STS endpoint that the AWS
+    /// SDKs, the aws CLI and this command (`--backend aws --endpoint-url`) can
+    /// use; access keys map to principals as the world file says, a 12-digit
+    /// one to that account's root. The world is saved back when it stops.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +99,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args, cli.global.json).map_err(Failure::Failed),
         Command::Policy(args) => policy::run(args, &cli.global),
+        Command::Sim(SimCommand::Serve(args)) => serve::run(args, cli.global.world.as_ref()),
         command => run_on_backend(command, &cli.global),
     };
     match result {
@@ -115,7 +129,9 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
             Command::Unshare(args) => unshare::run(args, global, &session).await,
             Command::Status(args) => status::run(args, global, &session).await,
             Command::Doctor(args) => doctor::run(args, global, &session).await,
-            Command::Policy(_) | Command::Demo(_) => unreachable!("run without a backend"),
+            Command::Policy(_) | Command::Demo(_) | Command::Sim(_) => {
+                unreachable!("run without a backend")
+            }
         };
         let result = result.map_err(input_errors_are_usage);
         if let Some(planner) = &session.planner {

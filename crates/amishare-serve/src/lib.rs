@@ -48,9 +48,15 @@
 //!
 //! **Saving.** On shutdown, after requests in flight finish; on request with
 //! `POST /_amishare/save` (answered with `{"saved": PATH, "now_ms": …}`);
-//! or from the program embedding the server through a [`SaveHandle`] (the
-//! `serve` example saves on `SIGHUP`). `GET /_amishare/health` answers once
+//! or from the program embedding the server through a [`SaveHandle`]
+//! (`amishare sim serve` saves on `SIGHUP`). `GET /_amishare/health` answers once
 //! the server is up.
+//!
+//! **Tested** by `tests/it` (each operation over HTTP against the recorded
+//! AWS answers in `testdata/replay/` and `testdata/errors/`), by
+//! `amishare-aws`'s whole conformance suite through the SDK, and by
+//! `tests/awscli-seed.sh`, the seed flow with the stock `aws` CLI against
+//! `amishare sim serve`, which `cargo xtask e2e` runs.
 //!
 //! What is left out: pagination (every answer is one page), `DryRun`, and
 //! the fields the simulation does not model (creation dates, architectures,

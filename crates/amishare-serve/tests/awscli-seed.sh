@@ -9,8 +9,8 @@
 #   AMISHARE_ENDPOINT   the server's URL (http://127.0.0.1:PORT), serving a
 #                       fresh copy of testdata/worlds/seed.json; or leave it
 #                       unset and set
-#   AMISHARE_SERVE      a `serve` binary (the amishare-serve example, or
-#                       `amishare sim serve`): the script then serves a temporary
+#   AMISHARE_SERVE      the serve command, words split on spaces (e.g.
+#                       `target/debug/amishare sim serve`): the script then serves a temporary
 #                       copy of the seed world itself, stops the server at the end
 #                       and checks that the saved world kept the state.
 #   AWS_CLI             the aws binary (default: aws), e.g. a venv's
@@ -19,8 +19,7 @@
 #                       access key IDs of the two principals (default: the
 #                       seed world's).
 #
-# `AMISHARE_AWS_CLI=V/bin/aws cargo test -p amishare-serve` runs it too
-# (tests/it/awscli.rs), against a server in the test process.
+# `cargo xtask e2e` runs it with a pinned awscli against `amishare sim serve`.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -126,7 +125,8 @@ if [[ -z "${AMISHARE_ENDPOINT:-}" ]]; then
     [[ -n "${AMISHARE_SERVE:-}" ]] || fail "set AMISHARE_ENDPOINT, or AMISHARE_SERVE to a serve binary"
     workdir=$(mktemp -d)
     cp "$repo/testdata/worlds/seed.json" "$workdir/world.json"
-    "$AMISHARE_SERVE" --world "$workdir/world.json" --listen 127.0.0.1:0 \
+    read -r -a serve_command <<<"$AMISHARE_SERVE"
+    "${serve_command[@]}" --world "$workdir/world.json" --listen 127.0.0.1:0 \
         >"$workdir/stdout" 2>"$workdir/stderr" &
     server_pid=$!
     for _ in $(seq 100); do

@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 #[cfg(feature = "localstack")]
 mod localstack;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,6 @@
 //! clients parse it, errors in each service's envelope, callers from access
 //! keys, the sped-up clock, and saving the world.
 
-mod awscli;
 mod callers;
 mod ec2;
 mod kms;
