@@ -47,6 +47,7 @@ mod clock;
 mod connect;
 mod ec2;
 mod error;
+mod iam;
 mod kms;
 mod regional;
 
@@ -56,6 +57,7 @@ pub use crate::clock::WallClock;
 pub use crate::connect::{load, load_with, ConnectOptions, ROLE_SESSION_NAME};
 pub use crate::ec2::AwsImageStore;
 pub use crate::error::classify;
+pub use crate::iam::AwsDirectory;
 pub use crate::kms::AwsKeyStore;
 
 #[cfg(test)]

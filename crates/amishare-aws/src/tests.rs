@@ -4,6 +4,7 @@
 mod classify;
 mod connect;
 mod ec2;
+mod iam;
 mod kms;
 
 use amishare_core::{Error, ErrorKind, KeyArn, Region};

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use amishare_aws::{AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
+use amishare_aws::{AwsDirectory, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
+use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
 use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
 use amishare_sim::World;
@@ -61,6 +62,9 @@ pub(crate) struct Side {
     pub(crate) keys: Arc<dyn KeyStore>,
     /// EC2.
     pub(crate) images: Arc<dyn ImageStore>,
+    /// IAM, where the doctor reads principals' policies (AWS only: on the
+    /// simulation the world itself is the directory).
+    pub(crate) directory: Option<Arc<dyn Directory>>,
 }
 
 impl Side {
@@ -69,6 +73,7 @@ impl Side {
         Side {
             keys: Arc::new(AwsKeyStore::new(config)),
             images: Arc::new(AwsImageStore::new(config)),
+            directory: Some(Arc::new(AwsDirectory::new(config))),
         }
     }
 }
@@ -101,7 +106,11 @@ impl Session {
         if global.dry_run {
             let (planner, keys, images) =
                 planning(session.side.keys.clone(), session.side.images.clone());
-            session.side = Side { keys, images };
+            session.side = Side {
+                keys,
+                images,
+                directory: session.side.directory.clone(),
+            };
             session.planner = Some(planner);
             if global.backend == BackendKind::Aws {
                 // What a dry run "creates" is ready at once: never wait for real.
@@ -217,6 +226,7 @@ fn sim_side(
     Ok(Some(Side {
         keys: client.clone(),
         images: client,
+        directory: None,
     }))
 }
 

@@ -140,7 +140,13 @@ pub(crate) async fn doctor_for(
     {
         let (account, _) = account_of(side).await?;
         doctor = if &account == request.principal.account() {
-            doctor.with_target(stores(side))
+            // The target's own credentials may read its IAM policies.
+            match &side.directory {
+                Some(directory) => doctor
+                    .with_target(stores(side))
+                    .with_directory(directory.clone()),
+                None => doctor.with_target(stores(side)),
+            }
         } else {
             doctor.with_owner(stores(side))
         };

@@ -42,6 +42,7 @@ impl Directory for World {
                 .clone(),
         };
         Ok(Some(PrincipalFacts {
+            org_known: true,
             org_id: account.org_id.clone(),
             org_paths: account.org_paths.clone(),
             policies: policies

@@ -494,6 +494,12 @@ impl Harness for AwsHarness {
     fn mutating_calls(&self) -> Option<usize> {
         Some(self.settings.calls.mutating())
     }
+
+    fn directory(&self) -> Option<Arc<dyn amishare_core::diagnose::Directory>> {
+        Some(Arc::new(amishare_aws::AwsDirectory::new(
+            &self.settings.target_admin_config,
+        )))
+    }
 }
 
 /// Deleting an inline policy that is not there is what "no KMS access" wants.

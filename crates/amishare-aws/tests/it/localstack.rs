@@ -118,6 +118,29 @@ async fn localstack_e2e() {
     let seeded = seed_steps(&h).await;
     println!("e2e: seed steps passed");
 
+    // The doctor's IAM directory reads back what the harness attached.
+    h.set_target_kms_access(std::slice::from_ref(&seeded.key))
+        .await
+        .expect("target IAM");
+    let facts = h
+        .directory()
+        .expect("a directory")
+        .principal(&h.target().principal)
+        .await
+        .expect("IAM is readable")
+        .expect("a user's facts");
+    let sids: Vec<&str> = facts
+        .policies
+        .iter()
+        .flat_map(|p| p.document.statements.iter())
+        .filter_map(|s| s.sid.as_deref())
+        .collect();
+    assert!(
+        sids.contains(&"UseEc2") && sids.contains(&"UseSharedAmiKeys"),
+        "{sids:?}"
+    );
+    println!("e2e: the IAM directory read the target's policies: {sids:?}");
+
     let results = amishare_conformance::run_all(|| AwsHarness {
         settings: settings.clone(),
     })

@@ -132,9 +132,8 @@ fn the_command_on_localstack() {
     );
 
     // The doctor, as the target account on the public image: what it can
-    // read passes, what LocalStack does not serve (the default EBS key) and
-    // what no profile shows (the target's IAM) stays unknown; nothing is
-    // guessed broken.
+    // read passes, what LocalStack does not serve (the default EBS key)
+    // stays unknown; nothing is guessed broken.
     let out = amishare("222222222222", &["--json", "doctor", "--image", IMAGE]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -149,7 +148,8 @@ fn the_command_on_localstack() {
     };
     assert_eq!(verdict_of("image.found"), ["pass"], "{report}");
     assert_eq!(verdict_of("image.shared"), ["pass"], "{report}");
-    assert_eq!(verdict_of("iam.ec2-action"), ["unknown"], "{report}");
+    // The account root's IAM needs no reading: it may call EC2.
+    assert_eq!(verdict_of("iam.ec2-action"), ["pass"], "{report}");
     assert!(findings.iter().all(|f| f["verdict"] != "fail"), "{report}");
     println!(
         "cli: doctor on LocalStack reported {} links",

@@ -420,7 +420,8 @@ fn shared_link(chain: &mut Chain, request: &DiagnoseRequest, ev: &Evidence, imag
             return;
         }
     };
-    let facts = ev.facts.ok();
+    // Organization entries are judged only on a known organization.
+    let facts = ev.facts.ok().filter(|f| f.org_known);
     let mut unknown = None;
     let mut covered_by = None;
     for permission in permissions {
@@ -850,7 +851,7 @@ fn key_policy_link(
                     ev,
                 );
                 finding
-            } else if org_dependent && !ev.sight.identity {
+            } else if org_dependent && !ev.facts.ok().is_some_and(|f| f.org_known) {
                 chain.unknown(
                     Link::KeyPolicy,
                     key,

@@ -360,6 +360,9 @@ pub struct NamedPolicy {
 /// What IAM and Organizations tell about a principal.
 #[derive(Debug, Clone, Default)]
 pub struct PrincipalFacts {
+    /// Whether [`org_id`](Self::org_id) and [`org_paths`](Self::org_paths)
+    /// were read; when not, links that depend on the organization are unknown.
+    pub org_known: bool,
     /// The organization of its account, `o-…`.
     pub org_id: Option<String>,
     /// Its account's `aws:PrincipalOrgPaths` entries.
