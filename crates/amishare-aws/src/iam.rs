@@ -6,8 +6,22 @@ use amishare_core::{Error, ErrorKind, PrincipalArn, PrincipalKind, Result};
 use amishare_policy::Policy;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_iam::types::AttachedPolicy;
 
 use crate::error::{from_sdk, missing};
+
+/// Every item of a paginated IAM listing, or the error naming the call.
+macro_rules! all {
+    ($request:expr, $operation:literal, $subject:expr) => {
+        $request
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .await
+            .map_err(|err| from_sdk($operation, &$subject, err))?
+    };
+}
 
 /// Reads a user's or role's identity policies with IAM: inline and attached
 /// managed policies, and for a user those of its groups.
@@ -63,14 +77,14 @@ fn name_of(arn: &PrincipalArn) -> &str {
 }
 
 impl AwsDirectory {
-    /// The managed policies attached, by ARN: each one's default version.
-    async fn managed(&self, arns: Vec<String>) -> Result<Vec<NamedPolicy>> {
+    /// The managed policies attached: each one's default version.
+    async fn managed(&self, attached: &[AttachedPolicy]) -> Result<Vec<NamedPolicy>> {
         let mut policies = Vec::new();
-        for arn in arns {
+        for arn in attached.iter().filter_map(AttachedPolicy::policy_arn) {
             let policy = self
                 .iam
                 .get_policy()
-                .policy_arn(&arn)
+                .policy_arn(arn)
                 .send()
                 .await
                 .map_err(|err| from_sdk("GetPolicy", &arn, err))?;
@@ -81,7 +95,7 @@ impl AwsDirectory {
             let got = self
                 .iam
                 .get_policy_version()
-                .policy_arn(&arn)
+                .policy_arn(arn)
                 .version_id(version)
                 .send()
                 .await
@@ -90,23 +104,18 @@ impl AwsDirectory {
                 .policy_version()
                 .and_then(|v| v.document())
                 .ok_or_else(|| missing("GetPolicyVersion", "PolicyVersion.Document"))?;
-            policies.push(document(&arn, encoded)?);
+            policies.push(document(arn, encoded)?);
         }
         Ok(policies)
     }
 
     async fn user(&self, user: &str) -> Result<Vec<NamedPolicy>> {
         let mut policies = Vec::new();
-        let names = self
-            .iam
-            .list_user_policies()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .await
-            .map_err(|err| from_sdk("ListUserPolicies", &user, err))?;
+        let names = all!(
+            self.iam.list_user_policies().user_name(user),
+            "ListUserPolicies",
+            user
+        );
         for name in names {
             let got = self
                 .iam
@@ -118,47 +127,24 @@ impl AwsDirectory {
                 .map_err(|err| from_sdk("GetUserPolicy", &name, err))?;
             policies.push(document(&format!("{user}/{name}"), got.policy_document())?);
         }
-        let attached = self
-            .iam
-            .list_attached_user_policies()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .await
-            .map_err(|err| from_sdk("ListAttachedUserPolicies", &user, err))?;
-        policies.extend(
-            self.managed(
-                attached
-                    .iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_owned))
-                    .collect(),
-            )
-            .await?,
+        let attached = all!(
+            self.iam.list_attached_user_policies().user_name(user),
+            "ListAttachedUserPolicies",
+            user
         );
-        let groups = self
-            .iam
-            .list_groups_for_user()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .await
-            .map_err(|err| from_sdk("ListGroupsForUser", &user, err))?;
+        policies.extend(self.managed(&attached).await?);
+        let groups = all!(
+            self.iam.list_groups_for_user().user_name(user),
+            "ListGroupsForUser",
+            user
+        );
         for group in groups {
             let group = group.group_name();
-            let names = self
-                .iam
-                .list_group_policies()
-                .group_name(group)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .await
-                .map_err(|err| from_sdk("ListGroupPolicies", &group, err))?;
+            let names = all!(
+                self.iam.list_group_policies().group_name(group),
+                "ListGroupPolicies",
+                group
+            );
             for name in names {
                 let got = self
                     .iam
@@ -173,41 +159,23 @@ impl AwsDirectory {
                     got.policy_document(),
                 )?);
             }
-            let attached = self
-                .iam
-                .list_attached_group_policies()
-                .group_name(group)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .await
-                .map_err(|err| from_sdk("ListAttachedGroupPolicies", &group, err))?;
-            policies.extend(
-                self.managed(
-                    attached
-                        .iter()
-                        .filter_map(|p| p.policy_arn().map(str::to_owned))
-                        .collect(),
-                )
-                .await?,
+            let attached = all!(
+                self.iam.list_attached_group_policies().group_name(group),
+                "ListAttachedGroupPolicies",
+                group
             );
+            policies.extend(self.managed(&attached).await?);
         }
         Ok(policies)
     }
 
     async fn role(&self, role: &str) -> Result<Vec<NamedPolicy>> {
         let mut policies = Vec::new();
-        let names = self
-            .iam
-            .list_role_policies()
-            .role_name(role)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .await
-            .map_err(|err| from_sdk("ListRolePolicies", &role, err))?;
+        let names = all!(
+            self.iam.list_role_policies().role_name(role),
+            "ListRolePolicies",
+            role
+        );
         for name in names {
             let got = self
                 .iam
@@ -219,25 +187,12 @@ impl AwsDirectory {
                 .map_err(|err| from_sdk("GetRolePolicy", &name, err))?;
             policies.push(document(&format!("{role}/{name}"), got.policy_document())?);
         }
-        let attached = self
-            .iam
-            .list_attached_role_policies()
-            .role_name(role)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .await
-            .map_err(|err| from_sdk("ListAttachedRolePolicies", &role, err))?;
-        policies.extend(
-            self.managed(
-                attached
-                    .iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_owned))
-                    .collect(),
-            )
-            .await?,
+        let attached = all!(
+            self.iam.list_attached_role_policies().role_name(role),
+            "ListAttachedRolePolicies",
+            role
         );
+        policies.extend(self.managed(&attached).await?);
         Ok(policies)
     }
 }

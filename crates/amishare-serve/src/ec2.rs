@@ -477,23 +477,7 @@ impl Call<'_> {
         };
         // The older form: OperationType with UserId.N, UserGroup.N, ….
         let legacy = legacy_launch_permissions(params)?;
-        if !legacy.is_empty() {
-            match params.get("OperationType") {
-                Some("add") => change.add.extend(legacy),
-                Some("remove") => change.remove.extend(legacy),
-                Some(other) => {
-                    return Err(invalid_value(
-                        "OperationType",
-                        other,
-                        "Expected add or remove.",
-                    ))
-                }
-                None => return Err(missing_parameter("OperationType")),
-            }
-        }
-        if change.add.is_empty() && change.remove.is_empty() {
-            return Err(missing_parameter("LaunchPermission"));
-        }
+        merge_legacy(&mut change, legacy, params, "LaunchPermission")?;
         self.client
             .modify_launch_permission(self.region, &image, &change)
             .await
@@ -625,23 +609,7 @@ impl Call<'_> {
         for group in params.list("UserGroup") {
             legacy.push(parse_group(group, VolumePermission::Public)?);
         }
-        if !legacy.is_empty() {
-            match params.get("OperationType") {
-                Some("add") => change.add.extend(legacy),
-                Some("remove") => change.remove.extend(legacy),
-                Some(other) => {
-                    return Err(invalid_value(
-                        "OperationType",
-                        other,
-                        "Expected add or remove.",
-                    ))
-                }
-                None => return Err(missing_parameter("OperationType")),
-            }
-        }
-        if change.add.is_empty() && change.remove.is_empty() {
-            return Err(missing_parameter("CreateVolumePermission"));
-        }
+        merge_legacy(&mut change, legacy, params, "CreateVolumePermission")?;
         self.client
             .modify_create_volume_permission(self.region, &snapshot, &change)
             .await
@@ -1112,6 +1080,35 @@ fn glob(pattern: &str, text: &str) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == '*')
+}
+
+/// Adds permissions of the older form (`OperationType` with `UserId.N`,
+/// `UserGroup.N`) to `change`; a change that is still empty names `what`
+/// as missing.
+fn merge_legacy<T>(
+    change: &mut PermissionChange<T>,
+    legacy: Vec<T>,
+    params: &Params,
+    what: &str,
+) -> Result<(), WireError> {
+    if !legacy.is_empty() {
+        match params.get("OperationType") {
+            Some("add") => change.add.extend(legacy),
+            Some("remove") => change.remove.extend(legacy),
+            Some(other) => {
+                return Err(invalid_value(
+                    "OperationType",
+                    other,
+                    "Expected add or remove.",
+                ))
+            }
+            None => return Err(missing_parameter("OperationType")),
+        }
+    }
+    if change.add.is_empty() && change.remove.is_empty() {
+        return Err(missing_parameter(what));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,6 +47,19 @@ fn world_json(world: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(world).unwrap()).unwrap()
 }
 
+/// Edits the world file: the key policy of `key` keeps only the statements
+/// `keep` accepts, as if its owner had edited it behind amishare's back.
+fn keep_statements(world: &Path, key: &str, keep: impl Fn(&Value) -> bool) {
+    let mut saved = world_json(world);
+    for stored in saved["keys"].as_array_mut().unwrap() {
+        if stored["arn"] == key {
+            let statements = stored["policy"]["Statement"].as_array_mut().unwrap();
+            statements.retain(&keep);
+        }
+    }
+    std::fs::write(world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+}
+
 /// The owner's share, as JSON: returns the shared image and the key ARN.
 fn share(world: &Path) -> (String, String) {
     let report = json(&sim(
@@ -274,14 +287,9 @@ fn a_launch_the_key_policy_does_not_allow_fails_with_the_reason() {
     let (image, key) = share(&world);
     // The owner drops the statement that lets EC2 create grants for the
     // user, the commonest mistake: the key check passes, the launch dies.
-    let mut saved = world_json(&world);
-    for stored in saved["keys"].as_array_mut().unwrap() {
-        if stored["arn"] == key.as_str() {
-            let statements = stored["policy"]["Statement"].as_array_mut().unwrap();
-            statements.retain(|s| s["Sid"] != "amishare: Allow attachment of persistent resources");
-        }
-    }
-    std::fs::write(&world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    keep_statements(&world, &key, |s| {
+        s["Sid"] != "amishare: Allow attachment of persistent resources"
+    });
     let out = sim(&world, "b-user", &["accept", "--image", &image, "--launch"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -297,14 +305,9 @@ fn a_launch_the_key_policy_does_not_allow_fails_with_the_reason() {
     );
 
     // Without the use statement, the key check itself names the denial.
-    let mut saved = world_json(&world);
-    for stored in saved["keys"].as_array_mut().unwrap() {
-        if stored["arn"] == key.as_str() {
-            let statements = stored["policy"]["Statement"].as_array_mut().unwrap();
-            statements.retain(|s| !s["Sid"].as_str().unwrap_or("").starts_with("amishare:"));
-        }
-    }
-    std::fs::write(&world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    keep_statements(&world, &key, |s| {
+        !s["Sid"].as_str().unwrap_or("").starts_with("amishare:")
+    });
     let out = sim(&world, "b-user", &["accept", "--image", &image, "--launch"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -453,14 +456,9 @@ fn doctor_names_the_broken_link_and_fix_mends_the_key_policy() {
     assert!(!text.contains("FAIL") && !text.contains("??"), "{text}");
 
     // The owner drops the statement that lets EC2 create grants.
-    let mut saved = world_json(&world);
-    for stored in saved["keys"].as_array_mut().unwrap() {
-        if stored["arn"] == key.as_str() {
-            let statements = stored["policy"]["Statement"].as_array_mut().unwrap();
-            statements.retain(|s| s["Sid"] != "amishare: Allow attachment of persistent resources");
-        }
-    }
-    std::fs::write(&world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+    keep_statements(&world, &key, |s| {
+        s["Sid"] != "amishare: Allow attachment of persistent resources"
+    });
     let out = sim(&world, "b-user", &["--json", "doctor", "--image", &image]);
     assert_eq!(out.status.code(), Some(1), "a broken link exits 1");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
