@@ -378,3 +378,61 @@ async fn a_copy_of_ones_own_image_keeps_its_key() {
     assert_eq!(copied.state, amishare_core::ImageState::Available);
     assert_eq!(diagnosis.verdict, Verdict::Pass, "{}", shown(&diagnosis));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ou_share_is_judged_on_the_targets_organization() {
+    let fx = Fx::new();
+    let key = fx.shared_cmk(&["arn:aws:iam::333333333333:root"]).await;
+    let image = fx.encrypted_image(&key).await;
+    let ou = amishare_core::OuArn::parse(
+        "arn:aws:organizations::111111111111:ou/o-abcdef1234/ou-ab12-22222222",
+    )
+    .unwrap();
+    fx.owner
+        .modify_launch_permission(
+            &fx.region,
+            &image,
+            &amishare_core::PermissionChange::add(vec![
+                amishare_core::LaunchPermission::OrganizationalUnit(ou),
+            ]),
+        )
+        .await
+        .unwrap();
+    let c_root = PrincipalArn::parse("arn:aws:iam::333333333333:root").unwrap();
+    let shared = |diagnosis: &Diagnosis| -> Vec<Verdict> {
+        diagnosis
+            .findings
+            .iter()
+            .filter(|f| f.link == Link::ImageShared)
+            .map(|f| f.verdict)
+            .collect()
+    };
+    // The owner alone cannot tell whether C is in the OU ...
+    let owner_only = Doctor::new().with_owner(stores(fx.owner.clone()));
+    let diagnosis = owner_only
+        .diagnose(&request(&fx, &image, &c_root, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        shared(&diagnosis),
+        [Verdict::Unknown],
+        "{}",
+        shown(&diagnosis)
+    );
+    // ... the directory knows C sits under it.
+    let diagnosis = owner_only
+        .with_directory(Arc::new(fx.world.clone()))
+        .diagnose(&request(&fx, &image, &c_root, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(shared(&diagnosis), [Verdict::Pass], "{}", shown(&diagnosis));
+    // B is outside the organization.
+    let b_root = fx.b.root_arn();
+    let diagnosis = Doctor::new()
+        .with_owner(stores(fx.owner.clone()))
+        .with_directory(Arc::new(fx.world.clone()))
+        .diagnose(&request(&fx, &image, &b_root, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(shared(&diagnosis), [Verdict::Fail], "{}", shown(&diagnosis));
+}
