@@ -47,7 +47,7 @@ pub struct PlannedCall {
 pub struct PolicyChange {
     /// The key.
     pub key: KeyArn,
-    /// The policy before.
+    /// The policy before (empty for a key the plan creates).
     pub before: String,
     /// The policy after.
     pub after: String,
@@ -167,12 +167,25 @@ impl KeyStore for PlanningKeys {
             manager: KeyManager::Customer,
             description: request.description.clone(),
         };
+        let with_policy = if request.policy.is_some() {
+            " with its key policy (see the diff)"
+        } else {
+            ""
+        };
         overlay.record(
             "kms:CreateKey",
             Some(region),
             &meta.arn,
-            format!("symmetric key {:?}", request.description),
+            format!("symmetric key {:?}{with_policy}", request.description),
         );
+        if let Some(policy) = &request.policy {
+            overlay.plan.policy_changes.push(PolicyChange {
+                key: meta.arn.clone(),
+                before: String::new(),
+                after: policy.clone(),
+            });
+            overlay.policies.insert(meta.arn.clone(), policy.clone());
+        }
         overlay.keys.insert(id, meta.clone());
         Ok(meta)
     }

@@ -261,13 +261,15 @@ fn a_dry_run_prints_every_call_and_the_policy_diff_and_changes_nothing() {
         "ec2:CreateImage",
         "kms:CreateKey",
         "kms:CreateAlias",
-        "kms:PutKeyPolicy",
         "ec2:CopyImage",
         "ec2:ModifyImageAttribute",
         "ec2:ModifySnapshotAttribute",
     ] {
         assert!(stdout.contains(call), "{call} missing:\n{stdout}");
     }
+    // A new key is created with its policy: no separate write.
+    assert!(!stdout.contains("kms:PutKeyPolicy"), "{stdout}");
+    assert!(stdout.contains("with its key policy"), "{stdout}");
     assert!(
         stdout.contains("+      \"Sid\": \"amishare: Allow use of the key\""),
         "{stdout}"
@@ -277,7 +279,8 @@ fn a_dry_run_prints_every_call_and_the_policy_diff_and_changes_nothing() {
     let mut with_json = vec!["--json"];
     with_json.extend_from_slice(&args);
     let plan = json(&sim(&world, "a-admin", &with_json));
-    assert_eq!(plan["calls"].as_array().unwrap().len(), 7, "{plan}");
+    assert_eq!(plan["calls"].as_array().unwrap().len(), 6, "{plan}");
+    assert_eq!(plan["policy_changes"][0]["before"], "", "{plan}");
     assert_eq!(std::fs::read(&world).unwrap(), before);
 }
 

@@ -88,7 +88,6 @@ fn the_command_on_localstack() {
         "ec2:CreateImage",
         "kms:CreateKey",
         "kms:CreateAlias",
-        "kms:PutKeyPolicy",
         "ec2:CopyImage",
         "ec2:ModifyImageAttribute",
     ] {

@@ -84,7 +84,13 @@ fn sim_serve_serves_the_world_to_the_aws_backend_and_saves_it_on_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(plan.to_string().contains("kms:PutKeyPolicy"), "{plan}");
+    assert!(plan.to_string().contains("kms:CreateKey"), "{plan}");
+    assert!(
+        plan["policy_changes"][0]["after"]
+            .as_str()
+            .is_some_and(|p| p.contains("arn:aws:iam::222222222222:root")),
+        "{plan}"
+    );
 
     // An unknown access key gets AWS's refusal.
     let out = as_principal(

@@ -126,9 +126,11 @@ impl Flow {
         region: &Region,
         journal: &Journal,
     ) -> Result<RegionShare> {
-        let key = self.resolve_key(request, region, journal).await?;
-        self.merge_key_policy(request, caller, &key.arn, region, journal)
-            .await?;
+        let (key, created) = self.resolve_key(request, caller, region, journal).await?;
+        if !created {
+            self.merge_key_policy(request, caller, &key.arn, region, journal)
+                .await?;
+        }
         let image = self
             .encrypted_copy(request, source, &key.arn, region, journal)
             .await?;
@@ -151,13 +153,17 @@ impl Flow {
         })
     }
 
-    /// The region's customer-managed key, created with its alias if asked and missing.
+    /// The region's customer-managed key, created with its alias if asked and
+    /// missing; a key created here already carries the targets' statements
+    /// (the second value says so), so its policy is written once, at creation.
     pub(super) async fn resolve_key(
         &self,
         request: &ShareRequest,
+        caller: &Caller,
         region: &Region,
         journal: &Journal,
-    ) -> Result<KeyMetadata> {
+    ) -> Result<(KeyMetadata, bool)> {
+        let mut created = false;
         let meta = match &request.key {
             KeyChoice::Use(key) => self
                 .keys()
@@ -172,13 +178,14 @@ impl Flow {
                 {
                     Ok(meta) => meta,
                     Err(err) if err.kind() == ErrorKind::NotFound => {
+                        let policy = self.new_key_policy(request, caller, region)?;
                         let meta = self
                         .keys()
                         .create_key(
                             region,
                             &CreateKeyRequest {
                                 description: format!("amishare: encrypts AMIs shared with other accounts ({alias})"),
-                                policy: None,
+                                policy: Some(policy_text(&policy)),
                                 tags: BTreeMap::new(),
                             },
                         )
@@ -190,6 +197,16 @@ impl Flow {
                             "symmetric customer-managed key",
                             true,
                         );
+                        let who: Vec<String> =
+                            request.targets.iter().map(ToString::to_string).collect();
+                        journal.record(
+                            Some(region),
+                            "key-policy",
+                            &meta.arn,
+                            format!("created allowing {}", who.join(", ")),
+                            false,
+                        );
+                        created = true;
                         self.keys()
                             .create_alias(region, alias, meta.key_id())
                             .await?;
@@ -225,7 +242,32 @@ impl Flow {
             "customer-managed, enabled",
             false,
         );
-        Ok(meta)
+        Ok((meta, created))
+    }
+
+    /// The policy of a key created for the share: KMS's default policy for
+    /// the caller's account with the targets' statements merged in.
+    fn new_key_policy(
+        &self,
+        request: &ShareRequest,
+        caller: &Caller,
+        region: &Region,
+    ) -> Result<amishare_policy::Policy> {
+        let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
+        amishare_policy::merge(
+            &amishare_policy::Policy::default_key_policy(caller.account.as_str()),
+            &grantees,
+            &request.narrowing.for_region(region),
+            caller.account.as_str(),
+            caller.arn.as_str(),
+        )
+        .map(|merged| merged.policy)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("key policy of a new key: {e}"),
+            )
+        })
     }
 
     /// Adds the targets to amishare's statements in the key policy, writing only if it changed.

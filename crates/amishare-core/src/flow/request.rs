@@ -234,7 +234,8 @@ pub struct WaitOptions {
     /// First delay between polls of an image. No image creation or copy
     /// finishes sooner than this, and AWS's own image waiter polls every 15 s.
     pub image_first_delay: Duration,
-    /// First delay between polls of an instance, which runs within a minute.
+    /// First delay between polls of an instance, which runs within a minute
+    /// (AWS's own instance waiter polls every 15 s).
     pub instance_first_delay: Duration,
     /// Longest delay between polls.
     pub max_delay: Duration,
@@ -248,7 +249,7 @@ impl Default for WaitOptions {
     fn default() -> Self {
         WaitOptions {
             image_first_delay: Duration::from_secs(15),
-            instance_first_delay: Duration::from_secs(5),
+            instance_first_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(60),
             image_deadline: Duration::from_secs(3 * 60 * 60),
             instance_deadline: Duration::from_secs(20 * 60),
