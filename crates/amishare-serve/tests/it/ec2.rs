@@ -44,19 +44,7 @@ fn check_names(answer: &Answer, action: &str, recording: &str, extra: &[&str]) {
 #[tokio::test]
 async fn the_seed_flow_over_ec2_answers_as_aws_does() {
     let server = Harness::seed(10_000.0).await;
-    let key_arn = server
-        .kms(
-            OWNER_KEY,
-            REGION,
-            "CreateKey",
-            json!({"Description": "seed"}),
-        )
-        .await
-        .ok()
-        .json()["KeyMetadata"]["Arn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key_arn = server.create_key("seed").await;
 
     // The owner images its instance.
     let created = server
@@ -799,35 +787,9 @@ async fn a_doomed_launch_terminates_with_ec2_s_state_reason() {
     // The key policy does not name the target yet: EC2 cannot use the key
     // on its behalf, and the instance dies at launch.
     let server = Harness::seed(10_000.0).await;
-    let key_arn = server
-        .kms(OWNER_KEY, REGION, "CreateKey", json!({}))
-        .await
-        .ok()
-        .json()["KeyMetadata"]["Arn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let image = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "CreateImage"),
-                ("InstanceId", SEED_INSTANCE),
-                ("Name", "golden"),
-            ],
-        )
-        .await
-        .ok()
-        .text("imageId");
-    server
-        .poll(
-            OWNER_KEY,
-            &[("Action", "DescribeImages"), ("ImageId.1", &image)],
-            "imagesSet/item/imageState",
-            "available",
-        )
-        .await;
+    let key_arn = server.create_key("").await;
+    let image = server.image_seed_instance().await;
+    server.until_available(&image).await;
     let copy = server
         .ec2(
             OWNER_KEY,

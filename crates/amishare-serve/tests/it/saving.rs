@@ -5,9 +5,8 @@
 use amishare_core::{AccountId, ImageId, ImageQuery, ImageStore, Region};
 use amishare_serve::{ServeError, ServeOptions, Server, HEALTH_PATH, SAVE_PATH};
 use amishare_sim::World;
-use serde_json::json;
 
-use crate::support::{Harness, OWNER_KEY, REGION, SEED_INSTANCE, SEED_WORLD};
+use crate::support::{Harness, REGION, SEED_WORLD};
 
 #[tokio::test]
 async fn the_world_is_saved_on_request_and_on_shutdown() {
@@ -15,19 +14,7 @@ async fn the_world_is_saved_on_request_and_on_shutdown() {
     let health = server.send("GET", HEALTH_PATH, &[], Vec::new()).await.ok();
     assert_eq!(health.json()["status"], "running");
 
-    let key = server
-        .kms(
-            OWNER_KEY,
-            REGION,
-            "CreateKey",
-            json!({"Description": "saved on request"}),
-        )
-        .await
-        .ok()
-        .json()["KeyMetadata"]["Arn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = server.create_key("saved on request").await;
     let saved = server.send("POST", SAVE_PATH, &[], Vec::new()).await.ok();
     assert_eq!(saved.json()["saved"], server.path.display().to_string());
     let text = std::fs::read_to_string(&server.path).unwrap();
@@ -39,19 +26,7 @@ async fn the_world_is_saved_on_request_and_on_shutdown() {
         .sts("444444444444", &[("Action", "GetCallerIdentity")])
         .await
         .ok();
-    let image = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "CreateImage"),
-                ("InstanceId", SEED_INSTANCE),
-                ("Name", "golden"),
-            ],
-        )
-        .await
-        .ok()
-        .text("imageId");
+    let image = server.image_seed_instance().await;
     server.stop().await;
     let world = World::load(&server.path).unwrap();
     assert!(world

@@ -193,6 +193,49 @@ impl Harness {
         }
         panic!("{path} never read {expected:?}; seen {seen:?}");
     }
+
+    /// The owner's new key, made with `CreateKey`: its ARN.
+    pub(crate) async fn create_key(&self, description: &str) -> String {
+        self.kms(
+            OWNER_KEY,
+            REGION,
+            "CreateKey",
+            serde_json::json!({ "Description": description }),
+        )
+        .await
+        .ok()
+        .json()["KeyMetadata"]["Arn"]
+            .as_str()
+            .expect("CreateKey answers the key's ARN")
+            .to_owned()
+    }
+
+    /// An image of the seeded instance named `golden`: its ID, still pending.
+    pub(crate) async fn image_seed_instance(&self) -> String {
+        self.ec2(
+            OWNER_KEY,
+            REGION,
+            &[
+                ("Action", "CreateImage"),
+                ("InstanceId", SEED_INSTANCE),
+                ("Name", "golden"),
+            ],
+        )
+        .await
+        .ok()
+        .text("imageId")
+    }
+
+    /// Polls an image of the owner's until it is available; returns the states seen.
+    pub(crate) async fn until_available(&self, image: &str) -> Vec<String> {
+        self.poll(
+            OWNER_KEY,
+            &[("Action", "DescribeImages"), ("ImageId.1", image)],
+            "imagesSet/item/imageState",
+            "available",
+        )
+        .await
+    }
 }
 
 /// A fake SigV4 `Authorization` header with this credential scope.

@@ -4,34 +4,15 @@ use std::time::{Duration, Instant};
 
 use amishare_serve::{ServeError, ServeOptions, Server};
 
-use crate::support::{Harness, OWNER_KEY, SEED_INSTANCE, SEED_WORLD};
+use crate::support::{Harness, OWNER_KEY, SEED_WORLD};
 
 #[tokio::test]
 async fn a_poller_sees_pending_turn_available_at_the_time_scale() {
     // 1000 times faster: the 180 s of CreateImage take 0.18 s.
     let server = Harness::seed(1000.0).await;
     let started = Instant::now();
-    let image = server
-        .ec2(
-            OWNER_KEY,
-            crate::support::REGION,
-            &[
-                ("Action", "CreateImage"),
-                ("InstanceId", SEED_INSTANCE),
-                ("Name", "golden"),
-            ],
-        )
-        .await
-        .ok()
-        .text("imageId");
-    let seen = server
-        .poll(
-            OWNER_KEY,
-            &[("Action", "DescribeImages"), ("ImageId.1", &image)],
-            "imagesSet/item/imageState",
-            "available",
-        )
-        .await;
+    let image = server.image_seed_instance().await;
+    let seen = server.until_available(&image).await;
     let took = started.elapsed();
     assert_eq!(seen, ["pending", "available"]);
     assert!(
