@@ -26,12 +26,13 @@ pub mod diagnose;
 pub mod ec2_kms;
 mod flow;
 pub mod plan;
+pub mod retry;
 
 #[cfg(any(test, feature = "mock"))]
 pub use crate::flow::MockSharer;
 pub use crate::flow::{
     AcceptReport, AcceptRequest, CopyKey, CopyReport, Flow, ImageSource, KeyChoice, LaunchOptions,
     LaunchReport, Narrowing, RegionImage, RegionShare, ShareReport, ShareRequest, Sharer, Step,
-    Target, UnshareReport, UnshareRequest, WaitOptions, TAG_KEY, TAG_SOURCE_IMAGE,
+    Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE,
     TAG_SOURCE_INSTANCE,
 };

@@ -268,6 +268,17 @@ impl KeyStore for PlanningKeys {
         Ok(())
     }
 
+    async fn tagged_keys(
+        &self,
+        region: &Region,
+        tag: &str,
+        value: &str,
+    ) -> Result<Option<Vec<KeyMetadata>>> {
+        // Planned keys are found by alias, never by tag: the flow looks for
+        // tagged keys only where no alias names one.
+        self.inner.tagged_keys(region, tag, value).await
+    }
+
     async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
         if self.planner.lock().keys.contains_key(key.key_id()) {
             return Ok(Vec::new());

@@ -48,6 +48,20 @@ pub trait KeyStore: Send + Sync + Debug {
     /// Creates a grant on a key.
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId>;
 
+    /// The caller's customer-managed keys in `region` that carry the tag
+    /// `tag` = `value` (KMS `ListKeys` and `ListResourceTags`), so that a
+    /// key created by a run that stopped before naming it is found again;
+    /// `None` when the backend cannot list keys.
+    async fn tagged_keys(
+        &self,
+        region: &Region,
+        tag: &str,
+        value: &str,
+    ) -> Result<Option<Vec<KeyMetadata>>> {
+        let _ = (region, tag, value);
+        Ok(None)
+    }
+
     /// Revokes a grant.
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()>;
 }
@@ -187,6 +201,14 @@ macro_rules! forward_key_store {
             }
             async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
                 (**self).revoke_grant(key, grant).await
+            }
+            async fn tagged_keys(
+                &self,
+                region: &Region,
+                tag: &str,
+                value: &str,
+            ) -> Result<Option<Vec<KeyMetadata>>> {
+                (**self).tagged_keys(region, tag, value).await
             }
         }
     };

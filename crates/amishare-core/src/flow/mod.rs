@@ -27,14 +27,17 @@ use tracing::info;
 pub use self::request::*;
 use self::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::{ImageId, KeyRef, Region};
-use crate::model::{Caller, Image, ImageQuery, ImageState, KeyState};
+use crate::id::{AccountId, ImageId, KeyRef, Region};
+use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState, KeyState};
+use crate::retry::{RetryOptions, Retrying};
 use crate::store::{Clock, ImageStore, KeyStore};
 
 /// Tag on every image amishare makes, naming the image it came from.
 pub const TAG_SOURCE_IMAGE: &str = "amishare:source-image";
 /// Tag on a copy, naming the key it is encrypted with.
 pub const TAG_KEY: &str = "amishare:key";
+/// Tag on a key amishare created, naming the alias it was created for.
+pub const TAG_ALIAS: &str = "amishare:alias";
 /// Tag on an image amishare made from an instance, naming the instance.
 pub const TAG_SOURCE_INSTANCE: &str = "amishare:source-instance";
 
@@ -58,25 +61,31 @@ pub trait Sharer: Send + Sync + Debug {
 /// The [`Sharer`] over a key store and an image store that act as one principal.
 #[derive(Debug, Clone)]
 pub struct Flow {
-    keys: Arc<dyn KeyStore>,
-    images: Arc<dyn ImageStore>,
+    /// The stores, behind retries.
+    stores: Retrying,
     clock: Arc<dyn Clock>,
     wait: WaitOptions,
 }
 
 impl Flow {
-    /// A flow acting as the principal behind `keys` and `images`.
+    /// A flow acting as the principal behind `keys` and `images`, retrying
+    /// their calls as [`RetryOptions::default`] says.
     pub fn new(
         keys: Arc<dyn KeyStore>,
         images: Arc<dyn ImageStore>,
         clock: Arc<dyn Clock>,
     ) -> Flow {
         Flow {
-            keys,
-            images,
+            stores: Retrying::new(keys, images, clock.clone(), RetryOptions::default()),
             clock,
             wait: WaitOptions::default(),
         }
+    }
+
+    /// Replaces the retry options.
+    pub fn with_retry(mut self, options: RetryOptions) -> Flow {
+        self.stores = self.stores.with_options(options);
+        self
     }
 
     /// Replaces the polling options.
@@ -85,15 +94,19 @@ impl Flow {
         self
     }
 
-    /// The key store itself, so that calls go straight to it rather than
-    /// through the forwarding implementation for `Arc`.
+    /// The key store, behind retries.
     fn keys(&self) -> &dyn KeyStore {
-        &*self.keys
+        &self.stores
     }
 
-    /// The image store itself (see [`Flow::keys`]).
+    /// The image store, behind retries.
     fn images(&self) -> &dyn ImageStore {
-        &*self.images
+        &self.stores
+    }
+
+    /// The retry options in force.
+    fn retry(&self) -> RetryOptions {
+        self.stores.options()
     }
 }
 
@@ -235,7 +248,7 @@ impl Sharer for Flow {
         };
         let copy = match &request.copy {
             Some(copy_key) => Some(
-                self.target_copy(request, copy_key, &image, &journal)
+                self.target_copy(request, copy_key, &image, &caller, &journal)
                     .await?,
             ),
             None => None,
@@ -364,6 +377,8 @@ impl Flow {
         };
         let what = format!("image {id} in {region}");
         let query = ImageQuery::ids([id.clone()]);
+        let started = self.clock.now();
+        let settle = self.retry().settle;
         poll_until(
             &*self.clock,
             &self.wait,
@@ -375,7 +390,17 @@ impl Flow {
             &what,
             fnv1a(id.as_str()),
             || async {
-                let found = self.images().describe_images(region, &query).await?;
+                let found = match self.images().describe_images(region, &query).await {
+                    // An image just made may not be visible yet.
+                    Err(err)
+                        if err.kind() == ErrorKind::NotFound
+                            && fresh
+                            && self.clock.now().saturating_sub(started) < settle =>
+                    {
+                        return Ok(Poll::Pending(Pending::Text("not visible yet")));
+                    }
+                    other => other?,
+                };
                 let Some(image) = found.into_iter().next() else {
                     return Err(Error::service(
                         ErrorKind::NotFound,
@@ -405,6 +430,114 @@ impl Flow {
             },
         )
         .await
+    }
+}
+
+impl Flow {
+    /// Copies as `request` says and waits for the copy to be available. A
+    /// copy that goes `failed` is deregistered with its snapshots (it can
+    /// never serve, and it holds the name) and, while attempts remain, made
+    /// again under a new client token.
+    pub(super) async fn copy_and_wait(
+        &self,
+        region: &Region,
+        mut request: CopyImageRequest,
+        journal: &Journal,
+        detail: &str,
+    ) -> Result<Image> {
+        let token = request.client_token.clone();
+        let attempts = self.retry().copy_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            if attempt > 1 {
+                request.client_token = token.as_ref().map(|t| format!("{t}-{attempt}"));
+            }
+            let id = self.images().copy_image(region, &request).await?;
+            journal.record(Some(region), "copy-image", &id, detail, true);
+            match self.wait_image(region, &id, Start::Created).await {
+                Err(err) if err.kind() == ErrorKind::Failed => {
+                    self.discard_failed(region, &id, journal).await?;
+                    if attempt >= attempts {
+                        return Err(err.context(format!(
+                            "the copy failed {attempt} time(s) and was deregistered each time"
+                        )));
+                    }
+                    journal.warn(format!("{err}; copying again"));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The copy an earlier run made, as `query` (the caller's images with
+    /// amishare's tags) finds it, once available; failed ones are
+    /// deregistered on the way, since they can never serve.
+    pub(super) async fn earlier_copy(
+        &self,
+        region: &Region,
+        query: &ImageQuery,
+        caller: &AccountId,
+        source: &ImageId,
+        journal: &Journal,
+    ) -> Result<Option<Image>> {
+        let earlier = self.images().describe_images(region, query).await?;
+        let mut found = None;
+        for image in earlier {
+            if !query.matches(&image, caller) {
+                continue;
+            }
+            match image.state {
+                ImageState::Failed => self.discard_failed(region, &image.id, journal).await?,
+                state if usable(state) && found.is_none() => found = Some(image),
+                _ => {}
+            }
+        }
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        journal.record(
+            Some(region),
+            "copy-image",
+            &found.id,
+            format!("found the copy of {source} made earlier"),
+            false,
+        );
+        let id = found.id.clone();
+        match self.wait_image(region, &id, Start::Seen(found)).await {
+            Ok(image) => {
+                journal.record(Some(region), "wait-image", &image.id, "available", false);
+                Ok(Some(image))
+            }
+            Err(err) if err.kind() == ErrorKind::Failed => {
+                self.discard_failed(region, &id, journal).await?;
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Deregisters a failed image amishare made, with its snapshots.
+    pub(super) async fn discard_failed(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        journal: &Journal,
+    ) -> Result<()> {
+        match self.images().deregister_image(region, image, true).await {
+            Ok(()) => {}
+            // Already gone: nothing is left behind.
+            Err(err) if err.kind() == ErrorKind::NotFound => {}
+            Err(err) => return Err(err.context(format!("deregistering the failed copy {image}"))),
+        }
+        journal.record(
+            Some(region),
+            "deregister-image",
+            image,
+            "failed copy removed with its snapshots",
+            true,
+        );
+        Ok(())
     }
 }
 

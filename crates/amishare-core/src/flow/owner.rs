@@ -7,14 +7,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flow::wait::fnv1a;
 use crate::flow::{
     aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, KeyChoice, RegionImage,
-    RegionShare, ShareRequest, Start, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_KEY,
-    TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    RegionShare, ShareRequest, Start, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_ALIAS,
+    TAG_KEY, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };
-use crate::id::{AccountId, ImageId, InstanceId, KeyArn, KeyRef, Region, SnapshotId};
+use crate::id::{AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, Region, SnapshotId};
 use crate::model::{
     Caller, CopyImageRequest, CreateImageRequest, CreateKeyRequest, Image, ImageOwner, ImageQuery,
     KeyManager, KeyMetadata, KeyState, LaunchPermission, PermissionChange, VolumePermission,
 };
+use crate::retry::settled;
 
 impl Flow {
     /// The source image, available, created from the instance if the source is one.
@@ -97,7 +98,7 @@ impl Flow {
             ));
         }
         let name = format!("amishare-{instance}");
-        let id = self
+        let made = self
             .images()
             .create_image(
                 region,
@@ -107,7 +108,37 @@ impl Flow {
                     tags: BTreeMap::from([(TAG_SOURCE_INSTANCE.to_owned(), instance.to_string())]),
                 },
             )
-            .await?;
+            .await;
+        let id = match made {
+            Ok(id) => id,
+            // The name is amishare's: a repeat whose first answer was lost,
+            // or an image not yet visible to the lookup above. Adopt it.
+            Err(err) if err.code() == Some("InvalidAMIName.Duplicate") => {
+                let image = settled(&*self.clock, &self.retry(), || async {
+                    let found = self.images().describe_images(region, &query).await?;
+                    found
+                        .into_iter()
+                        .find(|i| usable(i.state) && query.matches(i, &caller.account))
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::NotFound,
+                                format!("no image tagged {TAG_SOURCE_INSTANCE}={instance}"),
+                            )
+                        })
+                })
+                .await
+                .map_err(|_| err)?;
+                journal.record(
+                    Some(region),
+                    "create-image",
+                    &image.id,
+                    format!("found the image made from {instance} under the name {name}"),
+                    false,
+                );
+                return Ok((image.id.clone(), Start::Seen(image)));
+            }
+            Err(err) => return Err(err),
+        };
         journal.record(
             Some(region),
             "create-image",
@@ -178,46 +209,48 @@ impl Flow {
                 {
                     Ok(meta) => meta,
                     Err(err) if err.kind() == ErrorKind::NotFound => {
-                        let policy = self.new_key_policy(request, caller, region)?;
-                        let meta = self
+                        if let Some(meta) = self.unnamed_key(region, alias, journal).await? {
+                            meta
+                        } else {
+                            let policy = self.new_key_policy(request, caller, region)?;
+                            let meta = self
                         .keys()
                         .create_key(
                             region,
                             &CreateKeyRequest {
                                 description: format!("amishare: encrypts AMIs shared with other accounts ({alias})"),
                                 policy: Some(policy_text(&policy)),
-                                tags: BTreeMap::new(),
+                                tags: BTreeMap::from([(TAG_ALIAS.to_owned(), alias.to_string())]),
                             },
                         )
                         .await?;
-                        journal.record(
-                            Some(region),
-                            "create-key",
-                            &meta.arn,
-                            "symmetric customer-managed key",
-                            true,
-                        );
-                        let who: Vec<String> =
-                            request.targets.iter().map(ToString::to_string).collect();
-                        journal.record(
-                            Some(region),
-                            "key-policy",
-                            &meta.arn,
-                            format!("created allowing {}", who.join(", ")),
-                            false,
-                        );
-                        created = true;
-                        self.keys()
-                            .create_alias(region, alias, meta.key_id())
-                            .await?;
-                        journal.record(
-                            Some(region),
-                            "create-alias",
-                            alias,
-                            format!("→ {}", meta.arn),
-                            true,
-                        );
-                        meta
+                            journal.record(
+                                Some(region),
+                                "create-key",
+                                &meta.arn,
+                                "symmetric customer-managed key",
+                                true,
+                            );
+                            let who: Vec<String> =
+                                request.targets.iter().map(ToString::to_string).collect();
+                            journal.record(
+                                Some(region),
+                                "key-policy",
+                                &meta.arn,
+                                format!("created allowing {}", who.join(", ")),
+                                false,
+                            );
+                            created = true;
+                            self.name_key(region, alias, &meta).await?;
+                            journal.record(
+                                Some(region),
+                                "create-alias",
+                                alias,
+                                format!("→ {}", meta.arn),
+                                true,
+                            );
+                            meta
+                        }
                     }
                     Err(err) => return Err(err),
                 }
@@ -243,6 +276,69 @@ impl Flow {
             false,
         );
         Ok((meta, created))
+    }
+
+    /// A key an earlier run created for `alias` but stopped before naming
+    /// (found by its `amishare:alias` tag), now named; its policy is then
+    /// merged like any existing key's.
+    async fn unnamed_key(
+        &self,
+        region: &Region,
+        alias: &AliasName,
+        journal: &Journal,
+    ) -> Result<Option<KeyMetadata>> {
+        let Some(mut tagged) = self
+            .keys()
+            .tagged_keys(region, TAG_ALIAS, alias.as_str())
+            .await?
+        else {
+            return Ok(None);
+        };
+        tagged.retain(|key| key.state == KeyState::Enabled && key.manager == KeyManager::Customer);
+        tagged.sort_by_key(|key| key.arn.to_string());
+        let Some(meta) = tagged.into_iter().next() else {
+            return Ok(None);
+        };
+        self.name_key(region, alias, &meta).await?;
+        journal.record(
+            Some(region),
+            "create-alias",
+            alias,
+            format!("→ {} (created earlier for the alias)", meta.arn),
+            true,
+        );
+        Ok(Some(meta))
+    }
+
+    /// Points `alias` at the key just created. KMS may not show a new key
+    /// at once, so "not found" is retried for a while; an alias that exists
+    /// already is accepted when it points at this key (a repeat of a call
+    /// whose answer was lost made it).
+    async fn name_key(&self, region: &Region, alias: &AliasName, meta: &KeyMetadata) -> Result<()> {
+        let options = self.retry();
+        let made = settled(&*self.clock, &options, || {
+            self.keys().create_alias(region, alias, meta.key_id())
+        })
+        .await;
+        match made {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == ErrorKind::Conflict => {
+                let by_alias = KeyRef::Alias(alias.clone());
+                let points = settled(&*self.clock, &options, || {
+                    self.keys().describe_key(region, &by_alias)
+                })
+                .await?;
+                if points.arn == meta.arn {
+                    Ok(())
+                } else {
+                    Err(err.context(format!(
+                        "alias {alias} was made for {} while amishare created {}",
+                        points.arn, meta.arn
+                    )))
+                }
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The policy of a key created for the share: KMS's default policy for
@@ -343,63 +439,38 @@ impl Flow {
             ]),
             ..ImageQuery::default()
         };
-        let earlier = self.images().describe_images(region, &query).await?;
         // The source is the caller's own (checked when it was resolved).
-        let (id, start) = match earlier
-            .into_iter()
-            .find(|i| usable(i.state) && query.matches(i, &source.owner))
+        if let Some(image) = self
+            .earlier_copy(region, &query, &source.owner, &source.id, journal)
+            .await?
         {
-            Some(found) => {
-                journal.record(
-                    Some(region),
-                    "copy-image",
-                    &found.id,
-                    format!("found the copy of {} made earlier", source.id),
-                    false,
-                );
-                (found.id.clone(), Start::Seen(found))
-            }
-            None => {
-                let name = request
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-shared", source.name));
-                let token = format!(
-                    "amishare-{:016x}",
-                    fnv1a(&format!(
-                        "{}|{}|{region}|{key}",
-                        source.id, request.source_region
-                    ))
-                );
-                let id = self
-                    .images()
-                    .copy_image(
-                        region,
-                        &CopyImageRequest {
-                            source_image: source.id.clone(),
-                            source_region: request.source_region.clone(),
-                            name: name.clone(),
-                            encrypted: Some(true),
-                            kms_key: Some(KeyRef::Arn(key.clone())),
-                            client_token: Some(token),
-                            tags: BTreeMap::from([
-                                (TAG_SOURCE_IMAGE.to_owned(), source.id.to_string()),
-                                (TAG_KEY.to_owned(), key.to_string()),
-                            ]),
-                        },
-                    )
-                    .await?;
-                journal.record(
-                    Some(region),
-                    "copy-image",
-                    &id,
-                    format!("{name}: copy of {} encrypted with {key}", source.id),
-                    true,
-                );
-                (id, Start::Created)
-            }
+            return Ok(image);
+        }
+        let name = request
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-shared", source.name));
+        let token = format!(
+            "amishare-{:016x}",
+            fnv1a(&format!(
+                "{}|{}|{region}|{key}",
+                source.id, request.source_region
+            ))
+        );
+        let copy = CopyImageRequest {
+            source_image: source.id.clone(),
+            source_region: request.source_region.clone(),
+            name: name.clone(),
+            encrypted: Some(true),
+            kms_key: Some(KeyRef::Arn(key.clone())),
+            client_token: Some(token),
+            tags: BTreeMap::from([
+                (TAG_SOURCE_IMAGE.to_owned(), source.id.to_string()),
+                (TAG_KEY.to_owned(), key.to_string()),
+            ]),
         };
-        let image = self.wait_image(region, &id, start).await?;
+        let detail = format!("{name}: copy of {} encrypted with {key}", source.id);
+        let image = self.copy_and_wait(region, copy, journal, &detail).await?;
         journal.record(Some(region), "wait-image", &image.id, "available", false);
         Ok(image)
     }

@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::flow::{
-    AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, Start,
+    AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, TAG_KEY,
     TAG_SOURCE_IMAGE,
 };
 use crate::id::{ImageId, KeyArn, Region, SnapshotId};
 use crate::model::{
-    Caller, CopyImageRequest, Image, ImageQuery, InstanceState, RunInstancesRequest,
+    Caller, CopyImageRequest, Image, ImageOwner, ImageQuery, InstanceState, RunInstancesRequest,
 };
 
 impl Flow {
@@ -139,7 +139,32 @@ impl Flow {
                 }
             },
         )
-        .await?;
+        .await;
+        let state = match state {
+            Ok(state) => state,
+            // An instance that terminated at launch is gone already; any
+            // other failed wait must not leave a smoke instance running.
+            Err(err) if err.kind() != ErrorKind::Failed && !options.keep => {
+                let stopped = self
+                    .images()
+                    .terminate_instances(region, std::slice::from_ref(&id))
+                    .await;
+                return Err(match stopped {
+                    Ok(()) => {
+                        journal.record(
+                            Some(region),
+                            "terminate-instances",
+                            &id,
+                            "the wait failed",
+                            true,
+                        );
+                        err.context(format!("{id} was terminated"))
+                    }
+                    Err(also) => err.context(format!("{id} may still run: {also}")),
+                });
+            }
+            Err(err) => return Err(err),
+        };
         journal.record(Some(region), "wait-instance", &id, state.to_string(), false);
         let terminated_after = !options.keep;
         if terminated_after {
@@ -167,6 +192,7 @@ impl Flow {
         request: &AcceptRequest,
         copy_key: &CopyKey,
         image: &Image,
+        caller: &Caller,
         journal: &Journal,
     ) -> Result<CopyReport> {
         let region = &request.region;
@@ -182,29 +208,46 @@ impl Flow {
             "amishare-{:016x}",
             fnv1a(&format!("accept|{}|{region}|{copy_key}", image.id))
         );
-        let id = self
-            .images()
-            .copy_image(
-                region,
-                &CopyImageRequest {
-                    source_image: image.id.clone(),
-                    source_region: region.clone(),
-                    name: name.clone(),
-                    encrypted: Some(true),
-                    kms_key,
-                    client_token: Some(token),
-                    tags: BTreeMap::from([(TAG_SOURCE_IMAGE.to_owned(), image.id.to_string())]),
-                },
-            )
-            .await?;
-        journal.record(
-            Some(region),
-            "copy-image",
-            &id,
-            format!("{name}: the target's own copy of {}", image.id),
-            true,
-        );
-        let copy = self.wait_image(region, &id, Start::Created).await?;
+        let tags = BTreeMap::from([
+            (TAG_SOURCE_IMAGE.to_owned(), image.id.to_string()),
+            (TAG_KEY.to_owned(), copy_key.to_string()),
+        ]);
+        let query = ImageQuery {
+            owners: vec![ImageOwner::Me],
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.clone(), vec![v.clone()]))
+                .collect(),
+            ..ImageQuery::default()
+        };
+        if let Some(copy) = self
+            .earlier_copy(region, &query, &caller.account, &image.id, journal)
+            .await?
+        {
+            return self.copy_report(region, copy, journal).await;
+        }
+        let copy = CopyImageRequest {
+            source_image: image.id.clone(),
+            source_region: region.clone(),
+            name: name.clone(),
+            encrypted: Some(true),
+            kms_key,
+            client_token: Some(token),
+            tags,
+        };
+        let detail = format!("{name}: the target's own copy of {}", image.id);
+        let copy = self.copy_and_wait(region, copy, journal, &detail).await?;
+        self.copy_report(region, copy, journal).await
+    }
+
+    /// The target's copy and its snapshots' keys.
+    async fn copy_report(
+        &self,
+        region: &Region,
+        copy: Image,
+        journal: &Journal,
+    ) -> Result<CopyReport> {
+        let id = copy.id.clone();
         let ids: Vec<SnapshotId> = copy
             .block_devices
             .iter()

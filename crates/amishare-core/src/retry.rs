@@ -1,0 +1,422 @@
+//! Retries of single calls: throttling and transient service errors are
+//! retried with capped exponential backoff and full jitter, up to a number of
+//! attempts and a deadline, on the flow's clock.
+//!
+//! A call is retried only when repeating it is safe. Throttling is always
+//! safe: the service refused the request before acting on it. A transient
+//! service error (a 5xx) may come after the service acted, so it is retried
+//! only for reads and for writes whose repetition changes nothing more
+//! (`PutKeyPolicy` with the same document, adding a permission that is
+//! already there, `CopyImage` with the same client token); `CreateKey`,
+//! `CreateGrant` and `RunInstances` are retried only when throttled, and the
+//! flow finds or reports what a failed one may have left.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{
+    AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, Region, SnapshotId,
+};
+use crate::model::{
+    Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
+    EbsDefaults, Grant, Image, ImageQuery, Instance, KeyMetadata, LaunchPermission,
+    PermissionChange, RunInstancesRequest, Snapshot, VolumePermission,
+};
+use crate::store::{Clock, ImageStore, KeyStore};
+
+/// How calls are retried, and how long something just made may stay
+/// invisible to reads (KMS and EC2 are eventually consistent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryOptions {
+    /// Most attempts of one call, the first included; 1 turns retries off.
+    pub max_attempts: u32,
+    /// The backoff before the second attempt; it doubles with each attempt.
+    pub base_delay: Duration,
+    /// The longest backoff between two attempts.
+    pub max_delay: Duration,
+    /// How long one call may go on retrying, from its first attempt.
+    pub deadline: Duration,
+    /// How long a key, alias or image the flow has just made may be missing
+    /// from reads before the flow treats "not found" as final.
+    pub settle: Duration,
+    /// How many copies of an image the flow makes before it gives up on one
+    /// that keeps going `failed`; each failed copy is deregistered.
+    pub copy_attempts: u32,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        // The AWS SDKs' standard mode backs off from 1 s to 20 s; more
+        // attempts, because a share waits hours for its copies anyway and a
+        // throttled call is cheaper to repeat than a share to restart.
+        RetryOptions {
+            max_attempts: 8,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(20),
+            deadline: Duration::from_secs(120),
+            settle: Duration::from_secs(60),
+            copy_attempts: 3,
+        }
+    }
+}
+
+impl RetryOptions {
+    /// No retries, and "not found" is final at once.
+    pub fn none() -> RetryOptions {
+        RetryOptions {
+            max_attempts: 1,
+            settle: Duration::ZERO,
+            copy_attempts: 1,
+            ..RetryOptions::default()
+        }
+    }
+}
+
+/// Whether repeating a call after a transient service error is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// A read, or a write that changes nothing more when repeated.
+    Safe,
+    /// A write that may act twice: retried only when throttled.
+    Unsafe,
+}
+
+/// Whether `err` is worth another attempt of a call that repeats as `repeat`.
+fn retryable(err: &Error, repeat: Repeat) -> bool {
+    match repeat {
+        Repeat::Safe => err.is_retryable(),
+        Repeat::Unsafe => err.kind() == ErrorKind::Throttled,
+    }
+}
+
+/// A [`KeyStore`] and [`ImageStore`] that retries the calls of the stores it
+/// wraps as [`RetryOptions`] say, sleeping on a [`Clock`].
+#[derive(Debug, Clone)]
+pub struct Retrying {
+    keys: Arc<dyn KeyStore>,
+    images: Arc<dyn ImageStore>,
+    clock: Arc<dyn Clock>,
+    options: RetryOptions,
+    /// The jitter's generator: seeded, so a simulated run repeats exactly.
+    rng: Arc<AtomicU64>,
+}
+
+impl Retrying {
+    /// Wraps `keys` and `images`.
+    pub fn new(
+        keys: Arc<dyn KeyStore>,
+        images: Arc<dyn ImageStore>,
+        clock: Arc<dyn Clock>,
+        options: RetryOptions,
+    ) -> Retrying {
+        Retrying {
+            keys,
+            images,
+            clock,
+            options,
+            rng: Arc::new(AtomicU64::new(0x9e37_79b9_7f4a_7c15)),
+        }
+    }
+
+    /// The same stores under other options.
+    pub fn with_options(&self, options: RetryOptions) -> Retrying {
+        Retrying {
+            options,
+            ..self.clone()
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> RetryOptions {
+        self.options
+    }
+
+    /// The backoff before attempt `attempt + 1`: uniform in
+    /// `[0, min(max_delay, base_delay × 2^(attempt-1))]` ("full jitter"), so
+    /// that callers throttled together do not retry together.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .options
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.options.max_delay);
+        let x = self
+            .rng
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        // splitmix64's finalizer.
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        cap.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
+    }
+
+    async fn run<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        repeat: Repeat,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let start = self.clock.now();
+        let mut attempt = 1;
+        loop {
+            let err = match call().await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            if attempt >= self.options.max_attempts || !retryable(&err, repeat) {
+                return Err(err);
+            }
+            let delay = self.backoff(attempt);
+            let elapsed = self.clock.now().saturating_sub(start);
+            if elapsed + delay > self.options.deadline {
+                return Err(err);
+            }
+            tracing::debug!(operation, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
+            self.clock.sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Repeats `call` while it fails with "not found", for up to `options.settle`:
+/// for a read of something the flow has just made, which an eventually
+/// consistent service may not show yet.
+pub(crate) async fn settled<T, F, Fut>(
+    clock: &dyn Clock,
+    options: &RetryOptions,
+    mut call: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let start = clock.now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match call().await {
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                let elapsed = clock.now().saturating_sub(start);
+                if elapsed + delay > options.settle {
+                    return Err(err);
+                }
+                tracing::debug!(error = %err, "not visible yet");
+                clock.sleep(delay).await;
+                delay = (delay * 2).min(options.max_delay);
+            }
+            other => return other,
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for Retrying {
+    async fn caller(&self) -> Result<Caller> {
+        self.run("GetCallerIdentity", Repeat::Safe, || self.keys.caller())
+            .await
+    }
+    async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
+        self.run("CreateKey", Repeat::Unsafe, || {
+            self.keys.create_key(region, request)
+        })
+        .await
+    }
+    async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
+        self.run("DescribeKey", Repeat::Safe, || {
+            self.keys.describe_key(region, key)
+        })
+        .await
+    }
+    async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
+        // A repeat after a lost answer meets the alias it made: the flow
+        // checks where an existing alias points.
+        self.run("CreateAlias", Repeat::Safe, || {
+            self.keys.create_alias(region, alias, key)
+        })
+        .await
+    }
+    async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
+        self.run("GetKeyPolicy", Repeat::Safe, || {
+            self.keys.get_key_policy(key)
+        })
+        .await
+    }
+    async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
+        self.run("PutKeyPolicy", Repeat::Safe, || {
+            self.keys.put_key_policy(key, policy)
+        })
+        .await
+    }
+    async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
+        self.run("ListGrants", Repeat::Safe, || self.keys.list_grants(key))
+            .await
+    }
+    async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
+        self.run("CreateGrant", Repeat::Unsafe, || {
+            self.keys.create_grant(key, request)
+        })
+        .await
+    }
+    async fn tagged_keys(
+        &self,
+        region: &Region,
+        tag: &str,
+        value: &str,
+    ) -> Result<Option<Vec<KeyMetadata>>> {
+        self.run("ListKeys", Repeat::Safe, || {
+            self.keys.tagged_keys(region, tag, value)
+        })
+        .await
+    }
+    async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
+        self.run("RevokeGrant", Repeat::Safe, || {
+            self.keys.revoke_grant(key, grant)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ImageStore for Retrying {
+    async fn describe_instances(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> Result<Vec<Instance>> {
+        self.run("DescribeInstances", Repeat::Safe, || {
+            self.images.describe_instances(region, ids)
+        })
+        .await
+    }
+    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
+        // A repeat after a lost answer is refused as a duplicate name, and
+        // the flow then adopts the image by its tag.
+        self.run("CreateImage", Repeat::Safe, || {
+            self.images.create_image(region, request)
+        })
+        .await
+    }
+    async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
+        let repeat = if request.client_token.is_some() {
+            Repeat::Safe
+        } else {
+            Repeat::Unsafe
+        };
+        self.run("CopyImage", repeat, || {
+            self.images.copy_image(region, request)
+        })
+        .await
+    }
+    async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
+        self.run("DescribeImages", Repeat::Safe, || {
+            self.images.describe_images(region, query)
+        })
+        .await
+    }
+    async fn describe_snapshots(
+        &self,
+        region: &Region,
+        ids: &[SnapshotId],
+    ) -> Result<Vec<Snapshot>> {
+        self.run("DescribeSnapshots", Repeat::Safe, || {
+            self.images.describe_snapshots(region, ids)
+        })
+        .await
+    }
+    async fn modify_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        change: &PermissionChange<LaunchPermission>,
+    ) -> Result<()> {
+        self.run("ModifyImageAttribute", Repeat::Safe, || {
+            self.images.modify_launch_permission(region, image, change)
+        })
+        .await
+    }
+    async fn describe_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<LaunchPermission>> {
+        self.run("DescribeImageAttribute", Repeat::Safe, || {
+            self.images.describe_launch_permission(region, image)
+        })
+        .await
+    }
+    async fn modify_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        change: &PermissionChange<VolumePermission>,
+    ) -> Result<()> {
+        self.run("ModifySnapshotAttribute", Repeat::Safe, || {
+            self.images
+                .modify_create_volume_permission(region, snapshot, change)
+        })
+        .await
+    }
+    async fn describe_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<VolumePermission>> {
+        self.run("DescribeSnapshotAttribute", Repeat::Safe, || {
+            self.images
+                .describe_create_volume_permission(region, snapshot)
+        })
+        .await
+    }
+    async fn run_instances(
+        &self,
+        region: &Region,
+        request: &RunInstancesRequest,
+    ) -> Result<Instance> {
+        self.run("RunInstances", Repeat::Unsafe, || {
+            self.images.run_instances(region, request)
+        })
+        .await
+    }
+    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
+        self.run("TerminateInstances", Repeat::Safe, || {
+            self.images.terminate_instances(region, ids)
+        })
+        .await
+    }
+    async fn deregister_image(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        delete_snapshots: bool,
+    ) -> Result<()> {
+        // A repeat after a lost answer finds the image gone, which the flow
+        // takes as done.
+        self.run("DeregisterImage", Repeat::Safe, || {
+            self.images
+                .deregister_image(region, image, delete_snapshots)
+        })
+        .await
+    }
+    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
+        self.run("DeleteSnapshot", Repeat::Unsafe, || {
+            self.images.delete_snapshot(region, snapshot)
+        })
+        .await
+    }
+    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
+        self.run("GetEbsDefaultKmsKeyId", Repeat::Safe, || {
+            self.images.ebs_defaults(region)
+        })
+        .await
+    }
+}
