@@ -168,6 +168,17 @@ impl KeyStore for SimClient {
         })
     }
 
+    async fn tagged_keys(
+        &self,
+        region: &Region,
+        tag: &str,
+        value: &str,
+    ) -> Result<Option<Vec<KeyMetadata>>> {
+        self.call("kms:ListKeys", false, Some(region), |ctx| {
+            ctx.tagged_keys(region, tag, value).map(Some)
+        })
+    }
+
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
         self.call("kms:CreateGrant", true, Some(key.region()), |ctx| {
             ctx.create_grant(key, request)

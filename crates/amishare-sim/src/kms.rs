@@ -397,6 +397,33 @@ impl Ctx<'_> {
         Ok(key.metadata())
     }
 
+    /// `ListKeys`, then `ListResourceTags` of each key the caller may read.
+    pub(crate) fn tagged_keys(
+        &mut self,
+        region: &Region,
+        tag: &str,
+        value: &str,
+    ) -> Result<Vec<KeyMetadata>> {
+        self.authorize_identity("kms:ListKeys", "*")
+            .map_err(errors::kms_access_denied)?;
+        let account = self.who.account_id();
+        Ok(self
+            .kms
+            .keys
+            .values()
+            .filter(|key| {
+                key.manager == KeyManager::Customer
+                    && key.arn.account() == account
+                    && key.arn.region() == region
+                    && key.tags.get(tag).is_some_and(|v| v == value)
+                    && self
+                        .authorize_kms(key, "kms:ListResourceTags", Context::new())
+                        .is_ok()
+            })
+            .map(|key| key.metadata())
+            .collect())
+    }
+
     pub(crate) fn describe_key(&mut self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
         let id = self
             .kms

@@ -60,6 +60,7 @@ mod client;
 mod directory;
 mod ec2;
 mod errors;
+pub mod faults;
 #[cfg(feature = "conformance")]
 pub mod harness;
 mod ids;

@@ -513,6 +513,57 @@ impl World {
         None
     }
 
+    /// Makes a pending image go `failed` when it would have become
+    /// available, with the knobs' copy failure as its state reason and its
+    /// snapshots failed too: a copy that fails inside EC2.
+    pub fn fail_image(&self, id: &ImageId) -> Result<()> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let reason = state.knobs.copy_failure.clone();
+        let message = state.knobs.copy_failure_snapshot_message.clone();
+        let image = state
+            .ec2
+            .images
+            .get_mut(id)
+            .ok_or_else(|| crate::errors::image_not_found(id))?;
+        image.failure.get_or_insert(reason);
+        image
+            .failure_detail
+            .get_or_insert_with(|| "an injected internal error".to_owned());
+        for device in &image.devices {
+            if let Some(snapshot) = state.ec2.snapshots.get_mut(&device.snapshot) {
+                snapshot.failure.get_or_insert_with(|| message.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The instances of `account` and their states now.
+    pub fn instances(&self, account: &AccountId) -> Vec<(InstanceId, InstanceState)> {
+        let now = self.now();
+        self.lock()
+            .ec2
+            .instances
+            .values()
+            .filter(|instance| &instance.owner == account)
+            .map(|instance| (instance.id.clone(), instance.state(now)))
+            .collect()
+    }
+
+    /// The customer-managed keys of `account`, in every region, with their
+    /// tags: what a test checks for keys left behind.
+    pub fn customer_keys(&self, account: &AccountId) -> Vec<(KeyArn, BTreeMap<String, String>)> {
+        self.lock()
+            .kms
+            .keys
+            .values()
+            .filter(|key| {
+                key.manager == amishare_core::KeyManager::Customer && key.arn.account() == account
+            })
+            .map(|key| (key.arn.clone(), key.tags.clone()))
+            .collect()
+    }
+
     /// The instance an image was created from (EC2's `SourceInstanceId`;
     /// amishare's [`Image`](amishare_core::Image) does not carry it).
     pub fn source_instance(&self, image: &ImageId) -> Option<InstanceId> {

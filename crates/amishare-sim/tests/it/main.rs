@@ -6,6 +6,7 @@ mod conformance;
 mod determinism;
 mod doctor;
 mod ec2;
+mod faults;
 mod fixture;
 mod kms;
 mod seed_flow;

@@ -1,0 +1,540 @@
+//! Seeded fault injection: throttling, transient server errors (before or
+//! after the service acts), eventual consistency and failed copies, between
+//! a flow and a [`SimClient`].
+//!
+//! [`Faulty`] answers as AWS does on a bad day: each call may be throttled
+//! (`RequestLimitExceeded`, `ThrottlingException`) or fail with a 5xx
+//! (`InternalError`, `KMSInternalException`) before it acts; a write that
+//! repeats safely may act and then lose its answer; a key, alias, image,
+//! launch permission or grant just made stays invisible to reads for a
+//! while; a copy may go `failed`. The same seed gives the same faults, so a
+//! failing run can be replayed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amishare_core::{
+    AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
+    EbsDefaults, Error, ErrorKind, Grant, GrantId, Image, ImageId, ImageQuery, ImageStore,
+    Instance, InstanceId, KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore, LaunchPermission,
+    PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId, VolumePermission,
+};
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::client::SimClient;
+use crate::world::World;
+
+/// How often and how long things go wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// Seeds the faults' generator.
+    pub seed: u64,
+    /// The chance that a call is throttled.
+    pub throttle: f64,
+    /// The chance that a call fails with a 5xx before the service acts.
+    pub server_error: f64,
+    /// The chance that a write whose repetition is safe acts and then fails
+    /// with a 5xx, as when the answer is lost: `PutKeyPolicy`, `CreateAlias`,
+    /// `CreateImage`, `CopyImage` with a client token, and the permission
+    /// changes. (`CreateKey`, `CreateGrant` and `RunInstances` take no client
+    /// token amishare can send, so a lost answer to them is not injected.)
+    pub lost_answer: f64,
+    /// How long a new key, alias, image, launch permission or grant stays
+    /// invisible to reads.
+    pub visibility_delay: Duration,
+    /// The chance that a copy goes `failed` with an internal error.
+    pub copy_failure: f64,
+    /// Stops the caller after this many writes have acted: every later call
+    /// fails, as if the process had died at that step boundary.
+    pub crash_after: Option<usize>,
+}
+
+impl Faults {
+    /// No faults at all.
+    pub fn none(seed: u64) -> Faults {
+        Faults {
+            seed,
+            throttle: 0.0,
+            server_error: 0.0,
+            lost_answer: 0.0,
+            visibility_delay: Duration::ZERO,
+            copy_failure: 0.0,
+            crash_after: None,
+        }
+    }
+}
+
+/// What the faults did, summed over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FaultTally {
+    /// Calls throttled.
+    pub throttled: usize,
+    /// Calls failed with a 5xx before acting.
+    pub server_errors: usize,
+    /// Writes that acted and then lost their answer.
+    pub lost_answers: usize,
+    /// Reads that did not see something new.
+    pub hidden: usize,
+    /// Copies made to fail.
+    pub failed_copies: usize,
+}
+
+impl std::ops::AddAssign for FaultTally {
+    fn add_assign(&mut self, other: FaultTally) {
+        self.throttled += other.throttled;
+        self.server_errors += other.server_errors;
+        self.lost_answers += other.lost_answers;
+        self.hidden += other.hidden;
+        self.failed_copies += other.failed_copies;
+    }
+}
+
+/// The service a call goes to, for the error codes it answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Kms,
+    Ec2,
+}
+
+#[derive(Debug)]
+struct Shared {
+    faults: Faults,
+    rng: u64,
+    /// When each new thing was made, by its name: key ARNs and IDs, alias
+    /// names in their region, image IDs, `image|permission`, grant IDs.
+    made: BTreeMap<String, Duration>,
+    tally: FaultTally,
+    /// Writes that acted so far.
+    acted: usize,
+}
+
+impl Shared {
+    /// A uniform draw in `[0, 1)` (splitmix64).
+    fn draw(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn hidden(&self, name: &str, now: Duration) -> bool {
+        self.made
+            .get(name)
+            .is_some_and(|made| now < *made + self.faults.visibility_delay)
+    }
+}
+
+/// A [`SimClient`] behind seeded faults. Clones share the faults, their
+/// generator and what they made, so the owner's and the target's clients of
+/// one run can share one `Faulty`'s state through [`Faulty::for_client`].
+#[derive(Clone)]
+pub struct Faulty {
+    inner: SimClient,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl fmt::Debug for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Faulty")
+            .field("principal", &self.inner.principal().as_str())
+            .finish()
+    }
+}
+
+impl Faulty {
+    /// `client` behind `faults`.
+    pub fn new(client: SimClient, faults: Faults) -> Faulty {
+        let rng = faults.seed ^ 0x5851_f42d_4c95_7f2d;
+        Faulty {
+            inner: client,
+            shared: Arc::new(Mutex::new(Shared {
+                faults,
+                rng,
+                made: BTreeMap::new(),
+                tally: FaultTally::default(),
+                acted: 0,
+            })),
+        }
+    }
+
+    /// Another principal's client behind the same faults and generator.
+    pub fn for_client(&self, client: SimClient) -> Faulty {
+        Faulty {
+            inner: client,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// What the faults did so far.
+    pub fn tally(&self) -> FaultTally {
+        self.lock().tally
+    }
+
+    /// Replaces the faults, keeping the generator and what was made.
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn world(&self) -> &World {
+        self.inner.world()
+    }
+
+    /// Throttles the call or fails it with a 5xx before it acts, by chance.
+    fn before(&self, service: Service) -> Result<()> {
+        let mut shared = self.lock();
+        if shared
+            .faults
+            .crash_after
+            .is_some_and(|after| shared.acted >= after)
+        {
+            return Err(Error::new(
+                ErrorKind::Service,
+                format!("stopped after {} write(s)", shared.acted),
+            ));
+        }
+        if shared.draw() < shared.faults.throttle {
+            shared.tally.throttled += 1;
+            return Err(match service {
+                Service::Ec2 => Error::service(
+                    ErrorKind::Throttled,
+                    "RequestLimitExceeded",
+                    "Request limit exceeded.",
+                ),
+                Service::Kms => {
+                    Error::service(ErrorKind::Throttled, "ThrottlingException", "Rate exceeded")
+                }
+            });
+        }
+        if shared.draw() < shared.faults.server_error {
+            shared.tally.server_errors += 1;
+            return Err(server_error(service));
+        }
+        Ok(())
+    }
+
+    /// Counts a write that acted, and turns its success into a lost answer
+    /// by chance when it repeats safely (`lossy`).
+    fn after<T>(&self, service: Service, lossy: bool, result: Result<T>) -> Result<T> {
+        let value = result?;
+        let mut shared = self.lock();
+        shared.acted += 1;
+        if lossy && shared.draw() < shared.faults.lost_answer {
+            shared.tally.lost_answers += 1;
+            return Err(server_error(service));
+        }
+        Ok(value)
+    }
+
+    /// Notes that `names` were made now.
+    fn made(&self, names: impl IntoIterator<Item = String>) {
+        let now = self.world().now();
+        let mut shared = self.lock();
+        for name in names {
+            shared.made.entry(name).or_insert(now);
+        }
+    }
+
+    /// Whether `name` is still invisible, counting the read it hides from.
+    fn hides(&self, name: &str) -> bool {
+        let now = self.world().now();
+        let mut shared = self.lock();
+        let hidden = shared.hidden(name, now);
+        if hidden {
+            shared.tally.hidden += 1;
+        }
+        hidden
+    }
+
+    /// `NotFoundException` for a key reference that is still invisible.
+    fn hide_key(&self, region: &Region, key: &KeyRef) -> Result<()> {
+        let name = match key {
+            KeyRef::Alias(alias) => alias_name(region, alias),
+            other => other.to_string(),
+        };
+        if self.hides(&name) {
+            return Err(Error::service(
+                ErrorKind::NotFound,
+                "NotFoundException",
+                format!("Key '{key}' does not exist"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn hide_key_arn(&self, key: &KeyArn) -> Result<()> {
+        self.hide_key(key.region(), &KeyRef::Arn(key.clone()))
+    }
+}
+
+fn server_error(service: Service) -> Error {
+    match service {
+        Service::Ec2 => Error::service(
+            ErrorKind::Service,
+            "InternalError",
+            "An internal error has occurred",
+        ),
+        Service::Kms => Error::service(
+            ErrorKind::Service,
+            "KMSInternalException",
+            "An internal error has occurred",
+        ),
+    }
+    .with_retryable(true)
+}
+
+fn alias_name(region: &Region, alias: &AliasName) -> String {
+    format!("{region}|{alias}")
+}
+
+fn permission_name(image: &ImageId, permission: &LaunchPermission) -> String {
+    format!("{image}|{permission}")
+}
+
+#[async_trait]
+impl KeyStore for Faulty {
+    async fn caller(&self) -> Result<Caller> {
+        self.inner.caller().await
+    }
+    async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
+        self.before(Service::Kms)?;
+        let meta = self.after(
+            Service::Kms,
+            false,
+            self.inner.create_key(region, request).await,
+        )?;
+        self.made([meta.arn.to_string(), meta.key_id().to_string()]);
+        Ok(meta)
+    }
+    async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
+        self.before(Service::Kms)?;
+        self.hide_key(region, key)?;
+        let meta = self.inner.describe_key(region, key).await?;
+        self.hide_key_arn(&meta.arn)?;
+        Ok(meta)
+    }
+    async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
+        self.before(Service::Kms)?;
+        self.hide_key(region, &KeyRef::Id(key.clone()))?;
+        let result = self.inner.create_alias(region, alias, key).await;
+        if result.is_ok() {
+            self.made([alias_name(region, alias)]);
+        }
+        self.after(Service::Kms, true, result)
+    }
+    async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
+        self.before(Service::Kms)?;
+        self.hide_key_arn(key)?;
+        self.inner.get_key_policy(key).await
+    }
+    async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
+        self.before(Service::Kms)?;
+        self.hide_key_arn(key)?;
+        let result = self.inner.put_key_policy(key, policy).await;
+        self.after(Service::Kms, true, result)
+    }
+    async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
+        self.before(Service::Kms)?;
+        self.hide_key_arn(key)?;
+        let grants = self.inner.list_grants(key).await?;
+        Ok(grants
+            .into_iter()
+            .filter(|grant| !self.hides(grant.id.as_str()))
+            .collect())
+    }
+    async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
+        self.before(Service::Kms)?;
+        let id = self.after(
+            Service::Kms,
+            false,
+            self.inner.create_grant(key, request).await,
+        )?;
+        self.made([id.to_string()]);
+        Ok(id)
+    }
+    async fn tagged_keys(
+        &self,
+        region: &Region,
+        tag: &str,
+        value: &str,
+    ) -> Result<Option<Vec<KeyMetadata>>> {
+        self.before(Service::Kms)?;
+        let keys = self.inner.tagged_keys(region, tag, value).await?;
+        Ok(keys.map(|keys| {
+            keys.into_iter()
+                .filter(|key| !self.hides(&key.arn.to_string()))
+                .collect()
+        }))
+    }
+    async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
+        self.before(Service::Kms)?;
+        let result = self.inner.revoke_grant(key, grant).await;
+        self.after(Service::Kms, false, result)
+    }
+}
+
+#[async_trait]
+impl ImageStore for Faulty {
+    async fn describe_instances(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> Result<Vec<Instance>> {
+        self.before(Service::Ec2)?;
+        self.inner.describe_instances(region, ids).await
+    }
+    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
+        self.before(Service::Ec2)?;
+        let result = self.inner.create_image(region, request).await;
+        if let Ok(id) = &result {
+            self.made([id.to_string()]);
+        }
+        self.after(Service::Ec2, true, result)
+    }
+    async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
+        self.before(Service::Ec2)?;
+        let result = self.inner.copy_image(region, request).await;
+        if let Ok(id) = &result {
+            let new = !self.lock().made.contains_key(id.as_str());
+            if new {
+                self.made([id.to_string()]);
+                let fail = {
+                    let mut shared = self.lock();
+                    let fail = shared.draw() < shared.faults.copy_failure;
+                    if fail {
+                        shared.tally.failed_copies += 1;
+                    }
+                    fail
+                };
+                if fail {
+                    self.world().fail_image(id)?;
+                }
+            }
+        }
+        self.after(Service::Ec2, request.client_token.is_some(), result)
+    }
+    async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
+        self.before(Service::Ec2)?;
+        let hidden: Vec<&ImageId> = query
+            .image_ids
+            .iter()
+            .filter(|id| self.hides(id.as_str()))
+            .collect();
+        if !hidden.is_empty() {
+            let ids: Vec<&str> = hidden.iter().map(|id| id.as_str()).collect();
+            return Err(Error::service(
+                ErrorKind::NotFound,
+                "InvalidAMIID.NotFound",
+                format!("The image id '[{}]' does not exist", ids.join(", ")),
+            ));
+        }
+        let images = self.inner.describe_images(region, query).await?;
+        Ok(images
+            .into_iter()
+            .filter(|image| !self.hides(image.id.as_str()))
+            .collect())
+    }
+    async fn describe_snapshots(
+        &self,
+        region: &Region,
+        ids: &[SnapshotId],
+    ) -> Result<Vec<Snapshot>> {
+        self.before(Service::Ec2)?;
+        self.inner.describe_snapshots(region, ids).await
+    }
+    async fn modify_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        change: &PermissionChange<LaunchPermission>,
+    ) -> Result<()> {
+        self.before(Service::Ec2)?;
+        let result = self
+            .inner
+            .modify_launch_permission(region, image, change)
+            .await;
+        if result.is_ok() {
+            self.made(change.add.iter().map(|p| permission_name(image, p)));
+        }
+        self.after(Service::Ec2, true, result)
+    }
+    async fn describe_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<LaunchPermission>> {
+        self.before(Service::Ec2)?;
+        let permissions = self.inner.describe_launch_permission(region, image).await?;
+        Ok(permissions
+            .into_iter()
+            .filter(|p| !self.hides(&permission_name(image, p)))
+            .collect())
+    }
+    async fn modify_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        change: &PermissionChange<VolumePermission>,
+    ) -> Result<()> {
+        self.before(Service::Ec2)?;
+        let result = self
+            .inner
+            .modify_create_volume_permission(region, snapshot, change)
+            .await;
+        self.after(Service::Ec2, true, result)
+    }
+    async fn describe_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<VolumePermission>> {
+        self.before(Service::Ec2)?;
+        self.inner
+            .describe_create_volume_permission(region, snapshot)
+            .await
+    }
+    async fn run_instances(
+        &self,
+        region: &Region,
+        request: &RunInstancesRequest,
+    ) -> Result<Instance> {
+        self.before(Service::Ec2)?;
+        let result = self.inner.run_instances(region, request).await;
+        self.after(Service::Ec2, false, result)
+    }
+    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
+        self.before(Service::Ec2)?;
+        let result = self.inner.terminate_instances(region, ids).await;
+        self.after(Service::Ec2, true, result)
+    }
+    async fn deregister_image(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        delete_snapshots: bool,
+    ) -> Result<()> {
+        self.before(Service::Ec2)?;
+        let result = self
+            .inner
+            .deregister_image(region, image, delete_snapshots)
+            .await;
+        self.after(Service::Ec2, false, result)
+    }
+    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
+        self.before(Service::Ec2)?;
+        let result = self.inner.delete_snapshot(region, snapshot).await;
+        self.after(Service::Ec2, false, result)
+    }
+    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
+        self.before(Service::Ec2)?;
+        self.inner.ebs_defaults(region).await
+    }
+}
