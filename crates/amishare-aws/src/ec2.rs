@@ -472,6 +472,7 @@ impl ImageStore for AwsImageStore {
             .set_subnet_id(request.subnet.clone())
             .set_block_device_mappings(mappings)
             .set_tag_specifications(tag_specifications(ResourceType::Instance, &request.tags))
+            .set_client_token(request.client_token.clone())
             .send()
             .await
             .map_err(|e| {

@@ -1,6 +1,8 @@
 //! [`AwsKeyStore`]: amishare's [`KeyStore`] over aws-sdk-kms, with the caller's
 //! identity from STS `GetCallerIdentity`.
 
+use std::collections::BTreeMap;
+
 use amishare_core::{
     AccountId, AliasName, Caller, CreateGrantRequest, CreateKeyRequest, Error, ErrorKind, Grant,
     GrantId, KeyArn, KeyId, KeyManager, KeyMetadata, KeyRef, KeyState, KeyStore, PrincipalArn,
@@ -173,6 +175,39 @@ impl KeyStore for AwsKeyStore {
             }
         }
         Ok(grants)
+    }
+
+    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
+        const OP: &str = "ListKeys";
+        let subject = format!("in {region}");
+        let mut pages = self.kms.get(region).list_keys().into_paginator().send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk(OP, &subject, e))?;
+            for entry in page.keys() {
+                keys.push(parse(OP, "KeyArn", entry.key_arn(), KeyArn::parse)?);
+            }
+        }
+        Ok(Some(keys))
+    }
+
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        const OP: &str = "ListResourceTags";
+        let mut pages = self
+            .kms
+            .get(key.region())
+            .list_resource_tags()
+            .key_id(key.to_string())
+            .into_paginator()
+            .send();
+        let mut tags = BTreeMap::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk(OP, key, e))?;
+            for tag in page.tags() {
+                tags.insert(tag.tag_key().to_owned(), tag.tag_value().to_owned());
+            }
+        }
+        Ok(tags)
     }
 
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {

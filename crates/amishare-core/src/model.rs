@@ -449,6 +449,9 @@ pub struct RunInstancesRequest {
     pub kms_key: Option<KeyRef>,
     /// Tags for the instance.
     pub tags: BTreeMap<String, String>,
+    /// Makes the launch idempotent: a repeat with the same token returns
+    /// the instance the first call launched.
+    pub client_token: Option<String>,
 }
 
 /// The account's EBS encryption settings in a region.

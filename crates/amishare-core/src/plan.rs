@@ -268,15 +268,14 @@ impl KeyStore for PlanningKeys {
         Ok(())
     }
 
-    async fn tagged_keys(
-        &self,
-        region: &Region,
-        tag: &str,
-        value: &str,
-    ) -> Result<Option<Vec<KeyMetadata>>> {
-        // Planned keys are found by alias, never by tag: the flow looks for
-        // tagged keys only where no alias names one.
-        self.inner.tagged_keys(region, tag, value).await
+    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
+        // Planned keys are found by their alias, never listed: the flow lists
+        // keys only where no alias names one.
+        self.inner.list_keys(region).await
+    }
+
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        self.inner.list_resource_tags(key).await
     }
 
     async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {

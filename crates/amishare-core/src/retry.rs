@@ -11,6 +11,7 @@
 //! `CreateGrant` and `RunInstances` are retried only when throttled, and the
 //! flow finds or reports what a failed one may have left.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -267,14 +268,13 @@ impl KeyStore for Retrying {
         })
         .await
     }
-    async fn tagged_keys(
-        &self,
-        region: &Region,
-        tag: &str,
-        value: &str,
-    ) -> Result<Option<Vec<KeyMetadata>>> {
-        self.run("ListKeys", Repeat::Safe, || {
-            self.keys.tagged_keys(region, tag, value)
+    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
+        self.run("ListKeys", Repeat::Safe, || self.keys.list_keys(region))
+            .await
+    }
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        self.run("ListResourceTags", Repeat::Safe, || {
+            self.keys.list_resource_tags(key)
         })
         .await
     }
@@ -382,7 +382,12 @@ impl ImageStore for Retrying {
         region: &Region,
         request: &RunInstancesRequest,
     ) -> Result<Instance> {
-        self.run("RunInstances", Repeat::Unsafe, || {
+        let repeat = if request.client_token.is_some() {
+            Repeat::Safe
+        } else {
+            Repeat::Unsafe
+        };
+        self.run("RunInstances", repeat, || {
             self.images.run_instances(region, request)
         })
         .await

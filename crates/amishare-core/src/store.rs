@@ -4,6 +4,7 @@
 //! credentials and is authorized as that principal. Calls take the region
 //! explicitly because keys, images and permissions are all regional.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,18 +49,21 @@ pub trait KeyStore: Send + Sync + Debug {
     /// Creates a grant on a key.
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId>;
 
-    /// The caller's customer-managed keys in `region` that carry the tag
-    /// `tag` = `value` (KMS `ListKeys` and `ListResourceTags`), so that a
-    /// key created by a run that stopped before naming it is found again;
-    /// `None` when the backend cannot list keys.
-    async fn tagged_keys(
-        &self,
-        region: &Region,
-        tag: &str,
-        value: &str,
-    ) -> Result<Option<Vec<KeyMetadata>>> {
-        let _ = (region, tag, value);
+    /// The keys of the caller's account in `region` (`ListKeys`, every
+    /// page), or `None` when the backend cannot list keys. With
+    /// [`KeyStore::list_resource_tags`] it finds a key that a run created but
+    /// stopped before naming.
+    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
+        let _ = region;
         Ok(None)
+    }
+
+    /// A key's tags (`ListResourceTags`; the caller's own keys only).
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Unsupported,
+            format!("listing the tags of {key} is not supported by this backend"),
+        ))
     }
 
     /// Revokes a grant.
@@ -202,13 +206,11 @@ macro_rules! forward_key_store {
             async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
                 (**self).revoke_grant(key, grant).await
             }
-            async fn tagged_keys(
-                &self,
-                region: &Region,
-                tag: &str,
-                value: &str,
-            ) -> Result<Option<Vec<KeyMetadata>>> {
-                (**self).tagged_keys(region, tag, value).await
+            async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
+                (**self).list_keys(region).await
+            }
+            async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+                (**self).list_resource_tags(key).await
             }
         }
     };

@@ -146,7 +146,14 @@ impl Call<'_> {
             subnet: params.get("SubnetId").map(str::to_owned),
             kms_key,
             tags: tags(params, "instance")?,
+            client_token: params.get("ClientToken").map(str::to_owned),
         };
+        if request.client_token.is_some() && max > 1 {
+            return Err(WireError::new(
+                "InvalidParameterCombination",
+                "The simulation takes a ClientToken for one instance at a time.",
+            ));
+        }
         let mut launched: Vec<Instance> = Vec::new();
         for _ in 0..max {
             match self.client.run_instances(self.region, &request).await {

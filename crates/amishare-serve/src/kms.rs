@@ -21,6 +21,8 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "DescribeKey",
     "GetKeyPolicy",
     "ListGrants",
+    "ListKeys",
+    "ListResourceTags",
     "PutKeyPolicy",
     "RevokeGrant",
 ];
@@ -63,6 +65,8 @@ pub(crate) async fn handle(
         "DescribeKey" => call.describe_key(&fields).await,
         "GetKeyPolicy" => call.get_key_policy(&fields).await,
         "ListGrants" => call.list_grants(&fields).await,
+        "ListKeys" => call.list_keys(&fields).await,
+        "ListResourceTags" => call.list_resource_tags(&fields).await,
         "PutKeyPolicy" => call.put_key_policy(&fields).await,
         "RevokeGrant" => call.revoke_grant(&fields).await,
         _ => Err(unknown_operation(operation)),
@@ -196,6 +200,34 @@ impl Call<'_> {
         Ok(Some(json!({ "Grants": grants, "Truncated": false })))
     }
 
+    /// One page holds every key: the simulation never truncates, so a
+    /// `Marker` can only be one it did not give.
+    async fn list_keys(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        refuse_marker(fields)?;
+        let keys = self
+            .client
+            .list_keys(self.region)
+            .await
+            .map_err(sim)?
+            .unwrap_or_default();
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|arn| json!({ "KeyId": arn.key_id().as_str(), "KeyArn": arn.to_string() }))
+            .collect();
+        Ok(Some(json!({ "Keys": keys, "Truncated": false })))
+    }
+
+    async fn list_resource_tags(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        refuse_marker(fields)?;
+        let arn = self.key_arn(fields.required_string("KeyId")?)?;
+        let tags = self.client.list_resource_tags(&arn).await.map_err(sim)?;
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(key, value)| json!({ "TagKey": key, "TagValue": value }))
+            .collect();
+        Ok(Some(json!({ "Tags": tags, "Truncated": false })))
+    }
+
     async fn create_grant(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
         let arn = self.key_arn(fields.required_string("KeyId")?)?;
         let grantee = fields.required_string("GranteePrincipal")?;
@@ -289,6 +321,18 @@ fn parse_key_ref(value: &str) -> Result<KeyRef, WireError> {
 
 fn not_found(arn: &KeyArn) -> WireError {
     WireError::new("NotFoundException", format!("Key '{arn}' does not exist"))
+}
+
+/// The simulation answers every list in one page, so it never hands out a
+/// marker to come back with.
+fn refuse_marker(fields: &Fields) -> Result<(), WireError> {
+    match fields.string("Marker")? {
+        Some(marker) => Err(WireError::new(
+            "InvalidMarkerException",
+            format!("Invalid marker {marker}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn validation(message: &str) -> WireError {

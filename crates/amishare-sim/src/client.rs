@@ -1,5 +1,6 @@
 //! [`SimClient`]: KMS, EC2 and STS as one principal sees them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use amishare_core::{
@@ -168,14 +169,15 @@ impl KeyStore for SimClient {
         })
     }
 
-    async fn tagged_keys(
-        &self,
-        region: &Region,
-        tag: &str,
-        value: &str,
-    ) -> Result<Option<Vec<KeyMetadata>>> {
+    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
         self.call("kms:ListKeys", false, Some(region), |ctx| {
-            ctx.tagged_keys(region, tag, value).map(Some)
+            ctx.list_keys(region).map(Some)
+        })
+    }
+
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        self.call("kms:ListResourceTags", false, Some(key.region()), |ctx| {
+            ctx.list_resource_tags(key)
         })
     }
 

@@ -368,6 +368,17 @@ impl Ctx<'_> {
                 request.instance_type
             )));
         }
+        let token = request
+            .client_token
+            .as_ref()
+            .map(|token| scoped(self.who.account_id(), region, token));
+        if let Some(instance) = token
+            .as_ref()
+            .and_then(|token| self.ec2.instance_tokens.get(token))
+            .and_then(|id| self.ec2.instances.get(id))
+        {
+            return Ok(instance.to_instance(self.now));
+        }
         let image = self
             .visible_image(region, &request.image)
             .ok_or_else(|| errors::image_not_found(&request.image))?;
@@ -495,6 +506,9 @@ impl Ctx<'_> {
             }
         }
         let instance = record.to_instance(now);
+        if let Some(token) = token {
+            self.ec2.instance_tokens.insert(token, id.clone());
+        }
         self.ec2.instances.insert(id, Box::new(record));
         Ok(instance)
     }

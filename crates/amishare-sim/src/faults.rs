@@ -38,9 +38,10 @@ pub struct Faults {
     pub server_error: f64,
     /// The chance that a write whose repetition is safe acts and then fails
     /// with a 5xx, as when the answer is lost: `PutKeyPolicy`, `CreateAlias`,
-    /// `CreateImage`, `CopyImage` with a client token, and the permission
-    /// changes. (`CreateKey`, `CreateGrant` and `RunInstances` take no client
-    /// token amishare can send, so a lost answer to them is not injected.)
+    /// `CreateImage`, `CopyImage` and `RunInstances` with a client token,
+    /// `TerminateInstances` and the permission changes. (`CreateKey` and
+    /// `CreateGrant` take no client token, so a lost answer to them is not
+    /// injected.)
     pub lost_answer: f64,
     /// How long a new key, alias, image, launch permission or grant stays
     /// invisible to reads.
@@ -360,19 +361,19 @@ impl KeyStore for Faulty {
         self.made([id.to_string()]);
         Ok(id)
     }
-    async fn tagged_keys(
-        &self,
-        region: &Region,
-        tag: &str,
-        value: &str,
-    ) -> Result<Option<Vec<KeyMetadata>>> {
+    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
         self.before(Service::Kms)?;
-        let keys = self.inner.tagged_keys(region, tag, value).await?;
+        let keys = KeyStore::list_keys(&self.inner, region).await?;
         Ok(keys.map(|keys| {
             keys.into_iter()
-                .filter(|key| !self.hides(&key.arn.to_string()))
+                .filter(|key| !self.hides(&key.to_string()))
                 .collect()
         }))
+    }
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        self.before(Service::Kms)?;
+        self.hide_key_arn(key)?;
+        KeyStore::list_resource_tags(&self.inner, key).await
     }
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
         self.before(Service::Kms)?;
@@ -508,7 +509,7 @@ impl ImageStore for Faulty {
     ) -> Result<Instance> {
         self.before(Service::Ec2)?;
         let result = self.inner.run_instances(region, request).await;
-        self.after(Service::Ec2, false, result)
+        self.after(Service::Ec2, request.client_token.is_some(), result)
     }
     async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
         self.before(Service::Ec2)?;

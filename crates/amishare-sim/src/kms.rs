@@ -397,13 +397,9 @@ impl Ctx<'_> {
         Ok(key.metadata())
     }
 
-    /// `ListKeys`, then `ListResourceTags` of each key the caller may read.
-    pub(crate) fn tagged_keys(
-        &mut self,
-        region: &Region,
-        tag: &str,
-        value: &str,
-    ) -> Result<Vec<KeyMetadata>> {
+    /// `ListKeys`: every key of the caller's account in `region`, AWS
+    /// managed ones included, as KMS lists them.
+    pub(crate) fn list_keys(&mut self, region: &Region) -> Result<Vec<KeyArn>> {
         self.authorize_identity("kms:ListKeys", "*")
             .map_err(errors::kms_access_denied)?;
         let account = self.who.account_id();
@@ -411,17 +407,22 @@ impl Ctx<'_> {
             .kms
             .keys
             .values()
-            .filter(|key| {
-                key.manager == KeyManager::Customer
-                    && key.arn.account() == account
-                    && key.arn.region() == region
-                    && key.tags.get(tag).is_some_and(|v| v == value)
-                    && self
-                        .authorize_kms(key, "kms:ListResourceTags", Context::new())
-                        .is_ok()
-            })
-            .map(|key| key.metadata())
+            .filter(|key| key.arn.account() == account && key.arn.region() == region)
+            .map(|key| key.arn.clone())
             .collect())
+    }
+
+    /// `ListResourceTags`, which works on the caller's own keys only.
+    pub(crate) fn list_resource_tags(&mut self, arn: &KeyArn) -> Result<BTreeMap<String, String>> {
+        let key = self.key_by_arn(arn)?;
+        if arn.account() != self.who.account_id() {
+            return Err(errors::kms_access_denied(format!(
+                "{} is not authorized to perform: kms:ListResourceTags on resource: {arn} because ListResourceTags does not work across accounts",
+                self.who.arn
+            )));
+        }
+        self.authorize_kms(key, "kms:ListResourceTags", Context::new())?;
+        Ok(key.tags.clone())
     }
 
     pub(crate) fn describe_key(&mut self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {

@@ -336,6 +336,9 @@ pub(crate) struct Ec2 {
     pub(crate) ebs: BTreeMap<AccountId, BTreeMap<Region, EbsSettings>>,
     /// `CopyImage` client tokens: `<account>/<region>/<token>` → image.
     pub(crate) client_tokens: BTreeMap<String, ImageId>,
+    /// The instance each `RunInstances` client token launched, per account
+    /// and region.
+    pub(crate) instance_tokens: BTreeMap<String, InstanceId>,
     /// Image names, unique per account and region: `<account>/<region>/<name>` → image.
     pub(crate) image_names: BTreeMap<String, ImageId>,
 }

@@ -78,6 +78,9 @@ pub struct WorldFile {
     /// `CopyImage` client tokens seen: `<account>/<region>/<token>` → the image it made.
     #[serde(default)]
     pub client_tokens: BTreeMap<String, ImageId>,
+    /// `RunInstances` client tokens seen: `<account>/<region>/<token>` → the instance it launched.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instance_tokens: BTreeMap<String, InstanceId>,
 }
 
 /// An account.
@@ -649,6 +652,7 @@ impl World {
             snapshots,
             instances,
             client_tokens: state.ec2.client_tokens.clone(),
+            instance_tokens: state.ec2.instance_tokens.clone(),
         }
     }
 
@@ -1000,6 +1004,7 @@ fn load_ec2(state: &mut State, file: &WorldFile) -> Result<()> {
         );
     }
     state.ec2.client_tokens = file.client_tokens.clone();
+    state.ec2.instance_tokens = file.instance_tokens.clone();
     Ok(())
 }
 

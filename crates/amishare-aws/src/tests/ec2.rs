@@ -316,6 +316,7 @@ async fn run_instances_launches_one_instance() {
                 subnet: Some("subnet-0123456789abcdef0".to_owned()),
                 kms_key: None,
                 tags: BTreeMap::from([("Name".to_owned(), "accepted".to_owned())]),
+                client_token: None,
             },
         )
         .await
@@ -361,6 +362,7 @@ async fn run_instances_with_a_key_encrypts_every_ebs_device_of_the_image() {
                 subnet: None,
                 kms_key: Some(KeyRef::Arn(key())),
                 tags: BTreeMap::new(),
+                client_token: None,
             },
         )
         .await
@@ -386,6 +388,7 @@ async fn run_instances_fails_for_an_invisible_image() {
                     subnet: None,
                     kms_key: None,
                     tags: BTreeMap::new(),
+                    client_token: None,
                 },
             )
             .await,

@@ -25,6 +25,8 @@ pub(crate) const KEY_STORE_METHODS: &[&str] = &[
     "put_key_policy",
     "list_grants",
     "create_grant",
+    "list_keys",
+    "list_resource_tags",
     "revoke_grant",
 ];
 
@@ -169,6 +171,14 @@ impl<T: KeyStore> KeyStore for Counting<T> {
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
         let result = self.inner.create_grant(key, request).await;
         self.calls.record("create_grant", result)
+    }
+    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
+        let result = self.inner.list_keys(region).await;
+        self.calls.record("list_keys", result)
+    }
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        let result = self.inner.list_resource_tags(key).await;
+        self.calls.record("list_resource_tags", result)
     }
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
         let result = self.inner.revoke_grant(key, grant).await;

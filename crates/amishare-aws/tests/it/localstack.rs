@@ -509,6 +509,7 @@ async fn other_calls(h: &AwsHarness, seeded: Seeded) {
                 subnet: None,
                 kms_key: None,
                 tags: BTreeMap::from([("amishare-e2e".to_owned(), "launch".to_owned())]),
+                client_token: None,
             },
         )
         .await

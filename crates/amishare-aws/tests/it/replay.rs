@@ -820,6 +820,7 @@ async fn run_instances_sends_one_instance_and_reads_it_pending() {
                 subnet: None,
                 kms_key: None,
                 tags: BTreeMap::new(),
+                client_token: None,
             },
         )
         .await
@@ -859,6 +860,7 @@ async fn run_instances_with_an_unknown_instance_type_fails() {
                     subnet: None,
                     kms_key: None,
                     tags: BTreeMap::new(),
+                    client_token: None,
                 },
             )
             .await,

@@ -209,47 +209,15 @@ impl Flow {
                 {
                     Ok(meta) => meta,
                     Err(err) if err.kind() == ErrorKind::NotFound => {
-                        if let Some(meta) = self.unnamed_key(region, alias, journal).await? {
-                            meta
-                        } else {
-                            let policy = self.new_key_policy(request, caller, region)?;
-                            let meta = self
-                        .keys()
-                        .create_key(
-                            region,
-                            &CreateKeyRequest {
-                                description: format!("amishare: encrypts AMIs shared with other accounts ({alias})"),
-                                policy: Some(policy_text(&policy)),
-                                tags: BTreeMap::from([(TAG_ALIAS.to_owned(), alias.to_string())]),
-                            },
-                        )
-                        .await?;
-                            journal.record(
-                                Some(region),
-                                "create-key",
-                                &meta.arn,
-                                "symmetric customer-managed key",
-                                true,
-                            );
-                            let who: Vec<String> =
-                                request.targets.iter().map(ToString::to_string).collect();
-                            journal.record(
-                                Some(region),
-                                "key-policy",
-                                &meta.arn,
-                                format!("created allowing {}", who.join(", ")),
-                                false,
-                            );
-                            created = true;
-                            self.name_key(region, alias, &meta).await?;
-                            journal.record(
-                                Some(region),
-                                "create-alias",
-                                alias,
-                                format!("→ {}", meta.arn),
-                                true,
-                            );
-                            meta
+                        match self.unnamed_key(region, alias, journal).await? {
+                            Some(meta) => meta,
+                            None => {
+                                let meta = self
+                                    .create_named_key(request, caller, region, alias, journal)
+                                    .await?;
+                                created = meta.1;
+                                meta.0
+                            }
                         }
                     }
                     Err(err) => return Err(err),
@@ -278,6 +246,68 @@ impl Flow {
         Ok((meta, created))
     }
 
+    /// Creates the key for `alias` with the targets' statements in its
+    /// policy and names it; the second value says whether this call created
+    /// it. A `CreateKey` that fails with a transient error may have made the
+    /// key all the same, so before each new attempt the key is looked for
+    /// by its tag.
+    async fn create_named_key(
+        &self,
+        request: &ShareRequest,
+        caller: &Caller,
+        region: &Region,
+        alias: &AliasName,
+        journal: &Journal,
+    ) -> Result<(KeyMetadata, bool)> {
+        let policy = self.new_key_policy(request, caller, region)?;
+        let create = CreateKeyRequest {
+            description: format!("amishare: encrypts AMIs shared with other accounts ({alias})"),
+            policy: Some(policy_text(&policy)),
+            tags: BTreeMap::from([(TAG_ALIAS.to_owned(), alias.to_string())]),
+        };
+        let options = self.retry();
+        let mut attempt = 1;
+        let meta = loop {
+            match self.keys().create_key(region, &create).await {
+                Ok(meta) => break meta,
+                Err(err) if err.is_retryable() && attempt < options.max_attempts => {
+                    self.clock
+                        .sleep(options.base_delay.saturating_mul(1 << attempt.min(5)))
+                        .await;
+                    if let Some(meta) = self.unnamed_key(region, alias, journal).await? {
+                        return Ok((meta, false));
+                    }
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        journal.record(
+            Some(region),
+            "create-key",
+            &meta.arn,
+            "symmetric customer-managed key",
+            true,
+        );
+        let who: Vec<String> = request.targets.iter().map(ToString::to_string).collect();
+        journal.record(
+            Some(region),
+            "key-policy",
+            &meta.arn,
+            format!("created allowing {}", who.join(", ")),
+            false,
+        );
+        self.name_key(region, alias, &meta).await?;
+        journal.record(
+            Some(region),
+            "create-alias",
+            alias,
+            format!("→ {}", meta.arn),
+            true,
+        );
+        Ok((meta, true))
+    }
+
     /// A key an earlier run created for `alias` but stopped before naming
     /// (found by its `amishare:alias` tag), now named; its policy is then
     /// merged like any existing key's.
@@ -287,16 +317,34 @@ impl Flow {
         alias: &AliasName,
         journal: &Journal,
     ) -> Result<Option<KeyMetadata>> {
-        let Some(mut tagged) = self
-            .keys()
-            .tagged_keys(region, TAG_ALIAS, alias.as_str())
-            .await?
-        else {
+        let Some(mut keys) = self.keys().list_keys(region).await? else {
             return Ok(None);
         };
-        tagged.retain(|key| key.state == KeyState::Enabled && key.manager == KeyManager::Customer);
-        tagged.sort_by_key(|key| key.arn.to_string());
-        let Some(meta) = tagged.into_iter().next() else {
+        keys.sort_by_key(ToString::to_string);
+        let mut found = None;
+        for key in keys {
+            let tags = match self.keys().list_resource_tags(&key).await {
+                Ok(tags) => tags,
+                // Keys whose tags the caller may not read (AWS-managed ones
+                // among them) are not amishare's.
+                Err(err) if matches!(err.kind(), ErrorKind::AccessDenied | ErrorKind::NotFound) => {
+                    continue
+                }
+                Err(err) => return Err(err),
+            };
+            if tags.get(TAG_ALIAS).map(String::as_str) != Some(alias.as_str()) {
+                continue;
+            }
+            let meta = self
+                .keys()
+                .describe_key(region, &KeyRef::Arn(key.clone()))
+                .await?;
+            if meta.state == KeyState::Enabled && meta.manager == KeyManager::Customer {
+                found = Some(meta);
+                break;
+            }
+        }
+        let Some(meta) = found else {
             return Ok(None);
         };
         self.name_key(region, alias, &meta).await?;

@@ -86,6 +86,16 @@ impl Flow {
                         "amishare:smoke-test".to_owned(),
                         image.id.to_string(),
                     )]),
+                    // One launch per accept: a retry after a lost answer
+                    // gets the same instance, a later accept a new one.
+                    client_token: Some(format!(
+                        "amishare-{:016x}",
+                        fnv1a(&format!(
+                            "smoke|{}|{region}|{}",
+                            image.id,
+                            self.clock.now().as_nanos()
+                        ))
+                    )),
                 },
             )
             .await?;

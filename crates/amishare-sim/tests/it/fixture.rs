@@ -258,6 +258,7 @@ impl Fx {
             subnet: None,
             kms_key: None,
             tags: BTreeMap::new(),
+            client_token: None,
         }
     }
 
