@@ -93,6 +93,7 @@ async fn launch_works(h: &dyn Harness, image: &ImageId) -> bool {
                 subnet: None,
                 kms_key: None,
                 tags: Default::default(),
+                client_token: None,
             },
         )
         .await;

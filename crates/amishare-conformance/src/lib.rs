@@ -26,6 +26,7 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         ("rerun_changes_nothing", |h| {
             Box::pin(rerun_changes_nothing(h))
         }),
+        ("resume_unnamed_key", |h| Box::pin(resume_unnamed_key(h))),
         ("unshare_restores", |h| Box::pin(unshare_restores(h))),
         ("aws_managed_image", |h| Box::pin(aws_managed_image(h))),
         ("refused_permissions", |h| Box::pin(refused_permissions(h))),

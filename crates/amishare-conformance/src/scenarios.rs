@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use amishare_core::{
-    AcceptRequest, CopyImageRequest, CopyKey, ErrorKind, ImageQuery, ImageSource, ImageState,
-    KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission, Narrowing, PermissionChange,
-    RegionImage, ShareRequest, Sharer, Target, UnshareRequest, VolumePermission,
+    AcceptRequest, CopyImageRequest, CopyKey, CreateKeyRequest, ErrorKind, ImageQuery, ImageSource,
+    ImageState, KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission, Narrowing,
+    PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest, VolumePermission,
+    TAG_ALIAS,
 };
 
 use crate::harness::{Coverage, Harness, VolumeSeed};
@@ -171,6 +172,59 @@ pub async fn rerun_changes_nothing(h: &dyn Harness) -> Coverage {
         }
         _ => coverage.skip("backend call count", "the backend does not count calls"),
     }
+    coverage
+}
+
+/// A share that stopped after creating its key and before naming it: the
+/// rerun finds the key by its `amishare:alias` tag (`ListKeys`,
+/// `ListResourceTags`), names it and merges the targets' statements into
+/// its policy, rather than leaving it behind and creating a second key.
+pub async fn resume_unnamed_key(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
+    let owner = h.owner();
+    let region = h.region();
+    let alias = unique_alias(h, "resume");
+    let stopped = owner
+        .keys
+        .create_key(
+            &region,
+            &CreateKeyRequest {
+                description: "created by a share that stopped".to_owned(),
+                policy: None,
+                tags: BTreeMap::from([(TAG_ALIAS.to_owned(), alias.to_string())]),
+            },
+        )
+        .await
+        .expect("create key")
+        .arn;
+    let instance = h
+        .seed_instance(&[VolumeSeed::Unencrypted])
+        .await
+        .expect("seed instance");
+    let request = seed_share(h, ImageSource::Instance(instance), alias.clone(), false);
+    if let Shared::Done(report) = share_or_gate(h, &request, &mut coverage).await {
+        assert_eq!(
+            report.regions[0].key, stopped,
+            "the share used the stopped run's key"
+        );
+        assert!(
+            !report.steps.iter().any(|step| step.action == "create-key"),
+            "no second key: {:#?}",
+            report.steps
+        );
+    }
+    let named = owner
+        .keys
+        .describe_key(&region, &KeyRef::Alias(alias))
+        .await
+        .expect("the alias names a key");
+    assert_eq!(named.arn, stopped, "the alias names the stopped run's key");
+    let policy = owner.keys.get_key_policy(&stopped).await.expect("policy");
+    let target = h.target().principal;
+    assert!(
+        policy.contains("amishare:") && policy.contains(target.as_str()),
+        "the targets' statements were merged: {policy}"
+    );
     coverage
 }
 

@@ -237,6 +237,7 @@ pub(crate) async fn target_launch(h: &dyn Harness, image: &ImageId) -> Instance 
                 subnet: None,
                 kms_key: None,
                 tags: BTreeMap::new(),
+                client_token: None,
             },
         )
         .await

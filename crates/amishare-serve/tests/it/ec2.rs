@@ -327,7 +327,12 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
             "running",
         )
         .await;
-    assert_eq!(seen, ["pending", "running"]);
+    // The instance boots in 0.4 s of wall time: on a loaded machine the
+    // first poll may already see it running (RunInstances showed pending).
+    assert!(
+        seen == ["pending", "running"] || seen == ["running"],
+        "{seen:?}"
+    );
     let running = server
         .ec2(
             TARGET_KEY,
