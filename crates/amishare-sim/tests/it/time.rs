@@ -53,7 +53,20 @@ async fn images_and_instances_change_state_at_their_times() {
         )
         .await
         .unwrap();
-    fx.advance(319);
+    // Its snapshot's progress grows linearly, rounded down, and reads 100 %
+    // only once it is completed, also in a world saved and loaded mid-copy.
+    let progress = |snapshots: Vec<amishare_core::Snapshot>| snapshots[0].progress;
+    assert_eq!(progress(fx.snapshots_of(&fx.owner, &copy).await), Some(0));
+    fx.advance(160);
+    assert_eq!(progress(fx.snapshots_of(&fx.owner, &copy).await), Some(50));
+    let loaded = amishare_sim::World::from_file(&fx.world.to_file()).unwrap();
+    let loaded_owner = loaded.root_client(&fx.a).unwrap();
+    assert_eq!(
+        progress(fx.snapshots_of(&loaded_owner, &copy).await),
+        Some(50)
+    );
+    fx.advance(159);
+    assert_eq!(progress(fx.snapshots_of(&fx.owner, &copy).await), Some(99));
     assert_eq!(
         fx.image_of(&fx.owner, &copy).await.state,
         ImageState::Pending
@@ -63,6 +76,7 @@ async fn images_and_instances_change_state_at_their_times() {
         fx.image_of(&fx.owner, &copy).await.state,
         ImageState::Available
     );
+    assert_eq!(progress(fx.snapshots_of(&fx.owner, &copy).await), Some(100));
 
     let launched = fx.launch(&fx.owner, &copy).await;
     fx.advance(39);
