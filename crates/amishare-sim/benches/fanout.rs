@@ -28,7 +28,7 @@
 //! progress reads of its wait, against a fixed 15-second waiter's
 //! ⌈copy time / 15 s⌉ + 1 polls. The same shares run once more through a
 //! store that hides snapshot progress, as a backend that does not report it
-//! would (the wait then backs off).
+//! would, where the wait falls back to backoff.
 
 #![allow(missing_docs)] // A bench binary has no API.
 
