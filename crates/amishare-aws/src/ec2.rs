@@ -705,7 +705,14 @@ fn convert_snapshot(snapshot: &ec2::Snapshot) -> Result<Snapshot> {
         volume_size: size(snapshot.volume_size()),
         encrypted: snapshot.encrypted().unwrap_or(false),
         kms_key: optional(OP, "kmsKeyId", snapshot.kms_key_id(), KeyArn::parse)?,
+        progress: snapshot.progress().and_then(percent),
     })
+}
+
+/// EC2's `Progress` ("45%") as a number; anything else is not known.
+fn percent(text: &str) -> Option<u8> {
+    let number = text.trim().strip_suffix('%').unwrap_or(text.trim());
+    number.parse::<u8>().ok().filter(|p| *p <= 100)
 }
 
 /// An instance of a `DescribeInstances` reservation or of `RunInstances`.

@@ -217,6 +217,10 @@ pub struct Snapshot {
     pub encrypted: bool,
     /// The full ARN of the key that encrypts it.
     pub kms_key: Option<KeyArn>,
+    /// How far along it is, in percent (EC2's `Progress`), when the backend
+    /// reports it: a wait for a copy estimates the copy's end from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
 }
 
 /// Who may launch an image.

@@ -363,6 +363,7 @@ impl PlanningImages {
                     volume_size: *size,
                     encrypted: key.is_some(),
                     kms_key: key.clone(),
+                    progress: Some(100),
                 },
             );
             block_devices.push(BlockDevice {

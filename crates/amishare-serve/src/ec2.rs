@@ -816,12 +816,11 @@ fn snapshot_item(out: &mut Xml, snapshot: &Snapshot) {
         out.leaf("snapshotId", &snapshot.id);
         out.leaf("status", snapshot_state(snapshot.state));
         out.leaf_opt("statusMessage", snapshot.state_message.as_ref());
-        let progress = if snapshot.state == SnapshotState::Completed {
-            "100%"
-        } else {
-            "0%"
-        };
-        out.leaf("progress", progress);
+        let progress = snapshot.progress.unwrap_or(match snapshot.state {
+            SnapshotState::Completed => 100,
+            _ => 0,
+        });
+        out.leaf("progress", format!("{progress}%"));
         out.leaf("ownerId", &snapshot.owner);
         out.leaf("volumeSize", snapshot.volume_size);
         out.leaf("encrypted", snapshot.encrypted);

@@ -240,6 +240,7 @@ impl Ctx<'_> {
             volume_size: snapshot.size,
             encrypted: snapshot.encrypted,
             kms_key: snapshot.kms_key.clone(),
+            progress: snapshot.progress(self.now),
         }
     }
 
@@ -609,6 +610,7 @@ impl Ctx<'_> {
                     size: volume.volume.size,
                     encrypted: volume.volume.encrypted,
                     kms_key: volume.volume.kms_key.clone(),
+                    started_at: Some(self.now),
                     ready_at,
                     failure: None,
                     volume_permissions: BTreeSet::new(),
@@ -775,6 +777,7 @@ impl Ctx<'_> {
                     size: device.size,
                     encrypted,
                     kms_key,
+                    started_at: Some(self.now),
                     ready_at,
                     failure: snapshot_failure.clone(),
                     volume_permissions: BTreeSet::new(),

@@ -444,6 +444,9 @@ pub(crate) struct SnapshotRecord {
     pub(crate) size: u32,
     pub(crate) encrypted: bool,
     pub(crate) kms_key: Option<KeyArn>,
+    /// When it started; its progress grows linearly from here to `ready_at`.
+    /// `None` (a world file that does not say) reports no progress.
+    pub(crate) started_at: Option<Duration>,
     pub(crate) ready_at: Duration,
     /// `Some` when the snapshot then goes `error`, with its state message.
     pub(crate) failure: Option<String>,
@@ -460,6 +463,22 @@ impl SnapshotRecord {
         match &self.failure {
             Some(message) => (SnapshotState::Error, Some(message.clone())),
             None => (SnapshotState::Completed, None),
+        }
+    }
+
+    /// EC2's `Progress` in percent: 100 once completed, linear in time while
+    /// pending (never 100 before it completes), none once failed.
+    pub(crate) fn progress(&self, now: Duration) -> Option<u8> {
+        match self.state(now).0 {
+            SnapshotState::Completed => Some(100),
+            SnapshotState::Error => None,
+            SnapshotState::Pending => {
+                let start = self.started_at?;
+                let total = self.ready_at.checked_sub(start)?.as_nanos();
+                let done = now.saturating_sub(start).as_nanos();
+                let percent = (done * 100).checked_div(total)?.min(99);
+                u8::try_from(percent).ok()
+            }
         }
     }
 

@@ -274,6 +274,10 @@ pub struct SnapshotEntry {
     /// When it completes (default 0).
     #[serde(default)]
     pub ready_at_ms: u64,
+    /// When it started, so that a pending snapshot reports its progress;
+    /// left out, it reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
     /// Set when it then goes `error`, with its state message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
@@ -590,6 +594,7 @@ impl World {
                 size_gib: snapshot.size,
                 kms_key: snapshot.kms_key.clone(),
                 ready_at_ms: millis(snapshot.ready_at),
+                started_at_ms: snapshot.started_at.map(millis),
                 failure: snapshot.failure.clone(),
                 volume_permissions: snapshot.volume_permissions.iter().cloned().collect(),
                 image: snapshot.image.clone(),
@@ -857,6 +862,7 @@ fn load_ec2(state: &mut State, file: &WorldFile) -> Result<()> {
             size: entry.size_gib,
             encrypted: entry.kms_key.is_some(),
             kms_key: entry.kms_key.clone(),
+            started_at: entry.started_at_ms.map(at),
             ready_at: at(entry.ready_at_ms),
             failure: entry.failure.clone(),
             volume_permissions: entry.volume_permissions.iter().cloned().collect(),

@@ -25,7 +25,7 @@ use futures::future::join_all;
 use tracing::info;
 
 pub use self::request::*;
-use self::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
+use self::wait::{fnv1a, poll_with_progress, Pending, Poll, ProgressReads, Schedule};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{AccountId, ImageId, KeyRef, Region};
 use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState, KeyState};
@@ -363,7 +363,9 @@ pub(super) fn aws_managed_refusal(key: &str) -> Error {
 }
 
 impl Flow {
-    /// Polls an image until it is available; a `failed` image ends the wait with its state reason.
+    /// Polls an image until it is available, sleeping towards the end its
+    /// snapshots' progress predicts while it is pending; a `failed` image
+    /// ends the wait with its state reason.
     pub(super) async fn wait_image(
         &self,
         region: &Region,
@@ -379,7 +381,8 @@ impl Flow {
         let query = ImageQuery::ids([id.clone()]);
         let started = self.clock.now();
         let settle = self.retry().settle;
-        poll_until(
+        let reads = ProgressReads::default();
+        poll_with_progress(
             &*self.clock,
             &self.wait,
             Schedule {
@@ -389,6 +392,7 @@ impl Flow {
             },
             &what,
             fnv1a(id.as_str()),
+            &reads,
             || async {
                 let found = match self.images().describe_images(region, &query).await {
                     // An image just made may not be visible yet.
@@ -410,7 +414,13 @@ impl Flow {
                 };
                 match image.state {
                     ImageState::Available => Ok(Poll::Ready(image)),
-                    ImageState::Pending => Ok(Poll::Pending(Pending::Image(image.state))),
+                    ImageState::Pending => {
+                        let state = Pending::Image(image.state);
+                        Ok(match self.image_progress(region, &image, &reads).await {
+                            Some(percent) => Poll::Progress(state, percent),
+                            None => Poll::Pending(state),
+                        })
+                    }
                     ImageState::Failed | ImageState::Deregistered => {
                         let (code, reason) = match &image.state_reason {
                             Some(r) => (r.code.clone(), r.message.clone()),

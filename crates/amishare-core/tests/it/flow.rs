@@ -9,7 +9,8 @@ use std::time::Duration;
 use amishare_core::{
     AccountId, AliasName, BlockDevice, Caller, Clock, ErrorKind, Flow, Image, ImageId, ImageSource,
     ImageState, KeyArn, KeyChoice, KeyManager, KeyMetadata, KeyRef, KeyState, MockImageStore,
-    MockKeyStore, Narrowing, PrincipalArn, Region, ShareRequest, Sharer, StateReason, Target,
+    MockKeyStore, Narrowing, PrincipalArn, Region, ShareRequest, Sharer, Snapshot, SnapshotState,
+    StateReason, Target,
 };
 
 /// A clock that only counts: sleeping advances it at once.
@@ -164,10 +165,34 @@ fn image(state: ImageState, reason: Option<StateReason>) -> Image {
     }
 }
 
+/// The image's one snapshot, pending with this progress.
+fn snapshot(progress: Option<u8>) -> Snapshot {
+    Snapshot {
+        id: "snap-0123456789abcdef0".parse().unwrap(),
+        owner: AccountId::parse(OWNER).unwrap(),
+        state: SnapshotState::Pending,
+        state_message: None,
+        volume_size: 8,
+        encrypted: true,
+        kms_key: Some(key_arn()),
+        progress,
+    }
+}
+
+/// Snapshots that report no progress, read once: the wait then backs off
+/// without asking again.
+fn no_progress(images: &mut MockImageStore) {
+    images
+        .expect_describe_snapshots()
+        .times(1)
+        .returning(|_, _| Ok(vec![snapshot(None)]));
+}
+
 /// A source image that goes `failed` ends the wait at once with EC2's reason, after backing off.
 #[tokio::test]
 async fn a_failed_image_ends_the_wait_with_its_reason() {
     let mut images = MockImageStore::new();
+    no_progress(&mut images);
     let polls = Arc::new(AtomicU64::new(0));
     let seen = polls.clone();
     images.expect_describe_images().returning(move |_, _| {
@@ -206,6 +231,7 @@ async fn a_failed_image_ends_the_wait_with_its_reason() {
 #[tokio::test]
 async fn a_pending_image_times_out_at_the_deadline() {
     let mut images = MockImageStore::new();
+    no_progress(&mut images);
     images
         .expect_describe_images()
         .returning(|_, _| Ok(vec![image(ImageState::Pending, None)]));
@@ -258,17 +284,31 @@ async fn refuses_an_aws_managed_key_behind_any_name() {
     assert!(err.message().contains(&key_arn().to_string()), "{err}");
 }
 
-/// A copy that takes five minutes is polled far less often than by a fixed
-/// 15-second waiter (21 polls), and seen at most one poll interval late.
-#[tokio::test]
-async fn backoff_polls_a_five_minute_copy_few_times() {
+/// How a share's wait for a five-minute copy went.
+struct Waited {
+    /// `DescribeImages` calls.
+    polls: u64,
+    /// `DescribeSnapshots` calls.
+    progress_reads: u64,
+    /// How long after the copy was ready the wait saw it.
+    late: Duration,
+}
+
+/// Waits, through a share, for a source image that is ready after five
+/// minutes, its snapshot reporting `progress(now)`; the step after the wait
+/// fails, to end the flow there.
+async fn wait_for_five_minute_copy(
+    progress: impl Fn(Duration) -> Option<u8> + Send + 'static,
+) -> Waited {
+    const COPY: Duration = Duration::from_secs(300);
     let clock = Arc::new(CountingClock::default());
     let polls = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
     let (seen_clock, seen_polls) = (clock.clone(), polls.clone());
     let mut images = MockImageStore::new();
     images.expect_describe_images().returning(move |_, _| {
         seen_polls.fetch_add(1, Ordering::SeqCst);
-        let ready = Duration::from_secs(300) <= seen_clock.now();
+        let ready = COPY <= seen_clock.now();
         Ok(vec![image(
             if ready {
                 ImageState::Available
@@ -278,7 +318,11 @@ async fn backoff_polls_a_five_minute_copy_few_times() {
             None,
         )])
     });
-    // The next step after the source image's wait fails, to end the flow there.
+    let (read_clock, seen_reads) = (clock.clone(), reads.clone());
+    images.expect_describe_snapshots().returning(move |_, _| {
+        seen_reads.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![snapshot(progress(read_clock.now()))])
+    });
     let mut keys = owner_keys();
     keys.expect_describe_key().returning(|_, _| {
         Err(amishare_core::Error::new(
@@ -294,8 +338,88 @@ async fn backoff_polls_a_five_minute_copy_few_times() {
         err.message().ends_with("stop after the wait"),
         "the wait itself succeeded: {err}"
     );
-    let polls = polls.load(Ordering::SeqCst);
-    assert!(polls <= 10, "{polls} polls for a five-minute copy");
-    let late = clock.now() - Duration::from_secs(300);
-    assert!(late <= Duration::from_secs(72), "seen {late:?} late");
+    Waited {
+        polls: polls.load(Ordering::SeqCst),
+        progress_reads: reads.load(Ordering::SeqCst),
+        late: clock.now() - COPY,
+    }
+}
+
+/// A fixed 15-second waiter polls a five-minute copy 21 times (at 0, 15, …, 300 s).
+const FIXED_WAITER_POLLS: u64 = 21;
+
+/// Without progress, a five-minute copy is polled far less often than by a
+/// fixed 15-second waiter, and seen at most one (jittered) ceiling late.
+#[tokio::test]
+async fn backoff_polls_a_five_minute_copy_few_times() {
+    let waited = wait_for_five_minute_copy(|_| None).await;
+    assert!(waited.polls <= 10, "{} polls", waited.polls);
+    assert_eq!(waited.progress_reads, 1, "asked once, then backed off");
+    assert!(
+        waited.late <= Duration::from_secs(72),
+        "seen {:?} late",
+        waited.late
+    );
+}
+
+/// With EC2's progress (rounded down, as EC2 reports it), a five-minute copy
+/// is seen within 5 % of its end, with fewer calls than a fixed 15-second
+/// waiter makes polls.
+#[tokio::test]
+async fn progress_sees_a_five_minute_copy_end_with_few_polls() {
+    let linear = |now: Duration| Some((now.as_secs() * 100 / 300).min(99) as u8);
+    let waited = wait_for_five_minute_copy(linear).await;
+    assert!(
+        waited.late <= Duration::from_secs(15),
+        "seen {:?} late",
+        waited.late
+    );
+    assert!(
+        waited.progress_reads < waited.polls,
+        "progress is read only where it changes the next sleep"
+    );
+    let calls = waited.polls + waited.progress_reads;
+    assert!(
+        calls < FIXED_WAITER_POLLS,
+        "{} polls and {} progress reads",
+        waited.polls,
+        waited.progress_reads
+    );
+    let backoff = wait_for_five_minute_copy(|_| None).await;
+    assert!(waited.late < backoff.late, "{:?} late", waited.late);
+}
+
+/// Progress does not delay a failure: the poll that sees `failed` ends the wait.
+#[tokio::test]
+async fn a_failed_copy_ends_the_wait_although_progress_predicts_more() {
+    let mut images = MockImageStore::new();
+    let polls = Arc::new(AtomicU64::new(0));
+    let seen = polls.clone();
+    images.expect_describe_images().returning(move |_, _| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![if n < 2 {
+            image(ImageState::Pending, None)
+        } else {
+            image(
+                ImageState::Failed,
+                Some(StateReason {
+                    code: "Server.InternalError".to_owned(),
+                    message: "Copy image failed".to_owned(),
+                }),
+            )
+        }])
+    });
+    let reads = Arc::new(AtomicU64::new(0));
+    let seen_reads = reads.clone();
+    images.expect_describe_snapshots().returning(move |_, _| {
+        let n = seen_reads.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![snapshot(Some(10 * (n as u8 + 1)))])
+    });
+    let err = flow(owner_keys(), images, Arc::default())
+        .share(&request(KeyChoice::Use(KeyRef::Arn(key_arn()))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("Server.InternalError"));
+    assert_eq!(polls.load(Ordering::SeqCst), 3);
+    assert_eq!(reads.load(Ordering::SeqCst), 2, "read only while pending");
 }
