@@ -218,8 +218,16 @@ async fn a_thousand_faulty_seed_flows_end_correct_or_fail_cleanly() {
             }
             Err(err) => {
                 let code = err.code().unwrap_or("-").to_owned();
+                let text = err.to_string();
+                let what = if text.contains("the copy failed") {
+                    "every copy failed"
+                } else if text.contains("at launch") {
+                    "the smoke instance terminated at launch"
+                } else {
+                    "a call failed"
+                };
                 *failed
-                    .entry(format!("{} ({code})", err.kind()))
+                    .entry(format!("{what}: {} ({code})", err.kind()))
                     .or_default() += 1;
                 recover(&seed, &faulty, &expected, &format!("run {n}: {err}")).await;
             }
