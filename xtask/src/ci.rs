@@ -4,8 +4,9 @@
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`, then the same
 //!    for amishare-aws and amishare-cli with their `localstack` features (the e2e tests)
 //! 3. `cargo test --workspace` (this includes the tidy tests in xtask)
-//! 4. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
-//! 5. `cargo deny check bans licenses sources`, only when `cargo deny --version`
+//! 4. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
+//! 5. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
+//! 6. `cargo deny check bans licenses sources`, only when `cargo deny --version`
 //!    succeeds; otherwise the step is skipped with the reason printed.
 //!
 //! The advisories check is left out because it needs the advisory database
@@ -48,6 +49,12 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     step("cargo test --workspace", || {
         cmd!(sh, "{cargo} test --workspace").run()
     })?;
+    let fuzz_args = ["--seconds".into(), "15".into()];
+    if let Err(err) = crate::fuzz::run(&crate::project_root(), &fuzz_args) {
+        return Err(format_err!(
+            "ci step `cargo xtask fuzz --seconds 15` failed: {err:#}"
+        ));
+    }
     match crate::e2e::run(&crate::project_root()) {
         Ok(()) => {}
         Err(err) => return Err(format_err!("ci step `cargo xtask e2e` failed: {err:#}")),

@@ -12,6 +12,7 @@
 
 mod ci;
 mod e2e;
+mod fuzz;
 #[cfg(test)]
 mod tidy;
 
@@ -29,17 +30,24 @@ use xshell::Shell;
 const HELP: &str = "\
 Repository automation for amishare.
 
-Usage: cargo xtask <TASK>
+Usage: cargo xtask <TASK> [ARGS]
 
 Tasks:
   ci      Run the checks CI runs: rustfmt, clippy with -D warnings,
-          the workspace tests, the LocalStack e2e and, when
-          cargo-deny is installed, `cargo deny check bans licenses sources`.
+          the workspace tests, a short fuzz run, the LocalStack e2e
+          and, when cargo-deny is installed, `cargo deny check bans
+          licenses sources`.
   e2e     Run amishare-aws against LocalStack, without Docker: find
           Python 3.12+, install LocalStack in target/e2e/venv (once,
           about 90 s), start it on 127.0.0.1, run the e2e tests, print
           a summary, and always stop LocalStack (about 2-3 minutes
           with LocalStack installed).
+  fuzz [--seconds N] [TARGET...]
+          Run the cargo-fuzz targets in fuzz/ (policy, ids,
+          world_file; all by default) for N seconds each (default
+          30) on the stable compiler, seeding each corpus from
+          testdata/ on first use; installs cargo-fuzz if missing.
+          Prints a tally per target and fails if any crashed.
   help    Print this message (also `--help` or `-h`).
 
 Repository invariants are #[test]s in xtask/src/tidy.rs: `cargo test` runs them.
@@ -88,6 +96,7 @@ fn try_main() -> anyhow::Result<()> {
             no_more_args(&task, &rest)?;
             e2e::run(&project_root())
         }
+        "fuzz" => fuzz::run(&project_root(), &rest),
         _ => Err(format_err!(
             "unknown task `{task}`; run `cargo xtask --help` for the list of tasks"
         )),

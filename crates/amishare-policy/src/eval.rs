@@ -603,7 +603,7 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
         i += 1;
     }
     if i + 1 == p.len() && p[i] == b'*' {
-        return !star_quirk(&p[..i], t);
+        return true;
     }
     if pattern.is_ascii() && action.is_ascii() {
         glob_bytes(p, t, |p, t| p.eq_ignore_ascii_case(&t))
@@ -1206,7 +1206,7 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     match literal_prefix(p) {
         Shape::Literal => return p == t,
-        Shape::Prefix(prefix) => return t.starts_with(prefix) && !star_quirk(prefix, t),
+        Shape::Prefix(prefix) => return t.starts_with(prefix),
         Shape::Other => {}
     }
     if pattern.is_ascii() && text.is_ascii() {
@@ -1235,27 +1235,19 @@ fn literal_prefix(p: &[u8]) -> Shape<'_> {
     }
 }
 
-/// For a `<prefix>*` pattern whose prefix the text starts with: whether
-/// the glob still fails. The glob tries a `*` as a literal first, so a text
-/// with a `*` right after the prefix consumes the pattern's `*` and then
-/// has nothing left to match the rest of the text.
-fn star_quirk(prefix: &[u8], t: &[u8]) -> bool {
-    t.len() > prefix.len() + 1 && t[prefix.len()] == b'*'
-}
-
 /// The glob over ASCII bytes, with `eq` deciding whether a pattern byte
-/// matches a text byte. A `*` or `?` in the pattern is tried as a literal
-/// first, exactly as [`glob_chars`] does.
+/// matches a text byte. A `*` in the pattern is always a wildcard, even
+/// against a `*` in the text, exactly as in [`glob_chars`].
 fn glob_bytes(p: &[u8], t: &[u8], eq: impl Fn(u8, u8) -> bool) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || eq(p[pi], t[ti])) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == b'?' || eq(p[pi], t[ti])) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -1274,12 +1266,12 @@ pub(crate) fn glob_chars(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;

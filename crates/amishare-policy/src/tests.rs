@@ -29,6 +29,14 @@ fn glob_matching() {
         ("o-abc/*/ou-1/*", "o-abc/r-1/ou-10", false),
         ("Key", "key", false),
         ("鍵*", "鍵ポリシー", true),
+        // A `*` in the pattern is a wildcard even where the text has a `*`.
+        ("a*", "a*b", true),
+        ("*b", "*xb", true),
+        ("a*c", "a*xc", true),
+        ("a?c*", "abc*d", true),
+        ("鍵*", "鍵*ポリシー", true),
+        ("*", "*", true),
+        ("a*", "b*", false),
     ];
     for (pattern, text, expected) in rows {
         check_glob(pattern, text, expected);

@@ -3,6 +3,7 @@
 
 mod document;
 mod evaluate;
+mod oracle;
 mod props;
 mod share;
 mod support;
