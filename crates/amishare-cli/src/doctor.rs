@@ -9,7 +9,7 @@ use amishare_core::diagnose::{
     DiagnoseRequest, Diagnosis, Doctor, Fix, Intent, Link, Stores, Verdict,
 };
 use amishare_core::{AccountId, CopyKey, ImageId, ImageQuery, KeyArn, PrincipalArn, PrincipalKind};
-use amishare_policy::{merge, Grantee, Policy};
+use amishare_policy::{merge_key, Grantee, Policy};
 use serde::Serialize;
 
 use crate::accept::copy_key;
@@ -275,12 +275,13 @@ async fn fix(
             via_service_region: args.narrowing.via_service.then(|| key.region().to_string()),
             caller_account: args.narrowing.caller_account,
         };
-        let merged = merge(
+        let merged = merge_key(
             &policy,
             &[Grantee::Principal(grantee.to_string())],
             &narrowing,
             account.as_str(),
             caller.as_str(),
+            Some(&key.to_string()),
         )
         .map_err(|err| {
             Failure::failed(anyhow::anyhow!("cannot fix the key policy of {key}: {err}"))

@@ -140,6 +140,28 @@ pub fn merge(
     owner_account: &str,
     owner_caller: &str,
 ) -> Result<Merged, MergeError> {
+    merge_key(
+        policy,
+        grantees,
+        narrowing,
+        owner_account,
+        owner_caller,
+        None,
+    )
+}
+
+/// [`merge`] for the policy of the key `key` (its ARN), which the lockout
+/// check then asks about: a statement that names the key by ARN in
+/// `Resource` or `NotResource` decides as KMS would decide it. `None` is for
+/// a key not created yet, which no statement can name.
+pub fn merge_key(
+    policy: &Policy,
+    grantees: &[Grantee],
+    narrowing: &Narrowing,
+    owner_account: &str,
+    owner_caller: &str,
+    key: Option<&str>,
+) -> Result<Merged, MergeError> {
     validate(grantees, narrowing)?;
     let mut out = policy.clone();
     add_grantees(&mut out.statements, grantees, narrowing);
@@ -156,7 +178,7 @@ pub fn merge(
                 return Err(MergeError::TooLarge { bytes });
             }
         }
-        check_lockout(&out, owner_account, owner_caller)?;
+        check_lockout_on(&out, owner_account, owner_caller, key)?;
     }
     Ok(Merged {
         policy: out,
@@ -209,6 +231,18 @@ pub fn remove(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> M
 /// A caller allowed only through its account root is assumed to hold the
 /// IAM permission it is using right now.
 pub fn check_lockout(policy: &Policy, owner_account: &str, caller: &str) -> Result<(), MergeError> {
+    check_lockout_on(policy, owner_account, caller, None)
+}
+
+/// [`check_lockout`] on the key `key` (its ARN); `None` asks about resource
+/// `"*"`, right only for a policy that names no key by ARN, such as the
+/// policy of a key not created yet.
+pub fn check_lockout_on(
+    policy: &Policy,
+    owner_account: &str,
+    caller: &str,
+    key: Option<&str>,
+) -> Result<(), MergeError> {
     let arn: Cow<'_, str> = if principal_account(caller) == Some(caller) {
         Cow::Owned(root_arn(caller))
     } else {
@@ -226,7 +260,7 @@ pub fn check_lockout(policy: &Policy, owner_account: &str, caller: &str) -> Resu
     let req = Request {
         caller: Caller::new(&arn, account),
         action: "kms:PutKeyPolicy",
-        resource: "*",
+        resource: key.unwrap_or("*"),
         resource_account: owner_account,
         context: Context::new(),
     };

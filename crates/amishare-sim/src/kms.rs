@@ -260,6 +260,7 @@ pub(crate) fn validate_policy(
     owner: &AccountId,
     caller: &str,
     iam: &Iam,
+    key: Option<&KeyArn>,
 ) -> Result<Policy> {
     if text.len() > amishare_policy::MAX_POLICY_BYTES {
         return Err(errors::policy_too_large(text.len()));
@@ -277,7 +278,8 @@ pub(crate) fn validate_policy(
             ));
         }
     }
-    if amishare_policy::check_lockout(&policy, owner.as_str(), caller).is_err() {
+    let key = key.map(ToString::to_string);
+    if amishare_policy::check_lockout_on(&policy, owner.as_str(), caller, key.as_deref()).is_err() {
         return Err(errors::malformed_policy(
             "The new key policy will not allow you to update the key policy in the future.",
         ));
@@ -380,7 +382,7 @@ impl Ctx<'_> {
         let owner = self.who.account_id();
         let (policy, text) = match &request.policy {
             Some(text) => (
-                validate_policy(text, owner, self.who.arn, self.iam)?,
+                validate_policy(text, owner, self.who.arn, self.iam, None)?,
                 Some(text.clone()),
             ),
             None => (Policy::default_key_policy(owner.as_str()), None),
@@ -477,7 +479,13 @@ impl Ctx<'_> {
     pub(crate) fn put_key_policy(&mut self, arn: &KeyArn, text: &str) -> Result<()> {
         let key = self.key_by_arn(arn)?;
         self.authorize_kms(key, "kms:PutKeyPolicy", Context::new())?;
-        let policy = validate_policy(text, key.arn.account(), self.who.arn, self.iam)?;
+        let policy = validate_policy(
+            text,
+            key.arn.account(),
+            self.who.arn,
+            self.iam,
+            Some(&key.arn),
+        )?;
         let key = self
             .kms
             .keys

@@ -427,12 +427,13 @@ impl Flow {
         let policy = amishare_policy::Policy::parse(&text)
             .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
         let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
-        let merged = amishare_policy::merge(
+        let merged = amishare_policy::merge_key(
             &policy,
             &grantees,
             &request.narrowing.for_region(region),
             caller.account.as_str(),
             caller.arn.as_str(),
+            Some(&key.to_string()),
         )
         .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("key policy of {key}: {e}")))?;
         if !merged.changed {

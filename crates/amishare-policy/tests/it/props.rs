@@ -5,7 +5,7 @@
 //! Each property runs 10,000 cases; `PROPTEST_CASES` overrides that.
 
 use amishare_policy::{
-    evaluate_identity, evaluate_identity_outcome, evaluate_kms, evaluate_kms_outcome, merge,
+    evaluate_identity, evaluate_identity_outcome, evaluate_kms, evaluate_kms_outcome, merge_key,
     remove, Caller, Context, Grantee, Narrowing, Outcome, Policy, Request, SID_PREFIX,
 };
 use proptest::prelude::*;
@@ -116,11 +116,10 @@ fn foreign_statement(safe: bool) -> impl Strategy<Value = Value> {
     let who = prop::option::of((any::<bool>(), principal()));
     let resource = (
         any::<bool>(),
-        // Never a pattern for the key itself: the lockout check asks about
-        // resource "*" for want of the key's ARN, and so misjudges them
-        // (see `share::lockout_check_does_not_know_the_key`).
+        // The key itself among them: merges are checked on the key's ARN.
         one_or_many(prop_oneof![
             Just("*".to_owned()),
+            Just(KEY_ARN.to_owned()),
             "arn:aws:kms:[a-z0-9-]{1,8}:[0-9]{12}:key/[a-f0-9]{4}"
         ]),
     );
@@ -678,7 +677,7 @@ proptest! {
         narrowing in narrowing(),
         owner_caller in prop_oneof![Just(OWNER_ROOT), Just(OWNER_ADMIN)],
     ) {
-        let Ok(once) = merge(&policy, &grantees, &narrowing, OWNER, owner_caller) else {
+        let Ok(once) = merge_key(&policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)) else {
             return Ok(());
         };
         prop_assert_eq!(foreign(&once.policy), foreign(&policy));
@@ -688,7 +687,7 @@ proptest! {
                 prop_assert_eq!(&once.policy.statements[index], st);
             }
         }
-        let twice = merge(&once.policy, &grantees, &narrowing, OWNER, owner_caller).unwrap();
+        let twice = merge_key(&once.policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)).unwrap();
         prop_assert!(!twice.changed);
         prop_assert_eq!(twice.policy.to_json(), once.policy.to_json());
     }
@@ -700,7 +699,7 @@ proptest! {
         narrowing in narrowing(),
     ) {
         let policy = Policy::parse(&value.to_string()).unwrap();
-        let once = merge(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT).unwrap();
+        let once = merge_key(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)).unwrap();
         prop_assert!(once.changed);
         let n = policy.statements.len();
         prop_assert_eq!(&once.policy.statements[..n], &policy.statements[..]);
@@ -728,7 +727,7 @@ proptest! {
         let before = may_put_key_policy(&policy, owner_caller);
         // A refusal takes nothing away; a merge that goes through must keep
         // what the owner had.
-        if let Ok(merged) = merge(&policy, &grantees, &narrowing, OWNER, owner_caller) {
+        if let Ok(merged) = merge_key(&policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)) {
             prop_assert!(
                 !before || may_put_key_policy(&merged.policy, owner_caller),
                 "{} lost kms:PutKeyPolicy:\n{}\n->\n{}", owner_caller, policy.to_json(), merged.policy.to_json()
@@ -744,7 +743,7 @@ proptest! {
         narrowing in narrowing(),
     ) {
         // Without amishare statements for these grantees beforehand.
-        let Ok(merged) = merge(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT) else {
+        let Ok(merged) = merge_key(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)) else {
             return Ok(());
         };
         let restored = remove(&merged.policy, &grantees, &narrowing);
@@ -753,10 +752,10 @@ proptest! {
         prop_assert_eq!(&restored.policy, &policy);
 
         // With amishare statements for other grantees already present.
-        let base = merge(&policy, &earlier, &narrowing, OWNER, OWNER_ROOT).unwrap().policy;
+        let base = merge_key(&policy, &earlier, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)).unwrap().policy;
         let taken: Vec<Grantee> = earlier.iter().map(normalised).collect();
         let fresh: Vec<Grantee> = grantees.iter().filter(|g| !taken.contains(&normalised(g))).cloned().collect();
-        let shared = merge(&base, &fresh, &narrowing, OWNER, OWNER_ROOT).unwrap();
+        let shared = merge_key(&base, &fresh, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)).unwrap();
         let back = remove(&shared.policy, &fresh, &narrowing);
         prop_assert_eq!(back.changed, shared.changed);
         prop_assert_eq!(back.policy.to_json(), base.to_json());

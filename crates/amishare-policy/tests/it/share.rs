@@ -1,9 +1,9 @@
 //! Builder, merge, remove and the lockout check.
 
 use amishare_policy::{
-    check_lockout, evaluate_kms, least_privilege_statements, merge, remove, Caller, Context,
-    Grantee, MergeError, Missing, Narrowing, Outcome, Policy, Request, Statement, MAX_POLICY_BYTES,
-    SID_PREFIX,
+    check_lockout, check_lockout_on, evaluate_kms, least_privilege_statements, merge, merge_key,
+    remove, Caller, Context, Grantee, MergeError, Missing, Narrowing, Outcome, Policy, Request,
+    Statement, MAX_POLICY_BYTES, SID_PREFIX,
 };
 use serde_json::{json, Value};
 
@@ -488,10 +488,11 @@ fn lockout_table() {
     assert!(check_lockout(&admin_only, OWNER, "arn:aws:iam::111111111111:user/alice").is_err());
 }
 
-/// The lockout check is not given the key's ARN, so it asks about resource
-/// `"*"`, which a statement naming the key by ARN does not match.
+/// Given the key's ARN, the lockout check decides a statement that names the
+/// key by ARN as KMS does; without it, it asks about resource `"*"`, which
+/// such a statement does not match (right only for a key not created yet).
 #[test]
-fn lockout_check_does_not_know_the_key() {
+fn lockout_check_on_the_key_decides_statements_that_name_it() {
     let by_arn = |element: &str| {
         let text = format!(
             r#"{{"Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "{OWNER_ROOT}"}},
@@ -509,14 +510,37 @@ fn lockout_check_does_not_know_the_key() {
         };
         evaluate_kms(&req, policy, &[], &[]).is_allowed()
     };
-    // FIXME: both answers are wrong. KMS lets the root update the first
-    // policy and not the second; the check needs the key's ARN.
     let named = by_arn("Resource");
     assert!(may_put(&named));
+    assert!(check_lockout_on(&named, OWNER, OWNER_ROOT, Some(KEY_ARN)).is_ok());
     assert!(check_lockout(&named, OWNER, OWNER_ROOT).is_err());
     let all_but = by_arn("NotResource");
     assert!(!may_put(&all_but));
+    assert!(check_lockout_on(&all_but, OWNER, OWNER_ROOT, Some(KEY_ARN)).is_err());
     assert!(check_lockout(&all_but, OWNER, OWNER_ROOT).is_ok());
+    // merge_key refuses the merge that would lock the owner out of this key.
+    let grantee = [Grantee::Principal(
+        "arn:aws:iam::222222222222:user/bob".to_owned(),
+    )];
+    let narrowing = Narrowing::default();
+    assert!(merge_key(
+        &all_but,
+        &grantee,
+        &narrowing,
+        OWNER,
+        OWNER_ROOT,
+        Some(KEY_ARN)
+    )
+    .is_err());
+    assert!(merge_key(
+        &named,
+        &grantee,
+        &narrowing,
+        OWNER,
+        OWNER_ROOT,
+        Some(KEY_ARN)
+    )
+    .is_ok());
 }
 
 #[test]
