@@ -856,9 +856,17 @@ impl Flow {
 
         if request.deregister {
             if image.tags.contains_key(TAG_SOURCE_IMAGE) {
-                self.images()
+                match self
+                    .images()
                     .deregister_image(region, &image.id, true)
-                    .await?;
+                    .await
+                {
+                    // Described just before: gone now means deregistered,
+                    // by a repeat whose first answer was lost.
+                    Ok(()) => {}
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
                 journal.record(
                     Some(region),
                     "deregister-image",
