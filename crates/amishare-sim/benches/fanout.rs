@@ -26,9 +26,9 @@
 //! `copy_image_time_per_gib` × 8 GiB × S: copies in all regions run at
 //! once), and, per copy, the `DescribeImages` polls and `DescribeSnapshots`
 //! progress reads of its wait, against a fixed 15-second waiter's
-//! ⌈copy time / 15 s⌉ + 1 polls. The same shares run once more through a
-//! store that hides snapshot progress, as a backend that does not report it
-//! would, where the wait falls back to backoff.
+//! ⌈copy time / 15 s⌉ + 1 polls. The same shares run once more with
+//! snapshot progress turned off (`Knobs::snapshot_progress`), as a backend
+//! that does not report it would answer, where the wait falls back to backoff.
 
 #![allow(missing_docs)] // A bench binary has no API.
 
@@ -38,13 +38,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amishare_core::{
-    AccountId, AliasName, CreateImageRequest, CreateKeyRequest, EbsDefaults, Flow, Image, ImageId,
-    ImageSource, ImageStore, Instance, InstanceId, KeyChoice, KeyRef, KeyStore, LaunchPermission,
-    Narrowing, PermissionChange, Region, Result, RunInstancesRequest, ShareRequest, Sharer,
-    Snapshot, SnapshotId, Target, VolumePermission,
+    AccountId, AliasName, CreateImageRequest, CreateKeyRequest, Flow, ImageId, ImageSource,
+    ImageStore, KeyChoice, KeyRef, KeyStore, Narrowing, Region, ShareRequest, Sharer, Target,
 };
 use amishare_sim::{CallRecord, SimClient, VolumeEncryption, VolumeSeed, World};
-use async_trait::async_trait;
 
 /// Launch permissions amishare puts in one `ModifyImageAttribute` call.
 const LAUNCH_PERMISSION_BATCH: usize = 500;
@@ -158,12 +155,11 @@ async fn run(scenario: Scenario) -> Outcome {
         name: None,
         narrowing: Narrowing::default(),
     };
-    let images: Arc<dyn ImageStore> = if scenario.progress {
-        Arc::new(client.clone())
-    } else {
-        Arc::new(NoProgress(client.clone()))
-    };
-    let flow = Flow::new(Arc::new(client), images, Arc::new(world.clock()));
+    let mut knobs = world.knobs();
+    knobs.snapshot_progress = scenario.progress;
+    world.set_knobs(knobs);
+    let client = Arc::new(client);
+    let flow = Flow::new(client.clone(), client, Arc::new(world.clock()));
 
     world.clear_calls();
     let start = world.now();
@@ -431,122 +427,5 @@ fn check(scenario: &Scenario, outcome: &Outcome, over: &mut Vec<String>) {
             outcome.rerun_mutating,
             outcome.by_operation
         ));
-    }
-}
-
-/// The owner's image store with snapshot progress hidden, as from a backend
-/// that does not report it.
-#[derive(Debug)]
-struct NoProgress(SimClient);
-
-#[async_trait]
-impl ImageStore for NoProgress {
-    async fn describe_instances(
-        &self,
-        region: &Region,
-        ids: &[InstanceId],
-    ) -> Result<Vec<Instance>> {
-        self.0.describe_instances(region, ids).await
-    }
-
-    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
-        self.0.create_image(region, request).await
-    }
-
-    async fn copy_image(
-        &self,
-        region: &Region,
-        request: &amishare_core::CopyImageRequest,
-    ) -> Result<ImageId> {
-        self.0.copy_image(region, request).await
-    }
-
-    async fn describe_images(
-        &self,
-        region: &Region,
-        query: &amishare_core::ImageQuery,
-    ) -> Result<Vec<Image>> {
-        self.0.describe_images(region, query).await
-    }
-
-    async fn describe_snapshots(
-        &self,
-        region: &Region,
-        ids: &[SnapshotId],
-    ) -> Result<Vec<Snapshot>> {
-        let mut snapshots = self.0.describe_snapshots(region, ids).await?;
-        for snapshot in &mut snapshots {
-            snapshot.progress = None;
-        }
-        Ok(snapshots)
-    }
-
-    async fn modify_launch_permission(
-        &self,
-        region: &Region,
-        image: &ImageId,
-        change: &PermissionChange<LaunchPermission>,
-    ) -> Result<()> {
-        self.0.modify_launch_permission(region, image, change).await
-    }
-
-    async fn describe_launch_permission(
-        &self,
-        region: &Region,
-        image: &ImageId,
-    ) -> Result<Vec<LaunchPermission>> {
-        self.0.describe_launch_permission(region, image).await
-    }
-
-    async fn modify_create_volume_permission(
-        &self,
-        region: &Region,
-        snapshot: &SnapshotId,
-        change: &PermissionChange<VolumePermission>,
-    ) -> Result<()> {
-        self.0
-            .modify_create_volume_permission(region, snapshot, change)
-            .await
-    }
-
-    async fn describe_create_volume_permission(
-        &self,
-        region: &Region,
-        snapshot: &SnapshotId,
-    ) -> Result<Vec<VolumePermission>> {
-        self.0
-            .describe_create_volume_permission(region, snapshot)
-            .await
-    }
-
-    async fn run_instances(
-        &self,
-        region: &Region,
-        request: &RunInstancesRequest,
-    ) -> Result<Instance> {
-        self.0.run_instances(region, request).await
-    }
-
-    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
-        self.0.terminate_instances(region, ids).await
-    }
-
-    async fn deregister_image(
-        &self,
-        region: &Region,
-        image: &ImageId,
-        delete_snapshots: bool,
-    ) -> Result<()> {
-        self.0
-            .deregister_image(region, image, delete_snapshots)
-            .await
-    }
-
-    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
-        self.0.delete_snapshot(region, snapshot).await
-    }
-
-    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
-        self.0.ebs_defaults(region).await
     }
 }

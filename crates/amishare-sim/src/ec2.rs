@@ -240,7 +240,11 @@ impl Ctx<'_> {
             volume_size: snapshot.size,
             encrypted: snapshot.encrypted,
             kms_key: snapshot.kms_key.clone(),
-            progress: snapshot.progress(self.now),
+            progress: if self.knobs.snapshot_progress {
+                snapshot.progress(self.now)
+            } else {
+                None
+            },
         }
     }
 

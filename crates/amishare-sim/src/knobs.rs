@@ -138,6 +138,9 @@ pub struct Knobs {
     /// The error for `CopyImage` or `RunInstances` of an image that is not
     /// `available` (pending or failed). `{id}` is the image ID.
     pub unavailable_image: ErrorSpec,
+    /// Whether `DescribeSnapshots` reports a pending snapshot's progress, as
+    /// EC2 does; off, the simulation answers like a backend that does not.
+    pub snapshot_progress: bool,
     /// Whether [`World::calls`](crate::World::calls) keeps a record of every
     /// call. The counters behind [`World::mutating_calls`](crate::World::mutating_calls)
     /// are kept either way; turn this off for long benchmark runs.
@@ -206,6 +209,7 @@ impl Default for Knobs {
                 "InvalidAMIID.Unavailable",
                 "The image id '[{id}]' is not available",
             ),
+            snapshot_progress: true,
             record_calls: true,
         }
     }
