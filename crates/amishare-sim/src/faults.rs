@@ -16,15 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use amishare_core::{
-    AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
-    EbsDefaults, Error, ErrorKind, Grant, GrantId, Image, ImageId, ImageQuery, ImageStore,
-    Instance, InstanceId, KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore, LaunchPermission,
-    PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId, VolumePermission,
+    AliasArn, AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest,
+    CreateKeyRequest, EbsDefaults, Error, ErrorKind, Grant, GrantId, Image, ImageId, ImageQuery,
+    ImageStore, Instance, InstanceId, KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore,
+    LaunchPermission, PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId,
+    VolumePermission,
 };
 use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::client::SimClient;
+use crate::errors;
 use crate::world::World;
 
 /// How often and how long things go wrong.
@@ -255,20 +257,27 @@ impl Faulty {
         hidden
     }
 
-    /// `NotFoundException` for a key reference that is still invisible.
+    /// KMS's `NotFoundException` for a key or alias that is still invisible.
     fn hide_key(&self, region: &Region, key: &KeyRef) -> Result<()> {
+        let account = || self.inner.principal().account().clone();
+        let alias_arn = |alias: &AliasName| AliasArn::new(region.clone(), account(), alias.clone());
         let name = match key {
             KeyRef::Alias(alias) => alias_name(region, alias),
-            other => other.to_string(),
+            KeyRef::AliasArn(arn) => alias_name(arn.region(), arn.alias()),
+            KeyRef::Id(id) => id.to_string(),
+            KeyRef::Arn(arn) => arn.to_string(),
         };
-        if self.hides(&name) {
-            return Err(Error::service(
-                ErrorKind::NotFound,
-                "NotFoundException",
-                format!("Key '{key}' does not exist"),
-            ));
+        if !self.hides(&name) {
+            return Ok(());
         }
-        Ok(())
+        Err(match key {
+            KeyRef::Alias(alias) => errors::alias_not_found(&alias_arn(alias)),
+            KeyRef::AliasArn(arn) => errors::alias_not_found(arn),
+            KeyRef::Id(id) => {
+                errors::key_not_found(&KeyArn::new(region.clone(), account(), id.clone()))
+            }
+            KeyRef::Arn(arn) => errors::key_not_found(arn),
+        })
     }
 
     fn hide_key_arn(&self, key: &KeyArn) -> Result<()> {
@@ -404,20 +413,21 @@ impl ImageStore for Faulty {
         self.before(Service::Ec2)?;
         let result = self.inner.copy_image(region, request).await;
         if let Ok(id) = &result {
-            let new = !self.lock().made.contains_key(id.as_str());
-            if new {
-                self.made([id.to_string()]);
-                let fail = {
-                    let mut shared = self.lock();
-                    let fail = shared.draw() < shared.faults.copy_failure;
-                    if fail {
-                        shared.tally.failed_copies += 1;
-                    }
-                    fail
-                };
+            // A repeat with the same client token returns the copy already
+            // made: only a new copy may be made to fail.
+            let now = self.world().now();
+            let fail = {
+                let mut shared = self.lock();
+                let new = !shared.made.contains_key(id.as_str());
+                shared.made.entry(id.to_string()).or_insert(now);
+                let fail = new && shared.draw() < shared.faults.copy_failure;
                 if fail {
-                    self.world().fail_image(id)?;
+                    shared.tally.failed_copies += 1;
                 }
+                fail
+            };
+            if fail {
+                self.world().fail_image(id)?;
             }
         }
         self.after(Service::Ec2, request.client_token.is_some(), result)
@@ -430,12 +440,7 @@ impl ImageStore for Faulty {
             .filter(|id| self.hides(id.as_str()))
             .collect();
         if !hidden.is_empty() {
-            let ids: Vec<&str> = hidden.iter().map(|id| id.as_str()).collect();
-            return Err(Error::service(
-                ErrorKind::NotFound,
-                "InvalidAMIID.NotFound",
-                format!("The image id '[{}]' does not exist", ids.join(", ")),
-            ));
+            return Err(errors::images_not_found(&hidden));
         }
         let images = self.inner.describe_images(region, query).await?;
         Ok(images
