@@ -482,7 +482,8 @@ impl Flow {
 
     /// The copy an earlier run made, as `query` (the caller's images with
     /// amishare's tags) finds it, once available; failed ones are
-    /// deregistered on the way, since they can never serve.
+    /// deregistered on the way, since they can never serve. The caller
+    /// records the wait's end, as it does for a new copy.
     pub(super) async fn earlier_copy(
         &self,
         region: &Region,
@@ -515,10 +516,7 @@ impl Flow {
         );
         let id = found.id.clone();
         match self.wait_image(region, &id, Start::Seen(found)).await {
-            Ok(image) => {
-                journal.record(Some(region), "wait-image", &image.id, "available", false);
-                Ok(Some(image))
-            }
+            Ok(image) => Ok(Some(image)),
             Err(err) if err.kind() == ErrorKind::Failed => {
                 self.discard_failed(region, &id, journal).await?;
                 Ok(None)

@@ -493,6 +493,7 @@ impl Flow {
             .earlier_copy(region, &query, &source.owner, &source.id, journal)
             .await?
         {
+            journal.record(Some(region), "wait-image", &image.id, "available", false);
             return Ok(image);
         }
         let name = request
