@@ -41,28 +41,45 @@ fn check_names(answer: &Answer, action: &str, recording: &str, extra: &[&str]) {
     assert_known_paths(action, &answer.paths(), &recorded_paths(recording), extra);
 }
 
+/// Sends one EC2 request in the test region as `key`, expects it to
+/// succeed, and checks its element names against the recorded AWS answer.
+async fn answered(
+    server: &Harness,
+    key: &str,
+    params: &[(&str, &str)],
+    recording: &str,
+    extra: &[&str],
+) -> Answer {
+    let action = params
+        .iter()
+        .find_map(|(name, value)| (*name == "Action").then_some(*value))
+        .expect("the request names its Action");
+    let answer = server.ec2(key, REGION, params).await.ok();
+    check_names(&answer, action, recording, extra);
+    answer
+}
+
 #[tokio::test]
 async fn the_seed_flow_over_ec2_answers_as_aws_does() {
     let server = Harness::seed(10_000.0).await;
     let key_arn = server.create_key("seed").await;
 
     // The owner images its instance.
-    let created = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "CreateImage"),
-                ("InstanceId", SEED_INSTANCE),
-                ("Name", "golden"),
-                ("TagSpecification.1.ResourceType", "image"),
-                ("TagSpecification.1.Tag.1.Key", "amishare:source-instance"),
-                ("TagSpecification.1.Tag.1.Value", SEED_INSTANCE),
-            ],
-        )
-        .await
-        .ok();
-    check_names(&created, "CreateImage", "ec2/create_image.xml", &[]);
+    let created = answered(
+        &server,
+        OWNER_KEY,
+        &[
+            ("Action", "CreateImage"),
+            ("InstanceId", SEED_INSTANCE),
+            ("Name", "golden"),
+            ("TagSpecification.1.ResourceType", "image"),
+            ("TagSpecification.1.Tag.1.Key", "amishare:source-instance"),
+            ("TagSpecification.1.Tag.1.Value", SEED_INSTANCE),
+        ],
+        "ec2/create_image.xml",
+        &[],
+    )
+    .await;
     let image = created.text("imageId");
     let seen = server
         .poll(
@@ -102,8 +119,7 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
         ("KmsKeyId", key_arn.as_str()),
         ("ClientToken", "copy-1"),
     ];
-    let copied = server.ec2(OWNER_KEY, REGION, &copy_params).await.ok();
-    check_names(&copied, "CopyImage", "ec2/copy_image.xml", &[]);
+    let copied = answered(&server, OWNER_KEY, &copy_params, "ec2/copy_image.xml", &[]).await;
     let copy = copied.text("imageId");
     let again = server.ec2(OWNER_KEY, REGION, &copy_params).await.ok();
     assert_eq!(again.text("imageId"), copy);
@@ -115,15 +131,14 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
             "available",
         )
         .await;
-    let described = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[("Action", "DescribeImages"), ("ImageId.1", &copy)],
-        )
-        .await
-        .ok();
-    check_names(&described, "DescribeImages", "ec2/describe_images.xml", &[]);
+    let described = answered(
+        &server,
+        OWNER_KEY,
+        &[("Action", "DescribeImages"), ("ImageId.1", &copy)],
+        "ec2/describe_images.xml",
+        &[],
+    )
+    .await;
     assert_eq!(described.text("imagesSet/item/imageOwnerId"), OWNER);
     assert_eq!(described.text("imagesSet/item/name"), "golden-encrypted");
     assert_eq!(described.text("imagesSet/item/isPublic"), "false");
@@ -136,20 +151,14 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
     let snapshot = described.text("imagesSet/item/blockDeviceMapping/item/ebs/snapshotId");
 
     // … checks the snapshot's key.
-    let snapshots = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[("Action", "DescribeSnapshots"), ("SnapshotId.1", &snapshot)],
-        )
-        .await
-        .ok();
-    check_names(
-        &snapshots,
-        "DescribeSnapshots",
+    let snapshots = answered(
+        &server,
+        OWNER_KEY,
+        &[("Action", "DescribeSnapshots"), ("SnapshotId.1", &snapshot)],
         "ec2/describe_snapshots_page1.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(snapshots.text("snapshotSet/item/kmsKeyId"), key_arn);
     assert_eq!(snapshots.text("snapshotSet/item/encrypted"), "true");
     assert_eq!(snapshots.text("snapshotSet/item/status"), "completed");
@@ -178,82 +187,58 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
     );
 
     // The owner shares the image and its snapshot.
-    let modified = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "ModifyImageAttribute"),
-                ("ImageId", &copy),
-                ("LaunchPermission.Add.1.UserId", TARGET),
-            ],
-        )
-        .await
-        .ok();
-    check_names(
-        &modified,
-        "ModifyImageAttribute",
+    let modified = answered(
+        &server,
+        OWNER_KEY,
+        &[
+            ("Action", "ModifyImageAttribute"),
+            ("ImageId", &copy),
+            ("LaunchPermission.Add.1.UserId", TARGET),
+        ],
         "ec2/modify_image_attribute.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(modified.text("return"), "true");
-    let attribute = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "DescribeImageAttribute"),
-                ("ImageId", &copy),
-                ("Attribute", "launchPermission"),
-            ],
-        )
-        .await
-        .ok();
-    check_names(
-        &attribute,
-        "DescribeImageAttribute",
+    let attribute = answered(
+        &server,
+        OWNER_KEY,
+        &[
+            ("Action", "DescribeImageAttribute"),
+            ("ImageId", &copy),
+            ("Attribute", "launchPermission"),
+        ],
         "ec2/describe_image_attribute.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(attribute.texts("launchPermission/item/userId"), [TARGET]);
-    let shared = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "ModifySnapshotAttribute"),
-                ("SnapshotId", &snapshot),
-                ("Attribute", "createVolumePermission"),
-                ("OperationType", "add"),
-                ("UserId.1", TARGET),
-            ],
-        )
-        .await
-        .ok();
-    check_names(
-        &shared,
-        "ModifySnapshotAttribute",
+    answered(
+        &server,
+        OWNER_KEY,
+        &[
+            ("Action", "ModifySnapshotAttribute"),
+            ("SnapshotId", &snapshot),
+            ("Attribute", "createVolumePermission"),
+            ("OperationType", "add"),
+            ("UserId.1", TARGET),
+        ],
         "ec2/modify_snapshot_attribute.xml",
         &[],
-    );
-    let volume_permission = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "DescribeSnapshotAttribute"),
-                ("SnapshotId", &snapshot),
-                ("Attribute", "createVolumePermission"),
-            ],
-        )
-        .await
-        .ok();
-    check_names(
-        &volume_permission,
-        "DescribeSnapshotAttribute",
+    )
+    .await;
+    let volume_permission = answered(
+        &server,
+        OWNER_KEY,
+        &[
+            ("Action", "DescribeSnapshotAttribute"),
+            ("SnapshotId", &snapshot),
+            ("Attribute", "createVolumePermission"),
+        ],
         "ec2/describe_snapshot_attribute.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(
         volume_permission.texts("createVolumePermission/item/userId"),
         [TARGET]
@@ -333,20 +318,14 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
         seen == ["pending", "running"] || seen == ["running"],
         "{seen:?}"
     );
-    let running = server
-        .ec2(
-            TARGET_KEY,
-            REGION,
-            &[("Action", "DescribeInstances"), ("InstanceId.1", &instance)],
-        )
-        .await
-        .ok();
-    check_names(
-        &running,
-        "DescribeInstances",
+    let running = answered(
+        &server,
+        TARGET_KEY,
+        &[("Action", "DescribeInstances"), ("InstanceId.1", &instance)],
         "ec2/describe_instances.xml",
         INSTANCE_MODEL_EXTRAS,
-    );
+    )
+    .await;
     assert_eq!(running.text("reservationSet/item/ownerId"), TARGET);
     assert_eq!(
         running.text("reservationSet/item/instancesSet/item/imageId"),
@@ -356,19 +335,18 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
         running.text("reservationSet/item/instancesSet/item/instanceState/code"),
         "16"
     );
-    let volumes = server
-        .ec2(
-            TARGET_KEY,
-            REGION,
-            &[
-                ("Action", "DescribeVolumes"),
-                ("Filter.1.Name", "attachment.instance-id"),
-                ("Filter.1.Value.1", &instance),
-            ],
-        )
-        .await
-        .ok();
-    check_names(&volumes, "DescribeVolumes", "ec2/describe_volumes.xml", &[]);
+    let volumes = answered(
+        &server,
+        TARGET_KEY,
+        &[
+            ("Action", "DescribeVolumes"),
+            ("Filter.1.Name", "attachment.instance-id"),
+            ("Filter.1.Value.1", &instance),
+        ],
+        "ec2/describe_volumes.xml",
+        &[],
+    )
+    .await;
     assert_eq!(
         volumes.texts("volumeSet/item/attachmentSet/item/instanceId"),
         [instance.as_str()]
@@ -377,51 +355,37 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
     assert_eq!(volumes.text("volumeSet/item/kmsKeyId"), key_arn);
 
     // EBS defaults, as the target sees them.
-    let by_default = server
-        .ec2(
-            TARGET_KEY,
-            REGION,
-            &[("Action", "GetEbsEncryptionByDefault")],
-        )
-        .await
-        .ok();
-    check_names(
-        &by_default,
-        "GetEbsEncryptionByDefault",
+    let by_default = answered(
+        &server,
+        TARGET_KEY,
+        &[("Action", "GetEbsEncryptionByDefault")],
         "ec2/get_ebs_encryption_by_default.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(by_default.text("ebsEncryptionByDefault"), "false");
-    let default_key = server
-        .ec2(TARGET_KEY, REGION, &[("Action", "GetEbsDefaultKmsKeyId")])
-        .await
-        .ok();
-    check_names(
-        &default_key,
-        "GetEbsDefaultKmsKeyId",
+    let default_key = answered(
+        &server,
+        TARGET_KEY,
+        &[("Action", "GetEbsDefaultKmsKeyId")],
         "ec2/get_ebs_default_kms_key_id.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(default_key.text("kmsKeyId"), "alias/aws/ebs");
 
     // The target terminates its instance.
-    let terminated = server
-        .ec2(
-            TARGET_KEY,
-            REGION,
-            &[
-                ("Action", "TerminateInstances"),
-                ("InstanceId.1", &instance),
-            ],
-        )
-        .await
-        .ok();
-    check_names(
-        &terminated,
-        "TerminateInstances",
+    let terminated = answered(
+        &server,
+        TARGET_KEY,
+        &[
+            ("Action", "TerminateInstances"),
+            ("InstanceId.1", &instance),
+        ],
         "ec2/terminate_instances.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(
         terminated.text("instancesSet/item/previousState/name"),
         "running"
@@ -451,24 +415,18 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
                 .unwrap()
         )
     );
-    let deregistered = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[
-                ("Action", "DeregisterImage"),
-                ("ImageId", &image),
-                ("DeleteAssociatedSnapshots", "true"),
-            ],
-        )
-        .await
-        .ok();
-    check_names(
-        &deregistered,
-        "DeregisterImage",
+    let deregistered = answered(
+        &server,
+        OWNER_KEY,
+        &[
+            ("Action", "DeregisterImage"),
+            ("ImageId", &image),
+            ("DeleteAssociatedSnapshots", "true"),
+        ],
         "ec2/deregister_image.xml",
         &[],
-    );
+    )
+    .await;
     assert_eq!(
         deregistered.texts("deleteSnapshotResultSet/item/returnCode"),
         ["success"]
@@ -481,15 +439,14 @@ async fn the_seed_flow_over_ec2_answers_as_aws_does() {
         )
         .await
         .ok();
-    let deleted = server
-        .ec2(
-            OWNER_KEY,
-            REGION,
-            &[("Action", "DeleteSnapshot"), ("SnapshotId", &snapshot)],
-        )
-        .await
-        .ok();
-    check_names(&deleted, "DeleteSnapshot", "ec2/delete_snapshot.xml", &[]);
+    answered(
+        &server,
+        OWNER_KEY,
+        &[("Action", "DeleteSnapshot"), ("SnapshotId", &snapshot)],
+        "ec2/delete_snapshot.xml",
+        &[],
+    )
+    .await;
 }
 
 /// One bad request and the error it must get.
