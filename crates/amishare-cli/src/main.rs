@@ -122,7 +122,7 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
     }
     let runtime = builder.build().map_err(Failure::failed)?;
     runtime.block_on(async {
-        let session = Session::open(global).await?;
+        let session = Session::open(global, command.name()).await?;
         let result = match command {
             Command::Share(args) => share::run(args, global, &session).await,
             Command::Accept(args) => accept::run(args, global, &session).await,
@@ -139,16 +139,29 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
                 render::plan(&planner.plan(), global.json)?;
             }
         }
-        let changed = session
-            .world
-            .as_ref()
-            .is_some_and(|(world, _)| world.mutating_calls() > 0);
-        // Bad input changed nothing, so the world file stays as it was.
-        if result.is_ok() || changed {
+        // Bad input changed nothing; a command that only read changed
+        // nothing either: the world file is written only when it changed.
+        if !matches!(result, Err(Failure::Usage(_))) {
             session.finish(global)?;
         }
         result
     })
+}
+
+impl Command {
+    /// The command's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Share(_) => "share",
+            Command::Accept(_) => "accept",
+            Command::Unshare(_) => "unshare",
+            Command::Status(_) => "status",
+            Command::Doctor(_) => "doctor",
+            Command::Policy(_) => "policy",
+            Command::Sim(_) => "sim serve",
+            Command::Demo(_) => "demo",
+        }
+    }
 }
 
 /// A request core refused before any change is bad input.

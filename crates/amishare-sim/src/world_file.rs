@@ -12,6 +12,12 @@
 //! Loading checks every reference (a principal in an account that exists, an
 //! alias naming a key of its account and region, a device naming a snapshot
 //! that exists, …) and names the offending entry by its path in the document.
+//!
+//! A world file is a transaction: a command holds a [`WorldLock`] on it from
+//! before it reads until after it writes (the CLI and `amishare sim serve`
+//! alike), so commands on one file take turns and none loses another's
+//! changes; a save replaces the file atomically, keeping its mode and
+//! writing through a symlink. See [`WorldLock`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +37,10 @@ use crate::state::{
     Key, SnapshotRecord, State,
 };
 use crate::world::{parse_org_path, World};
+
+mod lock;
+
+pub use self::lock::{LockHolder, WorldLock, DEFAULT_LOCK_WAIT};
 
 /// The value of [`WorldFile::format`] this version reads and writes.
 pub const FORMAT: &str = "amishare-world/1";
@@ -417,23 +427,6 @@ impl World {
         })?;
         let file = WorldFile::parse(&text).map_err(|err| err.context(path.display()))?;
         World::from_file(&file).map_err(|err| err.context(path.display()))
-    }
-
-    /// Writes the world to `path`, atomically: a reader sees the old file or
-    /// the new one, never half of it.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let text = self.to_file().to_json();
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".tmp");
-        let temporary = std::path::PathBuf::from(temporary);
-        let failed = |err: std::io::Error| {
-            Error::new(
-                ErrorKind::Service,
-                format!("cannot write world file {}: {err}", path.display()),
-            )
-        };
-        std::fs::write(&temporary, text).map_err(failed)?;
-        std::fs::rename(&temporary, path).map_err(failed)
     }
 
     /// The named principals (`--profile NAME`).

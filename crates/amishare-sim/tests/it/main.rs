@@ -12,3 +12,4 @@ mod kms;
 mod seed_flow;
 mod time;
 mod world_file;
+mod world_lock;
