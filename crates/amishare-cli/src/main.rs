@@ -77,7 +77,9 @@ enum SimCommand {
     /// Serve the world file as a local EC2, KMS and STS endpoint that the AWS
     /// SDKs, the aws CLI and this command (`--backend aws --endpoint-url`) can
     /// use; access keys map to principals as the world file says, a 12-digit
-    /// one to that account's root. The world is saved back when it stops.
+    /// one to that account's root. The world is saved back when it stops;
+    /// while it runs, commands on the world file are refused and told where
+    /// the server is.
     Serve(serve::ServeArgs),
 }
 
@@ -99,7 +101,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args, cli.global.json).map_err(Failure::Failed),
         Command::Policy(args) => policy::run(args, &cli.global),
-        Command::Sim(SimCommand::Serve(args)) => serve::run(args, cli.global.world.as_ref()),
+        Command::Sim(SimCommand::Serve(args)) => {
+            serve::run(args, cli.global.world.as_ref(), cli.global.lock_wait)
+        }
         command => run_on_backend(command, &cli.global),
     };
     match result {

@@ -68,6 +68,7 @@ mod ec2;
 mod kms;
 mod query;
 mod server;
+mod sigv4;
 mod sts;
 mod wire;
 mod xml;

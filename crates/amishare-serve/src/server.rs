@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amishare_core::Region;
-use amishare_sim::World;
+use amishare_sim::{LockHolder, World, WorldLock};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -57,15 +57,32 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// How much faster than wall time the world's clock runs; at least 1.
     pub time_scale: f64,
+    /// Accept only requests signed (SigV4) with a secret access key of the
+    /// world file. Required to listen on an address other than loopback.
+    pub authenticate: bool,
+    /// How many accounts unmapped 12-digit access key IDs may add to the
+    /// world (default 0: such a key acts as the root of an account the
+    /// world has, and any other is refused).
+    pub new_accounts: usize,
+    /// Regions served besides [`amishare_core::KNOWN_REGIONS`].
+    pub extra_regions: Vec<Region>,
+    /// How long to wait for a command that has the world file before
+    /// giving up.
+    pub lock_wait: Duration,
 }
 
 impl ServeOptions {
-    /// Options for a world file and address, at [`DEFAULT_TIME_SCALE`].
+    /// Options for a world file and address, at [`DEFAULT_TIME_SCALE`],
+    /// unauthenticated (loopback only), creating no accounts.
     pub fn new(world_path: impl Into<PathBuf>, listen: SocketAddr) -> ServeOptions {
         ServeOptions {
             world_path: world_path.into(),
             listen,
             time_scale: DEFAULT_TIME_SCALE,
+            authenticate: false,
+            new_accounts: 0,
+            extra_regions: Vec::new(),
+            lock_wait: amishare_sim::world_file::DEFAULT_LOCK_WAIT,
         }
     }
 }
@@ -77,6 +94,13 @@ pub enum ServeError {
     /// The time scale is not a finite number of at least 1.
     #[error("invalid time scale {0}: expected a finite number of at least 1")]
     TimeScale(f64),
+    /// An address other than loopback without [`ServeOptions::authenticate`]:
+    /// anyone who reached it could act as any principal of the world.
+    #[error("{0} is not a loopback address: serving it needs authenticated requests")]
+    NotLoopback(SocketAddr),
+    /// Another command has the world file, or a server serves it.
+    #[error("{0}")]
+    Locked(#[source] amishare_core::Error),
     /// The world file could not be read.
     #[error("cannot load the world: {0}")]
     Load(#[source] amishare_core::Error),
@@ -92,6 +116,9 @@ pub enum ServeError {
     /// The world file could not be written.
     #[error("cannot save the world: {0}")]
     Save(#[source] amishare_core::Error),
+    /// The server has stopped and let go of its world file.
+    #[error("the server has stopped: its world file is no longer held")]
+    Stopped,
 }
 
 /// A server bound to its address, with its world loaded, not yet serving.
@@ -113,12 +140,31 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Loads the world file (`World::load`) and binds the address.
+    /// Takes the world file's lock (waiting for a command that has it),
+    /// loads it and binds the address.
     pub async fn bind(options: ServeOptions) -> Result<Server, ServeError> {
+        Server::bind_waiting(options, |_| {}).await
+    }
+
+    /// [`Server::bind`], calling `waiting` (once) with the command it waits
+    /// for when another command has the world file.
+    pub async fn bind_waiting(
+        options: ServeOptions,
+        waiting: impl FnOnce(Option<&LockHolder>),
+    ) -> Result<Server, ServeError> {
         if !(options.time_scale.is_finite() && options.time_scale >= 1.0) {
             return Err(ServeError::TimeScale(options.time_scale));
         }
-        let world = World::load(&options.world_path).map_err(ServeError::Load)?;
+        if !options.listen.ip().is_loopback() && !options.authenticate {
+            return Err(ServeError::NotLoopback(options.listen));
+        }
+        let holder = LockHolder::this_process("amishare sim serve");
+        let lock = WorldLock::acquire(&options.world_path, &holder, options.lock_wait, waiting)
+            .map_err(|err| match err.kind() {
+                amishare_core::ErrorKind::InvalidInput => ServeError::Load(err),
+                _ => ServeError::Locked(err),
+            })?;
+        let world = lock.load().map_err(ServeError::Load)?;
         // A server runs for long: keep the counters, not a record of every call.
         let mut knobs = world.knobs();
         knobs.record_calls = false;
@@ -130,21 +176,42 @@ impl Server {
                     addr: options.listen,
                     source,
                 })?;
+        let endpoint = endpoint(listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: options.listen,
+            source,
+        })?);
+        // From now on a command that meets the lock is told where to go.
+        lock.set_holder(&holder.serving(endpoint))
+            .map_err(ServeError::Locked)?;
         let clock = ScaledClock {
             start: Instant::now(),
             base: world.now(),
             scale: options.time_scale,
             lock: Mutex::new(()),
         };
+        let mut regions: Vec<Region> = amishare_core::KNOWN_REGIONS
+            .iter()
+            .filter_map(|name| Region::parse(name).ok())
+            .collect();
+        regions.extend(options.extra_regions.iter().cloned());
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
                 world,
                 world_path: options.world_path,
+                lock: Mutex::new(Some(lock)),
                 clock,
                 requests: AtomicU64::new(0),
+                callers: auth::Callers::new(options.authenticate, options.new_accounts),
+                regions,
             }),
         })
+    }
+
+    /// The URL a client on this machine reaches the server at (for an
+    /// address that means "every interface", loopback).
+    pub fn endpoint(&self) -> String {
+        endpoint(self.local_addr())
     }
 
     /// The address the server listens on.
@@ -202,8 +269,20 @@ impl Server {
         }
         shared.save()?;
         tracing::info!(path = %shared.world_path.display(), "saved the world");
+        // Let go of the world file: commands may use it again.
+        drop(shared.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
         Ok(())
     }
+}
+
+/// `http://ADDRESS`, loopback for an unspecified address.
+fn endpoint(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Loads the world, serves it on `options.listen` until `shutdown`
@@ -245,8 +324,14 @@ impl SaveHandle {
 struct Shared {
     world: World,
     world_path: PathBuf,
+    /// The world file's lock, held from start until the last save.
+    lock: Mutex<Option<WorldLock>>,
     clock: ScaledClock,
     requests: AtomicU64,
+    /// Who may call, and how callers are told apart.
+    callers: auth::Callers,
+    /// The regions served.
+    regions: Vec<Region>,
 }
 
 /// The world's clock sped up: virtual time is where it stood at start plus
@@ -279,7 +364,9 @@ impl ScaledClock {
 impl Shared {
     fn save(&self) -> Result<(), ServeError> {
         self.clock.catch_up(&self.world);
-        self.world.save(&self.world_path).map_err(ServeError::Save)
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = lock.as_ref().ok_or(ServeError::Stopped)?;
+        lock.save(&self.world).map_err(ServeError::Save)
     }
 
     fn request_id(&self) -> String {
@@ -350,31 +437,19 @@ impl Shared {
                     Err(kms::unknown_operation(&target)),
                 );
             };
-            let reply = self.kms(credential.as_ref(), &operation, body).await;
+            let reply = self.kms(parts, credential.as_ref(), &operation, body).await;
             return (Service::Kms, operation, reply);
         }
-        let scoped = match credential.as_ref().map(|c| c.service.as_str()) {
-            Some("ec2") => Some(Service::Ec2),
-            Some("sts") => Some(Service::Sts),
-            Some("kms") => {
-                let err = WireError::new(
-                    "UnknownOperationException",
-                    "KMS requests name their operation in the X-Amz-Target header",
-                );
-                return (Service::Kms, String::new(), Err(err));
-            }
-            _ => None,
-        };
         let params = match Params::parse(parts.uri.query(), body) {
             Ok(params) => params,
-            Err(err) => return (scoped.unwrap_or(Service::Ec2), String::new(), Err(err)),
+            Err(err) => return (Service::Ec2, String::new(), Err(err)),
         };
-        // Unsigned (or oddly scoped) requests: STS's API version tells it apart.
-        let service = scoped.unwrap_or(if params.get("Version") == Some(STS_VERSION) {
+        // The query protocol: STS's API version tells it apart from EC2's.
+        let service = if params.get("Version") == Some(STS_VERSION) {
             Service::Sts
         } else {
             Service::Ec2
-        });
+        };
         let Some(action) = params.get("Action").map(str::to_owned) else {
             let err = WireError::new(
                 "MissingAction",
@@ -383,22 +458,41 @@ impl Shared {
             return (service, String::new(), Err(err));
         };
         let reply = self
-            .query(service, credential.as_ref(), &action, &params, request_id)
+            .query(
+                parts,
+                body,
+                service,
+                credential.as_ref(),
+                &action,
+                &params,
+                request_id,
+            )
             .await;
         (service, action, reply)
     }
 
-    /// The caller's client and region, from the request's credential.
+    /// The caller's client and region, from the request's credential: its
+    /// scope must name this service and a region served, and (when the
+    /// server authenticates) its signature must be the access key's.
     fn caller(
         &self,
+        parts: &Parts,
+        body: &[u8],
         service: Service,
         credential: Option<&auth::Credential>,
     ) -> Result<(amishare_sim::SimClient, Region), WireError> {
         let credential = credential.ok_or_else(|| auth::missing_authentication(service))?;
+        if credential.service != service.name() {
+            return Err(auth::wrong_service(service));
+        }
         let region = Region::parse(&credential.region)
-            .map_err(|_| auth::bad_region(service, &credential.region))?;
-        let principal = auth::principal(&self.world, &credential.access_key)
-            .ok_or_else(|| auth::unknown_access_key(service))?;
+            .ok()
+            .filter(|region| self.regions.contains(region))
+            .ok_or_else(|| auth::bad_region(service, &credential.region))?;
+        let principal = self
+            .callers
+            .principal(&self.world, parts, body, credential)
+            .map_err(|refusal| refusal.into_error(service))?;
         let client = self
             .world
             .client(&principal)
@@ -409,6 +503,7 @@ impl Shared {
 
     async fn kms(
         &self,
+        parts: &Parts,
         credential: Option<&auth::Credential>,
         operation: &str,
         body: &[u8],
@@ -416,7 +511,7 @@ impl Shared {
         if !kms::OPERATIONS.contains(&operation) {
             return Err(kms::unknown_operation(operation));
         }
-        let (client, region) = self.caller(Service::Kms, credential)?;
+        let (client, region) = self.caller(parts, body, Service::Kms, credential)?;
         let answer = kms::handle(&client, &region, operation, body).await?;
         tracing::info!(
             service = "kms",
@@ -427,8 +522,11 @@ impl Shared {
         Ok(Reply::kms(answer))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn query(
         &self,
+        parts: &Parts,
+        body: &[u8],
         service: Service,
         credential: Option<&auth::Credential>,
         action: &str,
@@ -446,7 +544,7 @@ impl Shared {
             };
             return Err(WireError::new("InvalidAction", message));
         }
-        let (client, region) = self.caller(service, credential)?;
+        let (client, region) = self.caller(parts, body, service, credential)?;
         let mut out = Xml::default();
         match service {
             Service::Ec2 => ec2::handle(&client, &region, action, params, &mut out).await?,

@@ -79,4 +79,4 @@ pub use crate::client::SimClient;
 pub use crate::knobs::{ErrorSpec, Knobs, PendingDeletionError, UnknownIds};
 pub use crate::log::CallRecord;
 pub use crate::world::{SimClock, SteppingClock, VolumeEncryption, VolumeSeed, World};
-pub use crate::world_file::{LockHolder, WorldFile, WorldLock};
+pub use crate::world_file::{AccessKey, LockHolder, WorldFile, WorldLock};

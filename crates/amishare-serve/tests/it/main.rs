@@ -4,6 +4,7 @@
 
 mod callers;
 mod ec2;
+mod guards;
 mod kms;
 mod saving;
 mod support;

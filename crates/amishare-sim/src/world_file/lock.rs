@@ -268,9 +268,16 @@ impl Drop for WorldLock {
 
 impl World {
     /// Writes the world to `path`, atomically, holding the file's lock
-    /// while it writes (waiting for another holder as a command does).
-    /// Commands keep the lock from load to save instead: see [`WorldLock`].
+    /// while it writes (waiting for another holder as a command does); a
+    /// new file is created. Commands keep the lock from load to save
+    /// instead: see [`WorldLock`].
     pub fn save(&self, path: &Path) -> Result<()> {
+        if std::fs::symlink_metadata(path).is_err() {
+            let text = self.to_file().to_json();
+            return write_atomically(path, text.as_bytes()).map_err(|err| {
+                io_error(format!("cannot write world file {}", path.display()), err)
+            });
+        }
         let lock = WorldLock::acquire(
             path,
             &LockHolder::this_process("amishare (saving a world)"),
