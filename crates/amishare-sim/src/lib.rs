@@ -66,6 +66,7 @@ pub mod harness;
 mod ids;
 mod kms;
 mod knobs;
+mod limits;
 mod log;
 pub mod seed;
 mod state;

@@ -209,3 +209,65 @@ async fn an_address_other_than_loopback_needs_authentication() {
     assert!(server.local_addr().ip().is_unspecified());
     assert!(server.endpoint().starts_with("http://127.0.0.1:"));
 }
+
+#[tokio::test]
+async fn fields_over_aws_s_limits_are_refused_with_aws_s_errors_and_nothing_is_kept() {
+    let server = Harness::seed(1.0).await;
+    let before = saved_without_time(&server).await;
+
+    let long = server
+        .kms(
+            OWNER_KEY,
+            REGION,
+            "CreateKey",
+            json!({"Description": "d".repeat(900_000)}),
+        )
+        .await;
+    assert_eq!(long.status, 400);
+    assert_eq!(long.json()["__type"], "ValidationException");
+    assert!(long.json()["message"].as_str().unwrap().contains("8192"));
+
+    let tags: Vec<Value> = (0..51)
+        .map(|i| json!({"TagKey": format!("k{i}"), "TagValue": "v"}))
+        .collect();
+    let many = server
+        .kms(OWNER_KEY, REGION, "CreateKey", json!({"Tags": tags}))
+        .await;
+    assert_eq!(many.json()["__type"], "TagException");
+
+    let key = "k".repeat(129);
+    let image = server
+        .ec2(
+            OWNER_KEY,
+            REGION,
+            &[
+                ("Action", "CreateImage"),
+                ("InstanceId", crate::support::SEED_INSTANCE),
+                ("Name", "golden"),
+                ("TagSpecification.1.ResourceType", "image"),
+                ("TagSpecification.1.Tag.1.Key", &key),
+                ("TagSpecification.1.Tag.1.Value", "v"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (image.status, image.ec2_code()),
+        (400, "InvalidParameterValue".to_owned())
+    );
+
+    // At the limit, the same calls are served.
+    server
+        .kms(
+            OWNER_KEY,
+            REGION,
+            "CreateKey",
+            json!({"Description": "d".repeat(8_192)}),
+        )
+        .await
+        .ok();
+    let mut after = saved_without_time(&server).await;
+    assert_eq!(after["keys"].as_array().unwrap().len(), 1);
+    after["keys"] = before["keys"].clone();
+    after["id_position"] = before["id_position"].clone();
+    assert_eq!(after, before, "only the key within the limits was kept");
+}
