@@ -64,6 +64,7 @@
 //! flow use, and any other filter is refused, never ignored.
 
 mod auth;
+mod conns;
 mod ec2;
 mod kms;
 mod query;
@@ -73,6 +74,7 @@ mod sts;
 mod wire;
 mod xml;
 
+pub use crate::conns::Limits;
 pub use crate::server::{
     serve, SaveHandle, ServeError, ServeOptions, Server, DEFAULT_TIME_SCALE, HEALTH_PATH, SAVE_PATH,
 };

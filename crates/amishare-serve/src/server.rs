@@ -18,13 +18,14 @@ use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth;
+use crate::conns::{Admitted, Connections, Limits, Slot};
 use crate::query::Params;
 use crate::wire::{Reply, Service, WireError, STS_VERSION};
 use crate::xml::Xml;
@@ -69,6 +70,9 @@ pub struct ServeOptions {
     /// How long to wait for a command that has the world file before
     /// giving up.
     pub lock_wait: Duration,
+    /// How many connections are served at once and how long a client may
+    /// take.
+    pub limits: Limits,
 }
 
 impl ServeOptions {
@@ -83,6 +87,7 @@ impl ServeOptions {
             new_accounts: 0,
             extra_regions: Vec::new(),
             lock_wait: amishare_sim::world_file::DEFAULT_LOCK_WAIT,
+            limits: Limits::default(),
         }
     }
 }
@@ -204,6 +209,8 @@ impl Server {
                 requests: AtomicU64::new(0),
                 callers: auth::Callers::new(options.authenticate, options.new_accounts),
                 regions,
+                connections: Connections::new(&options.limits),
+                limits: options.limits,
             }),
         })
     }
@@ -246,7 +253,8 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(connection(shared.clone(), stream, stopped.clone()));
+                        let admitted = shared.connections.admit().await;
+                        connections.spawn(connection(shared.clone(), stream, admitted, stopped.clone()));
                     }
                     Err(err) => {
                         // Out of file descriptors, say: keep serving the others.
@@ -332,6 +340,9 @@ struct Shared {
     callers: auth::Callers,
     /// The regions served.
     regions: Vec<Region>,
+    /// The open connections.
+    connections: Arc<Connections>,
+    limits: Limits,
 }
 
 /// The world's clock sped up: virtual time is where it stood at start plus
@@ -374,23 +385,43 @@ impl Shared {
         format!("a315e7e0-0000-4000-8000-{n:012x}")
     }
 
-    async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn respond(&self, request: Request<Incoming>, slot: &Slot) -> Response<Full<Bytes>> {
+        slot.touch();
         let request_id = self.request_id();
         let (parts, body) = request.into_parts();
-        if parts.uri.path().starts_with("/_amishare/") {
-            return self.control(&parts);
-        }
-        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) => {
+        let body = Limited::new(body, MAX_BODY_BYTES).collect();
+        let body = match tokio::time::timeout(self.limits.body_timeout, body).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(err)) => {
                 tracing::debug!(%err, "cannot read a request body");
                 return plain(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "the request body is too large or broken",
                 );
             }
+            Err(_) => {
+                let mut response = plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                );
+                response
+                    .headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
         };
-        let (service, operation, reply) = self.dispatch(&parts, &body, &request_id).await;
+        slot.set_busy(true);
+        let response = self.answer(&parts, &body, &request_id).await;
+        slot.set_busy(false);
+        response
+    }
+
+    /// The answer to a request whose body has arrived.
+    async fn answer(&self, parts: &Parts, body: &[u8], request_id: &str) -> Response<Full<Bytes>> {
+        if parts.uri.path().starts_with("/_amishare/") {
+            return self.control(parts);
+        }
+        let (service, operation, reply) = self.dispatch(parts, body, request_id).await;
         let reply = match reply {
             Ok(reply) => reply,
             Err(err) => {
@@ -401,7 +432,7 @@ impl Shared {
                     message = err.message,
                     "refused"
                 );
-                Reply::error(service, &request_id, &err)
+                Reply::error(service, request_id, &err)
             }
         };
         let mut response = Response::new(Full::new(Bytes::from(reply.body)));
@@ -409,7 +440,7 @@ impl Shared {
             StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
+        if let Ok(value) = HeaderValue::from_str(request_id) {
             headers.insert("x-amzn-requestid", value);
         }
         response
@@ -585,6 +616,7 @@ impl Shared {
                     &json!({
                         "status": "running",
                         "now_ms": u64::try_from(self.world.now().as_millis()).unwrap_or(u64::MAX),
+                        "connections": self.connections.count(),
                     }),
                 )
             }
@@ -593,23 +625,34 @@ impl Shared {
     }
 }
 
-/// Serves one connection until it closes or the server stops.
+/// Serves one connection until it closes, times out, is closed to make room,
+/// or the server stops.
 async fn connection(
     shared: Arc<Shared>,
     stream: tokio::net::TcpStream,
+    admitted: Admitted,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let limits = shared.limits;
+    let slot = admitted.slot.clone();
     let service = service_fn(move |request| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(shared.respond(request).await) }
+        let slot = slot.clone();
+        async move { Ok::<_, Infallible>(shared.respond(request, &slot).await) }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(err) = result {
                 tracing::debug!(%err, "connection ended with an error");
             }
+        }
+        () = admitted.slot.closing(limits.idle_timeout) => {
+            tracing::debug!("connection closed: idle, or to make room");
         }
         _ = stopped.changed() => {
             connection.as_mut().graceful_shutdown();

@@ -7,5 +7,6 @@ mod ec2;
 mod guards;
 mod kms;
 mod saving;
+mod slow_clients;
 mod support;
 mod time;

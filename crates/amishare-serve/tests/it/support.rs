@@ -145,6 +145,16 @@ impl Harness {
         self.send_on(&mut sender, method, path, headers, body).await
     }
 
+    /// How many connections the server has open, by its health check (on a
+    /// connection of its own, counted).
+    pub(crate) async fn send_health_on_new(&self) -> usize {
+        let health = self
+            .send("GET", amishare_serve::HEALTH_PATH, &[], Vec::new())
+            .await
+            .ok();
+        usize::try_from(health.json()["connections"].as_u64().unwrap()).unwrap()
+    }
+
     /// A kept-alive connection to the server, for [`Harness::send_on`].
     pub(crate) async fn connect(&self) -> Connection {
         let stream = TcpStream::connect(self.addr).await.unwrap();
@@ -171,6 +181,7 @@ impl Harness {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
+        sender.ready().await.unwrap();
         let response = sender
             .send_request(request.body(Full::new(Bytes::from(body))).unwrap())
             .await
