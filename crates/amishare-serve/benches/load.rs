@@ -23,8 +23,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
+
+#[path = "../tests/slow_client.rs"]
+mod slow_client;
 
 const SEED_WORLD: &str = include_str!("../../../testdata/worlds/seed.json");
 const OWNER_KEY: &str = "AKIAAADMINEXAMPLE001";
@@ -110,14 +112,6 @@ async fn rate(addr: SocketAddr, key: &str, seconds: u64) -> f64 {
     done as f64 / started.elapsed().as_secs_f64()
 }
 
-fn raise_open_file_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-    }
-}
-
 async fn slow_clients() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, stop) = serve(&dir, 0).await;
@@ -131,30 +125,7 @@ async fn slow_clients() {
         ms(p99),
         ms(slowest)
     );
-    let (quit, quitting) = tokio::sync::watch::channel(false);
-    let mut slow = tokio::task::JoinSet::new();
-    for _ in 0..10_000 {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let mut quitting = quitting.clone();
-        slow.spawn(async move {
-            if stream
-                .write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
-                .await
-                .is_err()
-            {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    _ = quitting.changed() => return,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-                if stream.write_all(b"X-Slow: 1\r\n").await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
+    let (quit, mut slow) = slow_client::hold(addr, 10_000).await;
     let (median, p99, slowest) = latencies(addr, 1_000).await;
     println!(
         "| 10,000 slow connections | {:.2} ms | {:.2} ms | {:.2} ms |",
@@ -192,7 +163,7 @@ async fn many_accounts() {
 }
 
 fn main() {
-    raise_open_file_limit();
+    slow_client::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

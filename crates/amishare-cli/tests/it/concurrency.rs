@@ -69,20 +69,15 @@ fn target(round: usize, index: usize) -> String {
     )
 }
 
-fn share_to(world: &Path, account: &str) -> Child {
-    start(
-        world,
-        "a-admin",
-        &[
-            "share",
-            "--instance",
-            INSTANCE,
-            "--create-key",
-            "alias/cross-ami",
-            "--to",
-            account,
-        ],
-    )
+/// `share` of the seed instance to `account`, with a key of alias
+/// `alias/cross-ami` unless `extra` names another.
+fn share_to(world: &Path, account: &str, extra: &[&str]) -> Child {
+    let mut args = vec!["share", "--instance", INSTANCE, "--to", account];
+    if !extra.contains(&"--create-key") {
+        args.extend(["--create-key", "alias/cross-ami"]);
+    }
+    args.extend(extra);
+    start(world, "a-admin", &args)
 }
 
 fn world_json(world: &Path) -> Value {
@@ -158,7 +153,7 @@ fn eight_shares_a_round(world: &Path) {
     let started = Instant::now();
     for round in 0..ROUNDS {
         let targets: Vec<String> = (0..AT_ONCE).map(|i| target(round, i)).collect();
-        let children = targets.iter().map(|t| share_to(world, t)).collect();
+        let children = targets.iter().map(|t| share_to(world, t, &[])).collect();
         let reports = finish(children);
         assert_created_once(&reports, &mut seen, world);
         let (launch, policy) = shared_state(&world_json(world));
@@ -237,7 +232,9 @@ fn eight_shares_at_once_keep_every_target_on_a_ten_megabyte_world() {
     let (_dir, world) = seed_world();
     large_world(&world, 16_000);
     // The first share writes the world in its own layout, over 10 MB.
-    let out = share_to(&world, "222222222222").wait_with_output().unwrap();
+    let out = share_to(&world, "222222222222", &[])
+        .wait_with_output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -277,21 +274,8 @@ fn shares_accepts_and_status_at_once_keep_every_change() {
         for i in 0..3 {
             let alias = format!("alias/round-{round}-{i}");
             let name = format!("copy-{round}-{i}");
-            children.push(start(
-                &world,
-                "a-admin",
-                &[
-                    "share",
-                    "--instance",
-                    INSTANCE,
-                    "--create-key",
-                    &alias,
-                    "--name",
-                    &name,
-                    "--to",
-                    &target(round, i),
-                ],
-            ));
+            let extra = ["--create-key", &alias, "--name", &name];
+            children.push(share_to(&world, &target(round, i), &extra));
         }
         for _ in 0..3 {
             children.push(start(

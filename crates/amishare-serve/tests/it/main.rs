@@ -7,6 +7,8 @@ mod ec2;
 mod guards;
 mod kms;
 mod saving;
+#[path = "../slow_client.rs"]
+mod slow_client;
 mod slow_clients;
 mod support;
 mod time;

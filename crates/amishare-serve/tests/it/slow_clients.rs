@@ -84,50 +84,15 @@ async fn past_the_limit_the_connection_idle_longest_makes_room() {
     assert_eq!(until_closed(&mut idle[0]).await, "");
 }
 
-/// Raises this process's open-file limit to its hard limit: the test holds
-/// 10,000 client sockets, and the server its own.
-fn raise_open_file_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_slow_connections_do_not_keep_ordinary_requests_waiting() {
-    raise_open_file_limit();
+    crate::slow_client::raise_open_file_limit();
     // Headers may take a minute: only the connection limit makes room.
     let server = Harness::with(SEED_WORLD, |options| {
         options.limits = limits(|l| l.header_timeout = Duration::from_secs(60));
     })
     .await;
-    let addr = server.addr;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut slow = tokio::task::JoinSet::new();
-    for _ in 0..10_000 {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let mut stopped = stopped.clone();
-        slow.spawn(async move {
-            // A request that never ends: a header line now and then.
-            if stream
-                .write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
-                .await
-                .is_err()
-            {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-                if stream.write_all(b"X-Slow: 1\r\n").await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
+    let (stop, mut slow) = crate::slow_client::hold(server.addr, 10_000).await;
     let mut took = Vec::new();
     for _ in 0..100 {
         let started = Instant::now();
