@@ -366,3 +366,27 @@ fn shared_state_of(world: &Value, image: &str, key: &str) -> (BTreeSet<String>, 
         .collect();
     (launch, find("keys", "arn", key)["policy"].to_string())
 }
+
+#[test]
+fn a_command_says_whom_it_waits_for_and_gives_up_with_exit_1() {
+    let (_dir, world) = seed_world();
+    let before = std::fs::read(&world).unwrap();
+    let holder = amishare_sim::LockHolder::this_process("amishare share (a test)");
+    let held = amishare_sim::WorldLock::acquire(&world, &holder, std::time::Duration::ZERO, |_| {})
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_amishare"))
+        .args(["--backend", "sim", "--world", world.to_str().unwrap()])
+        .args(["--profile", "a-admin", "--region", "ap-northeast-1"])
+        .args(["--lock-wait", "1", "status", "--key", "alias/x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("waiting for {holder} to finish with")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("still in use by"), "{stderr}");
+    drop(held);
+    assert_eq!(std::fs::read(&world).unwrap(), before);
+}
