@@ -106,6 +106,11 @@ impl Callers {
         }
     }
 
+    /// Whether signatures are checked.
+    pub(crate) fn authenticates(&self) -> bool {
+        self.authenticate
+    }
+
     /// The principal a request acts as.
     ///
     /// Authenticated: the world file's access key, whose secret must give

@@ -252,9 +252,9 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
                         let admitted = shared.connections.admit().await;
-                        connections.spawn(connection(shared.clone(), stream, admitted, stopped.clone()));
+                        connections.spawn(connection(shared.clone(), stream, peer, admitted, stopped.clone()));
                     }
                     Err(err) => {
                         // Out of file descriptors, say: keep serving the others.
@@ -281,6 +281,12 @@ impl Server {
         drop(shared.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
         Ok(())
     }
+}
+
+/// Whether `POST /_amishare/save` from `peer` is served: always without
+/// authentication (loopback only), else from this machine only.
+fn saves_on_request(authenticates: bool, peer: SocketAddr) -> bool {
+    !authenticates || peer.ip().is_loopback()
 }
 
 /// `http://ADDRESS`, loopback for an unspecified address.
@@ -385,7 +391,12 @@ impl Shared {
         format!("a315e7e0-0000-4000-8000-{n:012x}")
     }
 
-    async fn respond(&self, request: Request<Incoming>, slot: &Slot) -> Response<Full<Bytes>> {
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        slot: &Slot,
+    ) -> Response<Full<Bytes>> {
         slot.touch();
         let request_id = self.request_id();
         let (parts, body) = request.into_parts();
@@ -411,15 +422,21 @@ impl Shared {
             }
         };
         slot.set_busy(true);
-        let response = self.answer(&parts, &body, &request_id).await;
+        let response = self.answer(&parts, &body, peer, &request_id).await;
         slot.set_busy(false);
         response
     }
 
     /// The answer to a request whose body has arrived.
-    async fn answer(&self, parts: &Parts, body: &[u8], request_id: &str) -> Response<Full<Bytes>> {
+    async fn answer(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> Response<Full<Bytes>> {
         if parts.uri.path().starts_with("/_amishare/") {
-            return self.control(parts);
+            return self.control(parts, peer);
         }
         let (service, operation, reply) = self.dispatch(parts, body, request_id).await;
         let reply = match reply {
@@ -593,9 +610,17 @@ impl Shared {
         })
     }
 
-    /// `/_amishare/…`: saving on request, and a health check.
-    fn control(&self, parts: &Parts) -> Response<Full<Bytes>> {
+    /// `/_amishare/…`: saving on request, and a health check. A server
+    /// that authenticates saves on request only for a client on this
+    /// machine: the request is not signed, and a save writes the whole world.
+    fn control(&self, parts: &Parts, peer: SocketAddr) -> Response<Full<Bytes>> {
         match (&parts.method, parts.uri.path()) {
+            (&Method::POST, SAVE_PATH) if !saves_on_request(self.callers.authenticates(), peer) => {
+                plain(
+                    StatusCode::FORBIDDEN,
+                    "saving on request is open to clients on the server's machine only",
+                )
+            }
             (&Method::POST, SAVE_PATH) => match self.save() {
                 Ok(()) => json_response(
                     StatusCode::OK,
@@ -630,6 +655,7 @@ impl Shared {
 async fn connection(
     shared: Arc<Shared>,
     stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     admitted: Admitted,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -638,7 +664,7 @@ async fn connection(
     let service = service_fn(move |request| {
         let shared = shared.clone();
         let slot = slot.clone();
-        async move { Ok::<_, Infallible>(shared.respond(request, &slot).await) }
+        async move { Ok::<_, Infallible>(shared.respond(request, peer, &slot).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -677,4 +703,26 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::saves_on_request;
+
+    #[test]
+    fn only_this_machine_saves_an_authenticating_server_on_request() {
+        for (authenticates, peer, saves) in [
+            (false, "127.0.0.1:5000", true),
+            (true, "127.0.0.1:5000", true),
+            (true, "[::1]:5000", true),
+            (true, "192.0.2.7:5000", false),
+            (true, "[2001:db8::7]:5000", false),
+        ] {
+            assert_eq!(
+                saves_on_request(authenticates, peer.parse().unwrap()),
+                saves,
+                "{authenticates} {peer}"
+            );
+        }
+    }
 }
