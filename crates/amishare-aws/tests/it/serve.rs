@@ -14,7 +14,7 @@ use std::time::Duration;
 use amishare_conformance::{Harness, Party, VolumeSeed};
 use amishare_core::{CreateGrantRequest, CreateImageRequest, CreateKeyRequest, ImageQuery};
 use amishare_serve::{ServeOptions, Server};
-use amishare_sim::harness::{two_accounts, Parties, WorldHarness};
+use amishare_sim::harness::{two_accounts, Parties, WorldHarness, OTHER_TARGET};
 use amishare_sim::World;
 
 use crate::conformance::party;
@@ -23,6 +23,7 @@ use crate::support::config;
 
 const OWNER_KEY: &str = "AKIAOWNERADMIN000001";
 const TARGET_KEY: &str = "AKIATARGETUSER000001";
+const OTHER_TARGET_KEY: &str = "AKIATARGETOTHER00001";
 
 /// A served world of the suite's two accounts, and the harness over it.
 struct Served {
@@ -42,6 +43,10 @@ impl Served {
         world
             .set_access_key(TARGET_KEY, &target)
             .expect("target key");
+        let other = amishare_core::PrincipalArn::parse(OTHER_TARGET).expect("an ARN");
+        world
+            .set_access_key(OTHER_TARGET_KEY, &other)
+            .expect("other target key");
         world.save(&path).expect("the world file");
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("an address");
         let server = Server::bind(ServeOptions {
@@ -71,6 +76,7 @@ impl Served {
             target: connect(TARGET_KEY).await,
             // A 12-digit access key stands for that account's root.
             target_admin: connect("222222222222").await,
+            other_target: Some(connect(OTHER_TARGET_KEY).await),
         };
         let clock = Arc::new(world.stepping_clock());
         Served {
