@@ -1,6 +1,7 @@
 //! Integration tests of the simulated AWS, at the level of the
 //! `KeyStore` / `ImageStore` traits.
 
+mod agreement;
 mod b13;
 mod conformance;
 mod determinism;
