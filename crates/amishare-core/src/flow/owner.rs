@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::request::{grantees_in, target_accounts};
 use crate::flow::wait::fnv1a;
 use crate::flow::{
     aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, Kept, KeyChoice,
@@ -665,12 +666,7 @@ impl Flow {
         snapshots: impl Iterator<Item = &'a SnapshotId>,
         journal: &Journal,
     ) -> Result<()> {
-        let accounts: BTreeSet<AccountId> = request
-            .targets
-            .iter()
-            .filter_map(Target::account)
-            .cloned()
-            .collect();
+        let accounts = target_accounts(&request.targets);
         for snapshot in snapshots {
             let current = self
                 .images()
@@ -750,11 +746,7 @@ impl Flow {
         // Each key policy without the targets, read before anything changes:
         // who it still names decides which accounts keep their permissions.
         let keys: BTreeSet<KeyArn> = snapshots.iter().filter_map(|s| s.kms_key.clone()).collect();
-        let grantees: Vec<_> = request
-            .targets
-            .iter()
-            .map(|t| t.grantee_in(region.partition()))
-            .collect();
+        let grantees = grantees_in(&request.targets, region);
         let mut policies = Vec::new();
         let mut still_named: BTreeSet<String> = BTreeSet::new();
         for key in &keys {
@@ -773,12 +765,7 @@ impl Flow {
             still_named.extend(amishare_policy::amishare_principals(&removed.policy));
             policies.push((key.clone(), removed));
         }
-        let accounts: BTreeSet<AccountId> = request
-            .targets
-            .iter()
-            .filter_map(Target::account)
-            .cloned()
-            .collect();
+        let accounts = target_accounts(&request.targets);
         let mut kept = Vec::new();
         for account in &accounts {
             let named: Vec<String> = still_named

@@ -272,10 +272,7 @@ impl ShareRequest {
 
     /// The key-policy grantees of the targets in `region`'s partition.
     pub(crate) fn grantees(&self, region: &Region) -> Vec<amishare_policy::Grantee> {
-        self.targets
-            .iter()
-            .map(|t| t.grantee_in(region.partition()))
-            .collect()
+        grantees_in(&self.targets, region)
     }
 
     /// The regions to share in, source region first when included, without duplicates.
@@ -290,6 +287,24 @@ impl ShareRequest {
             .cloned()
             .collect()
     }
+}
+
+/// The key-policy grantees of `targets` in `region`'s partition.
+pub(crate) fn grantees_in(targets: &[Target], region: &Region) -> Vec<amishare_policy::Grantee> {
+    targets
+        .iter()
+        .map(|t| t.grantee_in(region.partition()))
+        .collect()
+}
+
+/// The accounts of the account and principal targets: what launch and
+/// create-volume permissions name.
+pub(crate) fn target_accounts(targets: &[Target]) -> BTreeSet<AccountId> {
+    targets
+        .iter()
+        .filter_map(Target::account)
+        .cloned()
+        .collect()
 }
 
 /// Refuses targets whose ARNs are of another partition than `region`'s:

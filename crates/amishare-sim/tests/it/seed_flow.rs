@@ -218,3 +218,36 @@ async fn caller_identity() {
     let nowhere = amishare_core::AccountId::parse("999999999999").unwrap();
     assert!(fx.world.root_client(&nowhere).is_err());
 }
+
+/// The calls of one whole seed flow (`amishare demo`), by operation, as the
+/// README reports them: `cargo test -p amishare-sim --test it
+/// seed_flow_calls -- --nocapture` prints them.
+#[tokio::test(start_paused = true)]
+async fn seed_flow_calls() {
+    let seed = amishare_sim::seed::SeedWorld::new(1).unwrap();
+    seed.world.clear_calls();
+    let report = seed.run().await.unwrap();
+    let calls = seed.world.calls();
+    let mut tally: std::collections::BTreeMap<&str, usize> = Default::default();
+    for call in &calls {
+        *tally.entry(call.operation).or_default() += 1;
+    }
+    eprintln!("{} calls: {tally:?}", calls.len());
+    assert_eq!(calls.len(), seed.world.call_count());
+    // One look for a key a stopped run left, and one for smoke instances an
+    // earlier accept left running, before the launch.
+    assert_eq!(tally.get("kms:ListKeys"), Some(&1));
+    let launched = report.accept.launch.expect("launched").instance;
+    let first_instance_read = calls
+        .iter()
+        .position(|c| c.operation == "ec2:DescribeInstances" && c.principal == seed.target)
+        .unwrap();
+    let launch = calls
+        .iter()
+        .position(|c| c.operation == "ec2:RunInstances")
+        .unwrap();
+    assert!(
+        first_instance_read < launch,
+        "{launched}: the search comes first"
+    );
+}
