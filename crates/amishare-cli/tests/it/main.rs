@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 #[cfg(feature = "localstack")]
 mod localstack;
+mod promises;
 mod serve;
 
 use std::path::{Path, PathBuf};
