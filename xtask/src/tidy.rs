@@ -13,6 +13,10 @@
 //! * Every section of `docs/spec/*.md` that marks a claim `[C]` (confirmed in
 //!   AWS documentation) lists at least one `https` source.
 //!
+//! A test that needs git fails where git is not installed, unless
+//! `AMISHARE_TIDY_WITHOUT_GIT` is set: then it says on the terminal that it
+//! was skipped, and passes.
+//!
 //! Each failure lists every offending `path:line`, relative to the repository root.
 //! The checks themselves are tested on small fixture trees in the system temp directory.
 
@@ -1137,10 +1141,17 @@ fn git_listing_includes_untracked_files_and_honours_gitignore() {
         .args(["init", "-q"])
         .current_dir(&fixture.root)
         .status();
-    match init {
-        Ok(status) if status.success() => {}
-        // Without git the fallback directory walk is what runs, and it is tested above.
-        _ => return,
+    let skip = std::env::var_os(SKIP_WITHOUT_GIT).is_some();
+    match git_ready(init, skip) {
+        Ok(true) => {}
+        Ok(false) => {
+            skipped(
+                "git_listing_includes_untracked_files_and_honours_gitignore",
+                &format!("git is not installed and {SKIP_WITHOUT_GIT} is set"),
+            );
+            return;
+        }
+        Err(why) => panic!("{why}"),
     }
     let files = git_files(&fixture.root).expect("a fresh git work tree can be listed");
     let files = whitespace_checked(&fixture.root, files);
@@ -1148,6 +1159,48 @@ fn git_listing_includes_untracked_files_and_honours_gitignore() {
         fixture.relative_all(&files),
         ["README.md", "crates/a/Cargo.toml"]
     );
+}
+
+/// Set to let the tests that need git pass where git is not installed; each
+/// reports itself skipped.
+const SKIP_WITHOUT_GIT: &str = "AMISHARE_TIDY_WITHOUT_GIT";
+
+/// Whether a test that needs git may go on, given how `git init` went:
+/// `Ok(false)` to skip it (git is missing and `skip` was asked for), `Err`
+/// when git is missing unasked or failed.
+fn git_ready(init: std::io::Result<std::process::ExitStatus>, skip: bool) -> Result<bool, String> {
+    match init {
+        Ok(status) if status.success() => Ok(true),
+        Ok(status) => Err(format!("git init failed: {status}")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && skip => Ok(false),
+        Err(err) => Err(format!(
+            "this test needs git ({err}); set {SKIP_WITHOUT_GIT}=1 to skip it where git is not installed"
+        )),
+    }
+}
+
+/// Says on the terminal, past the test harness's capture, that `test` was
+/// skipped and why: a skipped test must not look like a passed one.
+fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "test {test} SKIPPED: {why}");
+}
+
+/// Git missing fails a test that needs it, unless the skip is asked for.
+#[test]
+fn a_test_that_needs_git_fails_without_it_unless_told_to_skip() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let missing = || Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+    assert_eq!(
+        git_ready(Ok(std::process::ExitStatus::from_raw(0)), false),
+        Ok(true)
+    );
+    assert_eq!(git_ready(missing(), true), Ok(false));
+    let err = git_ready(missing(), false).unwrap_err();
+    assert!(err.contains("set AMISHARE_TIDY_WITHOUT_GIT=1"), "{err}");
+    // A failing git is a failure, skip or not.
+    let failed = git_ready(Ok(std::process::ExitStatus::from_raw(128 << 8)), true);
+    assert_eq!(failed, Err("git init failed: exit status: 128".to_owned()));
 }
 
 /// The failure message lists every violation on its own line.
