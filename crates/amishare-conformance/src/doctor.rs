@@ -299,7 +299,7 @@ pub async fn doctor_key_policy_actions(h: &dyn Harness) -> Coverage {
     Coverage::default()
 }
 
-/// The failure rows of `aws-semantics.md` §B13, each diagnosed, then tried.
+/// The failure rows of `docs/spec/ec2.md` §B13, each diagnosed, then tried.
 pub async fn doctor_outcome_table(h: &dyn Harness) -> Coverage {
     if let Some(skipped) = unless_modelled(h, "doctor on the outcome table") {
         return skipped;

@@ -1,5 +1,6 @@
 //! The suite: one function per behaviour. Each asserts exact outcomes (error
 //! code, image or instance state, state reason) and panics on a mismatch.
+//! `§B13` is the outcome table of the behavioural spec, `docs/spec/ec2.md`.
 
 use std::collections::BTreeMap;
 

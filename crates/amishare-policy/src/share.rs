@@ -278,7 +278,7 @@ pub fn remove(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> M
     }
 }
 
-/// The lockout check of PutKeyPolicy (§A5): would `caller` still be allowed kms:PutKeyPolicy (root delegation counts)?
+/// The lockout check of PutKeyPolicy (`docs/spec/kms.md` §A5): would `caller` still be allowed kms:PutKeyPolicy (root delegation counts)?
 ///
 /// A caller allowed only through its account root is assumed to hold the
 /// IAM permission it is using right now.

@@ -10,6 +10,7 @@ mod ec2;
 mod faults;
 mod fixture;
 mod kms;
+mod least_calls;
 mod seed_flow;
 mod time;
 mod world_file;
