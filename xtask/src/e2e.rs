@@ -11,7 +11,8 @@
 //!    `target/e2e/localstack.log`, and polls `/_localstack/health` until KMS,
 //!    EC2, STS and IAM are up.
 //! 5. Runs the tests, in a process group of their own, with
-//!    `AMISHARE_LOCALSTACK_URL` set, and prints a summary.
+//!    `AMISHARE_LOCALSTACK_URL` set, and prints a summary. A test binary
+//!    whose filter matched no test fails the task, as a failed test does.
 //! 6. Runs the AWS backend's whole conformance suite against the served
 //!    simulation (`amishare-aws`'s `serve::` test), and the stock `aws` CLI
 //!    (pinned, in `target/e2e/awscli-venv`) through the seed flow against
@@ -100,6 +101,11 @@ const TEST_ARGS: &[&str] = &[
     "--test",
     "it",
 ];
+
+/// The test filter of the LocalStack tests, in each package of [`TEST_ARGS`].
+const LOCALSTACK_FILTER: &str = "localstack::";
+/// The test filter of the tests against the served simulation, in each package.
+const SERVE_FILTER: &str = "serve::";
 
 /// Runs the whole task from the repository root `root`.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
@@ -203,22 +209,17 @@ fn steps(
     ));
 
     let tests_started = Instant::now();
-    let outcome = running.run_tests(root, port)?;
+    let outcome = running.run_tests(root, LOCALSTACK_FILTER, Some(port))?;
     summary.push(format!(
         "tests took {:.0} s: {}",
         tests_started.elapsed().as_secs_f64(),
-        outcome
-            .result_line
-            .as_deref()
-            .unwrap_or("no `test result` line")
+        outcome.results.join(" / ")
     ));
     summary.extend(outcome.report);
     if !outcome.success {
         return Err(format_err!("the LocalStack e2e tests failed"));
     }
-    if outcome.result_line.is_none() {
-        return Err(format_err!("the e2e tests ran no test"));
-    }
+    every_binary_ran_tests(LOCALSTACK_FILTER, &outcome.results)?;
     served(root, dir, running, &python, summary)
 }
 
@@ -232,22 +233,17 @@ fn served(
     summary: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let status = running
-        .status(
-            Command::new(cargo())
-                .args(TEST_ARGS)
-                .args(["--", "serve::", "--test-threads=1"])
-                .current_dir(root),
-        )
-        .context("running the conformance suite against the served simulation")?;
-    if !status.success() {
+    let outcome = running.run_tests(root, SERVE_FILTER, None)?;
+    if !outcome.success {
         return Err(format_err!(
-            "the conformance suite against the served simulation failed ({status})"
+            "the conformance suite against the served simulation failed"
         ));
     }
+    every_binary_ran_tests(SERVE_FILTER, &outcome.results)?;
     summary.push(format!(
-        "the conformance suite ran in full through the SDK against the served simulation in {:.0} s",
-        started.elapsed().as_secs_f64()
+        "the conformance suite ran in full through the SDK against the served simulation in {:.0} s: {}",
+        started.elapsed().as_secs_f64(),
+        outcome.results.join(" / ")
     ));
 
     let (venv_python, _) = ensure_venv(running, dir, python, &AWSCLI_VENV)?;
@@ -528,7 +524,8 @@ struct Stopped {
 /// What the test run printed that the summary repeats.
 struct TestOutcome {
     success: bool,
-    result_line: Option<String>,
+    /// Each test binary's `test result:` line, in the order they ran.
+    results: Vec<String>,
     report: Vec<String>,
 }
 
@@ -621,37 +618,47 @@ impl Running {
         }
     }
 
-    /// Runs the e2e tests in a process group of their own, echoing their
-    /// output and keeping the lines the summary repeats.
-    fn run_tests(&self, root: &Path, port: u16) -> anyhow::Result<TestOutcome> {
+    /// Runs the tests that `filter` selects, in a process group of their
+    /// own, echoing their output and keeping the lines the summary repeats;
+    /// with LocalStack's `port`, pointed at it and printing what they check.
+    fn run_tests(
+        &self,
+        root: &Path,
+        filter: &str,
+        localstack: Option<u16>,
+    ) -> anyhow::Result<TestOutcome> {
+        let mut command = Command::new(cargo());
+        command
+            .args(TEST_ARGS)
+            .args(["--", filter, "--test-threads=1"])
+            .env_remove("AMISHARE_E2E")
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        if let Some(port) = localstack {
+            command.arg("--nocapture").env(
+                "AMISHARE_LOCALSTACK_URL",
+                format!("http://127.0.0.1:{port}"),
+            );
+        }
         let mut child = {
             let mut groups = self.lock();
-            let child = Command::new(cargo())
-                .args(TEST_ARGS)
-                .args(["--", "localstack::", "--nocapture", "--test-threads=1"])
-                .env(
-                    "AMISHARE_LOCALSTACK_URL",
-                    format!("http://127.0.0.1:{port}"),
-                )
-                .env_remove("AMISHARE_E2E")
-                .current_dir(root)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
+            let child = command
                 .process_group(0)
                 .spawn()
-                .context("running the e2e tests")?;
+                .with_context(|| format!("running the tests {filter}"))?;
             groups.foreground = Some(pid_of(&child));
             child
         };
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut result_line = None;
+        let mut results = Vec::new();
         let mut report = Vec::new();
         let mut out = std::io::stdout();
         for line in BufReader::new(stdout).lines() {
             let line = line.context("reading the tests' output")?;
             let _ = writeln!(out, "{line}");
             if line.starts_with("test result:") {
-                result_line = Some(line.clone());
+                results.push(line.clone());
             }
             if line.starts_with("scenario ")
                 || line.starts_with("    ")
@@ -664,7 +671,7 @@ impl Running {
         self.lock().foreground = None;
         Ok(TestOutcome {
             success: status.success(),
-            result_line,
+            results,
             report,
         })
     }
@@ -689,6 +696,42 @@ impl Running {
             port_closed: port_closed(port),
         }))
     }
+}
+
+/// Fails unless every package of [`TEST_ARGS`] ran a test binary in which
+/// `filter` selected at least one test: a filter that matches nothing (a
+/// module renamed, a feature not enabled) must not pass for a green run.
+fn every_binary_ran_tests(filter: &str, results: &[String]) -> anyhow::Result<()> {
+    let packages = TEST_ARGS.iter().filter(|arg| **arg == "-p").count();
+    if results.len() != packages {
+        return Err(format_err!(
+            "the tests {filter} ran {} test binaries, not {packages} (one per package): {results:?}",
+            results.len()
+        ));
+    }
+    for line in results {
+        match tests_run(line) {
+            Some(0) => {
+                return Err(format_err!(
+                    "the filter {filter} matched no test in one binary: {line}"
+                ))
+            }
+            Some(_) => {}
+            None => return Err(format_err!("cannot read the test count in {line:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// How many tests a `test result:` line says ran (passed or failed).
+fn tests_run(line: &str) -> Option<usize> {
+    let count = |what: &str| -> Option<usize> {
+        line.split([':', ';', '.'])
+            .map(str::trim)
+            .find_map(|part| part.strip_suffix(what))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    Some(count("passed")? + count("failed")?)
 }
 
 /// A child's process ID, which is its process group's since it leads one.
@@ -891,4 +934,31 @@ fn stop_group_ends_the_whole_group() {
         killpg(pid_of(&leader), None).is_err(),
         "nothing is left in the group"
     );
+}
+
+/// A run where a filter matched nothing in a binary fails, naming the line.
+#[test]
+fn a_filter_that_matches_no_test_fails_the_run() {
+    let ran = "test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 40 filtered out; finished in 9.12s";
+    let none = "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 43 filtered out; finished in 0.00s";
+    let failed = "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 42 filtered out; finished in 0.10s";
+    assert_eq!(tests_run(ran), Some(3));
+    assert_eq!(tests_run(none), Some(0));
+    assert_eq!(tests_run(failed), Some(1));
+    assert_eq!(tests_run("test result: garbled"), None);
+
+    let both = [ran.to_owned(), ran.to_owned()];
+    every_binary_ran_tests("localstack::", &both).expect("both binaries ran tests");
+    let one_empty = [ran.to_owned(), none.to_owned()];
+    let err = every_binary_ran_tests("localstack::", &one_empty).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("the filter localstack:: matched no test in one binary: {none}")
+    );
+    let missing = [ran.to_owned()];
+    assert!(every_binary_ran_tests("serve::", &missing)
+        .unwrap_err()
+        .to_string()
+        .starts_with("the tests serve:: ran 1 test binaries, not 2"));
+    assert!(every_binary_ran_tests("serve::", &[]).is_err());
 }

@@ -6,6 +6,16 @@
 //! * No test is disabled with the ignore attribute and none expects a panic:
 //!   assert on the current behaviour (with a FIXME) or on the `Err` instead.
 //! * `.rs`, `.toml` and `.md` files carry no trailing whitespace.
+//! * Every citation of the behavioural spec (a section sign followed by a
+//!   section number such as `A2.2` or `B13`) in `crates/`, `xtask/`,
+//!   `docs/spec/`, `ARCHITECTURE.md` and `README.md` names a section that a
+//!   heading of `docs/spec/*.md` has.
+//! * Every section of `docs/spec/*.md` that marks a claim `[C]` (confirmed in
+//!   AWS documentation) lists at least one `https` source.
+//!
+//! A test that needs git fails where git is not installed, unless
+//! `AMISHARE_TIDY_WITHOUT_GIT` is set: then it says on the terminal that it
+//! was skipped, and passes.
 //!
 //! Each failure lists every offending `path:line`, relative to the repository root.
 //! The checks themselves are tested on small fixture trees in the system temp directory.
@@ -46,6 +56,25 @@ const FORBIDDEN_ATTRIBUTES: &[&str] = &[concat!("#[", "ignore"), concat!("#[", "
 /// Extensions of the files checked for trailing whitespace.
 const WHITESPACE_CHECKED_EXTENSIONS: &[&str] = &["rs", "toml", "md"];
 
+/// Where the behavioural spec lives, relative to the repository root.
+const SPEC_DIR: &str = "docs/spec";
+
+/// The character that starts a spec citation, spelled as an escape so that
+/// this file cites no section itself.
+const SECTION_SIGN: char = '\u{a7}';
+
+/// The marker of a claim confirmed in AWS documentation.
+const CONFIRMED_MARKER: &str = "[C]";
+
+/// Directories (relative to the root) whose text files may cite the spec.
+const CITING_DIRS: &[&str] = &["crates", "xtask", SPEC_DIR];
+
+/// Single files (relative to the root) that may cite the spec.
+const CITING_FILES: &[&str] = &["ARCHITECTURE.md", "README.md"];
+
+/// Extensions of the files searched for spec citations.
+const CITING_EXTENSIONS: &[&str] = &["rs", "md", "toml"];
+
 /// `amishare-core` and `amishare-policy` stay free of the AWS SDK and of tokio.
 #[test]
 fn core_crates_do_not_depend_on_the_aws_sdk_or_tokio() {
@@ -79,6 +108,24 @@ fn no_trailing_whitespace() {
     report(
         "trailing whitespace",
         &trailing_whitespace_violations(&project_root()),
+    );
+}
+
+/// Every spec citation points at a section the spec has.
+#[test]
+fn spec_citations_name_existing_sections() {
+    report(
+        "citations of sections the spec does not have",
+        &spec_citation_violations(&project_root()),
+    );
+}
+
+/// A confirmed claim in the spec always comes with its AWS source.
+#[test]
+fn confirmed_spec_sections_list_sources() {
+    report(
+        "spec sections with a confirmed claim and no https source",
+        &spec_source_violations(&project_root()),
     );
 }
 
@@ -608,6 +655,172 @@ fn file_trailing_whitespace_violations(file: &str, text: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
+// The behavioural spec.
+// ---------------------------------------------------------------------------
+
+/// Checks every spec citation under `root` against the spec's headings.
+fn spec_citation_violations(root: &Path) -> Vec<String> {
+    let sections = spec_sections(root);
+    let mut res = Vec::new();
+    for path in citing_files(root) {
+        let file = relative(root, &path);
+        for (line, id) in citations(&read(&path)) {
+            if !sections.contains(&id) {
+                res.push(format!(
+                    "{file}:{line}: cites {SECTION_SIGN}{id}, but no heading of {SPEC_DIR}/*.md has that section"
+                ));
+            }
+        }
+    }
+    res
+}
+
+/// Checks that each spec section with a confirmed claim lists an `https` source.
+fn spec_source_violations(root: &Path) -> Vec<String> {
+    let mut res = Vec::new();
+    for path in spec_files(root) {
+        let file = relative(root, &path);
+        for section in markdown_sections(&read(&path)) {
+            if section.body.contains(CONFIRMED_MARKER) && !section.body.contains("https://") {
+                res.push(format!(
+                    "{file}:{}: section `{}` marks a claim {CONFIRMED_MARKER} but lists no https source",
+                    section.line, section.heading
+                ));
+            }
+        }
+    }
+    res
+}
+
+/// The `.md` files of the spec directory under `root`, sorted.
+fn spec_files(root: &Path) -> Vec<PathBuf> {
+    let dir = root.join(SPEC_DIR);
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        walk(root, &dir, &mut files);
+    }
+    files.retain(|path| has_extension(path, &["md"]));
+    files
+}
+
+/// The files under `root` that may cite the spec, sorted within each directory.
+fn citing_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in CITING_DIRS {
+        let dir = root.join(dir);
+        if dir.is_dir() {
+            walk(root, &dir, &mut files);
+        }
+    }
+    files.extend(CITING_FILES.iter().map(|file| root.join(file)));
+    files.retain(|path| path.is_file() && has_extension(path, CITING_EXTENSIONS));
+    files
+}
+
+/// The section numbers the spec's headings define, such as `A2.2` or `B13`.
+fn spec_sections(root: &Path) -> std::collections::BTreeSet<String> {
+    spec_files(root)
+        .iter()
+        .flat_map(|path| markdown_sections(&read(path)))
+        .filter_map(|section| heading_section_id(&section.heading))
+        .collect()
+}
+
+/// One section of a Markdown document: a heading and the text up to the next heading.
+#[derive(Debug, PartialEq, Eq)]
+struct MarkdownSection {
+    /// 1-based line number of the heading (0 for text before the first heading).
+    line: usize,
+    /// The heading's text, without the leading `#`s.
+    heading: String,
+    /// The lines under the heading, joined with newlines.
+    body: String,
+}
+
+/// Splits a Markdown document at its headings, ignoring `#` lines inside code fences.
+fn markdown_sections(text: &str) -> Vec<MarkdownSection> {
+    let mut res = vec![MarkdownSection {
+        line: 0,
+        heading: String::new(),
+        body: String::new(),
+    }];
+    let mut in_fence = false;
+    for (idx, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+        }
+        let heading = trimmed.trim_start_matches('#');
+        let is_heading = !in_fence
+            && trimmed.starts_with('#')
+            && (heading.is_empty() || heading.starts_with(' '));
+        if is_heading {
+            res.push(MarkdownSection {
+                line: idx + 1,
+                heading: heading.trim().to_owned(),
+                body: String::new(),
+            });
+            continue;
+        }
+        let current = res
+            .last_mut()
+            .expect("the preamble section is always there");
+        current.body.push_str(line);
+        current.body.push('\n');
+    }
+    res
+}
+
+/// The section number a heading defines: its first word when that is a part
+/// letter and a number (`B13`, `C1.3`), with an optional trailing period.
+fn heading_section_id(heading: &str) -> Option<String> {
+    let word = heading.split_whitespace().next()?;
+    let word = word.strip_suffix('.').unwrap_or(word);
+    let (id, rest) = parse_section_id(word)?;
+    rest.is_empty().then_some(id)
+}
+
+/// Every citation in `text`, as (1-based line, section number).
+fn citations(text: &str) -> Vec<(usize, String)> {
+    let mut res = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        for (pos, _) in line.match_indices(SECTION_SIGN) {
+            let after = &line[pos + SECTION_SIGN.len_utf8()..];
+            if let Some((id, _)) = parse_section_id(after) {
+                res.push((idx + 1, id));
+            }
+        }
+    }
+    res
+}
+
+/// Reads a section number (an uppercase part letter, a number, and optionally
+/// `.` and a number) from the start of `text`; returns it and the rest.
+fn parse_section_id(text: &str) -> Option<(String, &str)> {
+    let part = text.chars().next()?;
+    if !part.is_ascii_uppercase() {
+        return None;
+    }
+    let digits = |from: usize| -> usize {
+        text[from..]
+            .find(|ch: char| !ch.is_ascii_digit())
+            .map_or(text.len(), |len| from + len)
+    };
+    let major_end = digits(1);
+    if major_end == 1 {
+        return None;
+    }
+    let mut end = major_end;
+    if text[end..].starts_with('.') {
+        let minor_end = digits(end + 1);
+        if minor_end > end + 1 {
+            end = minor_end;
+        }
+    }
+    Some((text[..end].to_owned(), &text[end..]))
+}
+
+// ---------------------------------------------------------------------------
 // File system helpers.
 // ---------------------------------------------------------------------------
 
@@ -928,10 +1141,17 @@ fn git_listing_includes_untracked_files_and_honours_gitignore() {
         .args(["init", "-q"])
         .current_dir(&fixture.root)
         .status();
-    match init {
-        Ok(status) if status.success() => {}
-        // Without git the fallback directory walk is what runs, and it is tested above.
-        _ => return,
+    let skip = std::env::var_os(SKIP_WITHOUT_GIT).is_some();
+    match git_ready(init, skip) {
+        Ok(true) => {}
+        Ok(false) => {
+            skipped(
+                "git_listing_includes_untracked_files_and_honours_gitignore",
+                &format!("git is not installed and {SKIP_WITHOUT_GIT} is set"),
+            );
+            return;
+        }
+        Err(why) => panic!("{why}"),
     }
     let files = git_files(&fixture.root).expect("a fresh git work tree can be listed");
     let files = whitespace_checked(&fixture.root, files);
@@ -939,6 +1159,48 @@ fn git_listing_includes_untracked_files_and_honours_gitignore() {
         fixture.relative_all(&files),
         ["README.md", "crates/a/Cargo.toml"]
     );
+}
+
+/// Set to let the tests that need git pass where git is not installed; each
+/// reports itself skipped.
+const SKIP_WITHOUT_GIT: &str = "AMISHARE_TIDY_WITHOUT_GIT";
+
+/// Whether a test that needs git may go on, given how `git init` went:
+/// `Ok(false)` to skip it (git is missing and `skip` was asked for), `Err`
+/// when git is missing unasked or failed.
+fn git_ready(init: std::io::Result<std::process::ExitStatus>, skip: bool) -> Result<bool, String> {
+    match init {
+        Ok(status) if status.success() => Ok(true),
+        Ok(status) => Err(format!("git init failed: {status}")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && skip => Ok(false),
+        Err(err) => Err(format!(
+            "this test needs git ({err}); set {SKIP_WITHOUT_GIT}=1 to skip it where git is not installed"
+        )),
+    }
+}
+
+/// Says on the terminal, past the test harness's capture, that `test` was
+/// skipped and why: a skipped test must not look like a passed one.
+fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "test {test} SKIPPED: {why}");
+}
+
+/// Git missing fails a test that needs it, unless the skip is asked for.
+#[test]
+fn a_test_that_needs_git_fails_without_it_unless_told_to_skip() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let missing = || Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+    assert_eq!(
+        git_ready(Ok(std::process::ExitStatus::from_raw(0)), false),
+        Ok(true)
+    );
+    assert_eq!(git_ready(missing(), true), Ok(false));
+    let err = git_ready(missing(), false).unwrap_err();
+    assert!(err.contains("set AMISHARE_TIDY_WITHOUT_GIT=1"), "{err}");
+    // A failing git is a failure, skip or not.
+    let failed = git_ready(Ok(std::process::ExitStatus::from_raw(128 << 8)), true);
+    assert_eq!(failed, Err("git init failed: exit status: 128".to_owned()));
 }
 
 /// The failure message lists every violation on its own line.
@@ -950,4 +1212,107 @@ fn report_lists_every_violation() {
         Some("things (2 found):\n  a.rs:1: one\n  b.rs:2: two\n")
     );
     assert_eq!(report_message("nothing", &[]), None);
+}
+
+/// A citation of `id`, built at run time so that this file cites nothing.
+fn cite(id: &str) -> String {
+    format!("{SECTION_SIGN}{id}")
+}
+
+/// Section numbers are read from headings at any level; `#` lines in code fences are not headings.
+#[test]
+fn spec_sections_come_from_headings_only() {
+    let kms = "# Part A\n\n## A2. Policies\n\n### A2.2 Evaluation\n\ntext\n\n```sh\n# A9 a comment\n```\n\n## A5. Operations\n\n### CreateGrant\n";
+    let ec2 = "## B13. Outcomes\n#B14 no space, not a heading\n## Wire format\n";
+    let fixture = Fixture::new(&[
+        ("docs/spec/kms.md", kms),
+        ("docs/spec/ec2.md", ec2),
+        ("docs/spec/notes.txt", "## B99. not markdown\n"),
+    ]);
+    let sections: Vec<String> = spec_sections(&fixture.root).into_iter().collect();
+    assert_eq!(sections, ["A2", "A2.2", "A5", "B13"]);
+}
+
+/// Citations are read with their minor number, and a trailing period or word is not part of them.
+#[test]
+fn citations_are_parsed_to_their_section_numbers() {
+    let text = format!(
+        "//! {} and {} step 5.\n/// {}, {} RevokeGrant; {}.\nno sign here: A5, and {}x and {}.\n",
+        cite("B3"),
+        cite("A2.2"),
+        cite("B11"),
+        cite("A5"),
+        cite("B13"),
+        cite("a1"),
+        cite("C"),
+    );
+    assert_eq!(
+        citations(&text),
+        [
+            (1, "B3".to_owned()),
+            (1, "A2.2".to_owned()),
+            (2, "B11".to_owned()),
+            (2, "A5".to_owned()),
+            (2, "B13".to_owned()),
+        ]
+    );
+}
+
+/// A citation of a section no heading has is reported with its file and line, wherever it is.
+#[test]
+fn citation_check_reports_missing_sections() {
+    let code = format!(
+        "//! Follows {} and {}.\nfn f() {{}}\n/// See {}.\n",
+        cite("A2.2"),
+        cite("B13"),
+        cite("B1"),
+    );
+    let architecture = format!(
+        "# Architecture\n\nThe spec ({}) and {}.\n",
+        cite("C1.3"),
+        cite("C1.9")
+    );
+    let readme = format!("Only {} here.\n", cite("A5"));
+    let spec = format!(
+        "## A2. P\n### A2.2 E\n## A5. O\n## B13. T\n### C1.3 G\nSee {}.\n",
+        cite("D1")
+    );
+    let fixture = Fixture::new(&[
+        ("crates/a/src/lib.rs", &code),
+        (
+            "crates/a/target/debug/gen.rs",
+            &format!("// {}\n", cite("Z1")),
+        ),
+        ("crates/a/target/CACHEDIR.TAG", ""),
+        ("xtask/src/main.rs", &format!("//! {}\n", cite("A7"))),
+        ("ARCHITECTURE.md", &architecture),
+        ("README.md", &readme),
+        ("docs/spec/kms.md", &spec),
+        ("docs/other.md", &format!("{}\n", cite("Z2"))),
+    ]);
+    let sign = SECTION_SIGN;
+    assert_eq!(
+        spec_citation_violations(&fixture.root),
+        [
+            format!("crates/a/src/lib.rs:3: cites {sign}B1, but no heading of docs/spec/*.md has that section"),
+            format!("xtask/src/main.rs:1: cites {sign}A7, but no heading of docs/spec/*.md has that section"),
+            format!("docs/spec/kms.md:6: cites {sign}D1, but no heading of docs/spec/*.md has that section"),
+            format!("ARCHITECTURE.md:3: cites {sign}C1.9, but no heading of docs/spec/*.md has that section"),
+        ]
+    );
+}
+
+/// Only sections that mark a claim confirmed need an https source; each section is judged alone.
+#[test]
+fn source_check_reports_confirmed_sections_without_links() {
+    let spec = "# Part B\nIntro [P].\n\n## B1. States\nA state. [C]\n\nSources:\nhttps://docs.aws.amazon.com/x.html\n\n## B2. Copy\nA copy. [C]\nSources: http://example.com only\n\n### B2.1 Guesses\nA guess. [U]\n\n## B3. Fence\n```\n# B4 not a heading [C]\n```\n";
+    let readme = "# Spec\nMarkers: [C] confirmed (https://docs.aws.amazon.com/).\n";
+    let fixture = Fixture::new(&[("docs/spec/ec2.md", spec), ("docs/spec/README.md", readme)]);
+    assert_eq!(
+        spec_source_violations(&fixture.root),
+        [
+            "docs/spec/ec2.md:10: section `B2. Copy` marks a claim [C] but lists no https source",
+            "docs/spec/ec2.md:17: section `B3. Fence` marks a claim [C] but lists no https source",
+        ]
+    );
 }

@@ -750,6 +750,7 @@ fn convert_instance(
         state,
         state_reason: state_reason(instance.state_reason()),
         volumes,
+        tags: tags(instance.tags()),
     })
 }
 

@@ -164,7 +164,9 @@ impl TargetArgs {
 /// Conditions on the key-policy statements.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub(crate) struct NarrowingArgs {
-    /// Let targets use the key only through EC2 in its region (`kms:ViaService`).
+    /// Let targets use the key only through EC2 in its region (`kms:ViaService`,
+    /// on every statement, `DescribeKey` included): `accept` then shows the
+    /// key usable by its launch or copy.
     #[arg(long)]
     pub(crate) via_service: bool,
     /// Let targets use the key only for their own accounts (`kms:CallerAccount`).

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use amishare_core::diagnose::{
-    DiagnoseRequest, Diagnosis, Doctor, Fix, Intent, Link, Stores, Verdict,
+use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Stores, Verdict};
+use amishare_core::{
+    AccountId, CopyKey, FixRequest, ImageId, ImageQuery, KeyArn, Mended, PrincipalArn,
+    PrincipalKind,
 };
-use amishare_core::{AccountId, CopyKey, ImageId, ImageQuery, KeyArn, PrincipalArn, PrincipalKind};
-use amishare_policy::{merge_key, Grantee, Policy};
 use serde::Serialize;
 
 use crate::accept::copy_key;
@@ -63,7 +63,18 @@ impl From<IntentArg> for Intent {
     }
 }
 
-/// A key-policy change `--fix` made (or planned).
+#[derive(Debug, Serialize)]
+struct Report<'d> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fixed: Vec<Applied>,
+    /// Why `--fix` wrote nothing although key-policy links failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix_refused: Option<&'d str>,
+    #[serde(flatten)]
+    diagnosis: &'d Diagnosis,
+}
+
+/// A key-policy change `--fix` made (or planned), with its diff.
 #[derive(Debug, Serialize)]
 struct Applied {
     key: KeyArn,
@@ -71,12 +82,21 @@ struct Applied {
     diff: String,
 }
 
-#[derive(Debug, Serialize)]
-struct Report<'d> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    fixed: Vec<Applied>,
-    #[serde(flatten)]
-    diagnosis: &'d Diagnosis,
+impl From<&Mended> for Applied {
+    fn from(mended: &Mended) -> Applied {
+        let diff = similar::TextDiff::from_lines(
+            &format!("{}\n", mended.before.trim_end()),
+            &format!("{}\n", mended.after.trim_end()),
+        )
+        .unified_diff()
+        .header(&format!("{} (now)", mended.key), "fixed")
+        .to_string();
+        Applied {
+            key: mended.key.clone(),
+            changed: mended.changed,
+            diff,
+        }
+    }
 }
 
 /// The account and principal a side acts as.
@@ -177,17 +197,27 @@ pub(crate) async fn run(
         copy_key: args.copy_key.clone(),
     };
     let doctor = doctor_for(session, &request).await?;
-    let mut diagnosis = doctor.diagnose(&request).await?;
-    let mut fixed = Vec::new();
-    if args.fix {
-        fixed = fix(args, global, session, &diagnosis).await?;
-        if !global.dry_run && fixed.iter().any(|f| f.changed) {
-            diagnosis = doctor.diagnose(&request).await?;
-        }
-    }
+    let (diagnosis, fixed, refused) = if args.fix {
+        let report = session
+            .flow()
+            .fix(
+                &doctor,
+                &FixRequest {
+                    diagnose: request,
+                    narrowing: args.narrowing.narrowing(),
+                    recheck: !global.dry_run,
+                },
+            )
+            .await?;
+        let fixed: Vec<Applied> = report.mended.iter().map(Applied::from).collect();
+        (report.diagnosis, fixed, report.refused)
+    } else {
+        (doctor.diagnose(&request).await?, Vec::new(), None)
+    };
     if global.json {
         render::json(&Report {
             fixed,
+            fix_refused: refused.as_deref(),
             diagnosis: &diagnosis,
         })?;
     } else {
@@ -207,6 +237,12 @@ pub(crate) async fn run(
                     "--fix: the key policy of {} already has the statements",
                     applied.key
                 );
+            }
+        }
+        if args.fix && fixed.is_empty() {
+            match &refused {
+                Some(why) => eprintln!("--fix: {why}"),
+                None => eprintln!("--fix: no key-policy statement is missing; other broken links need the changes listed below"),
             }
         }
         out.push_str(&checklist(&diagnosis));
@@ -246,70 +282,6 @@ async fn default_principal(session: &Session) -> Result<PrincipalArn, Failure> {
         return Ok(as_principal(account_of(target).await?.1));
     }
     Ok(as_principal(account_of(&session.side).await?.1))
-}
-
-/// Merges the missing least-privilege statements into each key policy the
-/// diagnosis found lacking, as `--profile` (the key's owner).
-async fn fix(
-    args: &DoctorArgs,
-    global: &Global,
-    session: &Session,
-    diagnosis: &Diagnosis,
-) -> Result<Vec<Applied>, Failure> {
-    let (account, caller) = account_of(&session.side).await?;
-    let mut applied = Vec::new();
-    for fix in diagnosis.fixes() {
-        let Fix::KeyPolicyStatements { key, grantee, .. } = fix else {
-            continue;
-        };
-        if key.account() != &account {
-            return Err(Failure::failed(anyhow::anyhow!(
-                "--fix writes the key policy of {key} as its owner: use a --profile of account {} (this one is {account})",
-                key.account()
-            )));
-        }
-        let text = session.side.keys.get_key_policy(key).await?;
-        let policy = Policy::parse(&text)
-            .map_err(|err| Failure::failed(anyhow::anyhow!("the key policy of {key}: {err}")))?;
-        let narrowing = amishare_policy::Narrowing {
-            via_service_region: args.narrowing.via_service.then(|| key.region().to_string()),
-            caller_account: args.narrowing.caller_account,
-        };
-        let merged = merge_key(
-            &policy,
-            &[Grantee::Principal(grantee.to_string())],
-            &narrowing,
-            account.as_str(),
-            caller.as_str(),
-            Some(&key.to_string()),
-        )
-        .map_err(|err| {
-            Failure::failed(anyhow::anyhow!("cannot fix the key policy of {key}: {err}"))
-        })?;
-        let diff = similar::TextDiff::from_lines(
-            &format!("{}\n", policy.to_json_pretty().trim_end()),
-            &format!("{}\n", merged.policy.to_json_pretty().trim_end()),
-        )
-        .unified_diff()
-        .header(&format!("{key} (now)"), "fixed")
-        .to_string();
-        if merged.changed {
-            session
-                .side
-                .keys
-                .put_key_policy(key, &merged.policy.to_json_pretty())
-                .await?;
-        }
-        applied.push(Applied {
-            key: key.clone(),
-            changed: merged.changed,
-            diff,
-        });
-    }
-    if applied.is_empty() && !global.json {
-        eprintln!("--fix: no key-policy statement is missing; other broken links need the changes listed below");
-    }
-    Ok(applied)
 }
 
 /// The chain as a readable checklist, with the fixes at the end.

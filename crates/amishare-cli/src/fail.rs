@@ -4,6 +4,8 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use amishare_core::ErrorKind;
+
 /// A failed command.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -46,6 +48,29 @@ impl From<amishare_core::Error> for Failure {
 impl From<anyhow::Error> for Failure {
     fn from(err: anyhow::Error) -> Failure {
         Failure::Failed(err)
+    }
+}
+
+impl Failure {
+    /// A request core refused as invalid is bad input (exit 2), but only
+    /// when nothing changed: not after a write was sent (the error says so,
+    /// or `changed` does, for a simulated world that counted a change).
+    /// Exit 2 promises that nothing changed.
+    pub(crate) fn bad_input_unless(self, changed: bool) -> Failure {
+        match self {
+            Failure::Failed(err) => match err.downcast_ref::<amishare_core::Error>() {
+                Some(core)
+                    if core.kind() == ErrorKind::InvalidInput
+                        && !core.changed_something()
+                        && !changed =>
+                {
+                    Failure::Usage(format!("{err:#}"))
+                }
+                _ => Failure::Failed(err),
+            },
+            Failure::Usage(text) if changed => Failure::Failed(anyhow::anyhow!(text)),
+            usage => usage,
+        }
     }
 }
 

@@ -17,7 +17,6 @@ mod unshare;
 
 use std::process::ExitCode;
 
-use amishare_core::ErrorKind;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -137,7 +136,11 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
                 unreachable!("run without a backend")
             }
         };
-        let result = result.map_err(input_errors_are_usage);
+        let changed = session
+            .world
+            .as_ref()
+            .is_some_and(|(world, _)| world.mutating_calls() > 0);
+        let result = result.map_err(|failure| failure.bad_input_unless(changed));
         if let Some(planner) = &session.planner {
             if !matches!(result, Err(Failure::Usage(_))) {
                 render::plan(&planner.plan(), global.json)?;
@@ -165,18 +168,5 @@ impl Command {
             Command::Sim(_) => "sim serve",
             Command::Demo(_) => "demo",
         }
-    }
-}
-
-/// A request core refused before any change is bad input.
-fn input_errors_are_usage(failure: Failure) -> Failure {
-    match failure {
-        Failure::Failed(err) => match err.downcast_ref::<amishare_core::Error>() {
-            Some(core) if core.kind() == ErrorKind::InvalidInput => {
-                Failure::Usage(format!("{err:#}"))
-            }
-            _ => Failure::Failed(err),
-        },
-        usage => usage,
     }
 }

@@ -83,24 +83,8 @@ impl ShareArgs {
             name: self.name.clone(),
             narrowing: self.narrowing.narrowing(),
         };
-        if let KeyChoice::Use(key) = &request.key {
-            if let KeyRef::Alias(alias) = key {
-                if alias.is_aws_reserved() {
-                    return Err(usage(format!(
-                        "--key {alias}: AWS managed keys can never be shared; use a customer-managed key"
-                    )));
-                }
-            }
-            if let Some(key_region) = key.region() {
-                let regions = request.regions();
-                if regions.iter().any(|r| r != key_region) {
-                    return Err(usage(format!(
-                        "--key {key} is in {key_region}, but the image is shared in {}: keys are regional; use an alias (alias/NAME) to share in other regions",
-                        regions.iter().map(Region::as_str).collect::<Vec<_>>().join(", ")
-                    )));
-                }
-            }
-        }
+        // The same check the flow makes, here before any call: exit 2.
+        request.validate().map_err(|err| usage(err.to_string()))?;
         Ok(request)
     }
 }
@@ -114,7 +98,10 @@ pub(crate) async fn run(
     let request = args.request(session)?;
     let report = session.flow().share(&request).await?;
     if global.dry_run {
-        // The plan is the output.
+        // The plan is the output; warnings go with it.
+        let mut notes = String::new();
+        render::warnings(&mut notes, &report.warnings);
+        eprint!("{notes}");
         return Ok(());
     }
     if global.json {

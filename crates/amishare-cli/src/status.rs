@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use amishare_core::{
-    AccountId, ImageId, ImageOwner, ImageQuery, KeyArn, KeyRef, LaunchPermission, Region,
-    SnapshotId, VolumePermission, TAG_KEY,
+    smoke_instances, AccountId, ImageId, ImageOwner, ImageQuery, InstanceId, KeyArn, KeyRef,
+    LaunchPermission, Region, SnapshotId, VolumePermission, TAG_KEY, TAG_SMOKE_KEEP,
+    TAG_SMOKE_TEST,
 };
 use amishare_policy::{Policy, SID_PREFIX};
 use clap::ArgGroup;
@@ -43,6 +44,21 @@ pub(crate) struct StatusReport {
     /// What `--target-profile` sees: each image and key, usable or why not.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     target_view: BTreeMap<String, Readable<String>>,
+    /// Smoke instances `accept` launched that still run (or could), in the
+    /// accounts of `--profile` and `--target-profile`.
+    smoke_instances: Vec<Readable<SmokeStatus>>,
+}
+
+/// A smoke instance that still runs.
+#[derive(Debug, Serialize)]
+struct SmokeStatus {
+    region: Region,
+    account: AccountId,
+    instance: InstanceId,
+    image: String,
+    state: String,
+    /// Launched with `--keep`; otherwise an accept stopped before its cleanup.
+    kept: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,6 +173,25 @@ pub(crate) async fn run(
                 .await
                 .map(|meta| format!("{} can describe the key ({})", caller.arn, meta.state));
             report.target_view.insert(key.to_string(), readable(used));
+        }
+    }
+    for side in std::iter::once(side).chain(session.target.as_ref()) {
+        for r in &regions {
+            match smoke_instances(&*side.images, r, None).await {
+                Ok(found) => report.smoke_instances.extend(found.into_iter().map(|i| {
+                    Readable::Known(SmokeStatus {
+                        region: r.clone(),
+                        account: i.owner.clone(),
+                        image: i.tags.get(TAG_SMOKE_TEST).cloned().unwrap_or_default(),
+                        kept: i.tags.contains_key(TAG_SMOKE_KEEP),
+                        state: i.state.to_string(),
+                        instance: i.id,
+                    })
+                })),
+                Err(err) => report
+                    .smoke_instances
+                    .push(Readable::Unknown(format!("smoke instances in {r}: {err}"))),
+            }
         }
     }
     // Whose images `key_status` lists: read once, not once per key.
@@ -385,6 +420,25 @@ fn text(report: &StatusReport) -> String {
         if !key.images.is_empty() {
             let ids: Vec<String> = key.images.iter().map(ToString::to_string).collect();
             let _ = writeln!(out, "  images: {}", ids.join(", "));
+        }
+    }
+    for smoke in &report.smoke_instances {
+        match smoke {
+            Readable::Known(s) => {
+                let why = if s.kept {
+                    "kept with --keep"
+                } else {
+                    "left by an accept that stopped; the next accept --launch of the image terminates it"
+                };
+                let _ = writeln!(
+                    out,
+                    "smoke instance {} of image {} in {} (account {}): {} ({why})",
+                    s.instance, s.image, s.region, s.account, s.state
+                );
+            }
+            Readable::Unknown(why) => {
+                let _ = writeln!(out, "{why}");
+            }
         }
     }
     for (what, seen) in &report.target_view {

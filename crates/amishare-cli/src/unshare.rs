@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use amishare_core::{
-    ImageId, ImageOwner, ImageQuery, Region, RegionImage, Sharer, UnshareRequest, TAG_SOURCE_IMAGE,
+    check_partitions, ImageId, ImageOwner, ImageQuery, Kept, Region, RegionImage, Sharer,
+    UnshareRequest, TAG_SOURCE_IMAGE,
 };
 
 use crate::args::{self, NarrowingArgs, TargetArgs};
@@ -91,6 +92,9 @@ pub(crate) async fn run(
 ) -> Result<(), Failure> {
     let region = session.region()?;
     let targets = args.targets.targets().map_err(usage)?;
+    for r in std::iter::once(&region).chain(&args.regions) {
+        check_partitions(r, &targets).map_err(|err| usage(err.to_string()))?;
+    }
     let images = shared_images(session, &args.image, &region, &args.regions).await?;
     let request = UnshareRequest {
         images,
@@ -100,7 +104,11 @@ pub(crate) async fn run(
     };
     let report = session.flow().unshare(&request).await?;
     if global.dry_run {
-        // The plan is the output.
+        // The plan is the output; what the unshare keeps, and why, goes with it.
+        let mut notes = String::new();
+        kept(&mut notes, &report.kept);
+        render::warnings(&mut notes, &report.warnings);
+        eprint!("{notes}");
         return Ok(());
     }
     if global.json {
@@ -126,7 +134,22 @@ pub(crate) async fn run(
     );
     render::steps(&mut out, &report.steps);
     let _ = writeln!(out, "{} mutating calls.", report.mutating_calls);
+    kept(&mut out, &report.kept);
     render::warnings(&mut out, &report.warnings);
     render::emit(&out);
     Ok(())
+}
+
+/// The accounts whose permissions an unshare kept, and the principals why.
+fn kept(out: &mut String, kept: &[Kept]) {
+    for k in kept {
+        let _ = writeln!(
+            out,
+            "kept: account {} still has launch and create-volume permissions on {} ({}): amishare's key-policy statements still name {}; unshare those principals too to remove them",
+            k.account,
+            k.image,
+            k.region,
+            k.named.join(", ")
+        );
+    }
 }

@@ -29,7 +29,7 @@ const SEED_ACTIONS: [&str; 8] = [
     "kms:RevokeGrant",
 ];
 
-fn stores(party: &Party) -> Stores {
+pub(crate) fn stores(party: &Party) -> Stores {
     Stores {
         keys: party.keys.clone(),
         images: party.images.clone(),
@@ -37,7 +37,7 @@ fn stores(party: &Party) -> Stores {
 }
 
 /// Skips unless the backend models what the doctor judges.
-fn unless_modelled(h: &dyn Harness, what: &str) -> Option<Coverage> {
+pub(crate) fn unless_modelled(h: &dyn Harness, what: &str) -> Option<Coverage> {
     let caps = h.capabilities();
     if caps.enforces_key_policy
         && caps.cross_account_visibility
@@ -55,7 +55,7 @@ fn unless_modelled(h: &dyn Harness, what: &str) -> Option<Coverage> {
 }
 
 /// The doctor's view of a case, from both sides.
-async fn diagnose(
+pub(crate) async fn diagnose(
     h: &dyn Harness,
     image: &ImageId,
     intent: Intent,
@@ -81,7 +81,7 @@ async fn diagnose(
 }
 
 /// Whether the target's launch reaches `running`.
-async fn launch_works(h: &dyn Harness, image: &ImageId) -> bool {
+pub(crate) async fn launch_works(h: &dyn Harness, image: &ImageId) -> bool {
     let target = h.target();
     let launched = target
         .images
@@ -123,7 +123,7 @@ async fn copy_works(h: &dyn Harness, image: &ImageId, key: Option<KeyRef>) -> bo
     }
 }
 
-fn render(diagnosis: &Diagnosis) -> String {
+pub(crate) fn render(diagnosis: &Diagnosis) -> String {
     let mut out = String::new();
     for f in &diagnosis.findings {
         let _ = writeln!(
@@ -299,7 +299,7 @@ pub async fn doctor_key_policy_actions(h: &dyn Harness) -> Coverage {
     Coverage::default()
 }
 
-/// The failure rows of `aws-semantics.md` §B13, each diagnosed, then tried.
+/// The failure rows of `docs/spec/ec2.md` §B13, each diagnosed, then tried.
 pub async fn doctor_outcome_table(h: &dyn Harness) -> Coverage {
     if let Some(skipped) = unless_modelled(h, "doctor on the outcome table") {
         return skipped;

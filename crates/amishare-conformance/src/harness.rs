@@ -101,8 +101,9 @@ pub trait Harness: Send + Sync {
     /// A customer-managed key of the target account, with the default key policy.
     async fn seed_target_key(&self) -> Result<KeyArn>;
 
-    /// Replaces the target principal's identity policies: EC2 use, plus the
-    /// KMS actions a launch needs on these keys (none: no KMS permission at all).
+    /// Replaces the target principal's identity policies (and the other
+    /// target's): EC2 use, plus the KMS actions a launch needs on these keys
+    /// (none: no KMS permission at all).
     async fn set_target_kms_access(&self, keys: &[KeyArn]) -> Result<()>;
 
     /// Changes a key's state behind the owner's back.
@@ -120,6 +121,13 @@ pub trait Harness: Send + Sync {
     /// An administrator of the target account, who can read what the target
     /// principal may not (its account's key policies), if the backend has one.
     fn target_admin(&self) -> Option<Party> {
+        None
+    }
+
+    /// A second principal (user or role) of the target account, whose
+    /// identity policies [`Harness::set_target_kms_access`] sets like the
+    /// target's, if the backend has one.
+    fn other_target(&self) -> Option<Party> {
         None
     }
 }

@@ -12,11 +12,16 @@
 
 mod doctor;
 mod harness;
+mod promises;
 mod scenarios;
 mod support;
 
 pub use crate::doctor::{doctor_key_policy_actions, doctor_outcome_table, doctor_seed_passes};
 pub use crate::harness::{Capabilities, Coverage, Harness, Party, VolumeSeed};
+pub use crate::promises::{
+    fix_waits_for_the_share, share_options_agree_with_accept,
+    unshare_keeps_what_another_principal_needs,
+};
 pub use crate::scenarios::*;
 
 /// Every suite function with its name, in a stable order.
@@ -65,6 +70,15 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         }),
         ("doctor_outcome_table", |h| {
             Box::pin(doctor_outcome_table(h))
+        }),
+        ("share_options_agree_with_accept", |h| {
+            Box::pin(share_options_agree_with_accept(h))
+        }),
+        ("unshare_keeps_what_another_principal_needs", |h| {
+            Box::pin(unshare_keeps_what_another_principal_needs(h))
+        }),
+        ("fix_waits_for_the_share", |h| {
+            Box::pin(fix_waits_for_the_share(h))
         }),
     ]
 }

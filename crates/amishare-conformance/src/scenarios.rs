@@ -1,5 +1,6 @@
 //! The suite: one function per behaviour. Each asserts exact outcomes (error
 //! code, image or instance state, state reason) and panics on a mismatch.
+//! `§B13` is the outcome table of the behavioural spec, `docs/spec/ec2.md`.
 
 use std::collections::BTreeMap;
 
@@ -478,7 +479,10 @@ pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
 }
 
 /// §B13: the key policy was never updated: sharing works, the launch dies asynchronously,
-/// and amishare's accept names the key the target cannot use.
+/// and amishare's accept names the key the target cannot use. The direct
+/// `DescribeKey` is refused too, which a key narrowed to EC2 would also
+/// refuse, so accept lets its smoke launch decide (§D1), and the launch
+/// terminates as EC2 terminates it.
 pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
     if let Some(skipped) = unless_authorizing(h, "launch without key policy") {
         return skipped;
@@ -499,9 +503,14 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
             copy_name: None,
         })
         .await
-        .expect_err("accept refuses before launching");
-    assert_eq!(accepted.kind(), ErrorKind::AccessDenied);
+        .expect_err("the smoke launch fails");
+    assert_eq!(accepted.kind(), ErrorKind::Failed, "{accepted}");
+    assert_eq!(accepted.code(), Some("Server.InternalError"), "{accepted}");
     assert!(accepted.message().contains(&key.to_string()), "{accepted}");
+    assert!(
+        accepted.message().contains("DescribeKey"),
+        "the error says the direct DescribeKey was refused too: {accepted}"
+    );
     Coverage::default()
 }
 

@@ -1,5 +1,5 @@
 //! The KMS actions EC2 performs on a principal's behalf when it launches an
-//! instance or copies an image (`aws-semantics.md` §A6, §B3, §B11).
+//! instance or copies an image (`docs/spec/kms.md` §A6, `docs/spec/ec2.md` §B3, §B11).
 //!
 //! EC2 calls them with `kms:ViaService = ec2.<region>.amazonaws.com` and
 //! `kms:GrantIsForAWSResource = true`, and the caller needs every one of

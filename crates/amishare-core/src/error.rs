@@ -67,6 +67,7 @@ pub struct Error {
     code: Option<String>,
     message: String,
     retryable: bool,
+    after_changes: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -78,6 +79,7 @@ impl Error {
             code: None,
             message: message.into(),
             retryable: kind.is_retryable(),
+            after_changes: false,
             source: None,
         }
     }
@@ -105,6 +107,20 @@ impl Error {
     pub fn with_retryable(mut self, retryable: bool) -> Error {
         self.retryable = retryable;
         self
+    }
+
+    /// Marks the error as coming after the operation had made (or may have
+    /// made) a change: whatever its kind, it is then no longer "bad input,
+    /// nothing changed".
+    pub fn after_changes(mut self) -> Error {
+        self.after_changes = true;
+        self
+    }
+
+    /// Whether the operation that failed had already made, or may have
+    /// made, a change (a write was sent) before it failed.
+    pub fn changed_something(&self) -> bool {
+        self.after_changes
     }
 
     /// Attaches the underlying cause.
@@ -150,6 +166,7 @@ impl fmt::Debug for Error {
             .field("code", &self.code)
             .field("message", &self.message)
             .field("retryable", &self.retryable)
+            .field("after_changes", &self.after_changes)
             .field("source", &self.source)
             .finish()
     }

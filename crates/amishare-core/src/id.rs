@@ -87,6 +87,7 @@ impl AccountId {
     pub fn root_arn(&self) -> PrincipalArn {
         PrincipalArn {
             raw: Arc::from(format!("arn:aws:iam::{}:root", self.0)),
+            partition: "aws",
             account: self.clone(),
             kind: PrincipalKind::Root,
         }
@@ -145,6 +146,28 @@ impl Region {
     /// Whether the region is one of [`KNOWN_REGIONS`].
     pub fn is_known(&self) -> bool {
         KNOWN_REGIONS.contains(&self.as_str())
+    }
+
+    /// The partition the region belongs to (`aws`, `aws-cn`, `aws-us-gov`,
+    /// …): ARNs of the region's resources and principals that may use them
+    /// name it, and nothing crosses partitions (`docs/spec/choices.md` §D3).
+    pub fn partition(&self) -> &'static str {
+        let name = self.as_str();
+        if name.starts_with("cn-") {
+            "aws-cn"
+        } else if name.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else if name.starts_with("us-isob-") {
+            "aws-iso-b"
+        } else if name.starts_with("us-isof-") {
+            "aws-iso-f"
+        } else if name.starts_with("eu-isoe-") {
+            "aws-iso-e"
+        } else if name.starts_with("us-iso-") {
+            "aws-iso"
+        } else {
+            "aws"
+        }
     }
 }
 
@@ -327,6 +350,11 @@ impl KeyArn {
         ))
     }
 
+    /// The partition of the ARN (`aws`, `aws-cn`, `aws-us-gov`).
+    pub fn partition(&self) -> &'static str {
+        self.partition
+    }
+
     /// The region the key lives in.
     pub fn region(&self) -> &Region {
         &self.region
@@ -382,6 +410,11 @@ impl AliasArn {
             account: AccountId::parse(arn.account).map_err(|_| bad("bad account ID"))?,
             alias: AliasName::parse(arn.resource).map_err(|_| bad("bad alias name"))?,
         })
+    }
+
+    /// The partition of the ARN.
+    pub fn partition(&self) -> &'static str {
+        self.partition
     }
 
     /// The region of the alias.
@@ -444,6 +477,15 @@ impl KeyRef {
         })
     }
 
+    /// The partition named by the reference, if it is an ARN.
+    pub fn partition(&self) -> Option<&'static str> {
+        match self {
+            KeyRef::Arn(arn) => Some(arn.partition()),
+            KeyRef::AliasArn(arn) => Some(arn.partition()),
+            KeyRef::Id(_) | KeyRef::Alias(_) => None,
+        }
+    }
+
     /// The region named by the reference, if it is an ARN.
     pub fn region(&self) -> Option<&Region> {
         match self {
@@ -496,12 +538,15 @@ pub enum PrincipalKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PrincipalArn {
     raw: Arc<str>,
+    partition: &'static str,
     account: AccountId,
     kind: PrincipalKind,
 }
 
 impl PrincipalArn {
-    /// Parses a principal ARN.
+    /// Parses a principal ARN. User and role names and paths follow IAM's
+    /// naming rules, so a name IAM would refuse never reaches a key policy
+    /// (`docs/spec/choices.md` §D3).
     pub fn parse(value: &str) -> Result<PrincipalArn> {
         let bad = |why: &str| Error::invalid_input("principal ARN", value, why);
         let arn = Arn::split(value).ok_or_else(|| bad("not an ARN"))?;
@@ -528,8 +573,33 @@ impl PrincipalArn {
                 ))
             }
         };
+        match kind {
+            PrincipalKind::Root => {}
+            PrincipalKind::User | PrincipalKind::Role => {
+                let what = if kind == PrincipalKind::User {
+                    "user"
+                } else {
+                    "role"
+                };
+                let rest = &arn.resource[what.len() + 1..];
+                let (path, name) = rest.rsplit_once('/').unwrap_or(("", rest));
+                iam_name(what, name).map_err(|why| bad(&why))?;
+                iam_path(path).map_err(|why| bad(&why))?;
+            }
+            PrincipalKind::AssumedRole => {
+                let rest = &arn.resource["assumed-role/".len()..];
+                let (role, session) = rest.split_once('/').unwrap_or((rest, ""));
+                iam_name("role", role).map_err(|why| bad(&why))?;
+                if session.chars().count() > 64 || !session.chars().all(is_iam_name_char) {
+                    return Err(bad(
+                        "role session names are at most 64 letters, digits and + = , . @ _ -",
+                    ));
+                }
+            }
+        }
         Ok(PrincipalArn {
             raw: Arc::from(value),
+            partition: arn.partition,
             account,
             kind,
         })
@@ -543,6 +613,11 @@ impl PrincipalArn {
     /// The kind of principal.
     pub fn kind(&self) -> PrincipalKind {
         self.kind
+    }
+
+    /// The partition of the ARN (`aws`, `aws-cn`, `aws-us-gov`).
+    pub fn partition(&self) -> &'static str {
+        self.partition
     }
 
     /// The ARN as written.
@@ -582,10 +657,54 @@ impl FromStr for PrincipalArn {
     }
 }
 
+/// Whether IAM takes `c` in a user or role name: letters, digits and
+/// `+ = , . @ _ -` (IAM User Guide, "IAM name requirements").
+fn is_iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+/// IAM's rule for a user or role name: 1 to 64 of [`is_iam_name_char`].
+fn iam_name(what: &str, name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(format!(
+            "IAM {what} names are 1 to 64 characters; this one has {}",
+            name.chars().count()
+        ));
+    }
+    match name.chars().find(|c| !is_iam_name_char(*c)) {
+        Some(c) => Err(format!(
+            "IAM {what} names take letters, digits and + = , . @ _ - only, not {c:?}"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// IAM's rule for a path (written here without its leading and trailing
+/// slashes): at most 512 characters with both, printable ASCII without
+/// spaces (`CreateUser`'s `Path` pattern `\u0021`–`\u007E`).
+fn iam_path(path: &str) -> std::result::Result<(), String> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    if path.len() + 2 > 512 {
+        return Err(format!(
+            "IAM paths are at most 512 characters; this one has {}",
+            path.len() + 2
+        ));
+    }
+    match path.chars().find(|c| !matches!(c, '!'..='~')) {
+        Some(c) => Err(format!(
+            "IAM paths take printable ASCII without spaces only, not {c:?}"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// An AWS Organizations organization ARN, `arn:aws:organizations::<management>:organization/o-…`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OrganizationArn {
     raw: String,
+    partition: &'static str,
     org_id: String,
 }
 
@@ -607,8 +726,14 @@ impl OrganizationArn {
         }
         Ok(OrganizationArn {
             raw: value.to_owned(),
+            partition: arn.partition,
             org_id: org.to_owned(),
         })
+    }
+
+    /// The partition of the ARN.
+    pub fn partition(&self) -> &'static str {
+        self.partition
     }
 
     /// The organization ID, `o-…`.
@@ -621,6 +746,7 @@ impl OrganizationArn {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OuArn {
     raw: String,
+    partition: &'static str,
     org_id: String,
     ou_id: String,
 }
@@ -647,9 +773,15 @@ impl OuArn {
         }
         Ok(OuArn {
             raw: value.to_owned(),
+            partition: arn.partition,
             org_id: org.to_owned(),
             ou_id: ou.to_owned(),
         })
+    }
+
+    /// The partition of the ARN.
+    pub fn partition(&self) -> &'static str {
+        self.partition
     }
 
     /// The organization the OU belongs to.

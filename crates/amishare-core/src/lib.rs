@@ -32,8 +32,9 @@ pub mod retry;
 #[cfg(any(test, feature = "mock"))]
 pub use crate::flow::MockSharer;
 pub use crate::flow::{
-    AcceptReport, AcceptRequest, CopyKey, CopyReport, Flow, ImageSource, KeyChoice, LaunchOptions,
-    LaunchReport, Narrowing, RegionImage, RegionShare, ShareReport, ShareRequest, Sharer, Step,
-    Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE,
-    TAG_SOURCE_INSTANCE,
+    check_partitions, smoke_instances, AcceptReport, AcceptRequest, CopyKey, CopyReport, FixReport,
+    FixRequest, Flow, ImageSource, Kept, KeyChoice, LaunchOptions, LaunchReport, Mended, Narrowing,
+    RegionImage, RegionShare, ShareReport, ShareRequest, Sharer, Step, Target, UnshareReport,
+    UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SMOKE_KEEP, TAG_SMOKE_TEST,
+    TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };

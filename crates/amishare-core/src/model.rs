@@ -438,6 +438,9 @@ pub struct Instance {
     pub state_reason: Option<StateReason>,
     /// Its EBS volumes.
     pub volumes: Vec<AttachedVolume>,
+    /// Its tags (the caller's own instances only).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Parameters of `RunInstances` for one instance.

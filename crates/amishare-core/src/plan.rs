@@ -434,6 +434,10 @@ impl ImageStore for PlanningImages {
                 .iter()
                 .filter_map(|id| overlay.instances.get(id).cloned()),
         );
+        if ids.is_empty() {
+            // Every instance: the planned ones too.
+            found.extend(overlay.instances.values().cloned());
+        }
         Ok(found)
     }
 
@@ -700,6 +704,7 @@ impl ImageStore for PlanningImages {
             state: InstanceState::Running,
             state_reason: None,
             volumes,
+            tags: request.tags.clone(),
         };
         overlay.record(
             "ec2:RunInstances",

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +105,8 @@ pub struct Retrying {
     options: RetryOptions,
     /// The jitter's generator: seeded, so a simulated run repeats exactly.
     rng: Arc<AtomicU64>,
+    /// Writes sent so far, by this value and its clones.
+    writes: Arc<AtomicUsize>,
 }
 
 impl Retrying {
@@ -121,7 +123,14 @@ impl Retrying {
             clock,
             options,
             rng: Arc::new(AtomicU64::new(0x9e37_79b9_7f4a_7c15)),
+            writes: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// How many calls that change something (or may) were sent through
+    /// these stores and their clones, retries not counted.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// The same stores under other options.
@@ -156,6 +165,16 @@ impl Retrying {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         cap.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
+    }
+
+    /// [`Retrying::run`] for a call that changes something, counted.
+    async fn write<T, F, Fut>(&self, operation: &'static str, repeat: Repeat, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.run(operation, repeat, call).await
     }
 
     async fn run<T, F, Fut>(
@@ -227,7 +246,7 @@ impl KeyStore for Retrying {
             .await
     }
     async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
-        self.run("CreateKey", Repeat::Unsafe, || {
+        self.write("CreateKey", Repeat::Unsafe, || {
             self.keys.create_key(region, request)
         })
         .await
@@ -241,7 +260,7 @@ impl KeyStore for Retrying {
     async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
         // A repeat after a lost answer meets the alias it made: the flow
         // checks where an existing alias points.
-        self.run("CreateAlias", Repeat::Safe, || {
+        self.write("CreateAlias", Repeat::Safe, || {
             self.keys.create_alias(region, alias, key)
         })
         .await
@@ -253,7 +272,7 @@ impl KeyStore for Retrying {
         .await
     }
     async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
-        self.run("PutKeyPolicy", Repeat::Safe, || {
+        self.write("PutKeyPolicy", Repeat::Safe, || {
             self.keys.put_key_policy(key, policy)
         })
         .await
@@ -263,7 +282,7 @@ impl KeyStore for Retrying {
             .await
     }
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
-        self.run("CreateGrant", Repeat::Unsafe, || {
+        self.write("CreateGrant", Repeat::Unsafe, || {
             self.keys.create_grant(key, request)
         })
         .await
@@ -279,7 +298,7 @@ impl KeyStore for Retrying {
         .await
     }
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
-        self.run("RevokeGrant", Repeat::Safe, || {
+        self.write("RevokeGrant", Repeat::Safe, || {
             self.keys.revoke_grant(key, grant)
         })
         .await
@@ -301,7 +320,7 @@ impl ImageStore for Retrying {
     async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
         // A repeat after a lost answer is refused as a duplicate name, and
         // the flow then adopts the image by its tag.
-        self.run("CreateImage", Repeat::Safe, || {
+        self.write("CreateImage", Repeat::Safe, || {
             self.images.create_image(region, request)
         })
         .await
@@ -312,7 +331,7 @@ impl ImageStore for Retrying {
         } else {
             Repeat::Unsafe
         };
-        self.run("CopyImage", repeat, || {
+        self.write("CopyImage", repeat, || {
             self.images.copy_image(region, request)
         })
         .await
@@ -339,7 +358,7 @@ impl ImageStore for Retrying {
         image: &ImageId,
         change: &PermissionChange<LaunchPermission>,
     ) -> Result<()> {
-        self.run("ModifyImageAttribute", Repeat::Safe, || {
+        self.write("ModifyImageAttribute", Repeat::Safe, || {
             self.images.modify_launch_permission(region, image, change)
         })
         .await
@@ -360,7 +379,7 @@ impl ImageStore for Retrying {
         snapshot: &SnapshotId,
         change: &PermissionChange<VolumePermission>,
     ) -> Result<()> {
-        self.run("ModifySnapshotAttribute", Repeat::Safe, || {
+        self.write("ModifySnapshotAttribute", Repeat::Safe, || {
             self.images
                 .modify_create_volume_permission(region, snapshot, change)
         })
@@ -387,13 +406,13 @@ impl ImageStore for Retrying {
         } else {
             Repeat::Unsafe
         };
-        self.run("RunInstances", repeat, || {
+        self.write("RunInstances", repeat, || {
             self.images.run_instances(region, request)
         })
         .await
     }
     async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
-        self.run("TerminateInstances", Repeat::Safe, || {
+        self.write("TerminateInstances", Repeat::Safe, || {
             self.images.terminate_instances(region, ids)
         })
         .await
@@ -406,14 +425,14 @@ impl ImageStore for Retrying {
     ) -> Result<()> {
         // A repeat after a lost answer finds the image gone, which the flow
         // takes as done.
-        self.run("DeregisterImage", Repeat::Safe, || {
+        self.write("DeregisterImage", Repeat::Safe, || {
             self.images
                 .deregister_image(region, image, delete_snapshots)
         })
         .await
     }
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
-        self.run("DeleteSnapshot", Repeat::Unsafe, || {
+        self.write("DeleteSnapshot", Repeat::Unsafe, || {
             self.images.delete_snapshot(region, snapshot)
         })
         .await

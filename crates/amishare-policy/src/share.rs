@@ -82,10 +82,16 @@ pub struct Merged {
 pub enum MergeError {
     /// The result would exceed [`MAX_POLICY_BYTES`] (KMS would answer
     /// LimitExceededException).
-    #[error("the key policy would be {bytes} bytes, over the KMS limit of 32768 bytes")]
+    #[error(
+        "the key policy would be {bytes} bytes, over the KMS limit of 32768 bytes: {fit} of the {grantees} targets fit; share with an organization or an organizational unit instead, which takes one pair of statements for all its accounts"
+    )]
     TooLarge {
         /// Size of the compact JSON.
         bytes: usize,
+        /// How many of the grantees, taken in order, would fit.
+        fit: usize,
+        /// How many grantees were asked for.
+        grantees: usize,
     },
     /// The result would not let this principal call kms:PutKeyPolicy again
     /// (KMS would refuse it with its lockout safety check).
@@ -175,7 +181,11 @@ pub fn merge_key(
         if MAX_POLICY_BYTES < out.json_len_bound() {
             let bytes = out.json_len();
             if MAX_POLICY_BYTES < bytes {
-                return Err(MergeError::TooLarge { bytes });
+                return Err(MergeError::TooLarge {
+                    bytes,
+                    fit: fitting(policy, grantees, narrowing),
+                    grantees: grantees.len(),
+                });
             }
         }
         check_lockout_on(&out, owner_account, owner_caller, key)?;
@@ -184,6 +194,48 @@ pub fn merge_key(
         policy: out,
         changed,
     })
+}
+
+/// How many of `grantees`, taken in order, can be merged into `policy`
+/// without passing [`MAX_POLICY_BYTES`]: merging more grantees never makes a
+/// policy smaller, so a binary search finds the largest prefix that fits.
+fn fitting(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> usize {
+    let fits = |count: usize| {
+        let mut out = policy.clone();
+        add_grantees(&mut out.statements, &grantees[..count], narrowing);
+        out.json_len() <= MAX_POLICY_BYTES
+    };
+    if !fits(0) {
+        return 0;
+    }
+    // fits(low) holds; fits(high) does not (the whole list was refused).
+    let (mut low, mut high) = (0, grantees.len());
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if fits(middle) {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
+/// The principals amishare's statements name (account roots written as
+/// root ARNs): who a key policy still shares the key with, as far as
+/// amishare wrote it. Organization and OU statements name no principal.
+pub fn amishare_principals(policy: &Policy) -> BTreeSet<String> {
+    policy
+        .statements
+        .iter()
+        .filter(|st| {
+            st.sid
+                .as_deref()
+                .is_some_and(|sid| sid.starts_with(SID_PREFIX))
+        })
+        .flat_map(existing_principals)
+        .filter(|principal| principal != "*")
+        .collect()
 }
 
 /// Takes out exactly these grantees from amishare's statements; a statement left with no principal is removed.
@@ -226,7 +278,7 @@ pub fn remove(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> M
     }
 }
 
-/// The lockout check of PutKeyPolicy (§A5): would `caller` still be allowed kms:PutKeyPolicy (root delegation counts)?
+/// The lockout check of PutKeyPolicy (`docs/spec/kms.md` §A5): would `caller` still be allowed kms:PutKeyPolicy (root delegation counts)?
 ///
 /// A caller allowed only through its account root is assumed to hold the
 /// IAM permission it is using right now.

@@ -95,6 +95,7 @@ impl Call<'_> {
     async fn describe_instances(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
         let ids = ids(params, "InstanceId", parse_instance_id)?;
         let filters = filters(params, &["instance-id", "image-id", "instance-state-name"])?;
+        let tags = tag_filters(params)?;
         let instances = self
             .client
             .describe_instances(self.region, &ids)
@@ -106,6 +107,10 @@ impl Call<'_> {
                     "instance-id" => filter.matches(instance.id.as_str()),
                     "image-id" => filter.matches(instance.image.as_str()),
                     _ => filter.matches(&instance.state.to_string()),
+                }) && tags.iter().all(|(key, values)| {
+                    instance.tags.get(key).is_some_and(|value| {
+                        values.is_empty() || values.iter().any(|pattern| glob(pattern, value))
+                    })
                 });
                 if keep {
                     out.element("item", |out| reservation(out, &[instance], None));
@@ -715,6 +720,16 @@ fn instance_item(out: &mut Xml, instance: &Instance, instance_type: Option<&str>
             out.element("stateReason", |out| {
                 out.leaf("code", &reason.code);
                 out.leaf("message", &reason.message);
+            });
+        }
+        if !instance.tags.is_empty() {
+            out.element("tagSet", |out| {
+                for (key, value) in &instance.tags {
+                    out.element("item", |out| {
+                        out.leaf("key", key);
+                        out.leaf("value", value);
+                    });
+                }
             });
         }
         out.leaf("rootDeviceType", "ebs");

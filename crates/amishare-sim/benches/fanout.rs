@@ -4,22 +4,17 @@
 //!
 //! Every scenario shares one image of S snapshots (8 GiB each, unencrypted,
 //! so every region needs an encrypted copy, the source region too) with N
-//! accounts in R regions, with create-volume permission.
+//! accounts in R regions, with create-volume permission
+//! (`tests/it/least_calls/scenario.rs`, which the least-calls test runs too).
 //!
-//! **Mutating calls.** The simulation counts them ([`World::mutating_calls`]),
-//! for the share and for an immediate rerun of it. The least a share can
-//! make is, per region:
-//!
-//! - 1 `CopyImage` (the copy encrypted under the region's key);
-//! - ⌈N / 500⌉ `ModifyImageAttribute` (launch permissions, 500 accounts a
-//!   call, amishare's batch);
-//! - S `ModifySnapshotAttribute` (create-volume permission: one call per
-//!   snapshot names every account);
-//! - for the key: 2 (`CreateKey` with its final policy, and `CreateAlias`)
-//!   when it is created, or 1 `PutKeyPolicy` when an existing key's policy
-//!   lacks the targets.
-//!
-//! so `R × (1 + ⌈N / 500⌉ + S + K)` with K = 2 or 1. A rerun's least is 0.
+//! **Mutating calls.** The simulation counts them, for the share and for an
+//! immediate rerun of it, next to the least AWS's documented limits allow
+//! (`Scenario::least`: per region one `CopyImage`, ⌈N / 10,000⌉
+//! `ModifyImageAttribute`, S × ⌈N / 500⌉ `ModifySnapshotAttribute`, and
+//! `CreateKey` and `CreateAlias` for a created key or one `PutKeyPolicy` for
+//! an existing one; 0 for a rerun, and for a share with more accounts than
+//! one key policy can name). The bench exits with an error when any count
+//! differs from the least, by region and operation.
 //!
 //! **Fan-out.** The virtual time from the share's start to its report,
 //! against the slowest region's copy time (`copy_image_base_time` +
@@ -32,212 +27,30 @@
 
 #![allow(missing_docs)] // A bench binary has no API.
 
+#[path = "../tests/it/least_calls/scenario.rs"]
+mod scenario;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
-use amishare_core::{
-    AccountId, AliasName, CreateImageRequest, CreateKeyRequest, Flow, ImageId, ImageSource,
-    ImageStore, KeyChoice, KeyRef, KeyStore, Narrowing, Region, ShareRequest, Sharer, Target,
-};
-use amishare_sim::{CallRecord, SimClient, VolumeEncryption, VolumeSeed, World};
+use amishare_core::Region;
+use amishare_sim::CallRecord;
 
-/// Launch permissions amishare puts in one `ModifyImageAttribute` call.
-const LAUNCH_PERMISSION_BATCH: usize = 500;
-/// The size of every snapshot.
-const SNAPSHOT_GIB: u32 = 8;
+use crate::scenario::{differences, run, tally, Key, Run, Scenario};
+
 /// The interval of the fixed waiter the wait is compared with.
 const FIXED_INTERVAL: Duration = Duration::from_secs(15);
-/// The source region first: shares in R regions use the first R.
-const REGIONS: [&str; 5] = [
-    "ap-northeast-1",
-    "us-east-1",
-    "eu-west-1",
-    "us-west-2",
-    "ap-southeast-2",
-];
-const OWNER: &str = "111111111111";
-const ALIAS: &str = "alias/fanout";
-
-/// How the share gets its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
-    /// Created by the share in each region.
-    Created,
-    /// Existing in each region, with KMS's default policy.
-    Existing,
-}
-
-/// One scenario.
-#[derive(Debug, Clone, Copy)]
-struct Scenario {
-    snapshots: u32,
-    accounts: usize,
-    regions: usize,
-    key: Key,
-    /// Whether the owner's store shows snapshot progress.
-    progress: bool,
-}
-
-impl Scenario {
-    /// The least mutating calls a share can make (see the module docs).
-    fn minimum(&self) -> usize {
-        let launch = self.accounts.div_ceil(LAUNCH_PERMISSION_BATCH);
-        let key = match self.key {
-            Key::Created => 2,
-            Key::Existing => 1,
-        };
-        self.regions * (1 + launch + self.snapshots as usize + key)
-    }
-
-    fn copy_time(&self, world: &World) -> Duration {
-        let knobs = world.knobs();
-        knobs.copy_image_base_time + knobs.copy_image_time_per_gib * (SNAPSHOT_GIB * self.snapshots)
-    }
-}
-
-/// What a share and its rerun did.
-struct Outcome {
-    mutating: usize,
-    by_operation: BTreeMap<&'static str, usize>,
-    rerun_mutating: usize,
-    copy_time: Duration,
-    share_time: Duration,
-    waits: Vec<Wait>,
-}
+/// Target accounts of the call tables: 480 is near the most one key policy
+/// can name.
+const ACCOUNTS: [usize; 3] = [1, 10, 480];
+/// More accounts than one key policy can name.
+const TOO_MANY: usize = 1_001;
 
 /// One copy's wait, from the call log.
 struct Wait {
     polls: usize,
     progress_reads: usize,
-}
-
-fn region(name: &str) -> Region {
-    Region::parse(name).expect("valid region")
-}
-
-async fn run(scenario: Scenario) -> Outcome {
-    let world = World::new(7);
-    let owner = AccountId::parse(OWNER).expect("valid account");
-    world.add_account(&owner).expect("owner");
-    let targets: Vec<Target> = (1..=scenario.accounts)
-        .map(|i| {
-            let account =
-                AccountId::parse(&format!("{}", 200_000_000_000 + i)).expect("valid account");
-            world.add_account(&account).expect("target");
-            Target::Account(account)
-        })
-        .collect();
-    let regions: Vec<Region> = REGIONS[..scenario.regions]
-        .iter()
-        .map(|r| region(r))
-        .collect();
-    let source_region = regions[0].clone();
-    let client = world.root_client(&owner).expect("owner client");
-    let image = seed_image(&world, &client, &owner, &source_region, scenario.snapshots).await;
-    let alias = AliasName::parse(ALIAS).expect("valid alias");
-    if scenario.key == Key::Existing {
-        for region in &regions {
-            seed_key(&client, region, &alias).await;
-        }
-    }
-    let request = ShareRequest {
-        source: ImageSource::Image(image),
-        source_region,
-        regions: regions.clone(),
-        key: match scenario.key {
-            Key::Created => KeyChoice::Create(alias.clone()),
-            Key::Existing => KeyChoice::Use(KeyRef::Alias(alias.clone())),
-        },
-        targets,
-        volume_permission: true,
-        name: None,
-        narrowing: Narrowing::default(),
-    };
-    let mut knobs = world.knobs();
-    knobs.snapshot_progress = scenario.progress;
-    world.set_knobs(knobs);
-    let client = Arc::new(client);
-    let flow = Flow::new(client.clone(), client, Arc::new(world.clock()));
-
-    world.clear_calls();
-    let start = world.now();
-    flow.share(&request).await.expect("the share succeeds");
-    let share_time = world.now() - start;
-    let calls = world.calls();
-    let mutating = world.mutating_calls();
-    let mut by_operation = BTreeMap::new();
-    for call in calls.iter().filter(|c| c.mutating) {
-        *by_operation.entry(call.operation).or_default() += 1;
-    }
-    let waits = regions.iter().map(|r| wait_of(&calls, r)).collect();
-
-    world.clear_calls();
-    flow.share(&request).await.expect("the rerun succeeds");
-    Outcome {
-        mutating,
-        by_operation,
-        rerun_mutating: world.mutating_calls(),
-        copy_time: scenario.copy_time(&world),
-        share_time,
-        waits,
-    }
-}
-
-/// An available, unencrypted image of the owner's with `snapshots` 8 GiB
-/// snapshots, made from an instance with as many volumes.
-async fn seed_image(
-    world: &World,
-    client: &SimClient,
-    owner: &AccountId,
-    region: &Region,
-    snapshots: u32,
-) -> ImageId {
-    let volumes: Vec<VolumeSeed> = (0..snapshots)
-        .map(|i| {
-            let device = match i {
-                0 => "/dev/xvda".to_owned(),
-                _ => format!("/dev/sd{}", char::from(b'a' + i as u8)),
-            };
-            VolumeSeed::new(&device, SNAPSHOT_GIB, VolumeEncryption::Unencrypted)
-        })
-        .collect();
-    let instance = world
-        .seed_instance(owner, region, &volumes)
-        .expect("instance");
-    let image = client
-        .create_image(
-            region,
-            &CreateImageRequest {
-                instance,
-                name: "golden".to_owned(),
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("image");
-    world.advance(world.knobs().create_image_time);
-    image
-}
-
-/// A key with KMS's default policy, behind `alias` in `region`.
-async fn seed_key(client: &SimClient, region: &Region, alias: &AliasName) {
-    let key = client
-        .create_key(
-            region,
-            &CreateKeyRequest {
-                description: "existing".to_owned(),
-                policy: None,
-                tags: BTreeMap::new(),
-            },
-        )
-        .await
-        .expect("key");
-    client
-        .create_alias(region, alias, key.key_id())
-        .await
-        .expect("alias");
 }
 
 /// The calls of the wait for the copy in `region`: from its `CopyImage` to
@@ -293,17 +106,17 @@ fn main() {
         .build()
         .expect("runtime");
     let mut out = String::new();
+    let mut wrong = Vec::new();
 
     writeln!(out, "### Mutating calls of one share, key created\n").unwrap();
     writeln!(
         out,
-        "| snapshots S | accounts N | regions R | share | minimum R×(1+⌈N/500⌉+S+2) | rerun |"
+        "| snapshots S | accounts N | regions R | share | least R×(1+⌈N/10,000⌉+S×⌈N/500⌉+2) | rerun |"
     )
     .unwrap();
     writeln!(out, "|---:|---:|---:|---:|---:|---:|").unwrap();
-    let mut over = Vec::new();
     for snapshots in [1, 4, 8] {
-        for accounts in [1, 10, 100] {
+        for accounts in ACCOUNTS {
             for regions in [1, 3, 5] {
                 let scenario = Scenario {
                     snapshots,
@@ -313,13 +126,13 @@ fn main() {
                     progress: true,
                 };
                 let outcome = runtime.block_on(run(scenario));
-                check(&scenario, &outcome, &mut over);
+                check(&scenario, &outcome, &mut wrong);
                 writeln!(
                     out,
                     "| {snapshots} | {accounts} | {regions} | {} | {} | {} |",
-                    outcome.mutating,
-                    scenario.minimum(),
-                    outcome.rerun_mutating
+                    mutating(&outcome.calls),
+                    scenario.least().values().sum::<usize>(),
+                    mutating(&outcome.rerun_calls),
                 )
                 .unwrap();
             }
@@ -333,11 +146,11 @@ fn main() {
     .unwrap();
     writeln!(
         out,
-        "| accounts N | regions R | share | minimum R×(1+⌈N/500⌉+S+1) | rerun | calls |"
+        "| accounts N | regions R | share | least R×(1+⌈N/10,000⌉+S×⌈N/500⌉+1) | rerun | calls |"
     )
     .unwrap();
     writeln!(out, "|---:|---:|---:|---:|---:|---|").unwrap();
-    for accounts in [1, 10, 100] {
+    for accounts in ACCOUNTS {
         for regions in [1, 3, 5] {
             let scenario = Scenario {
                 snapshots: 4,
@@ -347,22 +160,69 @@ fn main() {
                 progress: true,
             };
             let outcome = runtime.block_on(run(scenario));
-            check(&scenario, &outcome, &mut over);
-            let calls: Vec<String> = outcome
-                .by_operation
+            check(&scenario, &outcome, &mut wrong);
+            let mut by_operation: BTreeMap<&str, usize> = BTreeMap::new();
+            for ((_, operation), n) in tally(&outcome.calls) {
+                *by_operation.entry(operation).or_default() += n;
+            }
+            let calls: Vec<String> = by_operation
                 .iter()
                 .map(|(op, n)| format!("{op} {n}"))
                 .collect();
             writeln!(
                 out,
                 "| {accounts} | {regions} | {} | {} | {} | {} |",
-                outcome.mutating,
-                scenario.minimum(),
-                outcome.rerun_mutating,
+                mutating(&outcome.calls),
+                scenario.least().values().sum::<usize>(),
+                mutating(&outcome.rerun_calls),
                 calls.join(", ")
             )
             .unwrap();
         }
+    }
+
+    writeln!(
+        out,
+        "\n### More accounts than one key policy can name (S = 4, R = 3)\n"
+    )
+    .unwrap();
+    writeln!(out, "| key | accounts N | share | least | answer |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---|").unwrap();
+    for key in [Key::Created, Key::Existing] {
+        let scenario = Scenario {
+            snapshots: 4,
+            accounts: TOO_MANY,
+            regions: 3,
+            key,
+            progress: true,
+        };
+        let outcome = runtime.block_on(run(scenario));
+        let answer = match &outcome.share {
+            Ok(_) => {
+                wrong.push(format!(
+                    "{scenario:?}: shared with more accounts than a key policy holds"
+                ));
+                "shared".to_owned()
+            }
+            // The refusal, without the key's name.
+            Err(err) => err
+                .message()
+                .rsplit(": ")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        wrong.extend(
+            differences(&Default::default(), &outcome.calls)
+                .into_iter()
+                .map(|d| format!("{scenario:?}: {d}")),
+        );
+        writeln!(
+            out,
+            "| {key:?} | {TOO_MANY} | {} | 0 | {answer} |",
+            mutating(&outcome.calls),
+        )
+        .unwrap();
     }
 
     writeln!(
@@ -391,7 +251,15 @@ fn main() {
             };
             let with = runtime.block_on(run(scenario(true)));
             let without = runtime.block_on(run(scenario(false)));
-            let copy = with.copy_time;
+            let waits = |outcome: &Run| -> Vec<Wait> {
+                scenario(true)
+                    .regions()
+                    .iter()
+                    .map(|r| wait_of(&outcome.calls, r))
+                    .collect()
+            };
+            let (with_waits, without_waits) = (waits(&with), waits(&without));
+            let copy = scenario(true).copy_time(&with.world.knobs());
             let fixed = fixed_polls(copy);
             let fixed_late = FIXED_INTERVAL * (fixed as u32 - 1) - copy;
             writeln!(
@@ -400,32 +268,39 @@ fn main() {
                 seconds(copy),
                 seconds(with.share_time),
                 late_percent(with.share_time.saturating_sub(copy), copy),
-                range(with.waits.iter().map(|w| w.polls)),
-                range(with.waits.iter().map(|w| w.progress_reads)),
+                range(with_waits.iter().map(|w| w.polls)),
+                range(with_waits.iter().map(|w| w.progress_reads)),
                 late_percent(fixed_late, copy),
                 seconds(without.share_time),
                 late_percent(without.share_time.saturating_sub(copy), copy),
-                range(without.waits.iter().map(|w| w.polls)),
+                range(without_waits.iter().map(|w| w.polls)),
             )
             .unwrap();
         }
     }
     print!("{out}");
-    if !over.is_empty() {
-        eprintln!("over the minimum or not idempotent:\n{}", over.join("\n"));
+    if !wrong.is_empty() {
+        eprintln!("not the least mutating calls:\n{}", wrong.join("\n"));
         std::process::exit(1);
     }
 }
 
-/// Notes a scenario whose share exceeds the minimum or whose rerun mutates.
-fn check(scenario: &Scenario, outcome: &Outcome, over: &mut Vec<String>) {
-    if outcome.mutating > scenario.minimum() || outcome.rerun_mutating > 0 {
-        over.push(format!(
-            "{scenario:?}: {} calls (minimum {}), rerun {}: {:?}",
-            outcome.mutating,
-            scenario.minimum(),
-            outcome.rerun_mutating,
-            outcome.by_operation
-        ));
+/// How many of `calls` mutate.
+fn mutating(calls: &[CallRecord]) -> usize {
+    calls.iter().filter(|c| c.mutating).count()
+}
+
+/// Notes every way a share's or its rerun's calls differ from the least.
+fn check(scenario: &Scenario, outcome: &Run, wrong: &mut Vec<String>) {
+    if let Err(err) = outcome.share.as_ref().and(outcome.rerun.as_ref()) {
+        wrong.push(format!("{scenario:?}: {err}"));
+    }
+    let share = differences(&scenario.least(), &outcome.calls);
+    let rerun = differences(&Default::default(), &outcome.rerun_calls);
+    for difference in share {
+        wrong.push(format!("{scenario:?}: {difference}"));
+    }
+    for difference in rerun {
+        wrong.push(format!("{scenario:?} rerun: {difference}"));
     }
 }

@@ -471,6 +471,7 @@ impl Ctx<'_> {
             failure_detail: None,
             volumes,
             grants: Vec::new(),
+            tags: request.tags.clone(),
         };
         match doom {
             Some(failure) => {

@@ -25,7 +25,8 @@ const OTHER_REGION: &str = "us-east-1";
 
 /// The suite's two accounts in `world`: A (111111111111) with its
 /// administrator `a-admin`, and B (222222222222, in an OU of A's
-/// organization) with its user `b-user`. Returns the two principals.
+/// organization) with its users `b-user` and `b-other`. Returns the owner
+/// and the target principal; [`OTHER_TARGET`] is the other.
 pub fn two_accounts(world: &World) -> Result<(PrincipalArn, PrincipalArn)> {
     let a = AccountId::parse("111111111111")?;
     let b = AccountId::parse("222222222222")?;
@@ -33,8 +34,12 @@ pub fn two_accounts(world: &World) -> Result<(PrincipalArn, PrincipalArn)> {
     world.add_account_in_org(&b, ORG_PATH)?;
     let owner = world.add_user(&a, "a-admin", &[OWNER_POLICY])?;
     let target = world.add_user(&b, "b-user", &[EC2_ONLY])?;
+    world.add_user(&b, "b-other", &[EC2_ONLY])?;
     Ok((owner, target))
 }
+
+/// The target account's second user, shared with separately.
+pub const OTHER_TARGET: &str = "arn:aws:iam::222222222222:user/b-other";
 
 /// The parties of a [`WorldHarness`]: stores acting as the owner's
 /// administrator, the target principal, and the target account's root.
@@ -46,6 +51,8 @@ pub struct Parties {
     pub target: Party,
     /// The target account's root.
     pub target_admin: Party,
+    /// The target account's second user, [`OTHER_TARGET`].
+    pub other_target: Option<Party>,
 }
 
 /// A [`Harness`] over a world made by [`two_accounts`]; every capability on.
@@ -81,6 +88,7 @@ impl WorldHarness {
             owner: party(&owner)?,
             target_admin: party(&target.account().root_arn())?,
             target: party(&target)?,
+            other_target: Some(party(&PrincipalArn::parse(OTHER_TARGET)?)?),
         };
         let clock = Arc::new(world.clock());
         Ok(WorldHarness::new(world, parties, clock))
@@ -155,21 +163,10 @@ impl Harness for WorldHarness {
 
     async fn set_target_kms_access(&self, keys: &[KeyArn]) -> Result<()> {
         let target = &self.parties.target.principal;
-        if keys.is_empty() {
-            return self.world.set_identity_policies(target, &[EC2_ONLY]);
+        if let Some(other) = &self.parties.other_target {
+            self.set_kms_access(&other.principal, keys)?;
         }
-        let resources: Vec<String> = keys.iter().map(ToString::to_string).collect();
-        let kms = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "UseSharedAmiKeys",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"],
-                "Resource": resources,
-            }]
-        })
-        .to_string();
-        self.world.set_identity_policies(target, &[EC2_ONLY, &kms])
+        self.set_kms_access(target, keys)
     }
 
     async fn set_key_state(&self, key: &KeyArn, state: KeyState) -> Result<()> {
@@ -186,5 +183,30 @@ impl Harness for WorldHarness {
 
     fn target_admin(&self) -> Option<Party> {
         Some(self.parties.target_admin.clone())
+    }
+
+    fn other_target(&self) -> Option<Party> {
+        self.parties.other_target.clone()
+    }
+}
+
+impl WorldHarness {
+    /// Sets `target`'s identity policies: EC2, and a launch's KMS actions on `keys`.
+    fn set_kms_access(&self, target: &PrincipalArn, keys: &[KeyArn]) -> Result<()> {
+        if keys.is_empty() {
+            return self.world.set_identity_policies(target, &[EC2_ONLY]);
+        }
+        let resources: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        let kms = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "UseSharedAmiKeys",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"],
+                "Resource": resources,
+            }]
+        })
+        .to_string();
+        self.world.set_identity_policies(target, &[EC2_ONLY, &kms])
     }
 }

@@ -1,9 +1,10 @@
 //! The simulation's tunable behaviour: timings, and every behaviour the AWS
 //! documentation leaves open.
 //!
-//! Each field that models an unconfirmed AWS behaviour says which open
-//! question of the behavioural spec (`aws-semantics.md`, "Open items") it
-//! answers, so that a test author who learns the real answer can set it.
+//! Each field that models an unconfirmed AWS behaviour names the section of
+//! the behavioural spec (`§A…` in `docs/spec/kms.md`, `§B…` in
+//! `docs/spec/ec2.md`) that leaves it open, so that a test author who learns
+//! the real answer can set it.
 
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ impl ErrorSpec {
 }
 
 /// Which KMS exception a key pending deletion raises for cryptographic
-/// operations and `CreateGrant` (open item 9: the KMS documentation permits
+/// operations and `CreateGrant` (§A3: the KMS documentation permits
 /// both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PendingDeletionError {
@@ -92,44 +93,44 @@ pub struct Knobs {
     /// applies grants at once.
     pub grant_propagation_delay: Duration,
 
-    /// The exception for a key pending deletion (open item 9).
+    /// The exception for a key pending deletion (§A3).
     pub pending_deletion_error: PendingDeletionError,
     /// The state reason of an instance terminated at launch because KMS
-    /// refused EC2 on the launching principal's behalf (§B11, confirmed).
+    /// refused EC2 on the launching principal's behalf (§B11: the message is confirmed, the code is not).
     pub launch_kms_failure: StateReason,
     /// The state reason of an instance terminated at launch because a key is
-    /// disabled or pending deletion (open item 2; AWS may report
+    /// disabled or pending deletion (§B11; AWS may report
     /// `Client.InvalidKMSKey.InvalidState`).
     pub launch_key_state_failure: StateReason,
     /// The state reason of a copied image that went `failed` because of KMS
-    /// (open item 3).
+    /// (§B3).
     pub copy_failure: StateReason,
-    /// The state message of the snapshots of such a copy (open item 3).
+    /// The state message of the snapshots of such a copy (§B3).
     pub copy_failure_snapshot_message: String,
     /// The error for `CopyImage` with `KmsKeyId` but without `Encrypted=true`
-    /// (open item 4).
+    /// (§B3, §B11).
     pub kms_key_without_encrypted: ErrorSpec,
     /// The error when a principal modifies, describes the permissions of,
     /// deregisters or deletes an image or snapshot that another account owns
-    /// (open item 5). `{id}` is `image:ami-…` or `snapshot:snap-…`.
+    /// (§B5, §B6, §B9, §B10). `{id}` is `image:ami-…` or `snapshot:snap-…`.
     pub not_owner: ErrorSpec,
     /// The error for making an encrypted snapshot public with
-    /// `ModifySnapshotAttribute` (open item 6). `{id}` is the snapshot ID.
+    /// `ModifySnapshotAttribute` (§B7). `{id}` is the snapshot ID.
     pub public_encrypted_snapshot: ErrorSpec,
     /// What `DescribeImages` does with unknown or invisible image IDs
     /// (§B4: AWS now errors; older documentation said they are omitted).
     pub unknown_image_ids: UnknownIds,
     /// What `DescribeSnapshots` does with unknown or inaccessible snapshot
-    /// IDs (open item 7).
+    /// IDs (§B8).
     pub unknown_snapshot_ids: UnknownIds,
     /// How many accounts, organizations and OUs an image may be shared with
     /// in a region (§B5, confirmed: 1,000).
     pub launch_permission_quota: usize,
-    /// The error when a change would exceed the quota (open item 8). `{id}`
+    /// The error when a change would exceed the quota (§B5). `{id}`
     /// is the image ID.
     pub launch_permission_quota_exceeded: ErrorSpec,
     /// The error for `CreateAlias` in the reserved `alias/aws/` namespace
-    /// (open item 1). `{id}` is the alias name.
+    /// (§A5 CreateAlias). `{id}` is the alias name.
     pub reserved_alias: ErrorSpec,
     /// The error for `RevokeGrant` of an unknown grant (§A5 RevokeGrant:
     /// `InvalidGrantIdException` or `NotFoundException`). `{id}` is the grant

@@ -507,6 +507,8 @@ pub(crate) struct InstanceRecord {
     pub(crate) volumes: Vec<InstanceVolume>,
     /// The grants EC2 holds for the instance's volumes.
     pub(crate) grants: Vec<(KeyId, GrantId)>,
+    /// The instance's tags.
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 impl InstanceRecord {
@@ -534,6 +536,7 @@ impl InstanceRecord {
             state: self.state(now),
             state_reason: self.state_reason(now),
             volumes: self.volumes.iter().map(|v| v.volume.clone()).collect(),
+            tags: self.tags.clone(),
         }
     }
 }

@@ -107,6 +107,7 @@ fn instance_state_follows_its_timeline() {
         failure_detail: None,
         volumes: Vec::new(),
         grants: Vec::new(),
+        tags: Default::default(),
     };
     let at = |t| (record.state(secs(t)), record.state_reason(secs(t)));
     assert_eq!(at(10), (InstanceState::Pending, None));

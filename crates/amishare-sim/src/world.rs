@@ -492,6 +492,7 @@ impl World {
                 failure_detail: None,
                 volumes: attached,
                 grants: Vec::new(),
+                tags: BTreeMap::new(),
             }),
         );
         Ok(id)

@@ -384,6 +384,9 @@ pub struct InstanceEntry {
     /// The grants EC2 holds for its volumes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<InstanceGrant>,
+    /// Its tags (`amishare:smoke-test` on a smoke instance).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// An instance state from a time on.
@@ -728,6 +731,7 @@ impl World {
                         grant: grant.clone(),
                     })
                     .collect(),
+                tags: instance.tags.clone(),
             })
             .collect();
         WorldFile {
@@ -1104,6 +1108,7 @@ fn load_ec2(state: &mut State, file: &WorldFile) -> Result<()> {
                     .iter()
                     .map(|grant| (grant.key.clone(), grant.grant.clone()))
                     .collect(),
+                tags: entry.tags.clone(),
             }),
         );
     }

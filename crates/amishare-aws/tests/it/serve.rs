@@ -16,7 +16,7 @@ use std::time::Duration;
 use amishare_conformance::{Harness, Party, VolumeSeed};
 use amishare_core::{CreateGrantRequest, CreateImageRequest, CreateKeyRequest, ImageQuery};
 use amishare_serve::{ServeOptions, Server};
-use amishare_sim::harness::{two_accounts, Parties, WorldHarness};
+use amishare_sim::harness::{two_accounts, Parties, WorldHarness, OTHER_TARGET};
 use amishare_sim::World;
 
 use crate::conformance::party;
@@ -26,6 +26,7 @@ use crate::support::config;
 const OWNER_KEY: &str = "AKIAOWNERADMIN000001";
 const TARGET_KEY: &str = "AKIATARGETUSER000001";
 const TARGET_ROOT_KEY: &str = "AKIATARGETROOT000001";
+const OTHER_TARGET_KEY: &str = "AKIATARGETOTHER00001";
 
 /// The secret access key of an access key of the served world.
 fn secret(key: &str) -> String {
@@ -47,10 +48,12 @@ impl Served {
         let world = World::new(seed);
         let (owner, target) = two_accounts(&world).expect("the suite's accounts");
         let target_root = target.account().root_arn();
+        let other = amishare_core::PrincipalArn::parse(OTHER_TARGET).expect("an ARN");
         for (key, principal) in [
             (OWNER_KEY, &owner),
             (TARGET_KEY, &target),
             (TARGET_ROOT_KEY, &target_root),
+            (OTHER_TARGET_KEY, &other),
         ] {
             world.set_access_key(key, principal).expect("an access key");
             world
@@ -86,6 +89,7 @@ impl Served {
             owner: connect(OWNER_KEY).await,
             target: connect(TARGET_KEY).await,
             target_admin: connect(TARGET_ROOT_KEY).await,
+            other_target: Some(connect(OTHER_TARGET_KEY).await),
         };
         let clock = Arc::new(world.stepping_clock());
         Served {

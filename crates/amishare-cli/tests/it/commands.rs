@@ -7,37 +7,10 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::{amishare, seed_world};
+use crate::{amishare, ok, seed_world, sim};
 
 const B_USER: &str = "arn:aws:iam::222222222222:user/b-user";
 const INSTANCE: &str = "i-0c0ffee0123456789";
-
-/// Runs a command on the world as `profile`.
-fn sim(world: &Path, profile: &str, args: &[&str]) -> Output {
-    let mut argv = vec![
-        "--backend",
-        "sim",
-        "--world",
-        world.to_str().unwrap(),
-        "--region",
-        "ap-northeast-1",
-        "--profile",
-        profile,
-    ];
-    argv.extend_from_slice(args);
-    amishare(&argv)
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 fn json(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).expect("JSON on stdout")

@@ -8,6 +8,7 @@ mod demo;
 mod killed;
 #[cfg(feature = "localstack")]
 mod localstack;
+mod promises;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -34,4 +35,32 @@ fn seed_world() -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("world.json");
     std::fs::copy(testdata().join("worlds/seed.json"), &path).unwrap();
     (dir, path)
+}
+
+/// Runs the binary on the world file as `profile`, in ap-northeast-1.
+fn sim(world: &Path, profile: &str, args: &[&str]) -> Output {
+    let mut argv = vec![
+        "--backend",
+        "sim",
+        "--world",
+        world.to_str().unwrap(),
+        "--region",
+        "ap-northeast-1",
+        "--profile",
+        profile,
+    ];
+    argv.extend_from_slice(args);
+    amishare(&argv)
+}
+
+/// The stdout of a command that must succeed.
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

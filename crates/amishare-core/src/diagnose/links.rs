@@ -164,7 +164,7 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
         }
     }
 
-    // Which keys EC2 uses on the target's behalf, as `aws-semantics.md` §B3 and §B11 say.
+    // Which keys EC2 uses on the target's behalf, as `docs/spec/ec2.md` §B3 and §B11 say.
     let destination = ev.destination.ok();
     let default_key = destination.map(|d| d.default_key.as_ref());
     let mut destinations: Vec<(Role, KeyName)> = Vec::new();

@@ -11,9 +11,13 @@
 //! the key ARN, find the image, launch a smoke instance and wait for it to
 //! run, and optionally copy the image re-encrypted under the target's key.
 
+mod fix;
 mod owner;
 mod request;
 mod target;
+
+pub use self::fix::{FixReport, FixRequest, Mended};
+pub use self::target::smoke_instances;
 mod wait;
 
 use std::fmt::Debug;
@@ -27,8 +31,8 @@ use tracing::info;
 pub use self::request::*;
 use self::wait::{fnv1a, poll_with_progress, Pending, Poll, ProgressReads, Schedule};
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::{AccountId, ImageId, KeyRef, Region};
-use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState, KeyState};
+use crate::id::{AccountId, ImageId, Region};
+use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState};
 use crate::retry::{RetryOptions, Retrying};
 use crate::store::{Clock, ImageStore, KeyStore};
 
@@ -40,6 +44,10 @@ pub const TAG_KEY: &str = "amishare:key";
 pub const TAG_ALIAS: &str = "amishare:alias";
 /// Tag on an image amishare made from an instance, naming the instance.
 pub const TAG_SOURCE_INSTANCE: &str = "amishare:source-instance";
+/// Tag on a smoke instance `accept` launches, naming the image it tests.
+pub const TAG_SMOKE_TEST: &str = "amishare:smoke-test";
+/// Tag on a smoke instance the caller asked to keep running (`true`).
+pub const TAG_SMOKE_KEEP: &str = "amishare:keep";
 
 /// Most entries one ModifyImageAttribute call carries; AWS allows 1,000 per image.
 pub(super) const LAUNCH_PERMISSION_BATCH: usize = 500;
@@ -158,6 +166,39 @@ impl Journal {
 #[async_trait]
 impl Sharer for Flow {
     async fn share(&self, request: &ShareRequest) -> Result<ShareReport> {
+        let before = self.stores.writes();
+        self.share_once(request)
+            .await
+            .map_err(|err| self.mark(before, err))
+    }
+
+    async fn accept(&self, request: &AcceptRequest) -> Result<AcceptReport> {
+        let before = self.stores.writes();
+        self.accept_once(request)
+            .await
+            .map_err(|err| self.mark(before, err))
+    }
+
+    async fn unshare(&self, request: &UnshareRequest) -> Result<UnshareReport> {
+        let before = self.stores.writes();
+        self.unshare_once(request)
+            .await
+            .map_err(|err| self.mark(before, err))
+    }
+}
+
+impl Flow {
+    /// `err`, marked as coming after changes when a write was sent since
+    /// `before` (the write count when the operation began).
+    pub(super) fn mark(&self, before: usize, err: Error) -> Error {
+        if self.stores.writes() > before {
+            err.after_changes()
+        } else {
+            err
+        }
+    }
+
+    async fn share_once(&self, request: &ShareRequest) -> Result<ShareReport> {
         let caller = self.keys().caller().await?;
         validate_share(request, &caller)?;
         let journal = Journal::default();
@@ -167,13 +208,22 @@ impl Sharer for Flow {
                     .to_owned(),
             );
         }
-        let source = self.resolve_source(request, &caller, &journal).await?;
         let regions = request.regions();
-        let results = join_all(
+        // Every key is found and its policy checked before anything changes.
+        let mut keys = Vec::with_capacity(regions.len());
+        for found in join_all(
             regions
                 .iter()
-                .map(|region| self.share_in_region(request, &caller, &source, region, &journal)),
+                .map(|region| self.look_for_key(request, &caller, region)),
         )
+        .await
+        {
+            keys.push(found?);
+        }
+        let source = self.resolve_source(request, &caller, &journal).await?;
+        let results = join_all(regions.iter().zip(keys).map(|(region, found)| {
+            self.share_in_region(request, &caller, &source, region, found, &journal)
+        }))
         .await;
         let mut shares = Vec::with_capacity(results.len());
         for result in results {
@@ -190,7 +240,7 @@ impl Sharer for Flow {
         })
     }
 
-    async fn accept(&self, request: &AcceptRequest) -> Result<AcceptReport> {
+    async fn accept_once(&self, request: &AcceptRequest) -> Result<AcceptReport> {
         let caller = self.keys().caller().await?;
         let journal = Journal::default();
         let region = &request.region;
@@ -218,46 +268,66 @@ impl Sharer for Flow {
         }
 
         let keys = self.keys_of(region, &image, &request.keys, &journal).await;
-        for key in &keys {
-            let meta = self
-                .keys()
-                .describe_key(region, &KeyRef::Arn(key.clone()))
-                .await
-                .map_err(|err| err.context(format!("{} cannot use key {key}", caller.arn)))?;
-            if meta.state != KeyState::Enabled {
-                return Err(Error::new(
-                    ErrorKind::InvalidKeyState,
-                    format!(
-                        "key {key} that encrypts image {} is {}",
-                        image.id, meta.state
-                    ),
-                ));
+        let through_ec2 = self
+            .check_keys(request, &image, &keys, &caller, &journal)
+            .await?;
+        let proof = |what: &str| {
+            for key in &through_ec2 {
+                journal.record(
+                    Some(region),
+                    "key-through-ec2",
+                    key,
+                    format!("usable through EC2: {what}"),
+                    false,
+                );
             }
-            journal.record(
-                Some(region),
-                "describe-key",
-                key,
-                "the target can use the key",
-                false,
-            );
-        }
+        };
+        let denied_directly = |err: Error| {
+            if through_ec2.is_empty() {
+                return err;
+            }
+            let keys: Vec<String> = through_ec2.iter().map(ToString::to_string).collect();
+            err.context(format!(
+                "{} was refused DescribeKey on {} directly too",
+                caller.arn,
+                keys.join(", ")
+            ))
+        };
 
         let launch = match &request.launch {
-            Some(options) => Some(self.smoke_launch(region, &image, options, &journal).await?),
+            Some(options) => {
+                self.end_earlier_smoke_tests(region, &image.id, &journal)
+                    .await?;
+                let launched = self
+                    .smoke_launch(region, &image, options, &journal)
+                    .await
+                    .map_err(denied_directly)?;
+                proof("the smoke instance ran");
+                Some(launched)
+            }
             None => None,
         };
         let copy = match &request.copy {
-            Some(copy_key) => Some(
-                self.target_copy(request, copy_key, &image, &caller, &journal)
-                    .await?,
-            ),
+            Some(copy_key) => {
+                let copied = self
+                    .target_copy(request, copy_key, &image, &caller, &journal)
+                    .await
+                    .map_err(denied_directly)?;
+                proof("the copy is available");
+                Some(copied)
+            }
             None => None,
         };
         let (steps, _, warnings) = journal.into_parts();
+        let keys_checked = keys
+            .into_iter()
+            .filter(|key| !through_ec2.contains(key))
+            .collect();
         Ok(AcceptReport {
             image: image.id,
             owner: image.owner,
-            keys_checked: keys,
+            keys_checked,
+            keys_through_ec2: through_ec2,
             launch,
             copy,
             steps,
@@ -265,7 +335,7 @@ impl Sharer for Flow {
         })
     }
 
-    async fn unshare(&self, request: &UnshareRequest) -> Result<UnshareReport> {
+    async fn unshare_once(&self, request: &UnshareRequest) -> Result<UnshareReport> {
         let caller = self.keys().caller().await?;
         if request.targets.is_empty() {
             return Err(Error::new(
@@ -274,27 +344,33 @@ impl Sharer for Flow {
             ));
         }
         let journal = Journal::default();
+        let mut kept = Vec::new();
         for shared in &request.images {
-            self.unshare_in_region(request, &caller, shared, &journal)
-                .await?;
+            kept.extend(
+                self.unshare_in_region(request, &caller, shared, &journal)
+                    .await?,
+            );
+        }
+        if request.deregister && !kept.is_empty() {
+            journal.warn(
+                "deregistering the image also ends its share with the principals that kept their permissions"
+                    .to_owned(),
+            );
         }
         let (steps, mutating_calls, warnings) = journal.into_parts();
         Ok(UnshareReport {
             steps,
+            kept,
             mutating_calls,
             warnings,
         })
     }
 }
 
-/// Refuses requests that cannot work before any call is made.
+/// Refuses requests that cannot work, before any change: what
+/// [`ShareRequest::validate`] refuses, and targets in the owner's account.
 fn validate_share(request: &ShareRequest, caller: &Caller) -> Result<()> {
-    if request.targets.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "share needs at least one target",
-        ));
-    }
+    request.validate()?;
     for target in &request.targets {
         if target.account() == Some(&caller.account) {
             return Err(Error::new(
@@ -305,39 +381,6 @@ fn validate_share(request: &ShareRequest, caller: &Caller) -> Result<()> {
                 ),
             ));
         }
-    }
-    let regions = request.regions();
-    match &request.key {
-        KeyChoice::Use(KeyRef::Alias(alias)) | KeyChoice::Create(alias)
-            if alias.is_aws_reserved() =>
-        {
-            return Err(aws_managed_refusal(alias.as_str()));
-        }
-        KeyChoice::Use(KeyRef::AliasArn(arn)) if arn.alias().is_aws_reserved() => {
-            return Err(aws_managed_refusal(&arn.to_string()));
-        }
-        KeyChoice::Use(key @ KeyRef::Id(_)) if regions.len() > 1 => {
-            return Err(Error::invalid_input(
-                "key",
-                &key.to_string(),
-                "a key ID names one region's key; use an alias to share in several regions",
-            ));
-        }
-        KeyChoice::Use(key) => {
-            if let Some(key_region) = key.region() {
-                if regions.len() > 1 || regions[0] != *key_region {
-                    return Err(Error::invalid_input(
-                        "key",
-                        &key.to_string(),
-                        &format!(
-                            "the key is in {key_region} but the image is shared in {}; keys are regional, use an alias",
-                            regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
-        KeyChoice::Create(_) => {}
     }
     Ok(())
 }
@@ -353,7 +396,7 @@ pub(super) enum Start {
     Unknown,
 }
 
-pub(super) fn aws_managed_refusal(key: &str) -> Error {
+pub(crate) fn aws_managed_refusal(key: &str) -> Error {
     Error::new(
         ErrorKind::Unsupported,
         format!(

@@ -4,13 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::flow::request::{grantees_in, target_accounts};
 use crate::flow::wait::fnv1a;
 use crate::flow::{
-    aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, KeyChoice, RegionImage,
-    RegionShare, ShareRequest, Start, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_ALIAS,
-    TAG_KEY, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, Kept, KeyChoice,
+    RegionImage, RegionShare, ShareRequest, Start, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH,
+    TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };
-use crate::id::{AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, Region, SnapshotId};
+use crate::id::{
+    AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, PrincipalArn, Region, SnapshotId,
+};
 use crate::model::{
     Caller, CopyImageRequest, CreateImageRequest, CreateKeyRequest, Image, ImageOwner, ImageQuery,
     KeyManager, KeyMetadata, KeyState, LaunchPermission, PermissionChange, VolumePermission,
@@ -149,19 +152,105 @@ impl Flow {
         Ok((id, Start::Created))
     }
 
+    /// What a share finds of its key in `region` before it changes
+    /// anything, checked: the key is customer-managed and enabled, and the
+    /// key policy it gets (merged into the current one, or the one a new key
+    /// is created with) fits KMS's size limit and keeps the caller's
+    /// `kms:PutKeyPolicy`. Reads only, so a refusal here changes nothing.
+    pub(super) async fn look_for_key(
+        &self,
+        request: &ShareRequest,
+        caller: &Caller,
+        region: &Region,
+    ) -> Result<KeyFound> {
+        let found = match &request.key {
+            KeyChoice::Use(key) => KeyFound::Existing(
+                self.keys()
+                    .describe_key(region, key)
+                    .await
+                    .map_err(|e| e.context(format!("key {key} in {region}")))?,
+            ),
+            KeyChoice::Create(alias) => {
+                match self
+                    .keys()
+                    .describe_key(region, &KeyRef::Alias(alias.clone()))
+                    .await
+                {
+                    Ok(meta) => KeyFound::Existing(meta),
+                    Err(err) if err.kind() == ErrorKind::NotFound => {
+                        match self.find_unnamed(region, alias).await? {
+                            Some(meta) => KeyFound::Unnamed(meta),
+                            None => KeyFound::Missing(alias.clone()),
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        match &found {
+            KeyFound::Existing(meta) | KeyFound::Unnamed(meta) => {
+                if meta.manager == KeyManager::Aws {
+                    return Err(aws_managed_refusal(&meta.arn.to_string()));
+                }
+                if meta.state != KeyState::Enabled {
+                    return Err(Error::new(
+                        ErrorKind::InvalidKeyState,
+                        format!(
+                            "key {} is {}: targets could not use it",
+                            meta.arn, meta.state
+                        ),
+                    ));
+                }
+                let text = self.keys().get_key_policy(&meta.arn).await?;
+                merged_policy(request, caller, &meta.arn, region, &text)?;
+            }
+            KeyFound::Missing(_) => {
+                request.new_key_policy(caller.account.as_str(), caller.arn.as_str(), region)?;
+            }
+        }
+        Ok(found)
+    }
+
     pub(super) async fn share_in_region(
         &self,
         request: &ShareRequest,
         caller: &Caller,
         source: &Image,
         region: &Region,
+        found: KeyFound,
         journal: &Journal,
     ) -> Result<RegionShare> {
-        let (key, created) = self.resolve_key(request, caller, region, journal).await?;
-        if !created {
-            self.merge_key_policy(request, caller, &key.arn, region, journal)
-                .await?;
-        }
+        let key = match found {
+            KeyFound::Existing(meta) => {
+                self.merge_key_policy(request, caller, &meta.arn, region, journal)
+                    .await?;
+                meta
+            }
+            KeyFound::Unnamed(meta) => {
+                self.name_unnamed(key_alias(request), &meta, journal)
+                    .await?;
+                self.merge_key_policy(request, caller, &meta.arn, region, journal)
+                    .await?;
+                meta
+            }
+            KeyFound::Missing(alias) => {
+                let (meta, created) = self
+                    .create_named_key(request, caller, region, &alias, journal)
+                    .await?;
+                if !created {
+                    self.merge_key_policy(request, caller, &meta.arn, region, journal)
+                        .await?;
+                }
+                meta
+            }
+        };
+        journal.record(
+            Some(region),
+            "resolve-key",
+            &key.arn,
+            "customer-managed, enabled",
+            false,
+        );
         let image = self
             .encrypted_copy(request, source, &key.arn, region, journal)
             .await?;
@@ -184,68 +273,6 @@ impl Flow {
         })
     }
 
-    /// The region's customer-managed key, created with its alias if asked and
-    /// missing; a key created here already carries the targets' statements
-    /// (the second value says so), so its policy is written once, at creation.
-    pub(super) async fn resolve_key(
-        &self,
-        request: &ShareRequest,
-        caller: &Caller,
-        region: &Region,
-        journal: &Journal,
-    ) -> Result<(KeyMetadata, bool)> {
-        let mut created = false;
-        let meta = match &request.key {
-            KeyChoice::Use(key) => self
-                .keys()
-                .describe_key(region, key)
-                .await
-                .map_err(|e| e.context(format!("key {key} in {region}")))?,
-            KeyChoice::Create(alias) => {
-                match self
-                    .keys()
-                    .describe_key(region, &KeyRef::Alias(alias.clone()))
-                    .await
-                {
-                    Ok(meta) => meta,
-                    Err(err) if err.kind() == ErrorKind::NotFound => {
-                        match self.unnamed_key(region, alias, journal).await? {
-                            Some(meta) => meta,
-                            None => {
-                                let meta = self
-                                    .create_named_key(request, caller, region, alias, journal)
-                                    .await?;
-                                created = meta.1;
-                                meta.0
-                            }
-                        }
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
-        };
-        if meta.manager == KeyManager::Aws {
-            return Err(aws_managed_refusal(&meta.arn.to_string()));
-        }
-        if meta.state != KeyState::Enabled {
-            return Err(Error::new(
-                ErrorKind::InvalidKeyState,
-                format!(
-                    "key {} is {}: targets could not use it",
-                    meta.arn, meta.state
-                ),
-            ));
-        }
-        journal.record(
-            Some(region),
-            "resolve-key",
-            &meta.arn,
-            "customer-managed, enabled",
-            false,
-        );
-        Ok((meta, created))
-    }
-
     /// Creates the key for `alias` with the targets' statements in its
     /// policy and names it; the second value says whether this call created
     /// it. A `CreateKey` that fails with a transient error may have made the
@@ -259,7 +286,8 @@ impl Flow {
         alias: &AliasName,
         journal: &Journal,
     ) -> Result<(KeyMetadata, bool)> {
-        let policy = self.new_key_policy(request, caller, region)?;
+        let policy =
+            request.new_key_policy(caller.account.as_str(), caller.arn.as_str(), region)?;
         let create = CreateKeyRequest {
             description: format!("amishare: encrypts AMIs shared with other accounts ({alias})"),
             policy: Some(policy_text(&policy)),
@@ -274,7 +302,8 @@ impl Flow {
                     self.clock
                         .sleep(options.base_delay.saturating_mul(1 << attempt.min(5)))
                         .await;
-                    if let Some(meta) = self.unnamed_key(region, alias, journal).await? {
+                    if let Some(meta) = self.find_unnamed(region, alias).await? {
+                        self.name_unnamed(Some(alias), &meta, journal).await?;
                         return Ok((meta, false));
                     }
                     attempt += 1;
@@ -308,20 +337,17 @@ impl Flow {
         Ok((meta, true))
     }
 
-    /// A key an earlier run created for `alias` but stopped before naming
-    /// (found by its `amishare:alias` tag), now named; its policy is then
-    /// merged like any existing key's.
-    async fn unnamed_key(
+    /// A key an earlier run created for `alias` but stopped before naming,
+    /// found by its `amishare:alias` tag. Reads only.
+    async fn find_unnamed(
         &self,
         region: &Region,
         alias: &AliasName,
-        journal: &Journal,
     ) -> Result<Option<KeyMetadata>> {
         let Some(mut keys) = self.keys().list_keys(region).await? else {
             return Ok(None);
         };
         keys.sort_by_key(ToString::to_string);
-        let mut found = None;
         for key in keys {
             let tags = match self.keys().list_resource_tags(&key).await {
                 Ok(tags) => tags,
@@ -340,14 +366,25 @@ impl Flow {
                 .describe_key(region, &KeyRef::Arn(key.clone()))
                 .await?;
             if meta.state == KeyState::Enabled && meta.manager == KeyManager::Customer {
-                found = Some(meta);
-                break;
+                return Ok(Some(meta));
             }
         }
-        let Some(meta) = found else {
-            return Ok(None);
+        Ok(None)
+    }
+
+    /// Names the key an earlier run created for the alias but did not name;
+    /// its policy is then merged like any existing key's.
+    async fn name_unnamed(
+        &self,
+        alias: Option<&AliasName>,
+        meta: &KeyMetadata,
+        journal: &Journal,
+    ) -> Result<()> {
+        let Some(alias) = alias else {
+            return Ok(());
         };
-        self.name_key(region, alias, &meta).await?;
+        let region = meta.arn.region();
+        self.name_key(region, alias, meta).await?;
         journal.record(
             Some(region),
             "create-alias",
@@ -355,7 +392,7 @@ impl Flow {
             format!("→ {} (created earlier for the alias)", meta.arn),
             true,
         );
-        Ok(Some(meta))
+        Ok(())
     }
 
     /// Points `alias` at the key just created. KMS may not show a new key
@@ -389,31 +426,6 @@ impl Flow {
         }
     }
 
-    /// The policy of a key created for the share: KMS's default policy for
-    /// the caller's account with the targets' statements merged in.
-    fn new_key_policy(
-        &self,
-        request: &ShareRequest,
-        caller: &Caller,
-        region: &Region,
-    ) -> Result<amishare_policy::Policy> {
-        let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
-        amishare_policy::merge(
-            &amishare_policy::Policy::default_key_policy(caller.account.as_str()),
-            &grantees,
-            &request.narrowing.for_region(region),
-            caller.account.as_str(),
-            caller.arn.as_str(),
-        )
-        .map(|merged| merged.policy)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("key policy of a new key: {e}"),
-            )
-        })
-    }
-
     /// Adds the targets to amishare's statements in the key policy, writing only if it changed.
     pub(super) async fn merge_key_policy(
         &self,
@@ -424,18 +436,7 @@ impl Flow {
         journal: &Journal,
     ) -> Result<()> {
         let text = self.keys().get_key_policy(key).await?;
-        let policy = amishare_policy::Policy::parse(&text)
-            .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
-        let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
-        let merged = amishare_policy::merge_key(
-            &policy,
-            &grantees,
-            &request.narrowing.for_region(region),
-            caller.account.as_str(),
-            caller.arn.as_str(),
-            Some(&key.to_string()),
-        )
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("key policy of {key}: {e}")))?;
+        let merged = merged_policy(request, caller, key, region, &text)?;
         if !merged.changed {
             journal.record(
                 Some(region),
@@ -665,12 +666,7 @@ impl Flow {
         snapshots: impl Iterator<Item = &'a SnapshotId>,
         journal: &Journal,
     ) -> Result<()> {
-        let accounts: BTreeSet<AccountId> = request
-            .targets
-            .iter()
-            .filter_map(Target::account)
-            .cloned()
-            .collect();
+        let accounts = target_accounts(&request.targets);
         for snapshot in snapshots {
             let current = self
                 .images()
@@ -718,7 +714,7 @@ impl Flow {
         caller: &Caller,
         shared: &RegionImage,
         journal: &Journal,
-    ) -> Result<()> {
+    ) -> Result<Vec<Kept>> {
         let region = &shared.region;
         let found = self
             .images()
@@ -740,6 +736,66 @@ impl Flow {
                 ),
             ));
         }
+        let ids: Vec<SnapshotId> = image
+            .block_devices
+            .iter()
+            .map(|d| d.snapshot_id.clone())
+            .collect();
+        let snapshots = self.images().describe_snapshots(region, &ids).await?;
+
+        // Each key policy without the targets, read before anything changes:
+        // who it still names decides which accounts keep their permissions.
+        let keys: BTreeSet<KeyArn> = snapshots.iter().filter_map(|s| s.kms_key.clone()).collect();
+        let grantees = grantees_in(&request.targets, region);
+        let mut policies = Vec::new();
+        let mut still_named: BTreeSet<String> = BTreeSet::new();
+        for key in &keys {
+            let meta = self
+                .keys()
+                .describe_key(region, &KeyRef::Arn(key.clone()))
+                .await?;
+            if meta.manager == KeyManager::Aws {
+                continue;
+            }
+            let text = self.keys().get_key_policy(key).await?;
+            let policy = amishare_policy::Policy::parse(&text)
+                .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
+            let removed =
+                amishare_policy::remove(&policy, &grantees, &request.narrowing.for_region(region));
+            still_named.extend(amishare_policy::amishare_principals(&removed.policy));
+            policies.push((key.clone(), removed));
+        }
+        let accounts = target_accounts(&request.targets);
+        let mut kept = Vec::new();
+        for account in &accounts {
+            let named: Vec<String> = still_named
+                .iter()
+                .filter(|p| {
+                    PrincipalArn::parse(p).is_ok_and(|principal| principal.account() == account)
+                })
+                .cloned()
+                .collect();
+            if named.is_empty() {
+                continue;
+            }
+            journal.record(
+                Some(region),
+                "keep-permissions",
+                &image.id,
+                format!(
+                    "account {account} keeps its launch and create-volume permissions: amishare's key-policy statements still name {}",
+                    named.join(", ")
+                ),
+                false,
+            );
+            kept.push(Kept {
+                region: region.clone(),
+                image: image.id.clone(),
+                account: account.clone(),
+                named,
+            });
+        }
+        let keeps = |account: &AccountId| kept.iter().any(|k| &k.account == account);
 
         let current: BTreeSet<LaunchPermission> = self
             .images()
@@ -750,6 +806,7 @@ impl Flow {
         let remove: Vec<LaunchPermission> = request
             .targets
             .iter()
+            .filter(|t| !t.account().is_some_and(keeps))
             .map(Target::launch_permission)
             .filter(|p| current.contains(p))
             .collect::<BTreeSet<_>>()
@@ -760,7 +817,7 @@ impl Flow {
                 Some(region),
                 "launch-permission",
                 &image.id,
-                "no target had launch permission",
+                "no launch permission to remove",
                 false,
             );
         } else {
@@ -777,18 +834,6 @@ impl Flow {
             );
         }
 
-        let ids: Vec<SnapshotId> = image
-            .block_devices
-            .iter()
-            .map(|d| d.snapshot_id.clone())
-            .collect();
-        let snapshots = self.images().describe_snapshots(region, &ids).await?;
-        let accounts: BTreeSet<AccountId> = request
-            .targets
-            .iter()
-            .filter_map(Target::account)
-            .cloned()
-            .collect();
         for snapshot in &snapshots {
             let current = self
                 .images()
@@ -796,6 +841,7 @@ impl Flow {
                 .await?;
             let remove: Vec<VolumePermission> = accounts
                 .iter()
+                .filter(|a| !keeps(a))
                 .map(|a| VolumePermission::Account(a.clone()))
                 .filter(|p| current.contains(p))
                 .collect();
@@ -818,29 +864,15 @@ impl Flow {
             );
         }
 
-        let keys: BTreeSet<KeyArn> = snapshots.iter().filter_map(|s| s.kms_key.clone()).collect();
-        let grantees: Vec<_> = request.targets.iter().map(Target::grantee).collect();
-        for key in &keys {
-            let meta = self
-                .keys()
-                .describe_key(region, &KeyRef::Arn(key.clone()))
-                .await?;
-            if meta.manager == KeyManager::Aws {
-                continue;
-            }
-            let text = self.keys().get_key_policy(key).await?;
-            let policy = amishare_policy::Policy::parse(&text)
-                .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
-            let removed =
-                amishare_policy::remove(&policy, &grantees, &request.narrowing.for_region(region));
+        for (key, removed) in policies {
             if removed.changed {
                 self.keys()
-                    .put_key_policy(key, &policy_text(&removed.policy))
+                    .put_key_policy(&key, &policy_text(&removed.policy))
                     .await?;
                 journal.record(
                     Some(region),
                     "key-policy",
-                    key,
+                    &key,
                     "removed the targets from amishare's statements",
                     true,
                 );
@@ -848,7 +880,7 @@ impl Flow {
                 journal.record(
                     Some(region),
                     "key-policy",
-                    key,
+                    &key,
                     "amishare's statements did not name the targets",
                     false,
                 );
@@ -882,6 +914,47 @@ impl Flow {
                 ));
             }
         }
-        Ok(())
+        Ok(kept)
     }
+}
+
+/// What a share finds of its key in a region before it changes anything.
+#[derive(Debug)]
+pub(super) enum KeyFound {
+    /// A key that exists: the one asked for, or the alias's.
+    Existing(KeyMetadata),
+    /// A key an earlier run created for the alias and stopped before naming.
+    Unnamed(KeyMetadata),
+    /// No key yet: the share creates one for this alias.
+    Missing(AliasName),
+}
+
+/// The alias a share names its key with, if it creates one.
+fn key_alias(request: &ShareRequest) -> Option<&AliasName> {
+    match &request.key {
+        KeyChoice::Create(alias) => Some(alias),
+        KeyChoice::Use(_) => None,
+    }
+}
+
+/// The key policy `text` of `key` with the targets merged in, refused as
+/// bad input when it would be too large for KMS or lock the caller out.
+fn merged_policy(
+    request: &ShareRequest,
+    caller: &Caller,
+    key: &KeyArn,
+    region: &Region,
+    text: &str,
+) -> Result<amishare_policy::Merged> {
+    let policy = amishare_policy::Policy::parse(text)
+        .map_err(|e| Error::from(e).context(format!("key policy of {key}")))?;
+    amishare_policy::merge_key(
+        &policy,
+        &request.grantees(region),
+        &request.narrowing.for_region(region),
+        caller.account.as_str(),
+        caller.arn.as_str(),
+        Some(&key.to_string()),
+    )
+    .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("key policy of {key}: {e}")))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::{
     AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
     PrincipalArn, Region, SnapshotId,
@@ -66,11 +67,30 @@ impl Target {
         }
     }
 
-    /// The key-policy grantee for this target.
+    /// The partition of the target's ARN; an account ID names none.
+    pub fn partition(&self) -> Option<&'static str> {
+        match self {
+            Target::Account(_) => None,
+            Target::Principal(principal) => Some(principal.partition()),
+            Target::Organization(org) => Some(org.partition()),
+            Target::OrganizationalUnit(ou) => Some(ou.partition()),
+        }
+    }
+
+    /// The key-policy grantee for this target, an account written as its
+    /// root in the `aws` partition.
     pub fn grantee(&self) -> amishare_policy::Grantee {
+        self.grantee_in("aws")
+    }
+
+    /// The key-policy grantee for this target in `partition`: an account is
+    /// written as its root there (`arn:<partition>:iam::<id>:root`).
+    pub fn grantee_in(&self, partition: &str) -> amishare_policy::Grantee {
         use amishare_policy::Grantee;
         match self {
-            Target::Account(account) => Grantee::Principal(account.root_arn().to_string()),
+            Target::Account(account) => {
+                Grantee::Principal(format!("arn:{partition}:iam::{account}:root"))
+            }
             Target::Principal(principal) => Grantee::Principal(principal.to_string()),
             Target::Organization(org) => Grantee::Organization {
                 org_id: org.org_id().to_owned(),
@@ -134,7 +154,127 @@ pub struct ShareRequest {
     pub narrowing: Narrowing,
 }
 
+/// An account ID written where the owner's belongs before the owner is
+/// known: every account ID has 12 digits, so a policy's size does not depend
+/// on which.
+const SOME_ACCOUNT: &str = "000000000000";
+
 impl ShareRequest {
+    /// Refuses, before any call, a request no share could carry out: no
+    /// target; a target, key or region of another partition than the
+    /// source's (nothing crosses partitions); an AWS-managed key; a key ID or ARN for several
+    /// regions or for another region; or, for a key the share creates, a
+    /// key policy over KMS's size limit (the message says how many targets
+    /// fit). The command line and [`Sharer::share`](crate::Sharer::share)
+    /// both call it, so a dry run refuses what the real run refuses.
+    pub fn validate(&self) -> Result<()> {
+        if self.targets.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "share needs at least one target",
+            ));
+        }
+        let regions = self.regions();
+        for region in &regions {
+            if region.partition() != self.source_region.partition() {
+                return Err(Error::invalid_input(
+                    "region",
+                    region.as_str(),
+                    &format!(
+                        "it is in partition {}, but the image is in {} ({}): images are never copied across partitions",
+                        region.partition(),
+                        self.source_region,
+                        self.source_region.partition()
+                    ),
+                ));
+            }
+            check_partitions(region, &self.targets)?;
+            if let KeyChoice::Use(key) = &self.key {
+                if let Some(partition) = key.partition().filter(|p| *p != region.partition()) {
+                    return Err(Error::invalid_input(
+                        "key",
+                        &key.to_string(),
+                        &format!(
+                            "the key is in partition {partition}, but region {region} is in {}",
+                            region.partition()
+                        ),
+                    ));
+                }
+            }
+        }
+        match &self.key {
+            KeyChoice::Use(KeyRef::Alias(alias)) | KeyChoice::Create(alias)
+                if alias.is_aws_reserved() =>
+            {
+                return Err(crate::flow::aws_managed_refusal(alias.as_str()));
+            }
+            KeyChoice::Use(KeyRef::AliasArn(arn)) if arn.alias().is_aws_reserved() => {
+                return Err(crate::flow::aws_managed_refusal(&arn.to_string()));
+            }
+            KeyChoice::Use(key @ KeyRef::Id(_)) if regions.len() > 1 => {
+                return Err(Error::invalid_input(
+                    "key",
+                    &key.to_string(),
+                    "a key ID names one region's key; use an alias to share in several regions",
+                ));
+            }
+            KeyChoice::Use(key) => {
+                if let Some(key_region) = key.region() {
+                    if regions.len() > 1 || regions[0] != *key_region {
+                        return Err(Error::invalid_input(
+                            "key",
+                            &key.to_string(),
+                            &format!(
+                                "the key is in {key_region} but the image is shared in {}; keys are regional, use an alias",
+                                regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            KeyChoice::Create(alias) => {
+                for region in &regions {
+                    let owner = format!("arn:{}:iam::{SOME_ACCOUNT}:root", region.partition());
+                    self.new_key_policy(SOME_ACCOUNT, &owner, region)
+                        .map_err(|err| err.context(format!("--create-key {alias} in {region}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy of a key created for this share in `region`: KMS's
+    /// default policy for `owner_account` with the targets' statements
+    /// merged in, refused (as bad input) when it would be too large for KMS
+    /// or lock `caller` out.
+    pub(crate) fn new_key_policy(
+        &self,
+        owner_account: &str,
+        caller: &str,
+        region: &Region,
+    ) -> Result<amishare_policy::Policy> {
+        let grantees = self.grantees(region);
+        amishare_policy::merge(
+            &amishare_policy::Policy::default_key_policy(owner_account),
+            &grantees,
+            &self.narrowing.for_region(region),
+            owner_account,
+            caller,
+        )
+        .map(|merged| merged.policy)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("key policy of a new key: {e}"),
+            )
+        })
+    }
+
+    /// The key-policy grantees of the targets in `region`'s partition.
+    pub(crate) fn grantees(&self, region: &Region) -> Vec<amishare_policy::Grantee> {
+        grantees_in(&self.targets, region)
+    }
+
     /// The regions to share in, source region first when included, without duplicates.
     pub fn regions(&self) -> Vec<Region> {
         if self.regions.is_empty() {
@@ -147,6 +287,43 @@ impl ShareRequest {
             .cloned()
             .collect()
     }
+}
+
+/// The key-policy grantees of `targets` in `region`'s partition.
+pub(crate) fn grantees_in(targets: &[Target], region: &Region) -> Vec<amishare_policy::Grantee> {
+    targets
+        .iter()
+        .map(|t| t.grantee_in(region.partition()))
+        .collect()
+}
+
+/// The accounts of the account and principal targets: what launch and
+/// create-volume permissions name.
+pub(crate) fn target_accounts(targets: &[Target]) -> BTreeSet<AccountId> {
+    targets
+        .iter()
+        .filter_map(Target::account)
+        .cloned()
+        .collect()
+}
+
+/// Refuses targets whose ARNs are of another partition than `region`'s:
+/// IAM, KMS and EC2 never reach across partitions, so KMS would refuse such
+/// a principal in a key policy (`docs/spec/choices.md` §D3).
+pub fn check_partitions(region: &Region, targets: &[Target]) -> Result<()> {
+    for target in targets {
+        if let Some(partition) = target.partition().filter(|p| *p != region.partition()) {
+            return Err(Error::invalid_input(
+                "target",
+                &target.to_string(),
+                &format!(
+                    "its ARN is in partition {partition}, but region {region} is in {}: nothing is shared across partitions",
+                    region.partition()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The target side: check access to a shared image, and optionally launch it and copy it.
@@ -333,6 +510,10 @@ pub struct AcceptReport {
     pub owner: AccountId,
     /// The keys the target checked with DescribeKey.
     pub keys_checked: Vec<KeyArn>,
+    /// The keys the target may not describe directly but used through EC2:
+    /// the launch or the copy showed them usable (`kms:ViaService`).
+    #[serde(default)]
+    pub keys_through_ec2: Vec<KeyArn>,
     /// The smoke launch, if asked.
     pub launch: Option<LaunchReport>,
     /// The copy, if asked.
@@ -343,11 +524,29 @@ pub struct AcceptReport {
     pub warnings: Vec<String>,
 }
 
+/// An account whose launch and create-volume permissions an unshare kept:
+/// they are per account, and amishare's key-policy statements still name
+/// other principals of it (or its root), shared separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// The region.
+    pub region: Region,
+    /// The shared image.
+    pub image: ImageId,
+    /// The account that keeps its permissions.
+    pub account: AccountId,
+    /// The principals of that account amishare's statements still name.
+    pub named: Vec<String>,
+}
+
 /// What [`Sharer::unshare`](crate::Sharer::unshare) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnshareReport {
     /// Everything done and checked, in order.
     pub steps: Vec<Step>,
+    /// Accounts whose permissions were kept, and why.
+    #[serde(default)]
+    pub kept: Vec<Kept>,
     /// How many calls changed something.
     pub mutating_calls: usize,
     /// Things the caller should know.

@@ -6,12 +6,43 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::flow::{
     AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, TAG_KEY,
-    TAG_SOURCE_IMAGE,
+    TAG_SMOKE_KEEP, TAG_SMOKE_TEST, TAG_SOURCE_IMAGE,
 };
-use crate::id::{ImageId, KeyArn, Region, SnapshotId};
+use crate::id::{ImageId, KeyArn, KeyRef, Region, SnapshotId};
 use crate::model::{
-    Caller, CopyImageRequest, Image, ImageOwner, ImageQuery, InstanceState, RunInstancesRequest,
+    Caller, CopyImageRequest, Image, ImageOwner, ImageQuery, Instance, InstanceState, KeyState,
+    RunInstancesRequest,
 };
+use crate::store::ImageStore;
+
+/// The smoke instances `accept` launched in `region` that still run, or
+/// could run again (pending, running, stopping, stopped): every one, or
+/// those of `image`. They are found by their [`TAG_SMOKE_TEST`] tag, and the
+/// tag is checked again here, since a backend may ignore a filter; those
+/// launched with `keep` carry [`TAG_SMOKE_KEEP`] too.
+pub async fn smoke_instances(
+    images: &dyn ImageStore,
+    region: &Region,
+    image: Option<&ImageId>,
+) -> Result<Vec<Instance>> {
+    let all = images.describe_instances(region, &[]).await?;
+    Ok(all
+        .into_iter()
+        .filter(|instance| {
+            instance
+                .tags
+                .get(TAG_SMOKE_TEST)
+                .is_some_and(|tested| image.is_none_or(|image| tested == image.as_str()))
+                && matches!(
+                    instance.state,
+                    InstanceState::Pending
+                        | InstanceState::Running
+                        | InstanceState::Stopping
+                        | InstanceState::Stopped
+                )
+        })
+        .collect())
+}
 
 impl Flow {
     /// The shared image as the target sees it.
@@ -65,6 +96,99 @@ impl Flow {
         keys.into_iter().collect()
     }
 
+    /// Checks each key with `DescribeKey` on its ARN, and returns those the
+    /// caller may not describe directly. A key policy narrowed to EC2
+    /// (`kms:ViaService`, as in KMS's own example) refuses the direct call
+    /// while EC2's calls go through, so such a key is left to the launch or
+    /// the copy to prove; with neither asked, the refusal stands
+    /// (`docs/spec/choices.md` §D1).
+    pub(super) async fn check_keys(
+        &self,
+        request: &AcceptRequest,
+        image: &Image,
+        keys: &[KeyArn],
+        caller: &Caller,
+        journal: &Journal,
+    ) -> Result<Vec<KeyArn>> {
+        let region = &request.region;
+        let mut through_ec2 = Vec::new();
+        for key in keys {
+            let meta = match self
+                .keys()
+                .describe_key(region, &KeyRef::Arn(key.clone()))
+                .await
+            {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == ErrorKind::AccessDenied => {
+                    if request.launch.is_none() && request.copy.is_none() {
+                        return Err(err.context(format!(
+                            "{} cannot describe key {key} directly; the key may be usable only through EC2 (kms:ViaService), which only a launch or a copy shows",
+                            caller.arn
+                        )));
+                    }
+                    journal.record(
+                        Some(region),
+                        "describe-key",
+                        key,
+                        "refused when called directly: the key may be usable only through EC2 (kms:ViaService); the launch or copy decides",
+                        false,
+                    );
+                    through_ec2.push(key.clone());
+                    continue;
+                }
+                Err(err) => return Err(err.context(format!("{} cannot use key {key}", caller.arn))),
+            };
+            if meta.state != KeyState::Enabled {
+                return Err(Error::new(
+                    ErrorKind::InvalidKeyState,
+                    format!(
+                        "key {key} that encrypts image {} is {}",
+                        image.id, meta.state
+                    ),
+                ));
+            }
+            journal.record(
+                Some(region),
+                "describe-key",
+                key,
+                "the target can use the key",
+                false,
+            );
+        }
+        Ok(through_ec2)
+    }
+
+    /// Terminates the smoke instances of `image` an earlier accept left
+    /// running (it stopped before its own cleanup), except those it was
+    /// asked to keep.
+    pub(super) async fn end_earlier_smoke_tests(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        journal: &Journal,
+    ) -> Result<()> {
+        let left: Vec<_> = smoke_instances(self.images(), region, Some(image))
+            .await?
+            .into_iter()
+            .filter(|instance| !instance.tags.contains_key(TAG_SMOKE_KEEP))
+            .map(|instance| instance.id)
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        self.images().terminate_instances(region, &left).await?;
+        for id in &left {
+            journal.record(
+                Some(region),
+                "terminate-instances",
+                id,
+                "a smoke instance an earlier accept left running",
+                true,
+            );
+        }
+        Ok(())
+    }
+
     /// Launches one instance and waits for it to run; a termination at launch is an error with EC2's reason.
     pub(super) async fn smoke_launch(
         &self,
@@ -82,10 +206,7 @@ impl Flow {
                     instance_type: options.instance_type.clone(),
                     subnet: options.subnet.clone(),
                     kms_key: None,
-                    tags: BTreeMap::from([(
-                        "amishare:smoke-test".to_owned(),
-                        image.id.to_string(),
-                    )]),
+                    tags: smoke_tags(&image.id, options.keep),
                     // One launch per accept: a retry after a lost answer
                     // gets the same instance, a later accept a new one.
                     client_token: Some(format!(
@@ -278,4 +399,13 @@ impl Flow {
             snapshots,
         })
     }
+}
+
+/// The tags of a smoke instance of `image`.
+fn smoke_tags(image: &ImageId, keep: bool) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::from([(TAG_SMOKE_TEST.to_owned(), image.to_string())]);
+    if keep {
+        tags.insert(TAG_SMOKE_KEEP.to_owned(), "true".to_owned());
+    }
+    tags
 }

@@ -57,6 +57,25 @@ fn owner_keys() -> MockKeyStore {
     keys
 }
 
+/// The owner's stores with an existing enabled key under KMS's default policy.
+fn owner_keys_with_key() -> MockKeyStore {
+    let mut keys = owner_keys();
+    keys.expect_describe_key()
+        .returning(|_, _| Ok(enabled_key()));
+    keys.expect_get_key_policy()
+        .returning(|_| Ok(amishare_policy::Policy::default_key_policy(OWNER).to_json()));
+    keys
+}
+
+fn enabled_key() -> KeyMetadata {
+    KeyMetadata {
+        arn: key_arn(),
+        state: KeyState::Enabled,
+        manager: KeyManager::Customer,
+        description: String::new(),
+    }
+}
+
 fn request(key: KeyChoice) -> ShareRequest {
     ShareRequest {
         source: ImageSource::Image(ImageId::parse("ami-0123456789abcdef0").unwrap()),
@@ -131,6 +150,55 @@ async fn refuses_bad_requests_before_any_call() {
             },
             ErrorKind::InvalidInput,
             "target",
+        ),
+        (
+            "principal of another partition",
+            ShareRequest {
+                targets: vec![Target::Principal(
+                    PrincipalArn::parse("arn:aws-cn:iam::222222222222:user/b-user").unwrap(),
+                )],
+                ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
+            },
+            ErrorKind::InvalidInput,
+            "arn:aws-cn:iam::222222222222:user/b-user",
+        ),
+        (
+            "region of another partition",
+            ShareRequest {
+                regions: vec![region(), Region::parse("cn-north-1").unwrap()],
+                targets: vec![Target::Principal(
+                    PrincipalArn::parse("arn:aws:iam::222222222222:user/b-user").unwrap(),
+                )],
+                ..request(KeyChoice::Create(AliasName::parse("alias/x").unwrap()))
+            },
+            ErrorKind::InvalidInput,
+            "cn-north-1",
+        ),
+        (
+            "key of another partition",
+            request(KeyChoice::Use(
+                KeyRef::parse(
+                    "arn:aws-us-gov:kms:ap-northeast-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                )
+                .unwrap(),
+            )),
+            ErrorKind::InvalidInput,
+            "aws-us-gov",
+        ),
+        (
+            "a new key's policy over the size limit",
+            ShareRequest {
+                targets: (0..600)
+                    .map(|n| {
+                        Target::Account(
+                            AccountId::parse(&format!("{}", 300_000_000_000_u64 + n)).unwrap(),
+                        )
+                    })
+                    .collect(),
+                ..request(KeyChoice::Create(AliasName::parse("alias/x").unwrap()))
+            },
+            ErrorKind::InvalidInput,
+            "of the 600 targets fit",
         ),
     ];
     for (name, request, kind, named) in cases {
@@ -210,7 +278,7 @@ async fn a_failed_image_ends_the_wait_with_its_reason() {
         }])
     });
     let clock = Arc::new(CountingClock::default());
-    let err = flow(owner_keys(), images, clock.clone())
+    let err = flow(owner_keys_with_key(), images, clock.clone())
         .share(&request(KeyChoice::Use(KeyRef::Arn(key_arn()))))
         .await
         .unwrap_err();
@@ -240,7 +308,7 @@ async fn a_pending_image_times_out_at_the_deadline() {
         image_deadline: Duration::from_secs(600),
         ..Default::default()
     };
-    let sharer = flow(owner_keys(), images, clock.clone()).with_wait(wait);
+    let sharer = flow(owner_keys_with_key(), images, clock.clone()).with_wait(wait);
     let err = sharer
         .share(&request(KeyChoice::Use(KeyRef::Arn(key_arn()))))
         .await
@@ -284,6 +352,36 @@ async fn refuses_an_aws_managed_key_behind_any_name() {
     assert!(err.message().contains(&key_arn().to_string()), "{err}");
 }
 
+/// An existing key whose policy, merged, would pass KMS's size limit is
+/// refused after reading it and before any image call: a strict image mock
+/// fails on any call.
+#[tokio::test]
+async fn refuses_an_existing_key_policy_that_would_grow_too_large() {
+    let mut keys = owner_keys();
+    keys.expect_describe_key()
+        .returning(|_, _| Ok(enabled_key()));
+    keys.expect_get_key_policy().returning(|_| {
+        let mut policy = amishare_policy::Policy::default_key_policy(OWNER);
+        policy.statements[0].sid = Some("x".repeat(32_300));
+        Ok(policy.to_json())
+    });
+    let targets = (0..20)
+        .map(|n| {
+            Target::Account(AccountId::parse(&format!("{}", 300_000_000_000_u64 + n)).unwrap())
+        })
+        .collect();
+    let err = flow(keys, MockImageStore::new(), Arc::default())
+        .share(&ShareRequest {
+            targets,
+            ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.message().contains("of the 20 targets fit"), "{err}");
+    assert!(err.message().contains(&key_arn().to_string()), "{err}");
+}
+
 /// How a share's wait for a five-minute copy went.
 struct Waited {
     /// `DescribeImages` calls.
@@ -323,12 +421,21 @@ async fn wait_for_five_minute_copy(
         seen_reads.fetch_add(1, Ordering::SeqCst);
         Ok(vec![snapshot(progress(read_clock.now()))])
     });
+    // The key and its policy are read before the wait; the second read of
+    // the policy, to merge it after the wait, fails and ends the flow there.
     let mut keys = owner_keys();
-    keys.expect_describe_key().returning(|_, _| {
-        Err(amishare_core::Error::new(
-            ErrorKind::AccessDenied,
-            "stop after the wait",
-        ))
+    keys.expect_describe_key()
+        .returning(|_, _| Ok(enabled_key()));
+    let policy_reads = AtomicU64::new(0);
+    keys.expect_get_key_policy().returning(move |_| {
+        if policy_reads.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(amishare_policy::Policy::default_key_policy(OWNER).to_json())
+        } else {
+            Err(amishare_core::Error::new(
+                ErrorKind::AccessDenied,
+                "stop after the wait",
+            ))
+        }
     });
     let err = flow(keys, images, clock.clone())
         .share(&request(KeyChoice::Use(KeyRef::Arn(key_arn()))))
@@ -415,7 +522,7 @@ async fn a_failed_copy_ends_the_wait_although_progress_predicts_more() {
         let n = seen_reads.fetch_add(1, Ordering::SeqCst);
         Ok(vec![snapshot(Some(10 * (n as u8 + 1)))])
     });
-    let err = flow(owner_keys(), images, Arc::default())
+    let err = flow(owner_keys_with_key(), images, Arc::default())
         .share(&request(KeyChoice::Use(KeyRef::Arn(key_arn()))))
         .await
         .unwrap_err();

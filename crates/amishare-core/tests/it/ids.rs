@@ -134,3 +134,42 @@ fn identifiers_debug_as_their_parts() {
         r#"ImageId("ami-0123456789abcdef0")"#
     );
 }
+
+#[test]
+fn partitions_of_regions_and_arns() {
+    let table = [
+        ("ap-northeast-1", "aws"),
+        ("us-east-1", "aws"),
+        ("cn-north-1", "aws-cn"),
+        ("cn-northwest-1", "aws-cn"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("us-iso-east-1", "aws-iso"),
+        ("us-isob-east-1", "aws-iso-b"),
+    ];
+    for (region, partition) in table {
+        assert_eq!(
+            Region::parse(region).unwrap().partition(),
+            partition,
+            "{region}"
+        );
+    }
+    let user = PrincipalArn::parse("arn:aws-cn:iam::222222222222:user/b").unwrap();
+    assert_eq!(user.partition(), "aws-cn");
+    assert_eq!(
+        AccountId::parse("222222222222")
+            .unwrap()
+            .root_arn()
+            .partition(),
+        "aws"
+    );
+    let key = KeyRef::parse(
+        "arn:aws-us-gov:kms:us-gov-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    )
+    .unwrap();
+    assert_eq!(key.partition(), Some("aws-us-gov"));
+    assert_eq!(KeyRef::parse("alias/x").unwrap().partition(), None);
+    let org =
+        OrganizationArn::parse("arn:aws-cn:organizations::111111111111:organization/o-a1b2c3d4e5")
+            .unwrap();
+    assert_eq!(org.partition(), "aws-cn");
+}

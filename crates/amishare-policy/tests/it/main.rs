@@ -3,6 +3,7 @@
 
 mod document;
 mod evaluate;
+mod mix;
 mod oracle;
 mod props;
 mod share;

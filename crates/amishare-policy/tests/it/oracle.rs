@@ -7,7 +7,7 @@
 //! Principal `"*"` or AWS entries (account ids, root, user and role ARNs);
 //! conditions with StringEquals, StringNotEquals, StringLike, Bool and
 //! ArnLike, the `IfExists` suffix and the `ForAnyValue:` / `ForAllValues:`
-//! prefixes. No grants, sessions or organizations.
+//! prefixes; grants without constraints. No sessions or organizations.
 
 use amishare_policy::Outcome;
 
@@ -49,6 +49,14 @@ pub(crate) struct St {
     pub(crate) not_resource: bool,
     pub(crate) resources: Vec<String>,
     pub(crate) conds: Vec<Cond>,
+}
+
+/// A grant on the key: who may call which operations (`Decrypt`, without
+/// the `kms:` prefix).
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub(crate) grantee: String,
+    pub(crate) operations: Vec<String>,
 }
 
 /// The caller: `arn:aws:iam::<account>:root`, `:user/<name>` or `:role/<name>`.
@@ -178,16 +186,32 @@ const CROSS_ACCOUNT: [&str; 6] = [
     "kms:ReEncryptFrom",
 ];
 
+/// Whether `grant` lets `who` call `action`: a grant allows its grantee the
+/// operations it lists, without a key-policy or IAM allow (AWS KMS Developer
+/// Guide, "Grants in AWS KMS"). A grantee that is an account's root is taken
+/// to cover that account's principals, as `shared/docs/aws-semantics.md`
+/// §A.5 reads a point AWS leaves open.
+pub(crate) fn grant_allows(grant: &Grant, who: &Who, action: &str) -> bool {
+    let Some(operation) = action.strip_prefix("kms:") else {
+        return false;
+    };
+    let root = format!("arn:aws:iam::{}:root", who.account);
+    (grant.grantee == who.arn || grant.grantee == root)
+        && grant.operations.iter().any(|o| o == operation)
+}
+
 /// A KMS request's outcome: an explicit deny in either policy wins;
 /// within the key's account the key policy allows by itself when it names
 /// the caller, or with an IAM policy when it names the account root; across
-/// accounts both must allow (the other account's root needs no IAM policy).
+/// accounts both must allow (the other account's root needs no IAM policy);
+/// a grant for the caller and the action allows by itself.
 pub(crate) fn kms_outcome(
     who: &Who,
     action: &str,
     key: (&str, &str),
     key_policy: &[St],
     identity: &[St],
+    grants: &[Grant],
     context: &[(String, Vec<String>)],
 ) -> Outcome {
     let (key_arn, key_account) = key;
@@ -215,7 +239,7 @@ pub(crate) fn kms_outcome(
     } else {
         CROSS_ACCOUNT.contains(&action) && !allows.is_empty() && (iam_allows || who.is_root())
     };
-    allowed_or_not(allowed)
+    allowed_or_not(allowed || grants.iter().any(|g| grant_allows(g, who, action)))
 }
 
 fn allowed_or_not(allowed: bool) -> Outcome {

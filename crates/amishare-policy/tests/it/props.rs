@@ -2,16 +2,24 @@
 //! statements amishare does not own nor the owner's hold on the key, and the
 //! evaluator agrees with the small evaluator in `oracle.rs`.
 //!
-//! Each property runs 10,000 cases; `PROPTEST_CASES` overrides that.
+//! Each property runs 10,000 cases (`PROPTEST_CASES` overrides that),
+//! counts the kinds of case it ran, prints the mix (`--nocapture` shows it)
+//! and asserts it ([`Mix`]): the evaluator properties' requests are steered
+//! so that allows, implicit denies and explicit denies each make at least a
+//! fifth of the cases, grants among what decides them, and the merge
+//! properties bound the merges refused, where there is less to check.
 
 use amishare_policy::{
     evaluate_identity, evaluate_identity_outcome, evaluate_kms, evaluate_kms_outcome, merge_key,
-    remove, Caller, Context, Grantee, Narrowing, Outcome, Policy, Request, SID_PREFIX,
+    remove, Caller, Context, GrantView, Grantee, MergeError, Narrowing, Outcome, Policy, Request,
+    SID_PREFIX,
 };
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
 
-use crate::oracle::{self, Cond, Op, Set, St, Who};
+use crate::mix::Mix;
+use crate::oracle::{self, Cond, Grant, Op, Set, St, Who};
 use crate::support::{KEY_ARN, OWNER, OWNER_ROOT};
 
 /// An owner-account role with `kms:*` in its IAM policy.
@@ -292,17 +300,20 @@ fn impostor() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A key policy a merge may meet: mostly led by the owner root's statement,
-/// with Deny statements that may name kms:PutKeyPolicy or not; some without
-/// it. With `impostors`, some also carry an [`impostor`].
-fn key_policy(impostors: bool) -> impl Strategy<Value = Policy> {
+/// A key policy a merge may meet, one of three kinds in the proportions
+/// `weights`: led by the owner root's statement, with Deny statements that
+/// never name kms:PutKeyPolicy; the same with Deny statements that may; or
+/// without the owner root's statement. In `impostors` of them (a fraction),
+/// an [`impostor`] too.
+fn key_policy(impostors: f64, weights: [u32; 3]) -> impl Strategy<Value = Policy> {
+    let [safe, unsafe_, rootless] = weights;
     let value = prop_oneof![
-        2 => policy_value(true, true),
-        2 => policy_value(false, true),
-        1 => policy_value(false, false),
+        safe => policy_value(true, true),
+        unsafe_ => policy_value(false, true),
+        rootless => policy_value(false, false),
     ];
-    let impostor = if impostors {
-        prop::option::weighted(0.4, (impostor(), any::<prop::sample::Index>())).boxed()
+    let impostor = if impostors > 0.0 {
+        prop::option::weighted(impostors, (impostor(), any::<prop::sample::Index>())).boxed()
     } else {
         Just(None).boxed()
     };
@@ -522,6 +533,21 @@ fn condition() -> impl Strategy<Value = Cond> {
     })
 }
 
+/// The first of each operator and key: a JSON object has one entry per
+/// operator and key.
+fn distinct(conds: Vec<Cond>) -> Vec<Cond> {
+    let mut seen = Vec::new();
+    conds
+        .into_iter()
+        .filter(|c| {
+            let id = (c.set, c.op, c.if_exists, c.key.clone());
+            let fresh = !seen.contains(&id);
+            seen.push(id);
+            fresh
+        })
+        .collect()
+}
+
 /// A statement of the oracle's subset; with `key_policy`, with a Principal.
 fn oracle_statement(key_policy: bool) -> impl Strategy<Value = St> {
     let principal = if key_policy {
@@ -542,17 +568,7 @@ fn oracle_statement(key_policy: bool) -> impl Strategy<Value = St> {
     )
         .prop_map(
             |(deny, principal, not_action, actions, not_resource, resources, conds)| {
-                // One entry per operator and key, as in a JSON object.
-                let mut seen = Vec::new();
-                let conds = conds
-                    .into_iter()
-                    .filter(|c| {
-                        let id = (c.set, c.op, c.if_exists, c.key.clone());
-                        let fresh = !seen.contains(&id);
-                        seen.push(id);
-                        fresh
-                    })
-                    .collect();
+                let conds = distinct(conds);
                 St {
                     deny,
                     principal,
@@ -658,28 +674,355 @@ fn parse(statements: &[St]) -> Policy {
     Policy::parse(&text).unwrap_or_else(|err| panic!("{text}: {err}"))
 }
 
-proptest! {
-    #![proptest_config(config())]
+// ------------------------------------------------ requests and their cases
 
-    #[test]
-    fn round_trip_is_lossless(value in policy_value(false, false)) {
+/// Operations a grant may list (KMS API Reference, `CreateGrant`,
+/// `Operations`), among them every grant operation of [`KMS_ACTIONS`];
+/// `PutKeyPolicy` and `ScheduleKeyDeletion` are not grant operations.
+const GRANT_OPERATIONS: [&str; 10] = [
+    "Decrypt",
+    "Encrypt",
+    "CreateGrant",
+    "DescribeKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKey",
+    "RetireGrant",
+    "Sign",
+];
+
+/// Principals a grant may name: the callers [`who`] draws from.
+const GRANTEES: [&str; 9] = [
+    "arn:aws:iam::111111111111:root",
+    "arn:aws:iam::111111111111:user/alice",
+    "arn:aws:iam::111111111111:role/Admin",
+    "arn:aws:iam::222222222222:root",
+    "arn:aws:iam::222222222222:user/alice",
+    "arn:aws:iam::222222222222:role/Admin",
+    "arn:aws:iam::333333333333:root",
+    "arn:aws:iam::333333333333:user/alice",
+    "arn:aws:iam::333333333333:role/Admin",
+];
+
+fn grant() -> impl Strategy<Value = Grant> {
+    (
+        pick(&GRANTEES),
+        prop::collection::vec(pick(&GRANT_OPERATIONS), 1..4),
+    )
+        .prop_map(|(grantee, operations)| Grant {
+            grantee,
+            operations,
+        })
+}
+
+/// What a case is steered towards. The generator adds statements (or a
+/// grant) meant to decide the request that way, among random ones; the
+/// outcome is whatever the oracle decides, and each property counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    /// A key-policy and an IAM allow for the request, or a grant for it.
+    Allow,
+    /// A deny for the request.
+    Deny,
+    /// Random statements only.
+    Neither,
+}
+
+fn intent(allow: u32, deny: u32, neither: u32) -> impl Strategy<Value = Intent> {
+    prop_oneof![
+        allow => Just(Intent::Allow),
+        deny => Just(Intent::Deny),
+        neither => Just(Intent::Neither),
+    ]
+}
+
+/// How a statement aimed at a request names it: which of the principal,
+/// action and resource patterns that match the request it uses, whether it
+/// names the action by a `NotAction` that leaves it out, and conditions of
+/// its own, which may or may not hold.
+#[derive(Debug, Clone)]
+struct Aim {
+    principal: prop::sample::Index,
+    action: prop::sample::Index,
+    resource: prop::sample::Index,
+    not_action: bool,
+    conds: Vec<Cond>,
+}
+
+fn aim() -> impl Strategy<Value = Aim> {
+    (
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        prop::bool::weighted(0.15),
+        prop::option::weighted(0.3, prop::collection::vec(condition(), 1..3)),
+    )
+        .prop_map(|(principal, action, resource, not_action, conds)| Aim {
+            principal,
+            action,
+            resource,
+            not_action,
+            conds: distinct(conds.unwrap_or_default()),
+        })
+}
+
+/// Principal entries that cover `who`: its ARN, everyone, or its account by
+/// ID or root ARN (which delegates to the account's IAM policies).
+fn covering(who: &Who) -> [String; 4] {
+    [
+        who.arn.clone(),
+        "*".to_owned(),
+        who.account.clone(),
+        format!("arn:aws:iam::{}:root", who.account),
+    ]
+}
+
+/// Action patterns that match `action`: itself, in capitals, its service's
+/// `*`, `*`, a prefix with `*`, and one letter as `?`.
+fn matching_actions(action: &str) -> [String; 6] {
+    let (service, name) = action.split_once(':').expect("service:action");
+    let half = &name[..name.len() / 2];
+    [
+        action.to_owned(),
+        action.to_uppercase(),
+        format!("{service}:*"),
+        "*".to_owned(),
+        format!("{service}:{half}*"),
+        format!("{service}:?{}", &name[1..]),
+    ]
+}
+
+/// Resource patterns that match `resource`: itself, `*` and a prefix with `*`.
+fn matching_resources(resource: &str) -> [String; 3] {
+    [
+        resource.to_owned(),
+        "*".to_owned(),
+        format!("{}*", &resource[..resource.len() / 2]),
+    ]
+}
+
+/// A statement aimed at `action` on `resource` (by `who`, in a key policy).
+fn aimed(aim: &Aim, deny: bool, who: Option<&Who>, action: &str, resource: &str) -> St {
+    let principal = who.map(|who| vec![aim.principal.get(&covering(who)).clone()]);
+    let actions = if aim.not_action {
+        vec!["s3:*".to_owned()]
+    } else {
+        vec![aim.action.get(&matching_actions(action)).clone()]
+    };
+    St {
+        deny,
+        principal,
+        not_action: aim.not_action,
+        actions,
+        not_resource: false,
+        resources: vec![aim.resource.get(&matching_resources(resource)).clone()],
+        conds: aim.conds.clone(),
+    }
+}
+
+/// Puts `statement` into one of `policies` (a new one when there is none).
+fn insert_into(policies: &mut Vec<Vec<St>>, at: prop::sample::Index, statement: St) {
+    if policies.is_empty() {
+        policies.push(Vec::new());
+    }
+    let policy = at.get_mut(policies);
+    let place = at.index(policy.len() + 1);
+    policy.insert(place, statement);
+}
+
+/// A KMS request on [`KEY_ARN`] with the key policy, the caller's IAM
+/// policies and the key's grants that decide it.
+#[derive(Debug, Clone)]
+struct KmsCase {
+    who: Who,
+    action: String,
+    context: Vec<(String, Vec<String>)>,
+    key_policy: Vec<St>,
+    identity: Vec<Vec<St>>,
+    grants: Vec<Grant>,
+}
+
+fn kms_case() -> impl Strategy<Value = KmsCase> {
+    let random = (
+        prop::collection::vec(oracle_statement(true), 0..4),
+        prop::collection::vec(prop::collection::vec(oracle_statement(false), 0..3), 0..3),
+        prop::collection::vec(grant(), 0..3),
+    );
+    let request = (who(), pick(&KMS_ACTIONS), context());
+    let steering = (
+        intent(2, 2, 1),
+        aim(),
+        aim(),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    );
+    (random, request, steering).prop_map(
+        |(
+            (mut key_policy, mut identity, mut grants),
+            (who, action, context),
+            (intent, on_key, on_iam, at, choice),
+        )| {
+            match intent {
+                // Through the policies, or through a grant when the action
+                // is a grant operation.
+                Intent::Allow
+                    if choice && GRANT_OPERATIONS.contains(&action.trim_start_matches("kms:")) =>
+                {
+                    let operation = action.trim_start_matches("kms:").to_owned();
+                    let grantee = on_key
+                        .principal
+                        .get(&[
+                            who.arn.clone(),
+                            format!("arn:aws:iam::{}:root", who.account),
+                        ])
+                        .clone();
+                    let place = at.index(grants.len() + 1);
+                    grants.insert(
+                        place,
+                        Grant {
+                            grantee,
+                            operations: vec![operation],
+                        },
+                    );
+                }
+                Intent::Allow => {
+                    key_policy.insert(
+                        at.index(key_policy.len() + 1),
+                        aimed(&on_key, false, Some(&who), &action, KEY_ARN),
+                    );
+                    insert_into(
+                        &mut identity,
+                        at,
+                        aimed(&on_iam, false, None, &action, KEY_ARN),
+                    );
+                }
+                // In the key policy, or in an IAM policy.
+                Intent::Deny if choice => {
+                    key_policy.insert(
+                        at.index(key_policy.len() + 1),
+                        aimed(&on_key, true, Some(&who), &action, KEY_ARN),
+                    );
+                }
+                Intent::Deny => insert_into(
+                    &mut identity,
+                    at,
+                    aimed(&on_iam, true, None, &action, KEY_ARN),
+                ),
+                Intent::Neither => {}
+            }
+            KmsCase {
+                who,
+                action,
+                context,
+                key_policy,
+                identity,
+                grants,
+            }
+        },
+    )
+}
+
+/// A request without a resource policy, with the caller's IAM policies.
+#[derive(Debug, Clone)]
+struct IdentityCase {
+    who: Who,
+    action: String,
+    resource: &'static str,
+    context: Vec<(String, Vec<String>)>,
+    identity: Vec<Vec<St>>,
+}
+
+fn identity_case() -> impl Strategy<Value = IdentityCase> {
+    let random = prop::collection::vec(prop::collection::vec(oracle_statement(false), 0..4), 0..3);
+    let request = (
+        who(),
+        prop_oneof![pick(&EC2_ACTIONS), pick(&KMS_ACTIONS)],
+        prop_oneof![Just("*"), Just(EC2_RESOURCE), Just(KEY_ARN)],
+        context(),
+    );
+    (
+        random,
+        request,
+        intent(1, 1, 1),
+        aim(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(
+            |(mut identity, (who, action, resource, context), intent, on_iam, at)| {
+                if intent != Intent::Neither {
+                    let deny = intent == Intent::Deny;
+                    insert_into(
+                        &mut identity,
+                        at,
+                        aimed(&on_iam, deny, None, &action, resource),
+                    );
+                }
+                IdentityCase {
+                    who,
+                    action,
+                    resource,
+                    context,
+                    identity,
+                }
+            },
+        )
+}
+
+#[test]
+fn round_trip_is_lossless() {
+    let mix = Mix::new(
+        "round_trip_is_lossless",
+        &["no statement", "one statement", "several statements"],
+    );
+    proptest!(config(), |(value in policy_value(false, false))| {
         let text = value.to_string();
         let policy = Policy::parse(&text).unwrap();
         prop_assert_eq!(policy.to_value(), value.clone());
         prop_assert_eq!(policy.to_json(), text);
         prop_assert_eq!(policy.to_json_pretty(), serde_json::to_string_pretty(&value).unwrap());
-    }
+        mix.count(match policy.statements.len() {
+            0 => "no statement",
+            1 => "one statement",
+            _ => "several statements",
+        });
+    });
+    mix.check(&[
+        ("no statement", 0.1, 1.0),
+        ("one statement", 0.1, 1.0),
+        ("several statements", 0.1, 1.0),
+    ]);
+}
 
-    #[test]
-    fn merge_keeps_foreign_statements_and_is_idempotent(
-        policy in key_policy(true),
+/// A merge refused only because it would lock `owner_caller` out: the one
+/// refusal the generators leave possible.
+fn refused_for_lockout(error: &MergeError, owner_caller: &str) -> Result<(), TestCaseError> {
+    match error {
+        MergeError::Lockout { principal } if principal == owner_caller => Ok(()),
+        other => Err(TestCaseError::fail(format!("refused: {other}"))),
+    }
+}
+
+#[test]
+fn merge_keeps_foreign_statements_and_is_idempotent() {
+    let mix = Mix::new(
+        "merge_keeps_foreign_statements_and_is_idempotent",
+        &["merged", "unchanged", "refused"],
+    );
+    proptest!(config(), |(
+        policy in key_policy(0.4, [12, 2, 1]),
         grantees in prop::collection::vec(grantee(), 1..5),
         narrowing in narrowing(),
         owner_caller in prop_oneof![Just(OWNER_ROOT), Just(OWNER_ADMIN)],
-    ) {
-        let Ok(once) = merge_key(&policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)) else {
-            return Ok(());
+    )| {
+        let once = match merge_key(&policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)) {
+            Ok(once) => once,
+            Err(error) => {
+                mix.count("refused");
+                return refused_for_lockout(&error, owner_caller);
+            }
         };
+        mix.count(if once.changed { "merged" } else { "unchanged" });
         prop_assert_eq!(foreign(&once.policy), foreign(&policy));
         // Every statement that is not amishare's keeps its place, byte for byte.
         for (index, st) in policy.statements.iter().enumerate() {
@@ -690,14 +1033,21 @@ proptest! {
         let twice = merge_key(&once.policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)).unwrap();
         prop_assert!(!twice.changed);
         prop_assert_eq!(twice.policy.to_json(), once.policy.to_json());
-    }
+    });
+    mix.check(&[("merged", 0.9, 1.0), ("refused", 0.0, 0.1)]);
+}
 
-    #[test]
-    fn merge_of_a_safe_policy_appends_and_keeps_the_text(
+#[test]
+fn merge_of_a_safe_policy_appends_and_keeps_the_text() {
+    let mix = Mix::new(
+        "merge_of_a_safe_policy_appends_and_keeps_the_text",
+        &["text kept as a prefix", "no statement list"],
+    );
+    proptest!(config(), |(
         value in policy_value(true, true),
         grantees in prop::collection::vec(grantee(), 1..5),
         narrowing in narrowing(),
-    ) {
+    )| {
         let policy = Policy::parse(&value.to_string()).unwrap();
         let once = merge_key(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)).unwrap();
         prop_assert!(once.changed);
@@ -707,44 +1057,81 @@ proptest! {
         // The original text survives as a prefix of the statement list.
         let original = policy.to_json();
         let merged_text = once.policy.to_json();
-        if let Some(Value::Array(_)) = value.get("Statement") {
-            if n > 0 {
-                let statements_text = serde_json::to_string(&value["Statement"]).unwrap();
-                let prefix = statements_text.trim_end_matches(']');
-                prop_assert!(merged_text.contains(prefix), "{} not in {}", prefix, merged_text);
-            }
+        if let (Some(Value::Array(_)), true) = (value.get("Statement"), n > 0) {
+            let statements_text = serde_json::to_string(&value["Statement"]).unwrap();
+            let prefix = statements_text.trim_end_matches(']');
+            prop_assert!(merged_text.contains(prefix), "{} not in {}", prefix, merged_text);
+            mix.count("text kept as a prefix");
+        } else {
+            mix.count("no statement list");
         }
         prop_assert_eq!(policy.to_json(), original);
-    }
+    });
+    mix.check(&[("text kept as a prefix", 0.8, 1.0)]);
+}
 
-    #[test]
-    fn merge_never_takes_put_key_policy_from_the_owner(
-        policy in key_policy(true),
+#[test]
+fn merge_never_takes_put_key_policy_from_the_owner() {
+    let mix = Mix::new(
+        "merge_never_takes_put_key_policy_from_the_owner",
+        &[
+            "kept",
+            "refused, held before",
+            "refused, not held before",
+            "unchanged",
+        ],
+    );
+    proptest!(config(), |(
+        policy in key_policy(0.6, [2, 2, 3]),
         grantees in prop::collection::vec(grantee(), 1..5),
         narrowing in narrowing(),
         owner_caller in prop_oneof![Just(OWNER_ROOT), Just(OWNER_ADMIN)],
-    ) {
+    )| {
         let before = may_put_key_policy(&policy, owner_caller);
-        // A refusal takes nothing away; a merge that goes through must keep
-        // what the owner had.
-        if let Ok(merged) = merge_key(&policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)) {
-            prop_assert!(
-                !before || may_put_key_policy(&merged.policy, owner_caller),
-                "{} lost kms:PutKeyPolicy:\n{}\n->\n{}", owner_caller, policy.to_json(), merged.policy.to_json()
-            );
+        match merge_key(&policy, &grantees, &narrowing, OWNER, owner_caller, Some(KEY_ARN)) {
+            Ok(merged) if !merged.changed => mix.count("unchanged"),
+            // A merge that goes through keeps what the owner had, and never
+            // gives the owner kms:PutKeyPolicy: the owner had it.
+            Ok(merged) => {
+                mix.count("kept");
+                prop_assert!(
+                    before && may_put_key_policy(&merged.policy, owner_caller),
+                    "{} (before: {}) lacks kms:PutKeyPolicy:\n{}\n->\n{}",
+                    owner_caller, before, policy.to_json(), merged.policy.to_json()
+                );
+            }
+            Err(error) => {
+                mix.count(if before { "refused, held before" } else { "refused, not held before" });
+                refused_for_lockout(&error, owner_caller)?;
+            }
         }
-    }
+    });
+    mix.check(&[
+        ("kept", 0.6, 1.0),
+        ("refused, held before", 0.01, 0.2),
+        ("refused, not held before", 0.05, 0.4),
+    ]);
+}
 
-    #[test]
-    fn remove_after_merge_restores_the_original(
-        policy in key_policy(false),
+#[test]
+fn remove_after_merge_restores_the_original() {
+    let mix = Mix::new(
+        "remove_after_merge_restores_the_original",
+        &["restored", "refused", "restored, nothing fresh"],
+    );
+    proptest!(config(), |(
+        policy in key_policy(0.0, [12, 2, 1]),
         earlier in prop::collection::vec(grantee(), 0..4),
         grantees in prop::collection::vec(grantee(), 1..5),
         narrowing in narrowing(),
-    ) {
+    )| {
         // Without amishare statements for these grantees beforehand.
-        let Ok(merged) = merge_key(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)) else {
-            return Ok(());
+        let merged = match merge_key(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)) {
+            Ok(merged) => merged,
+            Err(error) => {
+                mix.count("refused");
+                return refused_for_lockout(&error, OWNER_ROOT);
+            }
         };
         let restored = remove(&merged.policy, &grantees, &narrowing);
         prop_assert!(restored.changed);
@@ -759,56 +1146,104 @@ proptest! {
         let back = remove(&shared.policy, &fresh, &narrowing);
         prop_assert_eq!(back.changed, shared.changed);
         prop_assert_eq!(back.policy.to_json(), base.to_json());
-    }
+        mix.count(if shared.changed { "restored" } else { "restored, nothing fresh" });
+    });
+    mix.check(&[("refused", 0.0, 0.1)]);
+}
 
-    #[test]
-    fn kms_evaluation_agrees_with_the_oracle(
-        key_statements in prop::collection::vec(oracle_statement(true), 0..5),
-        identity in prop::collection::vec(prop::collection::vec(oracle_statement(false), 0..4), 0..3),
-        who in who(),
-        action in pick(&KMS_ACTIONS),
-        context in context(),
-    ) {
-        let key_policy = parse(&key_statements);
+/// The kinds of outcome an evaluator property counts.
+const OUTCOMES: [&str; 3] = ["allow", "implicit deny", "explicit deny"];
+
+/// The evaluator properties' bounds: every outcome is common.
+const EACH_OUTCOME_AT_LEAST_A_FIFTH: [(&str, f64, f64); 3] = [
+    ("allow", 0.2, 1.0),
+    ("implicit deny", 0.2, 1.0),
+    ("explicit deny", 0.2, 1.0),
+];
+
+fn outcome_kind(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Allow => OUTCOMES[0],
+        Outcome::ImplicitDeny => OUTCOMES[1],
+        Outcome::ExplicitDeny => OUTCOMES[2],
+    }
+}
+
+#[test]
+fn kms_evaluation_agrees_with_the_oracle() {
+    let mix = Mix::new("kms_evaluation_agrees_with_the_oracle", &OUTCOMES);
+    let grants = Mix::new(
+        "kms_evaluation_agrees_with_the_oracle, grants",
+        &[
+            "no grant",
+            "grants, none for the request",
+            "a grant decides",
+            "a grant, and the policies allow",
+            "a grant for the request, denied",
+        ],
+    );
+    proptest!(config(), |(case in kms_case())| {
+        let KmsCase { who, action, context, key_policy: key_statements, identity, grants: grant_list } = &case;
+        let key_policy = parse(key_statements);
         let identity_policies: Vec<Policy> = identity.iter().map(|sts| parse(sts)).collect();
         let identity_refs: Vec<&Policy> = identity_policies.iter().collect();
         let identity_statements: Vec<St> = identity.concat();
+        let ids: Vec<String> = (0..grant_list.len()).map(|n| format!("grant-{n}")).collect();
+        let views: Vec<GrantView<'_>> = grant_list
+            .iter()
+            .zip(&ids)
+            .map(|(g, id)| GrantView { grant_id: id, grantee: &g.grantee, operations: &g.operations })
+            .collect();
         let req = Request {
             caller: Caller::new(&who.arn, &who.account),
-            action: &action,
+            action,
             resource: KEY_ARN,
             resource_account: OWNER,
-            context: to_context(&context),
+            context: to_context(context),
         };
-        let expected = oracle::kms_outcome(&who, &action, (KEY_ARN, OWNER), &key_statements, &identity_statements, &context);
-        let decision = evaluate_kms(&req, &key_policy, &identity_refs, &[]);
+        let expected = oracle::kms_outcome(who, action, (KEY_ARN, OWNER), key_statements, &identity_statements, grant_list, context);
+        mix.count(outcome_kind(&expected));
+        let for_the_request = grant_list.iter().any(|g| oracle::grant_allows(g, who, action));
+        let without_grants = || oracle::kms_outcome(who, action, (KEY_ARN, OWNER), key_statements, &identity_statements, &[], context);
+        grants.count(match (grant_list.is_empty(), for_the_request, &expected) {
+            (true, _, _) => "no grant",
+            (false, false, _) => "grants, none for the request",
+            (false, true, Outcome::ExplicitDeny) => "a grant for the request, denied",
+            (false, true, _) if without_grants() == Outcome::Allow => "a grant, and the policies allow",
+            (false, true, _) => "a grant decides",
+        });
+        let decision = evaluate_kms(&req, &key_policy, &identity_refs, &views);
         prop_assert_eq!(
             &decision.outcome, &expected,
-            "{} {}\nkey policy {}\nidentity {:?}\ncontext {:?}",
+            "{} {}\nkey policy {}\nidentity {:?}\ngrants {:?}\ncontext {:?}",
             who.arn, action, key_policy.to_json(),
-            identity_policies.iter().map(Policy::to_json).collect::<Vec<_>>(), context
+            identity_policies.iter().map(Policy::to_json).collect::<Vec<_>>(), grant_list, context
         );
-        prop_assert_eq!(evaluate_kms_outcome(&req, &key_policy, &identity_refs, &[]), expected);
-    }
+        prop_assert_eq!(evaluate_kms_outcome(&req, &key_policy, &identity_refs, &views), expected);
+    });
+    mix.check(&EACH_OUTCOME_AT_LEAST_A_FIFTH);
+    grants.check(&[
+        ("a grant decides", 0.1, 1.0),
+        ("a grant for the request, denied", 0.005, 1.0),
+    ]);
+}
 
-    #[test]
-    fn identity_evaluation_agrees_with_the_oracle(
-        identity in prop::collection::vec(prop::collection::vec(oracle_statement(false), 0..4), 0..3),
-        who in who(),
-        action in prop_oneof![pick(&EC2_ACTIONS), pick(&KMS_ACTIONS)],
-        resource in prop_oneof![Just("*"), Just(EC2_RESOURCE), Just(KEY_ARN)],
-        context in context(),
-    ) {
+#[test]
+fn identity_evaluation_agrees_with_the_oracle() {
+    let mix = Mix::new("identity_evaluation_agrees_with_the_oracle", &OUTCOMES);
+    proptest!(config(), |(case in identity_case())| {
+        let IdentityCase { who, action, resource, context, identity } = &case;
         let identity_policies: Vec<Policy> = identity.iter().map(|sts| parse(sts)).collect();
         let identity_refs: Vec<&Policy> = identity_policies.iter().collect();
         let req = Request {
             caller: Caller::new(&who.arn, &who.account),
-            action: &action,
+            action,
             resource,
             resource_account: OWNER,
-            context: to_context(&context),
+            context: to_context(context),
         };
-        let expected = oracle::identity_outcome(&who, &action, resource, &identity.concat(), &context);
+        let expected = oracle::identity_outcome(who, action, resource, &identity.concat(), context);
+        mix.count(outcome_kind(&expected));
         let decision = evaluate_identity(&req, &identity_refs);
         prop_assert_eq!(
             &decision.outcome, &expected,
@@ -817,5 +1252,6 @@ proptest! {
             identity_policies.iter().map(Policy::to_json).collect::<Vec<_>>(), context
         );
         prop_assert_eq!(evaluate_identity_outcome(&req, &identity_refs), expected);
-    }
+    });
+    mix.check(&EACH_OUTCOME_AT_LEAST_A_FIFTH);
 }

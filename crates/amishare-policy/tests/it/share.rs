@@ -1,9 +1,9 @@
 //! Builder, merge, remove and the lockout check.
 
 use amishare_policy::{
-    check_lockout, check_lockout_on, evaluate_kms, least_privilege_statements, merge, merge_key,
-    remove, Caller, Context, Grantee, MergeError, Missing, Narrowing, Outcome, Policy, Request,
-    Statement, MAX_POLICY_BYTES, SID_PREFIX,
+    amishare_principals, check_lockout, check_lockout_on, evaluate_kms, least_privilege_statements,
+    merge, merge_key, remove, Caller, Context, Grantee, MergeError, Missing, Narrowing, Outcome,
+    Policy, Request, Statement, MAX_POLICY_BYTES, SID_PREFIX,
 };
 use serde_json::{json, Value};
 
@@ -396,10 +396,66 @@ fn size_limit_is_enforced_on_compact_json() {
     assert_eq!(
         err,
         MergeError::TooLarge {
-            bytes: MAX_POLICY_BYTES + 1
+            bytes: MAX_POLICY_BYTES + 1,
+            fit: 0,
+            grantees: 1
         }
     );
     assert!(err.to_string().contains("32769 bytes"), "{err}");
+}
+
+#[test]
+fn a_policy_too_large_says_how_many_targets_fit() {
+    let base = Policy::default_key_policy(OWNER);
+    let accounts: Vec<Grantee> = (0..600)
+        .map(|n| principal(&format!("{:012}", 200_000_000_000_u64 + n)))
+        .collect();
+    for narrowing in [Narrowing::default(), tokyo()] {
+        let err = merge(&base, &accounts, &narrowing, OWNER, OWNER_ROOT).unwrap_err();
+        let MergeError::TooLarge {
+            bytes,
+            fit,
+            grantees,
+        } = err.clone()
+        else {
+            panic!("not too large: {err}");
+        };
+        assert!(bytes > MAX_POLICY_BYTES);
+        assert_eq!(grantees, 600);
+        // Exactly `fit` accounts fit, one more does not.
+        merge(&base, &accounts[..fit], &narrowing, OWNER, OWNER_ROOT).expect("fit");
+        let over = merge(&base, &accounts[..=fit], &narrowing, OWNER, OWNER_ROOT);
+        assert!(matches!(over, Err(MergeError::TooLarge { .. })), "{fit}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{fit} of the 600 targets fit")),
+            "{text}"
+        );
+        assert!(text.contains("organizational unit"), "{text}");
+    }
+}
+
+#[test]
+fn amishare_principals_are_those_its_statements_name() {
+    let base = Policy::default_key_policy(OWNER);
+    assert!(
+        amishare_principals(&base).is_empty(),
+        "the root statement is not amishare's"
+    );
+    let shared = merge(
+        &base,
+        &[principal(B_USER), principal("222222222222"), org()],
+        &Narrowing::default(),
+        OWNER,
+        OWNER_ROOT,
+    )
+    .unwrap()
+    .policy;
+    let shared = merge(&shared, &[principal(C_ROLE)], &tokyo(), OWNER, OWNER_ROOT)
+        .unwrap()
+        .policy;
+    let named: Vec<String> = amishare_principals(&shared).into_iter().collect();
+    assert_eq!(named, [B_ROOT, B_USER, C_ROLE]);
 }
 
 #[test]

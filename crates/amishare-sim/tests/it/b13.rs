@@ -1,4 +1,4 @@
-//! Every row of the end-to-end outcome table (aws-semantics.md §B13).
+//! Every row of the end-to-end outcome table (`docs/spec/ec2.md` §B13).
 
 use amishare_core::{
     ErrorKind, ImageQuery, ImageState, ImageStore, InstanceState, KeyState, KeyStore,

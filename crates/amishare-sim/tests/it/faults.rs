@@ -297,3 +297,73 @@ async fn a_share_stopped_at_any_step_boundary_resumes_to_the_same_end() {
         .await;
     }
 }
+
+/// The target's accept (a smoke launch, then a copy under its default key)
+/// stopped after each of its writes (`RunInstances`, `TerminateInstances`,
+/// `CopyImage`) and run again: the rerun terminates the smoke instance the
+/// stopped run left running (by its `amishare:smoke-test` tag) and reaches
+/// the state an untroubled run reaches, with no instance left running.
+#[tokio::test(start_paused = true)]
+async fn an_accept_stopped_at_any_step_boundary_resumes_to_the_same_end() {
+    let expected = reference(1).await;
+    assert_eq!(expected.running, 0);
+    let share = |seed: &SeedWorld| {
+        let owner = Arc::new(seed.world.client(&seed.owner).unwrap());
+        let clock = Arc::new(seed.world.stepping_clock());
+        let request = seed.share_request();
+        async move {
+            Flow::new(owner.clone(), owner, clock)
+                .share(&request)
+                .await
+                .unwrap()
+        }
+    };
+    // How many writes an untroubled accept makes.
+    let writes = {
+        let seed = SeedWorld::new(1).unwrap();
+        let shared = share(&seed).await;
+        let before = seed.world.mutating_calls();
+        let target = Arc::new(seed.world.client(&seed.target).unwrap());
+        Flow::new(
+            target.clone(),
+            target,
+            Arc::new(seed.world.stepping_clock()),
+        )
+        .accept(&accept_request(&seed, &shared))
+        .await
+        .unwrap();
+        seed.world.mutating_calls() - before
+    };
+    assert!(writes >= 3, "the accept makes {writes} writes");
+    for stop in 0..writes {
+        let seed = SeedWorld::new(1).unwrap();
+        let shared = share(&seed).await;
+        let faulty = Faulty::new(
+            seed.world.client(&seed.target).unwrap(),
+            Faults {
+                crash_after: Some(stop),
+                ..Faults::none(0)
+            },
+        );
+        let b = Arc::new(faulty.clone());
+        let clock = Arc::new(seed.world.stepping_clock());
+        let stopped = Flow::new(b.clone(), b.clone(), clock.clone())
+            .accept(&accept_request(&seed, &shared))
+            .await;
+        assert!(
+            stopped.is_err(),
+            "an accept stopped after {stop} of {writes} writes cannot finish"
+        );
+        faulty.set_faults(Faults::none(0));
+        seed.world.advance(Duration::from_secs(600));
+        Flow::new(b.clone(), b, clock)
+            .accept(&accept_request(&seed, &shared))
+            .await
+            .unwrap_or_else(|err| panic!("stopped after {stop} writes: the rerun failed: {err}"));
+        assert_eq!(
+            end_state(&seed.world).await,
+            expected,
+            "stopped after {stop} of {writes} writes: the rerun's end state"
+        );
+    }
+}

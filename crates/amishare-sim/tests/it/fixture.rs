@@ -30,7 +30,7 @@ pub(crate) fn region(name: &str) -> Region {
     Region::parse(name).unwrap()
 }
 
-/// The IAM policy a target principal needs to use a shared key (§A6).
+/// The IAM policy a target principal needs to use a shared key (`docs/spec/kms.md` §A6).
 pub(crate) fn kms_use_policy(key: &KeyArn) -> String {
     format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["kms:Decrypt","kms:DescribeKey","kms:CreateGrant","kms:ReEncrypt*","kms:GenerateDataKey*"],"Resource":"{key}"}}]}}"#

@@ -1,6 +1,7 @@
 //! Integration tests of the simulated AWS, at the level of the
 //! `KeyStore` / `ImageStore` traits.
 
+mod agreement;
 mod b13;
 mod conformance;
 mod determinism;
@@ -9,6 +10,7 @@ mod ec2;
 mod faults;
 mod fixture;
 mod kms;
+mod least_calls;
 mod seed_flow;
 mod time;
 mod world_file;

@@ -218,3 +218,59 @@ async fn caller_identity() {
     let nowhere = amishare_core::AccountId::parse("999999999999").unwrap();
     assert!(fx.world.root_client(&nowhere).is_err());
 }
+
+/// The calls of `amishare demo` (seed 1, as the `seed_flow` benchmark runs
+/// it), by operation: README's figures for the benchmark.
+const DEMO_CALLS: [(&str, usize); 15] = [
+    ("ec2:CopyImage", 2),
+    ("ec2:CreateImage", 1),
+    ("ec2:DescribeImageAttribute", 1),
+    ("ec2:DescribeImages", 23),
+    ("ec2:DescribeInstances", 5),
+    ("ec2:DescribeSnapshotAttribute", 1),
+    ("ec2:DescribeSnapshots", 13),
+    ("ec2:ModifyImageAttribute", 1),
+    ("ec2:ModifySnapshotAttribute", 1),
+    ("ec2:RunInstances", 1),
+    ("kms:CreateAlias", 1),
+    ("kms:CreateKey", 1),
+    ("kms:DescribeKey", 2),
+    ("kms:ListKeys", 1),
+    ("sts:GetCallerIdentity", 2),
+];
+
+#[tokio::test(start_paused = true)]
+async fn seed_flow_calls_by_operation() {
+    let seed = amishare_sim::seed::SeedWorld::new(1).unwrap();
+    seed.run().await.unwrap();
+    let calls = seed.world.calls();
+    let mut made: std::collections::BTreeMap<&str, usize> = Default::default();
+    for call in &calls {
+        *made.entry(call.operation).or_default() += 1;
+    }
+    println!(
+        "{} calls, {} mutating",
+        calls.len(),
+        seed.world.mutating_calls()
+    );
+    for (operation, count) in &made {
+        println!("{count:>3} {operation}");
+    }
+    assert_eq!(made, std::collections::BTreeMap::from(DEMO_CALLS));
+    assert_eq!(calls.len(), 56);
+    // The one refusal: the share looks up the alias before creating the key.
+    let failed: Vec<(&str, Option<&str>)> = calls
+        .iter()
+        .filter(|c| !c.is_ok())
+        .map(|c| (c.operation, c.error.as_deref()))
+        .collect();
+    println!("failed: {failed:?}");
+    assert_eq!(failed, [("kms:DescribeKey", Some("NotFoundException"))]);
+    // Before it launches, accept looks for smoke instances an earlier
+    // accept of the image left running.
+    let search = calls
+        .iter()
+        .position(|c| c.operation == "ec2:DescribeInstances" && c.principal == seed.target);
+    let launch = calls.iter().position(|c| c.operation == "ec2:RunInstances");
+    assert!(search.is_some() && search < launch, "{search:?} {launch:?}");
+}
