@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[cfg(feature = "aws")]
 use amishare_aws::{AwsDirectory, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
 use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
@@ -74,6 +75,7 @@ pub(crate) struct Side {
     pub(crate) directory: Option<Arc<dyn Directory>>,
 }
 
+#[cfg(feature = "aws")]
 impl Side {
     /// The AWS stores of one SDK configuration.
     fn aws(config: &amishare_aws::SdkConfig) -> Side {
@@ -108,7 +110,12 @@ impl Session {
     pub(crate) async fn open(global: &Global, command: &str) -> Result<Session, Failure> {
         let mut session = match global.backend {
             BackendKind::Sim => open_sim(global, command)?,
-            BackendKind::Aws => open_aws(global).await?,
+            BackendKind::Aws => {
+                if global.world.is_some() {
+                    return Err(usage("--world applies to --backend sim only"));
+                }
+                open_aws(global).await?
+            }
         };
         if global.dry_run {
             let (planner, keys, images) =
@@ -119,6 +126,7 @@ impl Session {
                 directory: session.side.directory.clone(),
             };
             session.planner = Some(planner);
+            #[cfg(feature = "aws")]
             if global.backend == BackendKind::Aws {
                 // What a dry run "creates" is ready at once: never wait for real.
                 session.clock = Arc::new(Skipping::new(session.clock.clone()));
@@ -264,10 +272,19 @@ fn sim_side(
     }))
 }
 
+/// What a build without the AWS backend answers `--backend aws` with.
+#[cfg(not(feature = "aws"))]
+pub(crate) const NO_AWS: &str = "this amishare was built without the AWS backend (feature `aws`), for the simulation alone: \
+use --backend sim --world FILE, or build the full command with `cargo install --path crates/amishare-cli` \
+(or `cargo build -p amishare-cli`, without --no-default-features)";
+
+#[cfg(not(feature = "aws"))]
+async fn open_aws(_global: &Global) -> Result<Session, Failure> {
+    Err(usage(NO_AWS))
+}
+
+#[cfg(feature = "aws")]
 async fn open_aws(global: &Global) -> Result<Session, Failure> {
-    if global.world.is_some() {
-        return Err(usage("--world applies to --backend sim only"));
-    }
     let options = ConnectOptions {
         profile: global.profile.clone(),
         region: global.region.clone(),
@@ -308,12 +325,14 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
 
 /// A clock whose sleeps return at once and only move its own time forward,
 /// so that waits in a dry run cost nothing yet still reach their deadlines.
+#[cfg(feature = "aws")]
 #[derive(Debug)]
 struct Skipping {
     inner: Arc<dyn Clock>,
     skipped: std::sync::Mutex<std::time::Duration>,
 }
 
+#[cfg(feature = "aws")]
 impl Skipping {
     fn new(inner: Arc<dyn Clock>) -> Skipping {
         Skipping {
@@ -323,6 +342,7 @@ impl Skipping {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait::async_trait]
 impl Clock for Skipping {
     fn now(&self) -> std::time::Duration {

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `amishare` binary.
 
+#[cfg(feature = "aws")]
 mod aws;
 mod bad_inputs;
 mod commands;
