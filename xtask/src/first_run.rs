@@ -165,9 +165,11 @@ fn parse_args(args: &[OsString]) -> anyhow::Result<Options> {
             "--max-seconds" => options.max_seconds = number(arg)?,
             "--max-mib" => options.max_mib = number(arg)?,
             "--keep" => options.keep = true,
-            _ => return Err(format_err!(
+            _ => {
+                return Err(format_err!(
                 "unknown argument {arg:?}; first-run takes --max-seconds N, --max-mib N and --keep"
-            )),
+            ))
+            }
         }
     }
     Ok(options)

@@ -118,7 +118,7 @@ pub(crate) async fn run(
         return Ok(());
     }
     if global.json {
-        render::json(&report)?;
+        render::json(render::format::ACCEPT, &report)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -190,7 +190,7 @@ async fn explain_launch_failure(
                 "diagnosis_error": failure.to_string(),
             }),
         };
-        let _ = render::json(&value);
+        let _ = render::json(render::format::LAUNCH_FAILURE, &value);
         return;
     }
     match diagnosis {

@@ -54,7 +54,7 @@ pub(crate) fn run(args: &DemoArgs, json: bool) -> anyhow::Result<()> {
         anyhow::Ok((report, state))
     })?;
     if json {
-        crate::render::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+        crate::render::json(crate::render::format::DEMO, &report)?;
     } else {
         crate::render::emit(&render(&report, final_state));
     }
@@ -93,6 +93,13 @@ fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
                 "  {mark} {:<18} {:<40} {}",
                 step.action, step.resource, step.detail
             );
+        }
+        if index == 0 {
+            // The seed's whole point: the key policy that lets B's user in.
+            for region in &report.share.regions {
+                out.push('\n');
+                crate::render::key_policy(&mut out, &region.key, &region.key_policy);
+            }
         }
     }
     for warning in report.share.warnings.iter().chain(&report.accept.warnings) {

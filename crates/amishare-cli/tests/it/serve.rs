@@ -396,3 +396,88 @@ fn aws_cli() -> Option<std::path::PathBuf> {
     let found = Command::new("aws").arg("--version").output().ok()?;
     found.status.success().then(|| "aws".into())
 }
+
+/// `amishare policy … > p.json` prints a whole key policy that KMS's
+/// `PutKeyPolicy` takes as it is: sent through the AWS SDK for Rust (the
+/// AWS backend's KMS client) to a served world, it lets the target
+/// describe a key it could not describe before; amishare's statements alone
+/// are not a key policy, and KMS refuses them.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_command_prints_a_document_put_key_policy_takes_unchanged() {
+    use amishare_aws::{AwsKeyStore, ConnectOptions};
+    use amishare_core::{CreateKeyRequest, ErrorKind, KeyRef, KeyStore};
+
+    let (dir, world) = seed_world();
+    let b_user = "arn:aws:iam::222222222222:user/b-user";
+    let printed = amishare(&[
+        "policy",
+        "--principal",
+        b_user,
+        "--owner-account",
+        "111111111111",
+    ]);
+    assert!(printed.status.success(), "{printed:?}");
+    let file = dir.path().join("p.json");
+    std::fs::write(&file, &printed.stdout).unwrap();
+    let statements = amishare(&["policy", "--principal", b_user, "--statements"]);
+    assert!(statements.status.success(), "{statements:?}");
+
+    let server = Served::start(&world, &["--listen", "127.0.0.1:0"]);
+    let profiles = dir.path().join("config");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[profile a-admin]\naws_access_key_id = {A_ADMIN_KEY}\naws_secret_access_key = {A_ADMIN_SECRET}\n\
+             [profile b-user]\naws_access_key_id = AKIABUSEREXAMPLE0001\naws_secret_access_key = unchecked\n"
+        ),
+    )
+    .unwrap();
+    let region = amishare_core::Region::parse("ap-northeast-1").unwrap();
+    let store = |profile: &str| {
+        let options = ConnectOptions {
+            profile: Some(profile.to_owned()),
+            profile_file: Some(profiles.clone()),
+            region: Some(region.clone()),
+            endpoint_url: Some(server.endpoint.clone()),
+            ..ConnectOptions::default()
+        };
+        async move { AwsKeyStore::new(&amishare_aws::load(&options).await) }
+    };
+    let owner = store("a-admin").await;
+    let target = store("b-user").await;
+    let key = owner
+        .create_key(
+            &region,
+            &CreateKeyRequest {
+                description: "a key whose policy a file gives".to_owned(),
+                policy: None,
+                tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap()
+        .arn;
+    let by_arn = KeyRef::Arn(key.clone());
+    let refused = target.describe_key(&region, &by_arn).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::AccessDenied, "{refused}");
+
+    let text = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
+    owner.put_key_policy(&key, &text).await.unwrap();
+    let stored = owner.get_key_policy(&key).await.unwrap();
+    assert_eq!(
+        amishare_policy::Policy::parse(&stored).unwrap(),
+        amishare_policy::Policy::parse(&text).unwrap()
+    );
+    let described = target.describe_key(&region, &by_arn).await.unwrap();
+    assert_eq!(described.arn, key);
+
+    let alone = String::from_utf8(statements.stdout).unwrap();
+    let err = owner.put_key_policy(&key, &alone).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("MalformedPolicyDocumentException"),
+        "{err}"
+    );
+    server.stop();
+}

@@ -8,8 +8,9 @@ use crate::flow::request::{grantees_in, target_accounts};
 use crate::flow::wait::fnv1a;
 use crate::flow::{
     aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, Kept, KeyChoice,
-    RegionImage, RegionShare, ShareRequest, Start, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH,
-    TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    KeyPolicyReport, PolicyWrite, RegionImage, RegionShare, ShareRequest, Start, Target,
+    UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE,
+    TAG_SOURCE_INSTANCE,
 };
 use crate::id::{
     AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, PrincipalArn, Region, SnapshotId,
@@ -220,28 +221,34 @@ impl Flow {
         found: KeyFound,
         journal: &Journal,
     ) -> Result<RegionShare> {
-        let key = match found {
+        let (key, key_policy) = match found {
             KeyFound::Existing(meta) => {
-                self.merge_key_policy(request, caller, &meta.arn, region, journal)
+                let policy = self
+                    .merge_key_policy(request, caller, &meta.arn, region, journal)
                     .await?;
-                meta
+                (meta, policy)
             }
             KeyFound::Unnamed(meta) => {
                 self.name_unnamed(key_alias(request), &meta, journal)
                     .await?;
-                self.merge_key_policy(request, caller, &meta.arn, region, journal)
+                let policy = self
+                    .merge_key_policy(request, caller, &meta.arn, region, journal)
                     .await?;
-                meta
+                (meta, policy)
             }
             KeyFound::Missing(alias) => {
-                let (meta, created) = self
+                match self
                     .create_named_key(request, caller, region, &alias, journal)
-                    .await?;
-                if !created {
-                    self.merge_key_policy(request, caller, &meta.arn, region, journal)
-                        .await?;
+                    .await?
+                {
+                    (meta, Some(policy)) => (meta, policy),
+                    (meta, None) => {
+                        let policy = self
+                            .merge_key_policy(request, caller, &meta.arn, region, journal)
+                            .await?;
+                        (meta, policy)
+                    }
                 }
-                meta
             }
         };
         journal.record(
@@ -267,6 +274,7 @@ impl Flow {
         Ok(RegionShare {
             region: region.clone(),
             key: key.arn,
+            key_policy,
             image: image.id,
             snapshots,
             launch_permissions,
@@ -274,10 +282,10 @@ impl Flow {
     }
 
     /// Creates the key for `alias` with the targets' statements in its
-    /// policy and names it; the second value says whether this call created
-    /// it. A `CreateKey` that fails with a transient error may have made the
-    /// key all the same, so before each new attempt the key is looked for
-    /// by its tag.
+    /// policy and names it; the second value is the policy it was created
+    /// with, or `None` when an earlier attempt had made it. A `CreateKey`
+    /// that fails with a transient error may have made the key all the
+    /// same, so before each new attempt the key is looked for by its tag.
     async fn create_named_key(
         &self,
         request: &ShareRequest,
@@ -285,7 +293,7 @@ impl Flow {
         region: &Region,
         alias: &AliasName,
         journal: &Journal,
-    ) -> Result<(KeyMetadata, bool)> {
+    ) -> Result<(KeyMetadata, Option<KeyPolicyReport>)> {
         let policy =
             request.new_key_policy(caller.account.as_str(), caller.arn.as_str(), region)?;
         let create = CreateKeyRequest {
@@ -304,7 +312,7 @@ impl Flow {
                         .await;
                     if let Some(meta) = self.find_unnamed(region, alias).await? {
                         self.name_unnamed(Some(alias), &meta, journal).await?;
-                        return Ok((meta, false));
+                        return Ok((meta, None));
                     }
                     attempt += 1;
                 }
@@ -334,7 +342,10 @@ impl Flow {
             format!("→ {}", meta.arn),
             true,
         );
-        Ok((meta, true))
+        Ok((
+            meta,
+            Some(KeyPolicyReport::of(PolicyWrite::Created, &policy)),
+        ))
     }
 
     /// A key an earlier run created for `alias` but stopped before naming,
@@ -434,7 +445,7 @@ impl Flow {
         key: &KeyArn,
         region: &Region,
         journal: &Journal,
-    ) -> Result<()> {
+    ) -> Result<KeyPolicyReport> {
         let text = self.keys().get_key_policy(key).await?;
         let merged = merged_policy(request, caller, key, region, &text)?;
         if !merged.changed {
@@ -445,7 +456,7 @@ impl Flow {
                 "already allows the targets",
                 false,
             );
-            return Ok(());
+            return Ok(KeyPolicyReport::of(PolicyWrite::Unchanged, &merged.policy));
         }
         self.keys()
             .put_key_policy(key, &policy_text(&merged.policy))
@@ -458,7 +469,7 @@ impl Flow {
             format!("allows {}", who.join(", ")),
             true,
         );
-        Ok(())
+        Ok(KeyPolicyReport::of(PolicyWrite::Merged, &merged.policy))
     }
 
     /// The image to share in `region`: the source itself when it is already
