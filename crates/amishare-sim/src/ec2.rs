@@ -21,6 +21,7 @@ use amishare_policy::Context;
 use crate::errors;
 use crate::kms::{kms_allows, require_enabled};
 use crate::knobs::UnknownIds;
+use crate::limits;
 use crate::state::{
     scoped, Ctx, DeviceRecord, GrantRecord, ImageRecord, InstanceRecord, InstanceVolume,
     SnapshotRecord,
@@ -363,6 +364,8 @@ impl Ctx<'_> {
         region: &Region,
         request: &RunInstancesRequest,
     ) -> Result<Instance> {
+        limits::ec2_tags(&request.tags)?;
+        limits::client_token(request.client_token.as_deref())?;
         self.authorize_ec2(
             "ec2:RunInstances",
             Resource::Image(region, request.image.as_str()),
@@ -575,6 +578,7 @@ impl Ctx<'_> {
         region: &Region,
         request: &CreateImageRequest,
     ) -> Result<ImageId> {
+        limits::ec2_tags(&request.tags)?;
         let account = self.who.account_id();
         self.authorize_ec2(
             "ec2:CreateImage",
@@ -654,6 +658,8 @@ impl Ctx<'_> {
         region: &Region,
         request: &CopyImageRequest,
     ) -> Result<ImageId> {
+        limits::ec2_tags(&request.tags)?;
+        limits::client_token(request.client_token.as_deref())?;
         self.authorize_ec2("ec2:CopyImage", Resource::Image(region, "*"))?;
         let account = self.who.account_id();
         let token = request

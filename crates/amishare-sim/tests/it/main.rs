@@ -14,3 +14,4 @@ mod least_calls;
 mod seed_flow;
 mod time;
 mod world_file;
+mod world_lock;
