@@ -286,17 +286,30 @@ pub async fn doctor_key_policy_actions(h: &dyn Harness) -> Coverage {
             }
         }
     }
+    check_both_outcomes(
+        &mut coverage,
+        "the doctor's launch and copy verdicts agree with the real outcomes, each failure naming the key policy's action",
+        outcomes,
+    );
+    coverage
+}
+
+/// Asserts that a table of cases held both outcomes, some working and
+/// some failing (one that only works or only fails checks less than it
+/// seems), and notes `what` with the counts.
+pub(crate) fn check_both_outcomes(
+    coverage: &mut Coverage,
+    what: &str,
+    (worked, failed): (usize, usize),
+) {
     assert!(
-        outcomes.0 > 0 && outcomes.1 > 0,
-        "some removals break the flow and some do not: {outcomes:?}"
+        worked > 0 && failed > 0,
+        "{what}: some cases work and some do not, but {worked} worked and {failed} failed"
     );
     coverage.check(&format!(
-        "the doctor's launch and copy verdicts agree with {} real outcomes, {} working and {} failing, each failure naming the key policy's action",
-        outcomes.0 + outcomes.1,
-        outcomes.0,
-        outcomes.1
+        "{what}: {} cases, {worked} working and {failed} failing",
+        worked + failed
     ));
-    coverage
 }
 
 /// The failure rows of `docs/spec/ec2.md` §B13, each diagnosed, then tried.
