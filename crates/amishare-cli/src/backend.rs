@@ -22,43 +22,49 @@ use crate::fail::{usage, Failure};
 /// Which backend the commands use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum BackendKind {
-    /// AWS, with the credentials of `--profile` (or the SDK's default chain).
+    /// AWS, with the credentials of `--profile` or the SDK's default chain
+    /// (in builds with the `aws` feature, the default build).
     Aws,
-    /// The simulation, in the world file `--world`.
+    /// A simulated world kept in the file `--world`.
     Sim,
 }
 
-/// Options every command takes.
+/// Options every command takes, shown apart in each command's help.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
-    /// Where to act.
+    /// Where to act: AWS, or a simulated world kept in a file.
     #[arg(long, value_enum, default_value = "aws", global = true)]
     pub(crate) backend: BackendKind,
-    /// The world file of `--backend sim` (JSON; see testdata/worlds/).
+    /// The simulated world of `--backend sim`: a JSON file, such as a copy of
+    /// testdata/worlds/seed.json.
     #[arg(long, value_name = "FILE", global = true)]
     pub(crate) world: Option<PathBuf>,
-    /// How long to wait while another command has the world file.
+    /// How long to wait, in seconds, while another command uses the world file.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, global = true)]
     pub(crate) lock_wait: u64,
-    /// The profile to act as: an AWS profile, or a profile of the world file.
+    /// The profile to act as: a named profile of your AWS configuration, or
+    /// a profile of the world file.
     #[arg(long, global = true)]
     pub(crate) profile: Option<String>,
-    /// The target side's profile, for commands that look from both sides.
-    #[arg(long, global = true)]
+    /// The target account's profile, for commands that look from both sides
+    /// (status, doctor).
+    #[arg(long, value_name = "PROFILE", global = true)]
     pub(crate) target_profile: Option<String>,
-    /// A role of the target account to assume for the target side (AWS).
+    /// A role in the target account to assume for the target side (AWS only).
     #[arg(long, value_name = "ARN", value_parser = args::principal, global = true)]
     pub(crate) target_role_arn: Option<PrincipalArn>,
-    /// The region (default: the profile's, on AWS).
+    /// The region (default: the profile's region, on AWS).
     #[arg(long, value_parser = args::region, global = true)]
     pub(crate) region: Option<Region>,
-    /// An endpoint for every AWS service, such as LocalStack's.
+    /// Send every AWS call to this URL, such as LocalStack's or `amishare sim serve`'s.
     #[arg(long, value_name = "URL", global = true)]
     pub(crate) endpoint_url: Option<String>,
-    /// Print machine-readable JSON on stdout.
+    /// Print the result as JSON on stdout (each document is described in docs/json.md).
     #[arg(long, global = true)]
     pub(crate) json: bool,
-    /// Print the plan (every mutating call, the key-policy diff) and change nothing.
+    /// Show every change the command would make (each call, the key-policy
+    /// diff) and make none.
     #[arg(long, global = true)]
     pub(crate) dry_run: bool,
 }

@@ -1,4 +1,4 @@
-//! `amishare demo`: the mission's walkthrough on the simulation, step by step.
+//! `amishare demo`: the whole cross-account flow on the simulation, step by step.
 
 use std::fmt::Write as _;
 
@@ -14,7 +14,7 @@ pub(crate) struct DemoArgs {
     seed: u64,
 }
 
-/// The mission's five steps, and the flow actions that belong to each.
+/// The flow's five steps, and the flow actions that belong to each.
 const STEPS: [(&str, &[&str]); 5] = [
     ("Step 1 (A): create the customer-managed key and let B's user use it", &["resolve-key", "create-key", "create-alias", "key-policy"]),
     (
@@ -64,7 +64,7 @@ pub(crate) fn run(args: &DemoArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text report: each mission step with the resources it touched.
+/// The text report: each step with the resources it touched.
 fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
     let mut out = String::new();
     let owner = report.owner.account();

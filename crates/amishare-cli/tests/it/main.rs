@@ -6,10 +6,12 @@ mod bad_inputs;
 mod commands;
 mod concurrency;
 mod demo;
+mod json;
 mod killed;
 #[cfg(feature = "localstack")]
 mod localstack;
 mod promises;
+mod reference;
 mod serve;
 
 use std::path::{Path, PathBuf};
