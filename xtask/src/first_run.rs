@@ -11,6 +11,9 @@
 //! Linux), which is what a machine must hold. It fails when the demo does
 //! not finish, when any `aws-*` crate was compiled, or when the time or the
 //! summed peak passes its budget (90 s and 2048 MiB unless told otherwise).
+//! The time budget holds for a machine of its own: when the 1-minute load
+//! average before the run is at or above the number of cores (other builds
+//! share it), the time is printed with the load but not held to the budget.
 
 use std::{
     collections::BTreeMap,
@@ -64,7 +67,7 @@ pub(crate) fn run(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
     if !fetched.success() {
         return Err(format_err!("cargo fetch failed: {fetched}"));
     }
-    let load = load_average();
+    let (load, busy) = load_average();
     eprintln!(
         "first-run: cargo {} (target directory {}, load average {load})",
         COMMAND.join(" "),
@@ -116,7 +119,13 @@ pub(crate) fn run(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
         ));
     }
     let mut over = Vec::new();
-    if options.max_seconds > 0 && wall > Duration::from_secs(options.max_seconds) {
+    if busy && options.max_seconds > 0 && wall > Duration::from_secs(options.max_seconds) {
+        eprintln!(
+            "first-run: {:.1} s is over the budget of {} s, not held to it: the machine was busy (load average {load})",
+            wall.as_secs_f64(),
+            options.max_seconds
+        );
+    } else if options.max_seconds > 0 && wall > Duration::from_secs(options.max_seconds) {
         over.push(format!(
             "{:.1} s is over the budget of {} s",
             wall.as_secs_f64(),
@@ -196,17 +205,19 @@ fn largest_child_kib() -> anyhow::Result<u64> {
     Ok(u64::try_from(usage.max_rss()).unwrap_or(0))
 }
 
-/// The 1, 5 and 15 minute load averages, or `unknown`.
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
+/// The 1, 5 and 15 minute load averages (or `unknown`), and whether the
+/// 1-minute one says other work shares the machine: at or above its cores.
+fn load_average() -> (String, bool) {
+    let Some(text) = fs::read_to_string("/proc/loadavg").ok() else {
+        return ("unknown".to_owned(), false);
+    };
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    let cores = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let busy = fields
+        .first()
+        .and_then(|one| one.parse::<f64>().ok())
+        .is_some_and(|one| one >= cores);
+    (fields.join(" "), busy)
 }
 
 /// The compiled crates in `target`'s dependency directory whose names start with `aws`.

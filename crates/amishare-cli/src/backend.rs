@@ -13,6 +13,7 @@ use std::sync::Arc;
 use amishare_aws::{AwsDirectory, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
 use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
+use amishare_core::retry::{RetryOptions, Retrying};
 use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
 use amishare_sim::{LockHolder, World, WorldLock};
 
@@ -93,13 +94,36 @@ impl Side {
     }
 }
 
+impl Side {
+    /// The same stores behind core's retry layer, for the calls a command
+    /// makes outside a `Flow` (which puts its own in front of the stores):
+    /// every call is retried by that one layer, never by two.
+    fn behind_retries(&self, clock: Arc<dyn Clock>) -> Side {
+        let retrying = Arc::new(Retrying::new(
+            self.keys.clone(),
+            self.images.clone(),
+            clock,
+            RetryOptions::default(),
+        ));
+        Side {
+            keys: retrying.clone(),
+            images: retrying,
+            directory: self.directory.clone(),
+        }
+    }
+}
+
 /// What a command acts through.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// The principal of `--profile`.
+    /// The principal of `--profile`, behind core's retry layer.
     pub(crate) side: Side,
-    /// The principal of `--target-profile` / `--target-role-arn`, if given.
+    /// The principal of `--target-profile` / `--target-role-arn`, if given,
+    /// behind core's retry layer.
     pub(crate) target: Option<Side>,
+    /// The stores of `--profile` as the flow takes them, without retries:
+    /// the flow retries itself.
+    stores: Side,
     /// Real time on AWS, the world's virtual time on the simulation.
     pub(crate) clock: Arc<dyn Clock>,
     /// The region of `--region`, or the AWS profile's.
@@ -138,14 +162,19 @@ impl Session {
                 session.clock = Arc::new(Skipping::new(session.clock.clone()));
             }
         }
+        session.stores = session.side.clone();
+        session.side = session.side.behind_retries(session.clock.clone());
+        session.target = session
+            .target
+            .map(|target| target.behind_retries(session.clock.clone()));
         Ok(session)
     }
 
     /// The flow acting as `--profile`.
     pub(crate) fn flow(&self) -> Flow {
         Flow::new(
-            self.side.keys.clone(),
-            self.side.images.clone(),
+            self.stores.keys.clone(),
+            self.stores.images.clone(),
             self.clock.clone(),
         )
     }
@@ -208,6 +237,7 @@ fn open_sim(global: &Global, command: &str) -> Result<Session, Failure> {
         &path,
     )?;
     Ok(Session {
+        stores: side.clone(),
         side,
         target,
         clock: Arc::new(world.clock()),
@@ -320,6 +350,7 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
         None
     };
     Ok(Session {
+        stores: side.clone(),
         side,
         target,
         clock: Arc::new(WallClock),

@@ -35,7 +35,17 @@ fn keep_statements(world: &Path, key: &str, keep: impl Fn(&Value) -> bool) {
 
 /// The owner's share, as JSON: returns the shared image and the key ARN.
 fn share(world: &Path) -> (String, String) {
-    let report = json(&sim(
+    let report = share_report(world);
+    let region = &report["regions"][0];
+    (
+        region["image"].as_str().unwrap().to_owned(),
+        region["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The owner's share of the seed instance with B's user: its JSON report.
+fn share_report(world: &Path) -> Value {
+    json(&sim(
         world,
         "a-admin",
         &[
@@ -49,12 +59,7 @@ fn share(world: &Path) -> (String, String) {
             B_USER,
             "--volume-permission",
         ],
-    ));
-    let region = &report["regions"][0];
-    (
-        region["image"].as_str().unwrap().to_owned(),
-        region["key"].as_str().unwrap().to_owned(),
-    )
+    ))
 }
 
 /// `share --json` shows the key policy it wrote: the whole policy of a key
@@ -63,22 +68,7 @@ fn share(world: &Path) -> (String, String) {
 #[test]
 fn share_json_shows_the_key_policy_statements_it_wrote() {
     let (_dir, world) = seed_world();
-    let run = || {
-        json(&sim(
-            &world,
-            "a-admin",
-            &[
-                "--json",
-                "share",
-                "--instance",
-                INSTANCE,
-                "--create-key",
-                "alias/cross-ami",
-                "--principal",
-                B_USER,
-            ],
-        ))
-    };
+    let run = || share_report(&world);
     let names_b = |statements: &Value| {
         let statements = statements.as_array().unwrap();
         statements.len() == 2
