@@ -2,9 +2,17 @@
 //!
 //! Backends keep the service's own error code (`InvalidAMIID.NotFound`,
 //! `AccessDeniedException`, …) so that callers and tests can be exact, and the
-//! message always names the input that failed.
+//! message always names the input that failed. What a caller may want to act
+//! on beyond the kind and the code is a field: a launch or a copy that failed
+//! after its call returned ([`Error::failure`]), and a call the retry layer
+//! gave up on ([`Error::exhausted`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
+
+use crate::id::{ImageId, InstanceId, Region, SnapshotId};
+use crate::model::{ImageState, InstanceState, StateReason};
 
 /// `Result` with amishare's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,8 +35,16 @@ pub enum ErrorKind {
     Throttled,
     /// The service or amishare does not support the operation (e.g. sharing an image encrypted with `aws/ebs`).
     Unsupported,
-    /// An asynchronous operation ended badly: an image went `failed`, an instance terminated at launch.
+    /// An asynchronous operation ended badly: an image went `failed`. A
+    /// launch and a copy have kinds of their own.
     Failed,
+    /// An instance went `shutting-down` or `terminated` at launch (EC2
+    /// accepted `RunInstances`; KMS may have refused EC2 later): see
+    /// [`Error::failure`] for the instance and EC2's state reason.
+    LaunchFailed,
+    /// An image copy went `failed` after `CopyImage` returned its ID: see
+    /// [`Error::failure`] for the copy, its snapshots and EC2's state reason.
+    CopyFailed,
     /// A wait ran past its deadline.
     Timeout,
     /// Any other service-side failure.
@@ -53,6 +69,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Throttled => "throttled",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Failed => "failed",
+            ErrorKind::LaunchFailed => "launch failed",
+            ErrorKind::CopyFailed => "copy failed",
             ErrorKind::Timeout => "timed out",
             ErrorKind::Service => "service error",
         };
@@ -68,7 +86,98 @@ pub struct Error {
     message: String,
     retryable: bool,
     after_changes: bool,
+    failure: Option<Box<Failure>>,
+    exhausted: Option<Box<Exhausted>>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// What a launch or a copy that failed after its call returned left to see:
+/// the fields of an [`ErrorKind::LaunchFailed`] or [`ErrorKind::CopyFailed`]
+/// error, to match on instead of its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// An instance that did not reach `running`.
+    Launch(LaunchFailure),
+    /// An image copy that went `failed`.
+    Copy(CopyFailure),
+}
+
+/// An instance that went `shutting-down` or `terminated` at launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LaunchFailure {
+    /// The region of the launch.
+    pub region: Region,
+    /// The image launched.
+    pub image: ImageId,
+    /// The instance `RunInstances` returned.
+    pub instance: InstanceId,
+    /// The state it was seen in.
+    pub state: InstanceState,
+    /// EC2's `StateReason`, code and message as EC2 gives them (for a KMS
+    /// refusal `Client.InternalError`, `Client.InternalError: Client error on
+    /// launch`), when EC2 gave one.
+    pub reason: Option<StateReason>,
+    /// The likely cause, when the backend can tell (the simulation names the
+    /// KMS refusal behind it; EC2 does not say).
+    pub cause: Option<String>,
+}
+
+/// An image copy that went `failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CopyFailure {
+    /// The region of the copy.
+    pub region: Region,
+    /// The copy's image ID, as `CopyImage` returned it.
+    pub image: ImageId,
+    /// The image copied.
+    pub source: ImageId,
+    /// The state it was seen in (`failed`, or `deregistered`).
+    pub state: ImageState,
+    /// EC2's `StateReason`, as EC2 gives it, when it gave one.
+    pub reason: Option<StateReason>,
+    /// The copy's snapshots.
+    pub snapshots: Vec<SnapshotId>,
+    /// The state message of each of those snapshots that gives one (EC2's
+    /// `StateMessage`, such as `Given key ID is not accessible`).
+    pub snapshot_messages: BTreeMap<SnapshotId, String>,
+    /// The likely cause, when the backend can tell (the simulation names the
+    /// KMS refusal behind it).
+    pub cause: Option<String>,
+}
+
+/// A call the retry layer ([`crate::retry::Retrying`]) repeated until its
+/// budget (attempts or deadline) was spent: the fields of the error it
+/// returns, which keeps the last attempt's kind and code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Exhausted {
+    /// The API operation, such as `DescribeImages`.
+    pub operation: &'static str,
+    /// What the call named (an image, a key, snapshots), when it named something.
+    pub resource: Option<String>,
+    /// The region the call went to, for a regional call.
+    pub region: Option<Region>,
+    /// How many times the call was sent.
+    pub attempts: u32,
+    /// How long it went on, from the first attempt to the last failure, on
+    /// the flow's clock.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.operation)?;
+        if let Some(resource) = &self.resource {
+            write!(f, " {resource}")?;
+        }
+        if let Some(region) = &self.region {
+            write!(f, " in {region}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Error {
@@ -80,8 +189,45 @@ impl Error {
             message: message.into(),
             retryable: kind.is_retryable(),
             after_changes: false,
+            failure: None,
+            exhausted: None,
             source: None,
         }
+    }
+
+    /// An instance that went `shutting-down` or `terminated` at launch:
+    /// [`ErrorKind::LaunchFailed`], with EC2's state reason code as its code.
+    pub fn launch_failed(failure: LaunchFailure) -> Error {
+        let mut message = format!(
+            "instance {} from image {} in {} went {} at launch",
+            failure.instance, failure.image, failure.region, failure.state
+        );
+        push_reason(&mut message, failure.reason.as_ref());
+        push_cause(&mut message, failure.cause.as_deref());
+        let code = failure.reason.as_ref().map(|r| r.code.clone());
+        let mut err = Error::new(ErrorKind::LaunchFailed, message);
+        err.code = code;
+        err.failure = Some(Box::new(Failure::Launch(failure)));
+        err
+    }
+
+    /// An image copy that went `failed`: [`ErrorKind::CopyFailed`], with
+    /// EC2's state reason code as its code.
+    pub fn copy_failed(failure: CopyFailure) -> Error {
+        let mut message = format!(
+            "copy {} of image {} in {} is {}",
+            failure.image, failure.source, failure.region, failure.state
+        );
+        push_reason(&mut message, failure.reason.as_ref());
+        for (snapshot, text) in &failure.snapshot_messages {
+            message.push_str(&format!("; snapshot {snapshot}: {text}"));
+        }
+        push_cause(&mut message, failure.cause.as_deref());
+        let code = failure.reason.as_ref().map(|r| r.code.clone());
+        let mut err = Error::new(ErrorKind::CopyFailed, message);
+        err.code = code;
+        err.failure = Some(Box::new(Failure::Copy(failure)));
+        err
     }
 
     /// An error carrying a service error code such as `InvalidAMIID.NotFound`.
@@ -132,6 +278,24 @@ impl Error {
         self
     }
 
+    /// Records that the retry layer gave up on the call after `exhausted`'s
+    /// attempts. The message then names the operation and its resource
+    /// (unless it already begins with the operation, as the AWS backend's
+    /// do) and says how many attempts were made.
+    pub fn with_exhausted(mut self, exhausted: Exhausted) -> Error {
+        if !self.message.starts_with(exhausted.operation) {
+            self.message = format!("{exhausted}: {}", self.message);
+        }
+        self.message.push_str(&format!(
+            " (gave up after {} attempt{} in {} s)",
+            exhausted.attempts,
+            if exhausted.attempts == 1 { "" } else { "s" },
+            exhausted.elapsed.as_secs()
+        ));
+        self.exhausted = Some(Box::new(exhausted));
+        self
+    }
+
     /// Prefixes the message with context, keeping kind, code and source.
     pub fn context(mut self, context: impl fmt::Display) -> Error {
         self.message = format!("{context}: {}", self.message);
@@ -157,6 +321,58 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.retryable
     }
+
+    /// The launch or copy that failed, for [`ErrorKind::LaunchFailed`] and
+    /// [`ErrorKind::CopyFailed`].
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_deref()
+    }
+
+    /// The launch that failed, for [`ErrorKind::LaunchFailed`].
+    pub fn launch_failure(&self) -> Option<&LaunchFailure> {
+        match self.failure() {
+            Some(Failure::Launch(launch)) => Some(launch),
+            _ => None,
+        }
+    }
+
+    /// The copy that failed, for [`ErrorKind::CopyFailed`].
+    pub fn copy_failure(&self) -> Option<&CopyFailure> {
+        match self.failure() {
+            Some(Failure::Copy(copy)) => Some(copy),
+            _ => None,
+        }
+    }
+
+    /// The call the retry layer gave up on, when it did: the operation, its
+    /// resource and the attempts made.
+    pub fn retries_exhausted(&self) -> Option<&Exhausted> {
+        self.exhausted.as_deref()
+    }
+}
+
+/// Appends EC2's reason: its message, without a leading copy of its code,
+/// which the error's code already shows.
+fn push_reason(message: &mut String, reason: Option<&StateReason>) {
+    match reason {
+        Some(reason) => {
+            let text = reason
+                .message
+                .strip_prefix(&reason.code)
+                .and_then(|rest| rest.strip_prefix(": "))
+                .unwrap_or(&reason.message);
+            message.push_str(": ");
+            message.push_str(text);
+        }
+        None => message.push_str(": EC2 gave no reason"),
+    }
+}
+
+/// Appends the likely cause, when the backend told it.
+fn push_cause(message: &mut String, cause: Option<&str>) {
+    if let Some(cause) = cause {
+        message.push_str(&format!(" (likely cause: {cause})"));
+    }
 }
 
 impl fmt::Debug for Error {
@@ -167,6 +383,8 @@ impl fmt::Debug for Error {
             .field("message", &self.message)
             .field("retryable", &self.retryable)
             .field("after_changes", &self.after_changes)
+            .field("failure", &self.failure)
+            .field("exhausted", &self.exhausted)
             .field("source", &self.source)
             .finish()
     }

@@ -12,7 +12,7 @@ mod id;
 mod model;
 mod store;
 
-pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::error::{CopyFailure, Error, ErrorKind, Exhausted, Failure, LaunchFailure, Result};
 pub use crate::id::{
     AccountId, AliasArn, AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef,
     OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region, SnapshotId, VolumeId,

@@ -243,7 +243,7 @@ wait_for "instance $doomed launched before the key policy" terminated running \
     target ec2 describe-instances --instance-ids "$doomed" --query 'Reservations[0].Instances[0].State.Name'
 check "why $doomed terminated" \
     "$(target ec2 describe-instances --instance-ids "$doomed" --query 'Reservations[0].Instances[0].StateReason.[Code,Message]')" \
-    "Server.InternalError	Client.InternalError: Client error on launch"
+    "Client.InternalError	Client.InternalError: Client error on launch"
 
 # ------------------------------------------------------------------ owner: key policy
 

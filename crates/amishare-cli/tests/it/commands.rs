@@ -331,6 +331,25 @@ fn a_launch_the_key_policy_does_not_allow_fails_with_the_reason() {
         !stderr.contains("FAIL kms.key-policy [kms:Decrypt]"),
         "{stderr}"
     );
+    // As JSON: the instance and EC2's state reason as fields, and the cause the simulation knows.
+    let out = sim(
+        &world,
+        "b-user",
+        &["accept", "--image", &image, "--launch", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let failure: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failure["format"], "amishare-launch-failure/1");
+    assert!(
+        failure["instance"].as_str().unwrap().starts_with("i-"),
+        "{failure}"
+    );
+    assert_eq!(failure["state_reason_code"], "Client.InternalError");
+    assert_eq!(
+        failure["state_reason_message"],
+        "Client.InternalError: Client error on launch"
+    );
+    assert!(failure["cause"].is_string(), "{failure}");
 
     // Without the use statement, the key check itself names the denial.
     keep_statements(&world, &key, |s| {

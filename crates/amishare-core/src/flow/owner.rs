@@ -37,7 +37,7 @@ impl Flow {
                     .await?
             }
         };
-        let image = self.wait_image(region, &id, start).await?;
+        let image = self.wait_image(region, &id, start, None).await?;
         if image.owner != caller.account {
             return Err(Error::new(
                 ErrorKind::AccessDenied,
@@ -82,7 +82,7 @@ impl Flow {
                 format!("found the image made earlier from {instance}"),
                 false,
             );
-            return Ok((image.id.clone(), Start::Seen(image)));
+            return Ok((image.id.clone(), Start::Seen(Box::new(image))));
         }
         let found = self
             .images()
@@ -139,7 +139,7 @@ impl Flow {
                     format!("found the image made from {instance} under the name {name}"),
                     false,
                 );
-                return Ok((image.id.clone(), Start::Seen(image)));
+                return Ok((image.id.clone(), Start::Seen(Box::new(image))));
             }
             Err(err) => return Err(err),
         };
