@@ -205,10 +205,12 @@ impl Error {
         push_reason(&mut message, failure.reason.as_ref());
         push_cause(&mut message, failure.cause.as_deref());
         let code = failure.reason.as_ref().map(|r| r.code.clone());
-        let mut err = Error::new(ErrorKind::LaunchFailed, message);
-        err.code = code;
-        err.failure = Some(Box::new(Failure::Launch(failure)));
-        err
+        Error::failed(
+            ErrorKind::LaunchFailed,
+            message,
+            code,
+            Failure::Launch(failure),
+        )
     }
 
     /// An image copy that went `failed`: [`ErrorKind::CopyFailed`], with
@@ -224,9 +226,14 @@ impl Error {
         }
         push_cause(&mut message, failure.cause.as_deref());
         let code = failure.reason.as_ref().map(|r| r.code.clone());
-        let mut err = Error::new(ErrorKind::CopyFailed, message);
+        Error::failed(ErrorKind::CopyFailed, message, code, Failure::Copy(failure))
+    }
+
+    /// A failure of `kind` with its fields, its code EC2's state reason code.
+    fn failed(kind: ErrorKind, message: String, code: Option<String>, failure: Failure) -> Error {
+        let mut err = Error::new(kind, message);
         err.code = code;
-        err.failure = Some(Box::new(Failure::Copy(failure)));
+        err.failure = Some(Box::new(failure));
         err
     }
 

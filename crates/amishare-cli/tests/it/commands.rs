@@ -33,6 +33,16 @@ fn keep_statements(world: &Path, key: &str, keep: impl Fn(&Value) -> bool) {
     std::fs::write(world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
 }
 
+/// The `Sid` of each statement of a JSON array of statements.
+fn sids(statements: &Value) -> Vec<&str> {
+    statements
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap())
+        .collect()
+}
+
 /// The owner's share, as JSON: returns the shared image and the key ARN.
 fn share(world: &Path) -> (String, String) {
     let report = share_report(world);
@@ -377,12 +387,7 @@ fn policy_prints_a_whole_key_policy_statements_on_request_and_merges_a_file_with
     ])))
     .unwrap();
     assert_eq!(whole["Version"], "2012-10-17");
-    let sids: Vec<&str> = whole["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["Sid"].as_str().unwrap())
-        .collect();
+    let sids = sids(&whole["Statement"]);
     assert_eq!(
         sids,
         [
@@ -615,12 +620,7 @@ fn doctor_names_the_broken_link_and_fix_mends_the_key_policy() {
         .unwrap_or_else(|| panic!("a doctor report: {plan_and_report}"));
     let fixed = &report["fixed"][0];
     assert_eq!(fixed["key"], key.as_str());
-    let sids: Vec<&str> = fixed["statements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["Sid"].as_str().unwrap())
-        .collect();
+    let sids = sids(&fixed["statements"]);
     assert_eq!(
         sids,
         [

@@ -6,24 +6,38 @@ use std::sync::Arc;
 
 use amishare_core::retry::{RetryOptions, Retrying};
 use amishare_core::{
-    AcceptRequest, CopyKey, ErrorKind, ImageQuery, ImageStore, InstanceState, LaunchOptions, Sharer,
+    AcceptRequest, CopyKey, ErrorKind, Flow, ImageId, ImageQuery, ImageStore, InstanceState,
+    KeyArn, LaunchOptions, Sharer,
 };
 use amishare_sim::faults::{Faults, Faulty};
+use amishare_sim::SimClient;
 
 use crate::fixture::Fx;
 
 /// A's encrypted image shared with B (launch and create-volume
 /// permissions) under a key whose policy never names B: B's launch and
 /// copy are accepted by EC2 and then fail when KMS refuses EC2.
-async fn shared_without_key_policy(fx: &Fx) -> (amishare_core::ImageId, amishare_core::KeyArn) {
+/// Returns the image, the key and a client of B's user `bob`, whose IAM
+/// policy allows the key.
+async fn shared_without_key_policy(fx: &Fx) -> (ImageId, KeyArn, SimClient) {
     let key = fx.cmk().await;
     let image = fx.encrypted_image(&key).await;
     fx.share(&image, &fx.b).await;
     fx.share_snapshots(&image, &fx.b).await;
-    (image, key)
+    let (_, target) = fx.target_user("bob", Some(&key));
+    (image, key, target)
 }
 
-fn accept(image: &amishare_core::ImageId, key: &amishare_core::KeyArn, fx: &Fx) -> AcceptRequest {
+/// A flow acting as `target` on the world's clock.
+fn accept_as(target: &SimClient, fx: &Fx) -> Flow {
+    Flow::new(
+        Arc::new(target.clone()),
+        Arc::new(target.clone()),
+        Arc::new(fx.world.clock()),
+    )
+}
+
+fn accept(image: &ImageId, key: &KeyArn, fx: &Fx) -> AcceptRequest {
     AcceptRequest {
         image: image.clone(),
         region: fx.region.clone(),
@@ -37,14 +51,8 @@ fn accept(image: &amishare_core::ImageId, key: &amishare_core::KeyArn, fx: &Fx) 
 #[tokio::test(start_paused = true)]
 async fn a_failed_smoke_launch_is_matched_by_kind_and_fields() {
     let fx = Fx::new();
-    let (image, key) = shared_without_key_policy(&fx).await;
-    let (_, target) = fx.target_user("bob", Some(&key));
-    let flow = amishare_core::Flow::new(
-        Arc::new(target.clone()),
-        Arc::new(target.clone()),
-        Arc::new(fx.world.clock()),
-    );
-    let err = flow
+    let (image, key, target) = shared_without_key_policy(&fx).await;
+    let err = accept_as(&target, &fx)
         .accept(&AcceptRequest {
             launch: Some(LaunchOptions::default()),
             ..accept(&image, &key, &fx)
@@ -98,14 +106,8 @@ async fn a_failed_smoke_launch_is_matched_by_kind_and_fields() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_copy_is_matched_by_kind_and_fields() {
     let fx = Fx::new();
-    let (image, key) = shared_without_key_policy(&fx).await;
-    let (_, target) = fx.target_user("bob", Some(&key));
-    let flow = amishare_core::Flow::new(
-        Arc::new(target.clone()),
-        Arc::new(target.clone()),
-        Arc::new(fx.world.clock()),
-    );
-    let err = flow
+    let (image, key, target) = shared_without_key_policy(&fx).await;
+    let err = accept_as(&target, &fx)
         .accept(&AcceptRequest {
             copy: Some(CopyKey::AccountDefault),
             ..accept(&image, &key, &fx)
@@ -144,8 +146,7 @@ async fn a_failed_copy_is_matched_by_kind_and_fields() {
 #[tokio::test(start_paused = true)]
 async fn an_exhausted_retry_names_the_operation_the_resource_and_the_attempts() {
     let fx = Fx::new();
-    let (image, key) = shared_without_key_policy(&fx).await;
-    let (_, target) = fx.target_user("bob", Some(&key));
+    let (image, _, target) = shared_without_key_policy(&fx).await;
     let throttled = Faulty::new(
         target,
         Faults {
