@@ -2,7 +2,8 @@
 //! cross-account sharing flow.
 //!
 //! This crate knows nothing about the AWS SDK, tokio or the network: backends
-//! implement [`KeyStore`] and [`ImageStore`]; [`Flow`] runs the owner side
+//! implement [`KeyStore`] and [`ImageStore`] (and, to launch through Auto
+//! Scaling, [`scaling::ScalingStore`]); [`Flow`] runs the owner side
 //! ([`Sharer::share`], [`Sharer::unshare`]) and the target side
 //! ([`Sharer::accept`]) over them; [`plan::planning`] turns any pair of
 //! stores into a dry run.
@@ -27,6 +28,7 @@ pub mod ec2_kms;
 mod flow;
 pub mod plan;
 pub mod retry;
+pub mod scaling;
 
 #[cfg(any(test, feature = "mock"))]
 pub use crate::flow::MockSharer;

@@ -505,6 +505,7 @@ impl Ctx<'_> {
                             operations: VOLUME_GRANT_OPERATIONS.map(str::to_owned).to_vec(),
                             issuing_account: account.clone(),
                             created_at: now,
+                            retiring_principal: None,
                         });
                         record.grants.push((key, grant_id));
                     }

@@ -67,6 +67,7 @@ mod ids;
 mod kms;
 mod knobs;
 mod log;
+mod scaling;
 pub mod seed;
 mod state;
 mod world;

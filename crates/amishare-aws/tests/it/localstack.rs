@@ -454,6 +454,7 @@ async fn other_calls(h: &AwsHarness, seeded: Seeded) {
                 grantee: target.principal.clone(),
                 operations: vec!["Decrypt".to_owned(), "DescribeKey".to_owned()],
                 name: Some("amishare-e2e".to_owned()),
+                retiring_principal: None,
             },
         )
         .await

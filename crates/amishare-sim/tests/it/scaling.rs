@@ -1,0 +1,607 @@
+//! Auto Scaling in the target account (`docs/spec/production.md` §C1): the
+//! group launches as its service-linked role, which only a grant lets use
+//! a key of another account. The table is §C1.9's.
+
+use std::collections::BTreeMap;
+
+use amishare_core::scaling::{
+    ActivityStatus, GroupRequest, LaunchFailure, LaunchTemplateRequest, LifecycleState,
+    ScalingStore, ServiceLinkedRole,
+};
+use amishare_core::{
+    ec2_kms, CreateGrantRequest, ErrorKind, ImageId, KeyArn, KeyState, KeyStore, PrincipalArn,
+};
+use amishare_sim::{Knobs, SimClient, World};
+
+use crate::fixture::{account, assert_error, secs, Fx, A, B};
+
+/// How A's key policy lets B create grants.
+#[derive(Debug, Clone, Copy)]
+enum CreateGrant {
+    /// The seed's statement: only when an AWS service calls
+    /// (`kms:GrantIsForAWSResource`).
+    ForAwsResource,
+    /// AWS's documented statement: no condition.
+    Unconditioned,
+    /// Narrowed to B's default Auto Scaling role and these operations.
+    Narrowed(&'static [&'static str]),
+    /// The role named in the use statement only, no CreateGrant for B.
+    RoleInUseStatement,
+}
+
+fn role_arn(suffix: Option<&str>) -> PrincipalArn {
+    ServiceLinkedRole::AutoScaling {
+        suffix: suffix.map(str::to_owned),
+    }
+    .arn(&account(B), "aws")
+    .unwrap()
+}
+
+fn key_policy(create_grant: CreateGrant) -> String {
+    let root = format!(
+        r#"{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{A}:root"}},"Action":"kms:*","Resource":"*"}}"#
+    );
+    let b_root = format!("arn:aws:iam::{B}:root");
+    let mut use_principals = format!(r#""{b_root}""#);
+    let grant = match create_grant {
+        CreateGrant::ForAwsResource => format!(
+            r#",{{"Sid":"attach","Effect":"Allow","Principal":{{"AWS":"{b_root}"}},"Action":["kms:CreateGrant","kms:ListGrants","kms:RevokeGrant"],"Resource":"*","Condition":{{"Bool":{{"kms:GrantIsForAWSResource":"true"}}}}}}"#
+        ),
+        CreateGrant::Unconditioned => format!(
+            r#",{{"Sid":"grant","Effect":"Allow","Principal":{{"AWS":"{b_root}"}},"Action":"kms:CreateGrant","Resource":"*"}}"#
+        ),
+        CreateGrant::Narrowed(operations) => format!(
+            r#",{{"Sid":"grant","Effect":"Allow","Principal":{{"AWS":"{b_root}"}},"Action":"kms:CreateGrant","Resource":"*","Condition":{{"StringEquals":{{"kms:GranteePrincipal":"{}"}},"ForAllValues:StringEquals":{{"kms:GrantOperations":{}}}}}}}"#,
+            role_arn(None),
+            serde_json::to_string(operations).unwrap()
+        ),
+        CreateGrant::RoleInUseStatement => {
+            use_principals = format!(r#""{}""#, role_arn(None));
+            String::new()
+        }
+    };
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{root},{{"Sid":"use","Effect":"Allow","Principal":{{"AWS":[{use_principals}]}},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"*"}}{grant}]}}"#
+    )
+}
+
+/// B's administrator: EC2, Auto Scaling, creating the default service-linked
+/// role, and creating and finding grants on A's key (AWS's Example 2).
+fn b_admin_policy(key: &KeyArn) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["ec2:*","autoscaling:*","iam:CreateServiceLinkedRole","kms:ListRetirableGrants"],"Resource":"*"}},{{"Effect":"Allow","Action":"kms:CreateGrant","Resource":"{key}"}}]}}"#
+    )
+}
+
+struct Setup {
+    fx: Fx,
+    key: KeyArn,
+    image: ImageId,
+    admin: PrincipalArn,
+    b: SimClient,
+}
+
+async fn setup(create_grant: CreateGrant, knobs: Knobs) -> Setup {
+    let fx = Fx::new();
+    fx.world.set_knobs(knobs);
+    let key = fx.cmk().await;
+    if matches!(create_grant, CreateGrant::RoleInUseStatement) {
+        // KMS refuses a key policy naming a role that does not exist (§C1.1).
+        fx.world
+            .add_service_linked_role(&fx.b, &ServiceLinkedRole::auto_scaling())
+            .unwrap();
+    }
+    fx.owner
+        .put_key_policy(&key, &key_policy(create_grant))
+        .await
+        .unwrap();
+    let image = fx.encrypted_image(&key).await;
+    fx.share(&image, &fx.b).await;
+    let admin = fx
+        .world
+        .add_user(&fx.b, "b-admin", &[&b_admin_policy(&key)])
+        .unwrap();
+    let b = fx.client(&admin);
+    Setup {
+        fx,
+        key,
+        image,
+        admin,
+        b,
+    }
+}
+
+impl Setup {
+    async fn grant(
+        &self,
+        grantee: &PrincipalArn,
+        operations: &[&str],
+    ) -> amishare_core::Result<amishare_core::GrantId> {
+        self.b
+            .create_grant(
+                &self.key,
+                &CreateGrantRequest {
+                    grantee: grantee.clone(),
+                    operations: operations.iter().map(|o| (*o).to_owned()).collect(),
+                    name: Some("asg".to_owned()),
+                    retiring_principal: Some(self.admin.clone()),
+                },
+            )
+            .await
+    }
+
+    /// A launch template and a one-instance group as B; the group named `name`.
+    async fn group(&self, name: &str, role: Option<PrincipalArn>) {
+        let region = &self.fx.region;
+        self.b
+            .create_launch_template(
+                region,
+                &LaunchTemplateRequest {
+                    name: format!("{name}-template"),
+                    image: self.image.clone(),
+                    instance_type: "t3.micro".to_owned(),
+                    tags: BTreeMap::new(),
+                    client_token: None,
+                },
+            )
+            .await
+            .unwrap();
+        self.b
+            .create_auto_scaling_group(region, &group_request(name, role))
+            .await
+            .unwrap();
+    }
+
+    /// The group's first activity and whether an instance is in service,
+    /// `after` seconds from now.
+    async fn outcome(&self, name: &str, after: u64) -> (ActivityStatus, Option<String>, bool) {
+        self.fx.advance(after);
+        let region = &self.fx.region;
+        let activities = self
+            .b
+            .describe_scaling_activities(region, name)
+            .await
+            .unwrap();
+        let first = activities.last().expect("the group launched").clone();
+        let groups = self
+            .b
+            .describe_auto_scaling_groups(region, &[name.to_owned()])
+            .await
+            .unwrap();
+        let in_service = groups[0]
+            .instances
+            .iter()
+            .any(|i| i.lifecycle_state == LifecycleState::InService);
+        (first.status, first.status_message, in_service)
+    }
+}
+
+fn group_request(name: &str, role: Option<PrincipalArn>) -> GroupRequest {
+    GroupRequest {
+        name: name.to_owned(),
+        launch_template: format!("{name}-template"),
+        min_size: 1,
+        max_size: 1,
+        desired_capacity: 1,
+        availability_zones: vec!["ap-northeast-1a".to_owned()],
+        subnets: None,
+        service_linked_role: role,
+        tags: BTreeMap::new(),
+    }
+}
+
+const KMS_LOST: &str = "Instance became unhealthy while waiting for instance to be in InService state. Termination Reason: Client.InternalError: Client error on launch";
+
+/// §C1.9, row by row: the setup, whether B's `CreateGrant` goes through,
+/// and how the group's first launch ends.
+#[tokio::test(start_paused = true)]
+async fn expected_outcomes_table() {
+    let eight: &[&str] = &ec2_kms::SERVICE_ROLE_GRANT;
+    let seven: Vec<&str> = eight
+        .iter()
+        .copied()
+        .filter(|op| *op != "CreateGrant")
+        .collect();
+    let seven: &'static [&'static str] = Box::leak(seven.into_boxed_slice());
+    struct Row {
+        case: &'static str,
+        policy: CreateGrant,
+        /// The grant's grantee suffix and operations (`None`: no grant asked).
+        grant: Option<(Option<&'static str>, &'static [&'static str])>,
+        /// The group's role suffix (`None`: the default role).
+        group_role: Option<&'static str>,
+        grant_refused: bool,
+        in_service: bool,
+    }
+    let rows = [
+        Row {
+            case: "documented route: unconditioned CreateGrant, eight operations",
+            policy: CreateGrant::Unconditioned,
+            grant: Some((None, eight)),
+            group_role: None,
+            grant_refused: false,
+            in_service: true,
+        },
+        Row {
+            case: "CreateGrant only for AWS resources: the grant is refused",
+            policy: CreateGrant::ForAwsResource,
+            grant: Some((None, eight)),
+            group_role: None,
+            grant_refused: true,
+            in_service: false,
+        },
+        Row {
+            case: "no grant, the role named in the use statement only",
+            policy: CreateGrant::RoleInUseStatement,
+            grant: None,
+            group_role: None,
+            grant_refused: false,
+            in_service: false,
+        },
+        Row {
+            case: "the grant lacks CreateGrant",
+            policy: CreateGrant::Unconditioned,
+            grant: Some((None, seven)),
+            group_role: None,
+            grant_refused: false,
+            in_service: false,
+        },
+        Row {
+            case: "A's ForAllValues list lacks CreateGrant: the grant is refused",
+            policy: CreateGrant::Narrowed(seven),
+            grant: Some((None, eight)),
+            group_role: None,
+            grant_refused: true,
+            in_service: false,
+        },
+        Row {
+            case: "narrowed to the role and the eight operations",
+            policy: CreateGrant::Narrowed(eight),
+            grant: Some((None, eight)),
+            group_role: None,
+            grant_refused: false,
+            in_service: true,
+        },
+        Row {
+            case: "narrowed statement, grant for another role: refused",
+            policy: CreateGrant::Narrowed(eight),
+            grant: Some((Some("web"), eight)),
+            group_role: Some("web"),
+            grant_refused: true,
+            in_service: false,
+        },
+        Row {
+            case: "grant to the default role, the group uses a custom-suffix role",
+            policy: CreateGrant::Unconditioned,
+            grant: Some((None, eight)),
+            group_role: Some("web"),
+            grant_refused: false,
+            in_service: false,
+        },
+        Row {
+            case: "grant to the custom-suffix role the group uses",
+            policy: CreateGrant::Unconditioned,
+            grant: Some((Some("web"), eight)),
+            group_role: Some("web"),
+            grant_refused: false,
+            in_service: true,
+        },
+    ];
+    for row in rows {
+        let s = setup(row.policy, Knobs::default()).await;
+        let custom =
+            s.fx.world
+                .add_service_linked_role(
+                    &s.fx.b,
+                    &ServiceLinkedRole::parse("autoscaling:web").unwrap(),
+                )
+                .unwrap();
+        assert_eq!(custom, role_arn(Some("web")));
+        if let Some((suffix, operations)) = row.grant {
+            let granted = s.grant(&role_arn(suffix), operations).await;
+            if row.grant_refused {
+                let err = granted.expect_err(row.case);
+                assert_eq!(err.code(), Some("AccessDeniedException"), "{}", row.case);
+            } else {
+                granted.unwrap_or_else(|e| panic!("{}: {e}", row.case));
+            }
+        }
+        let role = row.group_role.map(|suffix| role_arn(Some(suffix)));
+        s.group("web", role).await;
+        let (status, message, in_service) = s.outcome("web", 60).await;
+        assert_eq!(in_service, row.in_service, "{}", row.case);
+        if row.in_service {
+            assert_eq!(status, ActivityStatus::Successful, "{}", row.case);
+        } else {
+            assert_eq!(status, ActivityStatus::Cancelled, "{}", row.case);
+            assert_eq!(message.as_deref(), Some(KMS_LOST), "{}", row.case);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_within_its_propagation_delay_fails_the_first_launch_and_the_group_recovers() {
+    let knobs = Knobs {
+        grant_propagation_delay: secs(120),
+        ..Knobs::default()
+    };
+    let s = setup(CreateGrant::Unconditioned, knobs).await;
+    s.grant(&role_arn(None), &ec2_kms::SERVICE_ROLE_GRANT)
+        .await
+        .unwrap();
+    s.group("web", None).await;
+    let (status, _, in_service) = s.outcome("web", 60).await;
+    assert_eq!(status, ActivityStatus::Cancelled);
+    assert!(!in_service);
+    // The group launches again after the retry delay, with the grant in effect.
+    s.fx.advance(300);
+    let activities =
+        s.b.describe_scaling_activities(&s.fx.region, "web")
+            .await
+            .unwrap();
+    assert!(activities.len() >= 2, "{activities:?}");
+    assert_eq!(activities[0].status, ActivityStatus::Successful);
+    assert_eq!(
+        activities.last().unwrap().failure_cause(),
+        Some(LaunchFailure::KeyAccess)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_disabled_after_the_grant_fails_the_launch_with_the_key_state_reason() {
+    let knobs = Knobs {
+        launch_key_state_failure: amishare_core::StateReason {
+            code: "Client.InvalidKMSKey.InvalidState".to_owned(),
+            message:
+                "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
+                    .to_owned(),
+        },
+        ..Knobs::default()
+    };
+    let s = setup(CreateGrant::Unconditioned, knobs).await;
+    s.grant(&role_arn(None), &ec2_kms::SERVICE_ROLE_GRANT)
+        .await
+        .unwrap();
+    s.fx.world
+        .set_key_state(&s.key, KeyState::Disabled)
+        .unwrap();
+    s.group("web", None).await;
+    let (status, message, in_service) = s.outcome("web", 60).await;
+    assert!(!in_service);
+    assert_eq!(status, ActivityStatus::Cancelled);
+    assert!(
+        message.unwrap().ends_with("Termination Reason: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_group_launches_as_its_role_not_as_its_creator() {
+    // B's administrator may use A's key itself (AWS's use statement names
+    // B's root and its IAM allows everything), yet the group's launches fail:
+    // they run as the service-linked role.
+    let s = setup(CreateGrant::Unconditioned, Knobs::default()).await;
+    s.fx.world
+        .set_identity_policies(
+            &s.admin,
+            &[&b_admin_policy(&s.key), r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#],
+        )
+        .unwrap();
+    let by_hand = s.fx.launch(&s.b, &s.image).await;
+    s.fx.advance(60);
+    assert_eq!(
+        s.fx.instance(&s.b, &by_hand.id).await.state,
+        amishare_core::InstanceState::Running
+    );
+    s.group("web", None).await;
+    let (status, _, in_service) = s.outcome("web", 60).await;
+    assert_eq!(status, ActivityStatus::Cancelled);
+    assert!(!in_service);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_group_creates_the_default_role_if_its_creator_may() {
+    let s = setup(CreateGrant::Unconditioned, Knobs::default()).await;
+    let role = role_arn(None);
+    assert!(!s.fx.world.principals(&s.fx.b).contains_key(role.as_str()));
+    let narrow = s
+        .fx
+        .world
+        .add_user(
+            &s.fx.b,
+            "b-narrow",
+            &[r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:*","autoscaling:*"],"Resource":"*"}]}"#],
+        )
+        .unwrap();
+    let narrow = s.fx.client(&narrow);
+    let region = &s.fx.region;
+    narrow
+        .create_launch_template(
+            region,
+            &LaunchTemplateRequest {
+                name: "web-template".to_owned(),
+                image: s.image.clone(),
+                instance_type: "t3.micro".to_owned(),
+                tags: BTreeMap::new(),
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let refused = narrow
+        .create_auto_scaling_group(region, &group_request("web", None))
+        .await;
+    assert_error(refused, "AccessDenied", "iam:CreateServiceLinkedRole");
+    assert!(!s.fx.world.principals(&s.fx.b).contains_key(role.as_str()));
+    // B's administrator may: the group is created, and the role with it.
+    s.b.create_auto_scaling_group(region, &group_request("web", None))
+        .await
+        .unwrap();
+    assert!(s.fx.world.principals(&s.fx.b).contains_key(role.as_str()));
+    // Nobody can change the role's policies.
+    let err = s
+        .fx
+        .world
+        .set_identity_policies(&role, &[r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#])
+        .unwrap_err();
+    assert_eq!(err.code(), Some("UnmodifiableEntity"));
+    assert!(err
+        .message()
+        .ends_with("this role is only modifiable by AWS"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn groups_and_templates_refuse_what_auto_scaling_and_ec2_refuse() {
+    let s = setup(CreateGrant::Unconditioned, Knobs::default()).await;
+    let region = &s.fx.region;
+    s.group("web", None).await;
+    assert_error(
+        s.b.create_auto_scaling_group(region, &group_request("web", None))
+            .await,
+        "AlreadyExists",
+        "A group with the name web already exists",
+    );
+    let template = LaunchTemplateRequest {
+        name: "web-template".to_owned(),
+        image: s.image.clone(),
+        instance_type: "t3.micro".to_owned(),
+        tags: BTreeMap::new(),
+        client_token: None,
+    };
+    assert_error(
+        s.b.create_launch_template(region, &template).await,
+        "InvalidLaunchTemplateName.AlreadyExistsException",
+        "already in use",
+    );
+    let mut sizes = group_request("other", None);
+    sizes.launch_template = "web-template".to_owned();
+    sizes.desired_capacity = 3;
+    assert_error(
+        s.b.create_auto_scaling_group(region, &sizes).await,
+        "ValidationError",
+        "Desired capacity:3 must be between the specified min size:1 and max size:1",
+    );
+    let mut nowhere = group_request("other", None);
+    nowhere.launch_template = "web-template".to_owned();
+    nowhere.availability_zones.clear();
+    assert_error(
+        s.b.create_auto_scaling_group(region, &nowhere).await,
+        "ValidationError",
+        "At least one Availability Zone or VPC Subnet is required.",
+    );
+    assert_error(
+        s.b.create_auto_scaling_group(region, &group_request("missing", None))
+            .await,
+        "ValidationError",
+        "with template name missing-template, does not exist",
+    );
+    assert_error(
+        s.b.create_auto_scaling_group(region, &{
+            let mut r = group_request("other", Some(role_arn(Some("nobody"))));
+            r.launch_template = "web-template".to_owned();
+            r
+        })
+        .await,
+        "ValidationError",
+        "AWSServiceRoleForAutoScaling_nobody",
+    );
+    // A group with instances is deleted only by force; the activities stay.
+    s.fx.advance(60);
+    assert_error(
+        s.b.delete_auto_scaling_group(region, "web", false).await,
+        "ResourceInUse",
+        "instances",
+    );
+    s.b.delete_auto_scaling_group(region, "web", true)
+        .await
+        .unwrap();
+    assert!(s
+        .b
+        .describe_auto_scaling_groups(region, &["web".to_owned()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!s
+        .b
+        .describe_scaling_activities(region, "web")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_error(
+        s.b.delete_auto_scaling_group(region, "web", true).await,
+        "ValidationError",
+        "AutoScalingGroup 'web' not found",
+    );
+    s.b.delete_launch_template(region, "web-template")
+        .await
+        .unwrap();
+    assert_error(
+        s.b.describe_launch_templates(region, &["web-template".to_owned()])
+            .await,
+        "InvalidLaunchTemplateName.NotFoundException",
+        "does not exist",
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_target_finds_its_grant_on_the_owners_key_without_any_right_on_the_key() {
+    let s = setup(CreateGrant::Unconditioned, Knobs::default()).await;
+    let id = s
+        .grant(&role_arn(None), &ec2_kms::SERVICE_ROLE_GRANT)
+        .await
+        .unwrap();
+    // B may not list the grants of A's key...
+    let err = s.b.list_grants(&s.key).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AccessDenied);
+    // ...but finds those it may retire, with its own IAM permission alone.
+    let found =
+        s.b.list_retirable_grants(&s.fx.region, &s.admin)
+            .await
+            .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, id);
+    assert_eq!(found[0].key.as_ref(), Some(&s.key));
+    assert_eq!(
+        found[0].retiring_principal.as_deref(),
+        Some(s.admin.as_str())
+    );
+    // The same name and parameters give the same grant.
+    let again = s
+        .grant(&role_arn(None), &ec2_kms::SERVICE_ROLE_GRANT)
+        .await
+        .unwrap();
+    assert_eq!(again, id);
+    // Another account's principal is not the caller's to ask about.
+    let err =
+        s.b.list_retirable_grants(&s.fx.region, &account(A).root_arn())
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), Some("AccessDeniedException"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_world_file_keeps_templates_groups_activities_and_roles() {
+    let s = setup(CreateGrant::Unconditioned, Knobs::default()).await;
+    s.group("web", None).await;
+    s.fx.advance(60);
+    let file = s.fx.world.to_file();
+    let text = file.to_json();
+    let loaded = World::from_file(&amishare_sim::WorldFile::parse(&text).unwrap()).unwrap();
+    assert_eq!(loaded.to_file().to_json(), text);
+    // Both worlds go on alike: the group's next launches, and their outcomes.
+    loaded.advance(secs(120));
+    s.fx.advance(120);
+    let loaded_b = loaded.client(&s.admin).unwrap();
+    let activities = loaded_b
+        .describe_scaling_activities(&s.fx.region, "web")
+        .await
+        .unwrap();
+    let original =
+        s.b.describe_scaling_activities(&s.fx.region, "web")
+            .await
+            .unwrap();
+    assert!(activities.len() > 1, "{activities:?}");
+    assert_eq!(activities, original);
+    let role = role_arn(None);
+    let err = loaded.set_identity_policies(&role, &[]).unwrap_err();
+    assert_eq!(err.code(), Some("UnmodifiableEntity"));
+}
