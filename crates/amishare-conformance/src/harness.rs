@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use amishare_core::scaling::ScalingStore;
 use amishare_core::{
     AccountId, Clock, ImageStore, InstanceId, KeyArn, KeyState, KeyStore, OrganizationArn, OuArn,
     PrincipalArn, Region, Result,
@@ -16,6 +17,9 @@ pub struct Party {
     pub keys: Arc<dyn KeyStore>,
     /// EC2 as this principal.
     pub images: Arc<dyn ImageStore>,
+    /// EC2 Auto Scaling and launch templates as this principal, where the
+    /// backend has them.
+    pub scaling: Option<Arc<dyn ScalingStore>>,
     /// The principal.
     pub principal: PrincipalArn,
 }
@@ -54,6 +58,9 @@ pub struct Capabilities {
     /// `CopyImage` keeps its `TagSpecifications` and honours its `ClientToken`,
     /// so that a rerun finds the copy it made before.
     pub tags_copies: bool,
+    /// Auto Scaling groups launch as the account's service-linked role, and
+    /// KMS authorizes the role's launches by key policy and grants.
+    pub auto_scaling: bool,
 }
 
 impl Capabilities {
@@ -66,6 +73,7 @@ impl Capabilities {
             async_states: true,
             counts_calls: true,
             tags_copies: true,
+            auto_scaling: true,
         }
     }
 }
@@ -102,8 +110,10 @@ pub trait Harness: Send + Sync {
     async fn seed_target_key(&self) -> Result<KeyArn>;
 
     /// Replaces the target principal's identity policies (and the other
-    /// target's): EC2 use, plus the KMS actions a launch needs on these keys
-    /// (none: no KMS permission at all).
+    /// target's): EC2 and Auto Scaling use (with creating the Auto Scaling
+    /// service-linked role and listing the grants it may retire), plus the
+    /// KMS actions a launch needs on these keys (none: no KMS permission at
+    /// all).
     async fn set_target_kms_access(&self, keys: &[KeyArn]) -> Result<()>;
 
     /// Changes a key's state behind the owner's back.

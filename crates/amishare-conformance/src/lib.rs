@@ -10,12 +10,14 @@
 //! policies. Never point them at accounts that matter. The suite is not part
 //! of amishare's stable API.
 
+mod autoscaling;
 mod doctor;
 mod harness;
 mod promises;
 mod scenarios;
 mod support;
 
+pub use crate::autoscaling::autoscaling_grant_route;
 pub use crate::doctor::{doctor_key_policy_actions, doctor_outcome_table, doctor_seed_passes};
 pub use crate::harness::{Capabilities, Coverage, Harness, Party, VolumeSeed};
 pub use crate::promises::{
@@ -79,6 +81,9 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         }),
         ("fix_waits_for_the_share", |h| {
             Box::pin(fix_waits_for_the_share(h))
+        }),
+        ("autoscaling_grant_route", |h| {
+            Box::pin(autoscaling_grant_route(h))
         }),
     ]
 }

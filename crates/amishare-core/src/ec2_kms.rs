@@ -65,16 +65,9 @@ pub const LAUNCH_ENCRYPT_DESTINATION: [&str; 4] = [
 /// (`docs/spec/production.md` §C1.3). The role can have no IAM policy for
 /// the key, so across accounts only a grant lets EC2 use the key on its
 /// behalf; `CreateGrant` lets EC2 make its per-volume grants.
-pub const SERVICE_ROLE_GRANT: [&str; 8] = [
-    "Encrypt",
-    "Decrypt",
-    "ReEncryptFrom",
-    "ReEncryptTo",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "DescribeKey",
-    "CreateGrant",
-];
+/// The list itself lives with the key-policy statement that allows such
+/// grants, in `amishare-policy`.
+pub const SERVICE_ROLE_GRANT: [&str; 8] = amishare_policy::SERVICE_ROLE_GRANT_OPERATIONS;
 
 /// Whether a grant with `operations` (without the `kms:` prefix) covers
 /// every KMS action in `actions` (with it).

@@ -34,8 +34,8 @@ pub mod scaling;
 pub use crate::flow::MockSharer;
 pub use crate::flow::{
     check_partitions, smoke_instances, AcceptReport, AcceptRequest, CopyKey, CopyReport, FixReport,
-    FixRequest, Flow, ImageSource, Kept, KeyChoice, LaunchOptions, LaunchReport, Mended, Narrowing,
-    RegionImage, RegionShare, ShareReport, ShareRequest, Sharer, Step, Target, UnshareReport,
-    UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SMOKE_KEEP, TAG_SMOKE_TEST,
-    TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    FixRequest, Flow, GrantReport, ImageSource, Kept, KeyChoice, LaunchOptions, LaunchReport,
+    LaunchVia, Mended, Narrowing, RegionImage, RegionShare, ShareReport, ShareRequest, Sharer,
+    Step, Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SMOKE_KEEP,
+    TAG_SMOKE_TEST, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };

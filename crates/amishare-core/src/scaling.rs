@@ -41,6 +41,17 @@ pub enum ServiceLinkedRole {
     SpotFleet,
 }
 
+/// What a service-linked role that launches instances may do, as far as
+/// amishare depends on it: EC2 instances and their tags, and passing roles to
+/// EC2, but no KMS key (`AutoScalingServiceRolePolicy`, and likewise
+/// `AWSEC2FleetServiceRolePolicy`: "they do not include access to your
+/// customer managed keys", `docs/spec/production.md` §C1.1, §C1.8). The
+/// role's policies are AWS's: nobody can change them.
+pub const SERVICE_ROLE_POLICY: &str = r#"{"Version":"2012-10-17","Id":"AutoScalingServiceRolePolicy","Statement":[{"Sid":"EC2InstanceManagement","Effect":"Allow","Action":["ec2:RunInstances","ec2:TerminateInstances","ec2:DescribeInstances","ec2:DescribeImages","ec2:CreateTags"],"Resource":"*"},{"Sid":"EC2InstanceProfileManagement","Effect":"Allow","Action":"iam:PassRole","Resource":"*","Condition":{"StringLike":{"iam:PassedToService":"ec2.amazonaws.com*"}}}]}"#;
+
+/// How the names of amishare's grants for service-linked roles begin.
+pub const GRANT_NAME_PREFIX: &str = "amishare-";
+
 /// The default Auto Scaling role.
 const AUTO_SCALING_ROLE: &str = "AWSServiceRoleForAutoScaling";
 
@@ -125,6 +136,18 @@ impl ServiceLinkedRole {
             "arn:{partition}:iam::{account}:role/{}",
             self.resource()
         ))
+    }
+
+    /// The name of the grant amishare creates for the role: the target
+    /// finds it again by it, and the owner's `unshare` recognises it
+    /// (`docs/spec/choices.md` §D6).
+    pub fn grant_name(&self) -> String {
+        format!("{GRANT_NAME_PREFIX}{}", self.name())
+    }
+
+    /// Whether `arn` names a service-linked role (its path is AWS's).
+    pub fn is_service_linked(arn: &str) -> bool {
+        arn.split_once(":role/aws-service-role/").is_some()
     }
 
     /// The role's ARN in `account`, in `region`'s partition.
@@ -241,8 +264,8 @@ pub struct Group {
     pub desired_capacity: u32,
     /// Its instances.
     pub instances: Vec<GroupInstance>,
-    /// The role it launches as.
-    pub service_linked_role: PrincipalArn,
+    /// The role it launches as, when the answer names it.
+    pub service_linked_role: Option<PrincipalArn>,
     /// `Delete in progress` while a forced delete runs.
     pub status: Option<String>,
     /// Its tags.

@@ -82,7 +82,7 @@ pub(crate) fn unknown_access_key(service: Service) -> WireError {
             "UnrecognizedClientException",
             "The security token included in the request is invalid.",
         ),
-        Service::Sts => WireError::new(
+        Service::Sts | Service::AutoScaling => WireError::new(
             "InvalidClientTokenId",
             "The security token included in the request is invalid.",
         ),
@@ -92,7 +92,7 @@ pub(crate) fn unknown_access_key(service: Service) -> WireError {
 /// The error AWS gives for a request that is not signed.
 pub(crate) fn missing_authentication(service: Service) -> WireError {
     match service {
-        Service::Ec2 | Service::Sts => WireError::new(
+        Service::Ec2 | Service::Sts | Service::AutoScaling => WireError::new(
             "MissingAuthenticationToken",
             "Request is missing Authentication Token",
         )
@@ -110,7 +110,7 @@ pub(crate) fn bad_region(service: Service, region: &str) -> WireError {
     match service {
         Service::Ec2 => WireError::new("AuthFailure", message).with_status(401),
         Service::Kms => WireError::new("InvalidSignatureException", message),
-        Service::Sts => WireError::new("SignatureDoesNotMatch", message),
+        Service::Sts | Service::AutoScaling => WireError::new("SignatureDoesNotMatch", message),
     }
 }
 

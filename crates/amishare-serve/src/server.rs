@@ -26,9 +26,9 @@ use tokio::task::JoinSet;
 
 use crate::auth;
 use crate::query::Params;
-use crate::wire::{Reply, Service, WireError, STS_VERSION};
+use crate::wire::{Reply, Service, WireError, AUTOSCALING_VERSION, STS_VERSION};
 use crate::xml::Xml;
-use crate::{ec2, kms, sts};
+use crate::{autoscaling, ec2, kms, sts};
 
 /// The default speed-up of the world's clock: the seed's 8 GiB copy (320 s
 /// of simulated time) completes in about 3 s, an image in about 2 s, and a
@@ -356,6 +356,7 @@ impl Shared {
         let scoped = match credential.as_ref().map(|c| c.service.as_str()) {
             Some("ec2") => Some(Service::Ec2),
             Some("sts") => Some(Service::Sts),
+            Some("autoscaling") => Some(Service::AutoScaling),
             Some("kms") => {
                 let err = WireError::new(
                     "UnknownOperationException",
@@ -370,10 +371,10 @@ impl Shared {
             Err(err) => return (scoped.unwrap_or(Service::Ec2), String::new(), Err(err)),
         };
         // Unsigned (or oddly scoped) requests: STS's API version tells it apart.
-        let service = scoped.unwrap_or(if params.get("Version") == Some(STS_VERSION) {
-            Service::Sts
-        } else {
-            Service::Ec2
+        let service = scoped.unwrap_or(match params.get("Version") {
+            Some(STS_VERSION) => Service::Sts,
+            Some(AUTOSCALING_VERSION) => Service::AutoScaling,
+            _ => Service::Ec2,
         });
         let Some(action) = params.get("Action").map(str::to_owned) else {
             let err = WireError::new(
@@ -437,11 +438,15 @@ impl Shared {
     ) -> Result<Reply, WireError> {
         let known = match service {
             Service::Ec2 => ec2::ACTIONS.contains(&action),
+            Service::AutoScaling => autoscaling::ACTIONS.contains(&action),
             _ => action == "GetCallerIdentity",
         };
         if !known {
             let message = match service {
                 Service::Ec2 => format!("The action {action} is not valid for this web service."),
+                Service::AutoScaling => {
+                    format!("Could not find operation {action} for version {AUTOSCALING_VERSION}")
+                }
                 _ => format!("Could not find operation {action} for version {STS_VERSION}"),
             };
             return Err(WireError::new("InvalidAction", message));
@@ -450,6 +455,9 @@ impl Shared {
         let mut out = Xml::default();
         match service {
             Service::Ec2 => ec2::handle(&client, &region, action, params, &mut out).await?,
+            Service::AutoScaling => {
+                autoscaling::handle(&client, &region, action, params, &mut out).await?
+            }
             _ => sts::handle(&client, action, &mut out).await?,
         }
         tracing::info!(
@@ -460,6 +468,9 @@ impl Shared {
         );
         Ok(match service {
             Service::Ec2 => Reply::ec2(action, request_id, out),
+            Service::AutoScaling => {
+                Reply::autoscaling(action, request_id, out, autoscaling::has_result(action))
+            }
             _ => Reply::sts(action, request_id, out),
         })
     }

@@ -30,11 +30,6 @@ use crate::state::{
     Who,
 };
 
-/// The part of AWS's `AutoScalingServiceRolePolicy` the simulation models:
-/// EC2 instances and their tags, and passing roles to EC2; no KMS key
-/// (§C1.1: "they do not include access to your customer managed keys").
-pub(crate) const SERVICE_ROLE_POLICY: &str = r#"{"Version":"2012-10-17","Id":"AutoScalingServiceRolePolicy","Statement":[{"Sid":"EC2InstanceManagement","Effect":"Allow","Action":["ec2:RunInstances","ec2:TerminateInstances","ec2:DescribeInstances","ec2:DescribeImages","ec2:CreateTags"],"Resource":"*"},{"Sid":"EC2InstanceProfileManagement","Effect":"Allow","Action":"iam:PassRole","Resource":"*","Condition":{"StringLike":{"iam:PassedToService":"ec2.amazonaws.com*"}}}]}"#;
-
 /// The tag EC2 Auto Scaling puts on the instances of a group.
 const GROUP_TAG: &str = "aws:autoscaling:groupName";
 
@@ -61,9 +56,8 @@ impl Iam {
             .principals
             .entry(arn.as_str().to_owned())
             .or_insert_with(|| IamPrincipal {
-                policies: vec![
-                    Policy::parse(SERVICE_ROLE_POLICY).expect("the service role's policy parses")
-                ],
+                policies: vec![Policy::parse(amishare_core::scaling::SERVICE_ROLE_POLICY)
+                    .expect("the service role's policy parses")],
                 service_linked: true,
             });
         Ok(arn)
@@ -603,7 +597,7 @@ impl Ctx<'_> {
             max_size: group.max_size,
             desired_capacity: group.desired,
             instances,
-            service_linked_role: group.role.clone(),
+            service_linked_role: Some(group.role.clone()),
             status: None,
             tags: group.tags.clone(),
         }

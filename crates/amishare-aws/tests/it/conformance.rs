@@ -37,7 +37,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use amishare_aws::{load, AwsImageStore, AwsKeyStore, ConnectOptions, SdkConfig, WallClock};
+use amishare_aws::{
+    load, AwsImageStore, AwsKeyStore, AwsScalingStore, ConnectOptions, SdkConfig, WallClock,
+};
 
 use crate::counting::{Calls, Counting};
 use amishare_conformance::{Capabilities, Harness, Party, VolumeSeed};
@@ -161,6 +163,9 @@ pub(crate) fn localstack_capabilities() -> Capabilities {
         async_states: false,
         counts_calls: true,
         tags_copies: false,
+        // No service-linked role launches under KMS authorization: LocalStack
+        // evaluates no key policy or grant.
+        auto_scaling: false,
     }
 }
 
@@ -171,6 +176,10 @@ pub(crate) async fn party(config: &SdkConfig, calls: &Arc<Calls>) -> Party {
     Party {
         keys,
         images: Arc::new(Counting::new(AwsImageStore::new(config), calls.clone())),
+        scaling: Some(Arc::new(Counting::new(
+            AwsScalingStore::new(config),
+            calls.clone(),
+        ))),
         principal: caller.arn,
     }
 }

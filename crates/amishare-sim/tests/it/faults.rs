@@ -125,6 +125,7 @@ async fn end_state(world: &World) -> EndState {
 fn accept_request(seed: &SeedWorld, share: &amishare_core::ShareReport) -> AcceptRequest {
     let shared = &share.regions[0];
     AcceptRequest {
+        grants: Vec::new(),
         image: shared.image.clone(),
         region: seed.region.clone(),
         keys: vec![shared.key.clone()],

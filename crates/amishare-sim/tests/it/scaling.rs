@@ -605,3 +605,389 @@ async fn a_world_file_keeps_templates_groups_activities_and_roles() {
     let err = loaded.set_identity_policies(&role, &[]).unwrap_err();
     assert_eq!(err.code(), Some("UnmodifiableEntity"));
 }
+
+mod flow {
+    //! The flow over the simulation: `share --autoscaling`, `accept
+    //! --autoscaling-grant --launch-via autoscaling`, their reruns, and
+    //! `unshare`, with a grant and a statement amishare did not write.
+
+    use std::sync::Arc;
+
+    use amishare_core::scaling::{ScalingStore, ServiceLinkedRole};
+    use amishare_core::{
+        AcceptRequest, CopyKey, CreateGrantRequest, Flow, ImageSource, KeyChoice, KeyStore,
+        LaunchOptions, LaunchVia, Narrowing, RegionImage, ShareRequest, Sharer, Target,
+        UnshareRequest,
+    };
+    use amishare_sim::World;
+
+    use crate::fixture::{account, region, A, B, REGION};
+
+    const ADMIN: &str =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+    fn target_policy() -> String {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["ec2:*","autoscaling:*","iam:CreateServiceLinkedRole","kms:ListRetirableGrants"],"Resource":"*"}},{{"Effect":"Allow","Action":["kms:Decrypt","kms:ReEncrypt*","kms:GenerateDataKey*","kms:DescribeKey","kms:CreateGrant"],"Resource":"arn:aws:kms:{REGION}:{A}:key/*"}}]}}"#
+        )
+    }
+
+    struct Two {
+        world: World,
+        owner: Flow,
+        owner_keys: Arc<amishare_sim::SimClient>,
+        target: Flow,
+        target_principal: amishare_core::PrincipalArn,
+        request: ShareRequest,
+    }
+
+    fn two() -> Two {
+        let world = World::new(5);
+        let (a, b) = (account(A), account(B));
+        world.add_account(&a).unwrap();
+        world.add_account(&b).unwrap();
+        let admin = world.add_user(&a, "a-admin", &[ADMIN]).unwrap();
+        let user = world.add_user(&b, "b-user", &[&target_policy()]).unwrap();
+        let instance = world
+            .seed_instance(
+                &a,
+                &region(REGION),
+                &[amishare_sim::VolumeSeed::root(
+                    amishare_sim::VolumeEncryption::Unencrypted,
+                )],
+            )
+            .unwrap();
+        let clock = Arc::new(world.clock());
+        let owner_client = Arc::new(world.client(&admin).unwrap());
+        let target_client = Arc::new(world.client(&user).unwrap());
+        let owner = Flow::new(owner_client.clone(), owner_client.clone(), clock.clone());
+        let target = Flow::new(target_client.clone(), target_client.clone(), clock)
+            .with_scaling(target_client);
+        let request = ShareRequest {
+            source: ImageSource::Instance(instance),
+            source_region: region(REGION),
+            regions: Vec::new(),
+            key: KeyChoice::Create("alias/cross-ami".parse().unwrap()),
+            targets: vec![Target::Principal(user.clone())],
+            volume_permission: false,
+            name: None,
+            narrowing: Narrowing::default(),
+            service_roles: Vec::new(),
+        };
+        Two {
+            world,
+            owner,
+            owner_keys: owner_client,
+            target,
+            target_principal: user,
+            request,
+        }
+    }
+
+    fn accept(
+        image: &amishare_core::ImageId,
+        key: &amishare_core::KeyArn,
+        grant: bool,
+        launch: bool,
+    ) -> AcceptRequest {
+        AcceptRequest {
+            image: image.clone(),
+            region: region(REGION),
+            keys: vec![key.clone()],
+            launch: launch.then(|| LaunchOptions {
+                via: LaunchVia::AutoScaling(ServiceLinkedRole::auto_scaling()),
+                ..LaunchOptions::default()
+            }),
+            copy: None::<CopyKey>,
+            copy_name: None,
+            grants: if grant {
+                vec![ServiceLinkedRole::auto_scaling()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_grant_route_shares_reruns_and_unshares() {
+        let t = two();
+        let share = t.owner.share(&t.request).await.unwrap();
+        let image = share.regions[0].image.clone();
+        let key = share.regions[0].key.clone();
+
+        // Under the seed's policy a group's launch fails, and B may not
+        // create the grant.
+        let err = t
+            .target
+            .accept(&accept(&image, &key, false, true))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("Client.InternalError"), "{err}");
+        assert!(
+            err.message().contains("no grant for it on the key"),
+            "{err}"
+        );
+        let err = t
+            .target
+            .accept(&accept(&image, &key, true, false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("AccessDeniedException"), "{err}");
+
+        // A grant and a statement amishare did not write.
+        let foreign = t
+            .owner_keys
+            .create_grant(
+                &key,
+                &CreateGrantRequest {
+                    grantee: ServiceLinkedRole::auto_scaling()
+                        .arn(&account(B), "aws")
+                        .unwrap(),
+                    operations: vec!["Decrypt".to_owned()],
+                    name: Some("someone-elses".to_owned()),
+                    retiring_principal: None,
+                },
+            )
+            .await
+            .unwrap();
+
+        let with_option = ShareRequest {
+            service_roles: vec![ServiceLinkedRole::auto_scaling()],
+            ..t.request.clone()
+        };
+        let shared = t.owner.share(&with_option).await.unwrap();
+        assert_eq!(shared.mutating_calls, 1, "{:#?}", shared.steps);
+        let policy = t.owner_keys.get_key_policy(&key).await.unwrap();
+        assert!(
+            policy.contains("amishare: Allow grants for service-linked roles (222222222222)"),
+            "{policy}"
+        );
+        assert!(policy.contains("AWSServiceRoleForAutoScaling"), "{policy}");
+
+        let accepted = t
+            .target
+            .accept(&accept(&image, &key, true, true))
+            .await
+            .unwrap();
+        assert_eq!(accepted.grants.len(), 1);
+        assert!(accepted.grants[0].created);
+        let launch = accepted.launch.unwrap();
+        let group = launch.group.clone().unwrap();
+        // The group and its template are gone, the instance terminated.
+        let stores = t.world.client(&t.target_principal).unwrap();
+        assert!(stores
+            .describe_auto_scaling_groups(&region(REGION), &[group])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(stores
+            .describe_launch_templates(&region(REGION), &[])
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Reruns change nothing.
+        let before = t.world.mutating_calls();
+        t.owner.share(&with_option).await.unwrap();
+        let again = t
+            .target
+            .accept(&accept(&image, &key, true, false))
+            .await
+            .unwrap();
+        assert!(!again.grants[0].created);
+        assert_eq!(again.grants[0].grant_id, accepted.grants[0].grant_id);
+        assert_eq!(t.world.mutating_calls(), before);
+
+        // Unshare takes back amishare's statement and grant, nothing else.
+        let unshared = t
+            .owner
+            .unshare(&UnshareRequest {
+                images: vec![RegionImage {
+                    region: region(REGION),
+                    image: image.clone(),
+                }],
+                targets: vec![Target::Principal(t.target_principal.clone())],
+                narrowing: Narrowing::default(),
+                deregister: false,
+            })
+            .await
+            .unwrap();
+        assert!(unshared.steps.iter().any(|s| s.action == "revoke-grant"
+            && s.detail.contains(accepted.grants[0].grant_id.as_str())));
+        let grants = t.owner_keys.list_grants(&key).await.unwrap();
+        let ids: Vec<_> = grants.iter().map(|g| g.id.clone()).collect();
+        assert!(ids.contains(&foreign), "{grants:?}");
+        assert!(!ids.contains(&accepted.grants[0].grant_id), "{grants:?}");
+        let policy = t.owner_keys.get_key_policy(&key).await.unwrap();
+        assert!(!policy.contains("service-linked roles"), "{policy}");
+        let err = t
+            .target
+            .accept(&accept(&image, &key, false, true))
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("not shared"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn organization_targets_cannot_take_the_option() {
+        let t = two();
+        let request = ShareRequest {
+            targets: vec![Target::Organization(
+                "arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5"
+                    .parse()
+                    .unwrap(),
+            )],
+            service_roles: vec![ServiceLinkedRole::auto_scaling()],
+            ..t.request.clone()
+        };
+        let err = request.validate().unwrap_err();
+        assert_eq!(err.kind(), amishare_core::ErrorKind::InvalidInput);
+        assert!(err.message().contains("organization"), "{err}");
+    }
+
+    /// The doctor's Auto Scaling intent agrees with the launch, case by
+    /// case: it passes exactly when the group's instance reaches InService,
+    /// and names the broken link otherwise (`docs/spec/choices.md` §D1, §D6).
+    #[tokio::test(start_paused = true)]
+    async fn the_doctor_agrees_with_the_group_launch() {
+        use amishare_core::diagnose::{DiagnoseRequest, Doctor, Intent, Link, Stores, Verdict};
+
+        #[derive(Debug, Clone, Copy)]
+        enum Case {
+            NoGrant,
+            Grant,
+            GrantWithoutCreateGrant,
+            GrantForAnotherRole,
+            GrantButKeyDisabled,
+            GrantButOwnDefaultKey,
+        }
+        let cases = [
+            (Case::NoGrant, Some(Link::ServiceRoleGrant)),
+            (Case::Grant, None),
+            (
+                Case::GrantWithoutCreateGrant,
+                Some(Link::ServiceRoleGrantOperations),
+            ),
+            (Case::GrantForAnotherRole, Some(Link::ServiceRoleGrant)),
+            (Case::GrantButKeyDisabled, Some(Link::KeyState)),
+            (Case::GrantButOwnDefaultKey, Some(Link::IdentityPolicy)),
+        ];
+        for (case, broken) in cases {
+            let t = two();
+            let request = ShareRequest {
+                service_roles: vec![
+                    ServiceLinkedRole::auto_scaling(),
+                    ServiceLinkedRole::parse("autoscaling:web").unwrap(),
+                ],
+                ..t.request.clone()
+            };
+            let share = t.owner.share(&request).await.unwrap();
+            let image = share.regions[0].image.clone();
+            let key = share.regions[0].key.clone();
+            let target_client = t.world.client(&t.target_principal).unwrap();
+            let grant = |role: ServiceLinkedRole, operations: Vec<String>| {
+                let target_client = target_client.clone();
+                let key = key.clone();
+                let retiring = t.target_principal.clone();
+                async move {
+                    target_client
+                        .create_grant(
+                            &key,
+                            &CreateGrantRequest {
+                                grantee: role.arn(&account(B), "aws").unwrap(),
+                                operations,
+                                name: Some(role.grant_name()),
+                                retiring_principal: Some(retiring),
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            };
+            let eight: Vec<String> = amishare_core::ec2_kms::SERVICE_ROLE_GRANT
+                .iter()
+                .map(|op| (*op).to_owned())
+                .collect();
+            match case {
+                Case::NoGrant => {}
+                Case::Grant => grant(ServiceLinkedRole::auto_scaling(), eight.clone()).await,
+                Case::GrantWithoutCreateGrant => {
+                    let seven = eight
+                        .iter()
+                        .filter(|op| *op != "CreateGrant")
+                        .cloned()
+                        .collect();
+                    grant(ServiceLinkedRole::auto_scaling(), seven).await;
+                }
+                Case::GrantForAnotherRole => {
+                    let web = ServiceLinkedRole::parse("autoscaling:web").unwrap();
+                    t.world.add_service_linked_role(&account(B), &web).unwrap();
+                    grant(web, eight.clone()).await;
+                }
+                Case::GrantButKeyDisabled => {
+                    grant(ServiceLinkedRole::auto_scaling(), eight.clone()).await;
+                    t.world
+                        .set_key_state(&key, amishare_core::KeyState::Disabled)
+                        .unwrap();
+                }
+                Case::GrantButOwnDefaultKey => {
+                    grant(ServiceLinkedRole::auto_scaling(), eight.clone()).await;
+                    let own = t
+                        .world
+                        .seed_key(&account(B), &region(REGION), "B's own", None)
+                        .unwrap();
+                    t.world
+                        .set_ebs_default_key(&account(B), &region(REGION), Some(own))
+                        .unwrap();
+                }
+            }
+            let owner_client = Arc::new(t.world.root_client(&account(A)).unwrap());
+            // B's root reads what b-user may not: its own keys' policies.
+            let target_stores = Arc::new(t.world.root_client(&account(B)).unwrap());
+            let diagnosis = Doctor::new()
+                .with_owner(Stores {
+                    keys: owner_client.clone(),
+                    images: owner_client,
+                })
+                .with_target(Stores {
+                    keys: target_stores.clone(),
+                    images: target_stores,
+                })
+                .with_directory(Arc::new(t.world.clone()))
+                .diagnose(&DiagnoseRequest {
+                    image: image.clone(),
+                    region: region(REGION),
+                    principal: t.target_principal.clone(),
+                    intent: Intent::AutoScaling,
+                    keys: Vec::new(),
+                    copy_key: CopyKey::AccountDefault,
+                    service_role: None,
+                })
+                .await
+                .unwrap();
+            let launched = t.target.accept(&accept(&image, &key, false, true)).await;
+            let shown: Vec<String> = diagnosis
+                .findings
+                .iter()
+                .map(|f| format!("{} {} {} {}", f.verdict, f.link, f.subject, f.summary))
+                .collect();
+            assert_eq!(
+                diagnosis.verdict == Verdict::Pass,
+                launched.is_ok(),
+                "{case:?}: {launched:?}\n{}",
+                shown.join("\n")
+            );
+            match broken {
+                None => assert_eq!(diagnosis.verdict, Verdict::Pass, "{case:?}"),
+                Some(link) => {
+                    assert_eq!(diagnosis.verdict, Verdict::Fail, "{case:?}");
+                    assert!(
+                        diagnosis.failures().any(|f| f.link == link),
+                        "{case:?}: the doctor names {link}\n{}",
+                        shown.join("\n")
+                    );
+                }
+            }
+        }
+    }
+}
