@@ -94,9 +94,26 @@ impl ServiceLinkedRole {
                 }
             }
         };
-        // The role's name must be one IAM takes.
-        role.arn(&AccountId::parse("000000000000")?, "aws")
-            .map_err(|err| Error::invalid_input("service-linked role", text, err.message()))?;
+        // The role's name must be one IAM takes (`docs/spec/choices.md` §D3).
+        let name = role.name();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+        if name.len() > 64 {
+            return Err(Error::invalid_input(
+                "service-linked role",
+                text,
+                &format!(
+                    "the role name {name} has {} characters; IAM takes at most 64",
+                    name.len()
+                ),
+            ));
+        }
+        if let Some(c) = name.chars().find(|c| !allowed(*c)) {
+            return Err(Error::invalid_input(
+                "service-linked role",
+                text,
+                &format!("IAM role names take letters, digits and + = , . @ _ - only, not {c:?}"),
+            ));
+        }
         Ok(role)
     }
 

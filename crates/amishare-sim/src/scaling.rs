@@ -379,9 +379,12 @@ impl Ctx<'_> {
         self.authorize_scaling("autoscaling:DeleteAutoScalingGroup")?;
         let key = self.scoped(region, name);
         let Some(group) = self.scaling.groups.get(&key) else {
-            return Err(validation(format!(
-                "AutoScalingGroup name not found - AutoScalingGroup '{name}' not found"
-            )));
+            // Auto Scaling names an unknown group with a validation error.
+            return Err(Error::service(
+                ErrorKind::NotFound,
+                "ValidationError",
+                format!("AutoScalingGroup name not found - AutoScalingGroup '{name}' not found"),
+            ));
         };
         let live: Vec<_> = group
             .members

@@ -191,7 +191,7 @@ impl Flow {
         {
             Ok(()) => {}
             // Gone already: a repeat after a lost answer deleted it.
-            Err(err) if err.message().contains("not found") => {}
+            Err(err) if err.kind() == ErrorKind::NotFound => {}
             Err(err) => return Err(err),
         }
         journal.record(Some(region), "delete-auto-scaling-group", name, why, true);
