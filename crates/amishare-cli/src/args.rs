@@ -9,59 +9,16 @@ use amishare_core::{
     PrincipalArn, PrincipalKind, Region, Target,
 };
 
-/// The regions amishare knows; anything else is a typo (or a region newer
-/// than this build, which `--endpoint-url` users can still reach by name
-/// through `AMISHARE_EXTRA_REGIONS`).
-pub(crate) const KNOWN_REGIONS: &[&str] = &[
-    "af-south-1",
-    "ap-east-1",
-    "ap-east-2",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-6",
-    "ap-southeast-7",
-    "ca-central-1",
-    "ca-west-1",
-    "cn-north-1",
-    "cn-northwest-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-north-1",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "il-central-1",
-    "me-central-1",
-    "me-south-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-east-1",
-    "us-east-2",
-    "us-gov-east-1",
-    "us-gov-west-1",
-    "us-west-1",
-    "us-west-2",
-];
-
 fn message(err: amishare_core::Error) -> String {
     err.to_string()
 }
 
-/// A region AWS has.
+/// A region AWS has (or, through `AMISHARE_EXTRA_REGIONS`, one newer than
+/// this build, which `--endpoint-url` users can still reach by name).
 pub(crate) fn region(value: &str) -> Result<Region, String> {
     let region = Region::parse(value).map_err(message)?;
     let extra = std::env::var("AMISHARE_EXTRA_REGIONS").unwrap_or_default();
-    if KNOWN_REGIONS.contains(&value) || extra.split(',').any(|r| r.trim() == value) {
+    if region.is_known() || extra.split(',').any(|r| r.trim() == value) {
         Ok(region)
     } else {
         Err(format!(

@@ -1,5 +1,9 @@
 //! Where the commands act: AWS through the SDK, or a simulated world read
 //! from a world file and written back when the command has run.
+//!
+//! A command on a world file holds the file's lock (`amishare_sim::WorldLock`)
+//! from before it reads the file until after it writes it back, so commands
+//! on one file take turns and every command's changes are kept.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +16,7 @@ use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
 use amishare_core::scaling::ScalingStore;
 use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
-use amishare_sim::World;
+use amishare_sim::{LockHolder, World, WorldLock};
 
 use crate::args;
 use crate::fail::{usage, Failure};
@@ -35,6 +39,9 @@ pub(crate) struct Global {
     /// The world file of `--backend sim` (JSON; see testdata/worlds/).
     #[arg(long, value_name = "FILE", global = true)]
     pub(crate) world: Option<PathBuf>,
+    /// How long to wait while another command has the world file.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, global = true)]
+    pub(crate) lock_wait: u64,
     /// The profile to act as: an AWS profile, or a profile of the world file.
     #[arg(long, global = true)]
     pub(crate) profile: Option<String>,
@@ -95,18 +102,18 @@ pub(crate) struct Session {
     pub(crate) clock: Arc<dyn Clock>,
     /// The region of `--region`, or the AWS profile's.
     pub(crate) region: Option<Region>,
-    /// The simulated world and its file.
-    pub(crate) world: Option<(World, PathBuf)>,
+    /// The simulated world and the lock on its file.
+    pub(crate) world: Option<(World, WorldLock)>,
     /// With `--dry-run`, what the command would change.
     pub(crate) planner: Option<Arc<Planner>>,
 }
 
 impl Session {
-    /// Opens the backend. Runs inside the command's runtime: on the
-    /// simulation, the world's clock starts there.
-    pub(crate) async fn open(global: &Global) -> Result<Session, Failure> {
+    /// Opens the backend for `command`. Runs inside the command's runtime:
+    /// on the simulation, the world's clock starts there.
+    pub(crate) async fn open(global: &Global, command: &str) -> Result<Session, Failure> {
         let mut session = match global.backend {
-            BackendKind::Sim => open_sim(global)?,
+            BackendKind::Sim => open_sim(global, command)?,
             BackendKind::Aws => open_aws(global).await?,
         };
         if global.dry_run {
@@ -144,19 +151,20 @@ impl Session {
             .ok_or_else(|| usage("--region is required (no default region is configured)"))
     }
 
-    /// Writes the world back, unless this was a dry run.
+    /// Writes the world back if the command changed it, unless this was a
+    /// dry run; a command that only read leaves the file as it was.
     pub(crate) fn finish(&self, global: &Global) -> Result<(), Failure> {
         if global.dry_run {
             return Ok(());
         }
-        if let Some((world, path)) = &self.world {
-            world.save(path).map_err(Failure::failed)?;
+        if let Some((world, lock)) = &self.world {
+            lock.save_if_changed(world).map_err(Failure::failed)?;
         }
         Ok(())
     }
 }
 
-fn open_sim(global: &Global) -> Result<Session, Failure> {
+fn open_sim(global: &Global, command: &str) -> Result<Session, Failure> {
     if global.endpoint_url.is_some() {
         return Err(usage("--endpoint-url applies to --backend aws only"));
     }
@@ -169,7 +177,8 @@ fn open_sim(global: &Global) -> Result<Session, Failure> {
         .world
         .clone()
         .ok_or_else(|| usage("--backend sim needs --world FILE (see testdata/worlds/)"))?;
-    let world = World::load(&path).map_err(|err| usage(err.to_string()))?;
+    let lock = lock_world(&path, command, global.lock_wait)?;
+    let world = lock.load().map_err(|err| usage(err.to_string()))?;
     let profiles = world.profiles();
     let side = sim_side(
         &world,
@@ -197,8 +206,33 @@ fn open_sim(global: &Global) -> Result<Session, Failure> {
         target,
         clock: Arc::new(world.clock()),
         region: global.region.clone(),
-        world: Some((world, path)),
+        world: Some((world, lock)),
         planner: None,
+    })
+}
+
+/// Takes the world file's lock, saying on stderr whom it waits for; a file
+/// that is not there is bad input, a file another holder keeps is a failure.
+fn lock_world(path: &std::path::Path, command: &str, wait: u64) -> Result<WorldLock, Failure> {
+    let holder = LockHolder::this_process(format!("amishare {command}"));
+    WorldLock::acquire(
+        path,
+        &holder,
+        std::time::Duration::from_secs(wait),
+        |current| match current {
+            Some(current) => eprintln!(
+                "amishare: waiting for {current} to finish with {} (up to {wait} s)",
+                path.display()
+            ),
+            None => eprintln!(
+                "amishare: waiting for another command to finish with {} (up to {wait} s)",
+                path.display()
+            ),
+        },
+    )
+    .map_err(|err| match err.kind() {
+        amishare_core::ErrorKind::InvalidInput => usage(err.to_string()),
+        _ => Failure::failed(err),
     })
 }
 

@@ -76,7 +76,9 @@ enum SimCommand {
     /// Serve the world file as a local EC2, KMS and STS endpoint that the AWS
     /// SDKs, the aws CLI and this command (`--backend aws --endpoint-url`) can
     /// use; access keys map to principals as the world file says, a 12-digit
-    /// one to that account's root. The world is saved back when it stops.
+    /// one to that account's root. The world is saved back when it stops;
+    /// while it runs, commands on the world file are refused and told where
+    /// the server is.
     Serve(serve::ServeArgs),
 }
 
@@ -98,7 +100,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args, cli.global.json).map_err(Failure::Failed),
         Command::Policy(args) => policy::run(args, &cli.global),
-        Command::Sim(SimCommand::Serve(args)) => serve::run(args, cli.global.world.as_ref()),
+        Command::Sim(SimCommand::Serve(args)) => {
+            serve::run(args, cli.global.world.as_ref(), cli.global.lock_wait)
+        }
         command => run_on_backend(command, &cli.global),
     };
     match result {
@@ -121,7 +125,7 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
     }
     let runtime = builder.build().map_err(Failure::failed)?;
     runtime.block_on(async {
-        let session = Session::open(global).await?;
+        let session = Session::open(global, command.name()).await?;
         let result = match command {
             Command::Share(args) => share::run(args, global, &session).await,
             Command::Accept(args) => accept::run(args, global, &session).await,
@@ -142,10 +146,27 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
                 render::plan(&planner.plan(), global.json)?;
             }
         }
-        // Bad input changed nothing, so the world file stays as it was.
-        if result.is_ok() || changed {
+        // Bad input changed nothing; a command that only read changed
+        // nothing either: the world file is written only when it changed.
+        if !matches!(result, Err(Failure::Usage(_))) {
             session.finish(global)?;
         }
         result
     })
+}
+
+impl Command {
+    /// The command's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Share(_) => "share",
+            Command::Accept(_) => "accept",
+            Command::Unshare(_) => "unshare",
+            Command::Status(_) => "status",
+            Command::Doctor(_) => "doctor",
+            Command::Policy(_) => "policy",
+            Command::Sim(_) => "sim serve",
+            Command::Demo(_) => "demo",
+        }
+    }
 }

@@ -10,7 +10,7 @@ use amishare_core::{
 };
 
 use crate::doctor::{render, stores};
-use crate::harness::{Coverage, Harness, VolumeSeed};
+use crate::harness::{Capability, Coverage, Harness, VolumeSeed};
 use crate::support::{flow, seed_share, unique_alias};
 
 fn accept(
@@ -68,27 +68,11 @@ async fn diagnose(h: &dyn Harness, image: &ImageId) -> Diagnosis {
 /// fails again.
 pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
-    let caps = h.capabilities();
     let target = h.target();
-    let Some(scaling) = target.scaling.clone() else {
-        coverage.skip(
-            "the Auto Scaling grant route",
-            "the backend has no Auto Scaling store",
-        );
-        return coverage;
-    };
-    if !(caps.auto_scaling
-        && caps.enforces_key_policy
-        && caps.encrypts_copies
-        && caps.cross_account_visibility
-        && caps.async_states)
-    {
-        coverage.skip(
-            "the Auto Scaling grant route",
-            "the backend does not launch as the service-linked role under KMS authorization, encrypt copies or show shared images",
-        );
-        return coverage;
-    }
+    let scaling = target
+        .scaling
+        .clone()
+        .expect("a backend that models Auto Scaling has an Auto Scaling store");
     let owner = h.owner();
     let instance = h
         .seed_instance(&[VolumeSeed::Unencrypted])
@@ -106,6 +90,7 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
         .await
         .expect("the target's IAM policy");
     let target_flow: Flow = flow(h, &target).with_scaling(scaling);
+    let full_sight = h.capabilities().has(Capability::Directory);
 
     // The seed's policy: the group's launch fails, and the target may not
     // create the grant (kms:GrantIsForAWSResource).
@@ -114,9 +99,10 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
         .await
         .expect_err("a group launches as its role, which has no grant");
     assert_eq!(err.code(), Some("Client.InternalError"), "{err}");
+    coverage.check("under the seed's policy the group's launch ends Client.InternalError");
     let diagnosis = diagnose(h, &shared.image).await;
     let shown = render(&diagnosis);
-    if h.directory().is_some() {
+    if full_sight {
         assert_eq!(diagnosis.verdict, Verdict::Fail, "{shown}");
         for link in [Link::ServiceRoleGrant, Link::ServiceRoleCreateGrant] {
             assert!(
@@ -124,14 +110,20 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
                 "the doctor names {link}\n{shown}"
             );
         }
+        coverage.check("the doctor names the missing grant and why the target cannot create it");
     } else {
         assert_ne!(diagnosis.verdict, Verdict::Pass, "{shown}");
+        coverage.skip(
+            "the doctor's verdict on the failing launch, link by link",
+            Capability::Directory,
+        );
     }
     let err = target_flow
         .accept(&accept(h, &shared.image, &shared.key, true, false))
         .await
         .expect_err("the seed's CreateGrant statement needs kms:GrantIsForAWSResource");
     assert_eq!(err.code(), Some("AccessDeniedException"), "{err}");
+    coverage.check("under the seed's policy the target may not create the grant");
 
     // share --autoscaling, then accept --autoscaling-grant --launch-via autoscaling.
     request.service_roles = vec![ServiceLinkedRole::auto_scaling()];
@@ -152,12 +144,18 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
     assert!(accepted.grants[0].created);
     let launch = accepted.launch.expect("a launch was asked");
     assert!(launch.group.is_some() && launch.terminated_after);
+    coverage.check("after share --autoscaling and the grant, the group's instance is InService");
     let diagnosis = diagnose(h, &shared.image).await;
     let shown = render(&diagnosis);
-    if h.directory().is_some() {
+    if full_sight {
         assert_eq!(diagnosis.verdict, Verdict::Pass, "{shown}");
+        coverage.check("the doctor passes the working launch");
     } else {
         assert_ne!(diagnosis.verdict, Verdict::Fail, "{shown}");
+        coverage.skip(
+            "the doctor's pass on the working launch",
+            Capability::Directory,
+        );
     }
 
     // Reruns of both change nothing.
@@ -171,11 +169,9 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
             assert!(!again.grants[0].created);
             assert_eq!(again.grants[0].grant_id, accepted.grants[0].grant_id);
             assert_eq!(h.mutating_calls(), Some(before), "a rerun changes nothing");
+            coverage.check("a rerun of share and accept makes no mutating call");
         }
-        None => coverage.skip(
-            "a rerun makes no mutating call",
-            "the backend does not count calls",
-        ),
+        None => coverage.skip("a rerun makes no mutating call", Capability::CountsCalls),
     }
 
     // Unshare revokes the grant amishare made; a new launch fails again.
@@ -210,5 +206,6 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
         .accept(&accept(h, &shared.image, &shared.key, false, true))
         .await
         .expect_err("after unshare the group cannot launch the image");
+    coverage.check("unshare revokes the grant, and a new launch fails again");
     coverage
 }

@@ -42,29 +42,38 @@ pub enum VolumeSeed {
     Key(KeyArn),
 }
 
-/// What a backend models; a function runs the checks its backend supports and reports the rest as skipped.
+/// What a backend models. The runner ([`crate::run`]) skips a function
+/// whose needs the backend lacks, and a function that runs skips, naming the
+/// capability, what the backend cannot show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// Key policies and IAM policies are enforced.
     pub enforces_key_policy: bool,
-    /// Copies are really encrypted with the requested key.
+    /// Volumes and copies are really encrypted with the key asked for.
     pub encrypts_copies: bool,
     /// Images shared with an account become visible to it.
     pub cross_account_visibility: bool,
     /// Images and instances pass through `pending` and may go `failed` or `terminated`.
     pub async_states: bool,
-    /// The harness can count mutating calls.
+    /// The harness can count mutating calls ([`Harness::mutating_calls`]).
     pub counts_calls: bool,
     /// `CopyImage` keeps its `TagSpecifications` and honours its `ClientToken`,
     /// so that a rerun finds the copy it made before.
     pub tags_copies: bool,
+    /// The target account is in an organization ([`Harness::target_organization`]).
+    pub organizations: bool,
+    /// The target account has a second principal ([`Harness::other_target`]).
+    pub other_target: bool,
+    /// The doctor can read the target principal's IAM policies ([`Harness::directory`]).
+    pub directory: bool,
     /// Auto Scaling groups launch as the account's service-linked role, and
-    /// KMS authorizes the role's launches by key policy and grants.
+    /// KMS authorizes the role's launches by key policy and grants
+    /// ([`Party::scaling`]).
     pub auto_scaling: bool,
 }
 
 impl Capabilities {
-    /// Everything modelled, as on AWS.
+    /// Everything modelled.
     pub fn all() -> Capabilities {
         Capabilities {
             enforces_key_policy: true,
@@ -73,7 +82,82 @@ impl Capabilities {
             async_states: true,
             counts_calls: true,
             tags_copies: true,
+            organizations: true,
+            other_target: true,
+            directory: true,
             auto_scaling: true,
+        }
+    }
+
+    /// Whether the backend has `capability`.
+    pub fn has(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::EnforcesKeyPolicy => self.enforces_key_policy,
+            Capability::EncryptsCopies => self.encrypts_copies,
+            Capability::CrossAccountVisibility => self.cross_account_visibility,
+            Capability::AsyncStates => self.async_states,
+            Capability::CountsCalls => self.counts_calls,
+            Capability::TagsCopies => self.tags_copies,
+            Capability::Organizations => self.organizations,
+            Capability::OtherTarget => self.other_target,
+            Capability::Directory => self.directory,
+            Capability::AutoScaling => self.auto_scaling,
+        }
+    }
+
+    /// Those of `needs` the backend lacks, in order.
+    pub fn lacking(&self, needs: &[Capability]) -> Vec<Capability> {
+        needs.iter().copied().filter(|c| !self.has(*c)).collect()
+    }
+}
+
+/// One thing a backend may model, as a suite function names what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Capability {
+    /// [`Capabilities::enforces_key_policy`].
+    EnforcesKeyPolicy,
+    /// [`Capabilities::encrypts_copies`].
+    EncryptsCopies,
+    /// [`Capabilities::cross_account_visibility`].
+    CrossAccountVisibility,
+    /// [`Capabilities::async_states`].
+    AsyncStates,
+    /// [`Capabilities::counts_calls`].
+    CountsCalls,
+    /// [`Capabilities::tags_copies`].
+    TagsCopies,
+    /// [`Capabilities::organizations`].
+    Organizations,
+    /// [`Capabilities::other_target`].
+    OtherTarget,
+    /// [`Capabilities::directory`].
+    Directory,
+    /// [`Capabilities::auto_scaling`].
+    AutoScaling,
+}
+
+impl Capability {
+    /// Why a check that needs this capability is skipped on a backend without it.
+    pub fn lacking(self) -> &'static str {
+        match self {
+            Capability::EnforcesKeyPolicy => "the backend enforces no key policy or IAM policy",
+            Capability::EncryptsCopies => {
+                "the backend does not encrypt volumes or copies, so the snapshot-key gate refuses to share"
+            }
+            Capability::CrossAccountVisibility => "shared images are not visible to the target",
+            Capability::AsyncStates => {
+                "images and instances never pass through pending, failed or terminated"
+            }
+            Capability::CountsCalls => "the backend does not count mutating calls",
+            Capability::TagsCopies => {
+                "CopyImage drops its tags and ignores its client token, so a rerun cannot find the copy"
+            }
+            Capability::Organizations => "the backend models no organizations",
+            Capability::OtherTarget => "the backend has one principal in the target account",
+            Capability::Directory => "the doctor cannot read the target's IAM policies",
+            Capability::AutoScaling => {
+                "no Auto Scaling group launches as a service-linked role under KMS authorization"
+            }
         }
     }
 }
@@ -142,49 +226,55 @@ pub trait Harness: Send + Sync {
     }
 }
 
-/// What a suite function ran, and what it skipped because the backend does not model it.
+/// What a suite function checked on a backend, and what it skipped because
+/// the backend does not model it.
 ///
-/// A function that runs in full leaves both lists empty. One that runs part
-/// of its behaviour lists, in `checked`, what it asserted instead on this
-/// backend, and in `skipped`, what it left out and why.
+/// A function notes each behaviour it asserted with [`Coverage::check`] and
+/// each it left out with [`Coverage::skip`]. The runner counts a function
+/// as run only when it noted a check: one that checked nothing is reported
+/// as skipped, whatever it returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Coverage {
-    /// Checks skipped, with why.
-    pub skipped: Vec<String>,
-    /// Checks a partial run asserted in place of the skipped ones.
-    pub checked: Vec<String>,
+    checked: Vec<String>,
+    skipped: Vec<Skip>,
+}
+
+/// A check a function left out, and the capability it would need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// What was not checked.
+    pub what: String,
+    /// What the backend lacks.
+    pub lacking: Capability,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.lacking.lacking())
+    }
 }
 
 impl Coverage {
-    /// Notes a skipped check.
-    pub fn skip(&mut self, what: &str, why: &str) {
-        self.skipped.push(format!("{what}: {why}"));
+    /// Notes a check left out because the backend lacks `lacking`.
+    pub fn skip(&mut self, what: &str, lacking: Capability) {
+        self.skipped.push(Skip {
+            what: what.to_owned(),
+            lacking,
+        });
     }
 
-    /// Notes a check that a partial run asserted on this backend.
+    /// Notes a behaviour asserted on this backend.
     pub fn check(&mut self, what: &str) {
         self.checked.push(what.to_owned());
     }
 
-    /// Whether the function ran in full.
-    pub fn is_full(&self) -> bool {
-        self.skipped.is_empty()
+    /// The behaviours asserted.
+    pub fn checked(&self) -> &[String] {
+        &self.checked
     }
-}
 
-impl std::fmt::Display for Coverage {
-    /// `ran in full`, or `ran in part` followed by one line per check and skip.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.is_full() {
-            return f.write_str("ran in full");
-        }
-        f.write_str("ran in part")?;
-        for checked in &self.checked {
-            write!(f, "\n    checked: {checked}")?;
-        }
-        for skipped in &self.skipped {
-            write!(f, "\n    skipped {skipped}")?;
-        }
-        Ok(())
+    /// The checks left out.
+    pub fn skipped(&self) -> &[Skip] {
+        &self.skipped
     }
 }

@@ -11,8 +11,8 @@ use amishare_core::{
     PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest, VolumePermission,
 };
 
-use crate::doctor::{diagnose, launch_works, render, stores, unless_modelled};
-use crate::harness::{Coverage, Harness, VolumeSeed};
+use crate::doctor::{check_both_outcomes, diagnose, launch_works, render, sight, stores};
+use crate::harness::{Capability, Coverage, Harness, VolumeSeed};
 use crate::support::{flow, owner_image, unique_alias};
 
 /// Asserts that the doctor's verdict on an intent and `accept` with that
@@ -71,11 +71,7 @@ async fn accept(
 /// create-volume permission, which names accounts only). No smoke instance
 /// is left running.
 pub async fn share_options_agree_with_accept(h: &dyn Harness) -> Coverage {
-    if let Some(skipped) = unless_modelled(h, "the matrix of share options, accepted and diagnosed")
-    {
-        return skipped;
-    }
-    let mut coverage = Coverage::default();
+    let mut coverage = sight(h);
     let owner = h.owner();
     let target = h.target();
     let region = h.region();
@@ -90,10 +86,7 @@ pub async fn share_options_agree_with_accept(h: &dyn Harness) -> Coverage {
             targets.push((Target::Organization(org), false));
             targets.push((Target::OrganizationalUnit(ou), false));
         }
-        None => coverage.skip(
-            "organization and OU targets",
-            "the backend models no organizations",
-        ),
+        None => coverage.skip("organization and OU targets", Capability::Organizations),
     }
     let mut outcomes = (0, 0);
     for (chosen, copyable) in &targets {
@@ -176,14 +169,16 @@ pub async fn share_options_agree_with_accept(h: &dyn Harness) -> Coverage {
             }
         }
     }
-    assert!(
-        outcomes.0 > 0 && outcomes.1 > 0,
-        "some combinations work and some do not: {outcomes:?}"
+    check_both_outcomes(
+        &mut coverage,
+        "accept and the doctor agree on every combination of targets and share options",
+        outcomes,
     );
     let running = smoke_instances(&*target.images, &region, None)
         .await
         .expect("the target's instances");
     assert!(running.is_empty(), "no smoke instance left: {running:?}");
+    coverage.check("no smoke instance is left running");
     coverage
 }
 
@@ -193,17 +188,10 @@ pub async fn share_options_agree_with_accept(h: &dyn Harness) -> Coverage {
 /// policy; the other still launches and copies, the first no longer can.
 /// Unsharing the other then removes the permissions.
 pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Coverage {
-    if let Some(skipped) = unless_modelled(h, "unshare of one of two principals of an account") {
-        return skipped;
-    }
-    let Some(other) = h.other_target() else {
-        let mut coverage = Coverage::default();
-        coverage.skip(
-            "unshare of one of two principals of an account",
-            "the backend has one principal in the target account",
-        );
-        return coverage;
-    };
+    let mut coverage = sight(h);
+    let other = h
+        .other_target()
+        .expect("the harness has a second target principal");
     let owner = h.owner();
     let target = h.target();
     let region = h.region();
@@ -317,7 +305,8 @@ pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Cove
         .await
         .expect("launch permission");
     assert!(launch.is_empty(), "{launch:?}");
-    Coverage::default()
+    coverage.check("unsharing one principal keeps the account's permissions for the other, which still launches and copies; unsharing the other removes them");
+    coverage
 }
 
 /// The doctor's fix for a principal whose account cannot see the image:
@@ -325,10 +314,7 @@ pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Cove
 /// policy written, no call that changes anything). Once the image is
 /// shared, the fix writes the key policy and the target launches.
 pub async fn fix_waits_for_the_share(h: &dyn Harness) -> Coverage {
-    if let Some(skipped) = unless_modelled(h, "the doctor's fix before and after the share") {
-        return skipped;
-    }
-    let mut coverage = Coverage::default();
+    let mut coverage = sight(h);
     let owner = h.owner();
     let target = h.target();
     let region = h.region();
@@ -386,7 +372,7 @@ pub async fn fix_waits_for_the_share(h: &dyn Harness) -> Coverage {
     );
     match (calls, h.mutating_calls()) {
         (Some(before), Some(after)) => assert_eq!(before, after, "no call changed anything"),
-        _ => coverage.skip("no mutating call", "the backend does not count calls"),
+        _ => coverage.skip("no mutating call", Capability::CountsCalls),
     }
 
     owner
@@ -419,5 +405,6 @@ pub async fn fix_waits_for_the_share(h: &dyn Harness) -> Coverage {
         launch_works(h, &image.id).await,
         "the target launches after the fix"
     );
+    coverage.check("the fix refuses before the share, with nothing written, and after it writes the key policy and the target launches");
     coverage
 }

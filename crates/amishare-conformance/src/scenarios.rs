@@ -11,16 +11,15 @@ use amishare_core::{
     TAG_ALIAS,
 };
 
-use crate::harness::{Coverage, Harness, VolumeSeed};
+use crate::harness::{Capability, Coverage, Harness, VolumeSeed};
 use crate::support::{
     assert_aws_message, assert_code, assert_gate_refused, assert_terminated_at_launch, flow,
     manual_share, owner_image, seed_share, settle_image, share_or_gate, target_launch,
     unique_alias, Shared,
 };
 
-/// Why a backend that does not encrypt copies cannot go past the gate.
-const GATE_REFUSES: &str =
-    "the backend does not encrypt copies, so the snapshot-key gate refuses to share";
+/// What a backend that does not encrypt copies cannot go past.
+const GATE_REFUSES: Capability = Capability::EncryptsCopies;
 
 /// The seed: share from a running instance under a new key with the target
 /// principal, then the target checks the key, launches (running) and copies
@@ -94,15 +93,13 @@ pub async fn seed_flow(h: &dyn Harness) -> Coverage {
     }
 
     assert_policy_names_target(h, &shared.key).await;
+    coverage.check("the share copies under a new key whose policy names the target, verifies every snapshot's key and grants launch and create-volume permissions");
 
     h.set_target_kms_access(std::slice::from_ref(&shared.key))
         .await
         .expect("target IAM");
     if !caps.cross_account_visibility {
-        coverage.skip(
-            "target launch and copy",
-            "shared images are not visible to the target",
-        );
+        coverage.skip("target launch and copy", Capability::CrossAccountVisibility);
         return coverage;
     }
     let accepted = flow(h, &target)
@@ -133,6 +130,7 @@ pub async fn seed_flow(h: &dyn Harness) -> Coverage {
             "the copy no longer depends on the owner's key"
         );
     }
+    coverage.check("the target launches the image and copies it under its own key");
     coverage
 }
 
@@ -158,6 +156,10 @@ pub async fn rerun_changes_nothing(h: &dyn Harness) -> Coverage {
         }
     };
     assert!(0 < first.mutating_calls);
+    if !h.capabilities().tags_copies {
+        coverage.skip("a rerun that finds the copy", Capability::TagsCopies);
+        return coverage;
+    }
     let calls_before = h.mutating_calls();
     let second = flow(h, &owner).share(&request).await.expect("rerun");
     assert_eq!(
@@ -168,11 +170,13 @@ pub async fn rerun_changes_nothing(h: &dyn Harness) -> Coverage {
     assert_eq!(second.source_image, first.source_image);
     assert_eq!(second.regions[0].image, first.regions[0].image);
     assert_eq!(second.regions[0].key, first.regions[0].key);
+    coverage.check("the rerun reports no mutating call and the same image and key");
     match (calls_before, h.mutating_calls()) {
         (Some(before), Some(after)) => {
-            assert_eq!(before, after, "the backend served no mutating call")
+            assert_eq!(before, after, "the backend served no mutating call");
+            coverage.check("the backend served no mutating call to the rerun");
         }
-        _ => coverage.skip("backend call count", "the backend does not count calls"),
+        _ => coverage.skip("backend call count", Capability::CountsCalls),
     }
     coverage
 }
@@ -232,6 +236,7 @@ pub async fn resume_unnamed_key(h: &dyn Harness) -> Coverage {
         policy.contains("amishare:") && policy.contains(target.as_str()),
         "the targets' statements were merged: {policy}"
     );
+    coverage.check("the rerun names the stopped run's key and merges the targets into its policy");
     coverage
 }
 
@@ -307,10 +312,7 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
             "the key policy is back as it was"
         );
     } else {
-        coverage.skip(
-            "the key policy is back as it was",
-            "the copy's snapshots are not encrypted, so they name no key for unshare to clean",
-        );
+        coverage.skip("the key policy is back as it was", GATE_REFUSES);
     }
     let launch = owner
         .images
@@ -339,6 +341,7 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
         ImageState::Available,
         "unshare deletes nothing it was not asked to"
     );
+    coverage.check("unshare removes the launch and create-volume permissions and keeps the image");
 
     if h.capabilities().cross_account_visibility {
         let seen = target
@@ -346,10 +349,11 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
             .describe_images(&region, &ImageQuery::ids([image.clone()]))
             .await;
         assert_code(seen, "InvalidAMIID.NotFound");
+        coverage.check("the target no longer sees the image");
     } else {
         coverage.skip(
             "target no longer sees the image",
-            "shared images are not visible to the target",
+            Capability::CrossAccountVisibility,
         );
     }
     let again = flow(h, &owner)
@@ -362,6 +366,7 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
         .await
         .expect("a second unshare");
     assert_eq!(again.mutating_calls, 0, "nothing left to remove");
+    coverage.check("a second unshare changes nothing");
     coverage
 }
 
@@ -387,10 +392,11 @@ pub async fn aws_managed_image(h: &dyn Harness) -> Coverage {
             .await;
         let err = assert_code(denied, "InvalidParameter");
         assert!(err.message().contains("AWS Managed CMK"), "{err}");
+        coverage.check("EC2 refuses to share an aws/ebs image with InvalidParameter");
     } else {
         coverage.skip(
             "InvalidParameter on an aws/ebs image",
-            "the backend does not encrypt volumes",
+            Capability::EncryptsCopies,
         );
     }
 
@@ -408,15 +414,24 @@ pub async fn aws_managed_image(h: &dyn Harness) -> Coverage {
         .expect_err("aws/ebs is refused");
     assert_eq!(refused.kind(), ErrorKind::Unsupported);
     assert!(refused.message().contains("alias/aws/ebs"), "{refused}");
-    assert_eq!(
-        calls,
-        h.mutating_calls(),
-        "refused before any mutating call"
-    );
+    coverage.check("a share under alias/aws/ebs is refused as unsupported");
+    match (calls, h.mutating_calls()) {
+        (Some(before), Some(after)) => {
+            assert_eq!(before, after, "refused before any mutating call");
+            coverage.check("the refusal comes before any mutating call");
+        }
+        _ => coverage.skip(
+            "no mutating call before the refusal",
+            Capability::CountsCalls,
+        ),
+    }
 
     request.key = KeyChoice::Create(unique_alias(h, "cmk"));
     match share_or_gate(h, &request, &mut coverage).await {
-        Shared::Done(report) => assert_ne!(report.regions[0].image, image),
+        Shared::Done(report) => {
+            assert_ne!(report.regions[0].image, image);
+            coverage.check("the aws/ebs image is shared as a copy under a new key");
+        }
         Shared::Refused { image: copy } => {
             assert_ne!(copy, image, "the gate refused the copy, not the source");
             coverage.skip("sharing the CMK copy", GATE_REFUSES);
@@ -429,13 +444,6 @@ pub async fn aws_managed_image(h: &dyn Harness) -> Coverage {
 /// and an encrypted image cannot be made public (`UnsupportedOperation`).
 pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
-    if !h.capabilities().encrypts_copies {
-        coverage.skip(
-            "aws/ebs snapshot and public encrypted image",
-            "the backend does not encrypt volumes",
-        );
-        return coverage;
-    }
     let owner = h.owner();
     let region = h.region();
     let image = owner_image(h, &[VolumeSeed::AwsManaged], "aws-managed-snapshot").await;
@@ -476,6 +484,7 @@ pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
         .await
         .expect("launch permission");
     assert!(launch.is_empty(), "a refused call changes nothing");
+    coverage.check("an aws/ebs snapshot is refused with OperationNotPermitted, a public encrypted image with UnsupportedOperation");
     coverage
 }
 
@@ -485,9 +494,7 @@ pub async fn refused_permissions(h: &dyn Harness) -> Coverage {
 /// refuse, so accept lets its smoke launch decide (§D1), and the launch
 /// terminates as EC2 terminates it.
 pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
-    if let Some(skipped) = unless_authorizing(h, "launch without key policy") {
-        return skipped;
-    }
+    let mut coverage = Coverage::default();
     let (key, image) = manual_share(h, &[], false).await;
     h.set_target_kms_access(std::slice::from_ref(&key))
         .await
@@ -513,37 +520,34 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
         accepted.message().contains("DescribeKey"),
         "the error says the direct DescribeKey was refused too: {accepted}"
     );
-    Coverage::default()
+    coverage.check("the launch terminates with Client.InternalError, and accept's error names the key and the refused DescribeKey");
+    coverage
 }
 
 /// §B13: the key policy allows the target account root, but the target's IAM allows no KMS action.
 pub async fn launch_without_target_iam(h: &dyn Harness) -> Coverage {
-    if let Some(skipped) = unless_authorizing(h, "launch without target IAM") {
-        return skipped;
-    }
+    let mut coverage = Coverage::default();
     let root = h.target().account().root_arn().to_string();
     let (_key, image) = manual_share(h, &[root], false).await;
     h.set_target_kms_access(&[]).await.expect("target IAM");
     assert_terminated_at_launch(&target_launch(h, &image.id).await);
-    Coverage::default()
+    coverage.check("the launch terminates with Client.InternalError");
+    coverage
 }
 
 /// §B13: the key policy names the target principal itself; without its own IAM allow it still fails.
 pub async fn launch_with_principal_but_no_iam(h: &dyn Harness) -> Coverage {
-    if let Some(skipped) = unless_authorizing(h, "launch with principal but no IAM") {
-        return skipped;
-    }
+    let mut coverage = Coverage::default();
     let (_key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
     h.set_target_kms_access(&[]).await.expect("target IAM");
     assert_terminated_at_launch(&target_launch(h, &image.id).await);
-    Coverage::default()
+    coverage.check("the launch terminates with Client.InternalError");
+    coverage
 }
 
 /// §B13: everything allowed, but the key is disabled.
 pub async fn launch_with_disabled_key(h: &dyn Harness) -> Coverage {
-    if let Some(skipped) = unless_authorizing(h, "launch with disabled key") {
-        return skipped;
-    }
+    let mut coverage = Coverage::default();
     let (key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
     h.set_target_kms_access(std::slice::from_ref(&key))
         .await
@@ -558,19 +562,13 @@ pub async fn launch_with_disabled_key(h: &dyn Harness) -> Coverage {
         .await
         .expect("disable key");
     assert_terminated_at_launch(&target_launch(h, &image.id).await);
-    Coverage::default()
+    coverage.check("the launch runs while the key is enabled and terminates with Client.InternalError once it is disabled");
+    coverage
 }
 
 /// §B13: the target copies a shared image whose snapshots were not shared.
 pub async fn copy_without_snapshot_permission(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
-    if !h.capabilities().cross_account_visibility {
-        coverage.skip(
-            "copy without snapshot permission",
-            "shared images are not visible to the target",
-        );
-        return coverage;
-    }
     let (key, image) = manual_share(h, &[h.target().principal.to_string()], false).await;
     h.set_target_kms_access(std::slice::from_ref(&key))
         .await
@@ -585,19 +583,13 @@ pub async fn copy_without_snapshot_permission(h: &dyn Harness) -> Coverage {
         &err,
         "You do not have permission to access the storage of this ami",
     );
+    coverage.check("CopyImage is refused with InvalidRequest and AWS's message");
     coverage
 }
 
 /// §B13: snapshots shared and KMS allowed: the copy is the target's, under the target's key.
 pub async fn copy_with_snapshot_permission(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
-    if !h.capabilities().cross_account_visibility || !h.capabilities().encrypts_copies {
-        coverage.skip(
-            "target copy",
-            "the backend hides shared images or does not encrypt copies",
-        );
-        return coverage;
-    }
     let target = h.target();
     let region = h.region();
     let (key, image) = manual_share(h, &[target.principal.to_string()], true).await;
@@ -631,17 +623,13 @@ pub async fn copy_with_snapshot_permission(h: &dyn Harness) -> Coverage {
         assert_eq!(snapshot.owner, *target.account());
         assert_eq!(snapshot.kms_key.as_ref(), Some(&own_key));
     }
+    coverage.check("the copy is available, the target's, and its snapshots use the target's key");
     coverage
 }
 
 /// §B13: snapshots shared but the key policy does not allow the target: the copy fails later.
 pub async fn copy_without_kms(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
-    let caps = h.capabilities();
-    if !caps.cross_account_visibility || !caps.enforces_key_policy || !caps.async_states {
-        coverage.skip("copy without KMS access", "the backend does not model it");
-        return coverage;
-    }
     let target = h.target();
     let region = h.region();
     let (key, image) = manual_share(h, &[], true).await;
@@ -656,19 +644,13 @@ pub async fn copy_without_kms(h: &dyn Harness) -> Coverage {
     let copied = settle_image(h, &target, &region, &copy).await;
     assert_eq!(copied.state, ImageState::Failed);
     assert!(copied.state_reason.is_some(), "a failed copy says why");
+    coverage.check("CopyImage returns an ID and the copy goes failed with a reason");
     coverage
 }
 
 /// §B13: CopyImage with a KmsKeyId of another region returns an ID, then fails.
 pub async fn copy_with_key_from_other_region(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
-    if !h.capabilities().async_states || !h.capabilities().encrypts_copies {
-        coverage.skip(
-            "copy with a key of another region",
-            "the backend does not model it",
-        );
-        return coverage;
-    }
     let owner = h.owner();
     let region = h.region();
     let far = owner
@@ -687,6 +669,7 @@ pub async fn copy_with_key_from_other_region(h: &dyn Harness) -> Coverage {
         .expect("CopyImage returns an ID");
     let copied = settle_image(h, &owner, &region, &copy).await;
     assert_eq!(copied.state, ImageState::Failed);
+    coverage.check("CopyImage returns an ID and the copy goes failed");
     coverage
 }
 
@@ -705,6 +688,7 @@ pub async fn invisible_before_share(h: &dyn Harness) -> Coverage {
         .await;
     let err = assert_code(seen, "InvalidAMIID.NotFound");
     assert!(err.message().contains(image.as_str()), "{err}");
+    coverage.check("the target's DescribeImages of an image not shared is InvalidAMIID.NotFound");
     owner
         .images
         .modify_launch_permission(
@@ -722,10 +706,11 @@ pub async fn invisible_before_share(h: &dyn Harness) -> Coverage {
             .expect("visible now");
         assert_eq!(seen[0].owner, *owner.account());
         assert!(seen[0].tags.is_empty(), "the owner's tags are not shared");
+        coverage.check("the target sees the shared image, without the owner's tags");
     } else {
         coverage.skip(
             "target sees the shared image",
-            "shared images are not visible to the target",
+            Capability::CrossAccountVisibility,
         );
     }
     coverage
@@ -733,6 +718,7 @@ pub async fn invisible_before_share(h: &dyn Harness) -> Coverage {
 
 /// §B13: the owner cannot delete a snapshot while a registered image uses it.
 pub async fn snapshot_in_use(h: &dyn Harness) -> Coverage {
+    let mut coverage = Coverage::default();
     let owner = h.owner();
     let region = h.region();
     let image = owner_image(h, &[VolumeSeed::Unencrypted], "in-use").await;
@@ -748,7 +734,8 @@ pub async fn snapshot_in_use(h: &dyn Harness) -> Coverage {
             image.id
         ),
     );
-    Coverage::default()
+    coverage.check("DeleteSnapshot is refused with InvalidSnapshot.InUse and AWS's message");
+    coverage
 }
 
 /// amishare refuses to share an image whose snapshots are not all under the key (the hard gate),
@@ -782,6 +769,9 @@ pub async fn snapshot_key_gate(h: &dyn Harness) -> Coverage {
             // The copy re-encrypts under the requested key, so the gate passes.
             let shared = &report.regions[0];
             assert!(shared.snapshots.values().all(|k| *k == shared.key));
+            coverage.check(
+                "the copy of an image under another key is re-encrypted and passes the gate",
+            );
         }
         Shared::Refused { image: copy } => {
             assert_ne!(copy, image, "the gate refused the copy, not the source");
@@ -845,11 +835,13 @@ pub async fn multi_region_share(h: &dyn Harness) -> Coverage {
         keys.push(shared.key.clone());
     }
     assert_ne!(keys[0], keys[1]);
+    coverage.check("one key per region, and a copy in each verified against its own region's key");
     let again = flow(h, &owner)
         .share(&request)
         .await
         .expect("rerun in two regions");
     assert_eq!(again.mutating_calls, 0, "{:#?}", again.steps);
+    coverage.check("the rerun in two regions changes nothing");
     coverage
 }
 
@@ -858,10 +850,9 @@ pub async fn multi_region_share(h: &dyn Harness) -> Coverage {
 /// principal launches the image.
 pub async fn organization_share(h: &dyn Harness) -> Coverage {
     let mut coverage = Coverage::default();
-    let Some((org, _ou)) = h.target_organization() else {
-        coverage.skip("organization share", "the backend models no organizations");
-        return coverage;
-    };
+    let (org, _ou) = h
+        .target_organization()
+        .expect("the harness has an organization");
     let owner = h.owner();
     let region = h.region();
     let instance = h
@@ -901,11 +892,18 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
         policy.contains("aws:PrincipalOrgID") && policy.contains(org.org_id()),
         "{policy}"
     );
-    if !h.capabilities().cross_account_visibility || !h.capabilities().enforces_key_policy {
-        coverage.skip(
-            "member launches",
-            "the backend hides shared images or enforces no key policy",
-        );
+    coverage.check(
+        "launch permission for the organization and a key-policy statement on aws:PrincipalOrgID",
+    );
+    let caps = h.capabilities();
+    let lacking = caps.lacking(&[
+        Capability::CrossAccountVisibility,
+        Capability::EnforcesKeyPolicy,
+    ]);
+    if !lacking.is_empty() {
+        for capability in lacking {
+            coverage.skip("member launches", capability);
+        }
         return coverage;
     }
     h.set_target_kms_access(std::slice::from_ref(&shared.key))
@@ -927,21 +925,8 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
         accepted.launch.expect("launched").state,
         amishare_core::InstanceState::Running
     );
+    coverage.check("a member of the organization launches the image");
     coverage
-}
-
-/// A skip report when the backend does not enforce key policies or hides shared images.
-pub(crate) fn unless_authorizing(h: &dyn Harness, what: &str) -> Option<Coverage> {
-    let caps = h.capabilities();
-    if caps.enforces_key_policy && caps.cross_account_visibility {
-        return None;
-    }
-    let mut coverage = Coverage::default();
-    coverage.skip(
-        what,
-        "the backend enforces no key policy or hides shared images",
-    );
-    Some(coverage)
 }
 
 pub(crate) fn copy_request(
@@ -1007,12 +992,9 @@ async fn rerun_refused(
             coverage.check(
                 "the rerun finds the key, its policy and the instance's image, copies again (one mutating call) and is refused again",
             );
-            coverage.skip(
-                "no mutating call on rerun",
-                "CopyImage drops its tags and ignores its client token, so the rerun cannot find the copy",
-            );
+            coverage.skip("no mutating call on rerun", Capability::TagsCopies);
         }
-        _ => coverage.skip("backend call count", "the backend does not count calls"),
+        _ => coverage.skip("backend call count", Capability::CountsCalls),
     }
     coverage.skip("rerun of a completed share", GATE_REFUSES);
 }

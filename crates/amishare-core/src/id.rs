@@ -99,7 +99,55 @@ impl AccountId {
 pub struct Region(Arc<str>);
 string_id!(Region, "region", is_region);
 
+/// The regions AWS has, as this build knows them: anything else that looks
+/// like a region is a typo, or a region newer than this build.
+pub const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
 impl Region {
+    /// Whether the region is one of [`KNOWN_REGIONS`].
+    pub fn is_known(&self) -> bool {
+        KNOWN_REGIONS.contains(&self.as_str())
+    }
+
     /// The partition the region belongs to (`aws`, `aws-cn`, `aws-us-gov`,
     /// …): ARNs of the region's resources and principals that may use them
     /// name it, and nothing crosses partitions (`docs/spec/choices.md` §D3).

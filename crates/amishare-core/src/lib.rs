@@ -17,6 +17,7 @@ pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::id::{
     AccountId, AliasArn, AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef,
     OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region, SnapshotId, VolumeId,
+    KNOWN_REGIONS,
 };
 pub use crate::model::*;
 pub use crate::store::{Clock, ImageStore, KeyStore};

@@ -68,7 +68,14 @@ pub(crate) async fn handle(
                     params.get("LaunchTemplate.LaunchTemplateId"),
                 ) {
                     (Some(name), None) => name.to_owned(),
-                    (None, Some(id)) => template_name(client, region, id).await?,
+                    (None, Some(id)) => {
+                    template_name(client, region, id, Service::AutoScaling, || {
+                        validation(format!(
+                            "You must use a valid fully-formed launch template. The specified launch template, with template ID {id}, does not exist."
+                        ))
+                    })
+                    .await?
+                }
                     _ => return Err(validation(
                         "Valid requests must contain either launchTemplateId or LaunchTemplateName",
                     )),
@@ -211,21 +218,23 @@ pub(crate) async fn handle(
     }
 }
 
-/// The name of the caller's launch template `id`.
-async fn template_name(client: &SimClient, region: &Region, id: &str) -> Result<String, WireError> {
+/// The name of the caller's launch template `id`, or `missing` when it has none.
+async fn template_name(
+    client: &SimClient,
+    region: &Region,
+    id: &str,
+    service: Service,
+    missing: impl FnOnce() -> WireError,
+) -> Result<String, WireError> {
     let templates = client
         .describe_launch_templates(region, &[])
         .await
-        .map_err(sim(Service::AutoScaling))?;
+        .map_err(sim(service))?;
     templates
         .into_iter()
         .find(|t| t.id == id)
         .map(|t| t.name)
-        .ok_or_else(|| {
-            validation(format!(
-                "You must use a valid fully-formed launch template. The specified launch template, with template ID {id}, does not exist."
-            ))
-        })
+        .ok_or_else(missing)
 }
 
 fn group_member(out: &mut Xml, region: &Region, group: &Group) {
@@ -375,22 +384,15 @@ pub(crate) async fn handle_ec2(
                 params.get("LaunchTemplateId"),
             ) {
                 (Some(name), _) => name.to_owned(),
-                (None, Some(id)) => {
-                    let templates = client
-                        .describe_launch_templates(region, &[])
-                        .await
-                        .map_err(sim(Service::Ec2))?;
-                    templates
-                        .into_iter()
-                        .find(|t| t.id == id)
-                        .map(|t| t.name)
-                        .ok_or_else(|| {
-                            WireError::new(
-                                "InvalidLaunchTemplateId.NotFound",
-                                format!("The specified launch template, with template ID {id}, does not exist."),
-                            )
-                        })?
-                }
+                (None, Some(id)) => template_name(client, region, id, Service::Ec2, || {
+                    WireError::new(
+                        "InvalidLaunchTemplateId.NotFound",
+                        format!(
+                            "The specified launch template, with template ID {id}, does not exist."
+                        ),
+                    )
+                })
+                .await?,
                 (None, None) => return Err(missing_parameter("LaunchTemplateName")),
             };
             let found = client

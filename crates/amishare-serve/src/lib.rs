@@ -2,10 +2,10 @@
 //!
 //! # The server
 //!
-//! [`serve`] (or [`Server::bind`] then [`Server::run`]) loads a world file
-//! with `World::load`, serves it over HTTP/1.1 until its shutdown future
-//! completes, and saves it back with `World::save`, so that state survives
-//! restarts. It speaks, on one port, the wire protocols of the three
+//! [`serve`] (or [`Server::bind`] then [`Server::run`]) takes a world
+//! file's lock and loads it, serves it over HTTP/1.1 until its shutdown
+//! future completes, and saves it back (atomically) before letting the file
+//! go, so that state survives restarts. It speaks, on one port, the wire protocols of the three
 //! services amishare uses, so that the AWS SDKs and the `aws` command line
 //! client work against it unchanged (`--endpoint-url http://127.0.0.1:PORT`):
 //!
@@ -39,13 +39,28 @@
 //!
 //! **Callers.** The service, region and access key ID come from the SigV4
 //! credential scope of the `Authorization` header
-//! (`Credential=AKID/20261128/ap-northeast-1/ec2/aws4_request`); signatures
-//! are not checked. The world file's `access_keys` map an access key ID to
-//! a principal (`"AKIAAADMINEXAMPLE001": "arn:aws:iam::111111111111:user/a-admin"`);
-//! as in LocalStack, an unmapped 12-digit key ID is the root of that
-//! account, which is added to the world if it is new. Any other key is
-//! refused as AWS refuses an unknown key: `AuthFailure` (EC2),
-//! `UnrecognizedClientException` (KMS), `InvalidClientTokenId` (STS).
+//! (`Credential=AKID/20261128/ap-northeast-1/ec2/aws4_request`); a scope
+//! naming another service than the one called, or a region AWS does not have
+//! (nor [`ServeOptions::extra_regions`]), is refused with AWS's error. The
+//! world file's `access_keys` map an access key ID to a principal
+//! (`"AKIAAADMINEXAMPLE001": {"principal": "arn:aws:iam::111111111111:user/a-admin", "secret_access_key": "…"}`).
+//! Without [`ServeOptions::authenticate`] (loopback only) signatures are not
+//! checked, and, as in LocalStack, an unmapped 12-digit key ID is the root
+//! of that account when the world has it; up to
+//! [`ServeOptions::new_accounts`] (none by default) new accounts are added
+//! for such keys. With it, every request must be signed with the key's
+//! secret (`sigv4`), within 15 minutes of the server's clock, and only the
+//! world's keys with a secret are known. Any other key is refused as AWS
+//! refuses an unknown key: `AuthFailure` (EC2), `UnrecognizedClientException`
+//! (KMS), `InvalidClientTokenId` (STS).
+//!
+//! **Clients.** [`Limits`] bound the connections open at once (past the
+//! limit the one idle longest is closed for the new one) and time out slow
+//! headers, bodies and idle connections.
+//!
+//! **The world file.** The server holds its lock ([`amishare_sim::WorldLock`])
+//! from start until its last save, naming its endpoint in it: a command on
+//! the same file is refused and told where the server is.
 //!
 //! **Time.** The world's clock follows wall time sped up by
 //! [`ServeOptions::time_scale`] (default [`DEFAULT_TIME_SCALE`], 100: the
@@ -71,14 +86,17 @@
 
 mod auth;
 mod autoscaling;
+mod conns;
 mod ec2;
 mod kms;
 mod query;
 mod server;
+mod sigv4;
 mod sts;
 mod wire;
 mod xml;
 
+pub use crate::conns::Limits;
 pub use crate::server::{
     serve, SaveHandle, ServeError, ServeOptions, Server, DEFAULT_TIME_SCALE, HEALTH_PATH, SAVE_PATH,
 };

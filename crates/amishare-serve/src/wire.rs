@@ -31,7 +31,7 @@ pub(crate) enum Service {
 }
 
 impl Service {
-    /// The name of the service, for logs.
+    /// The name of the service, for logs and as SigV4 credential scopes name it.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Service::Ec2 => "ec2",

@@ -21,6 +21,7 @@ use amishare_policy::Context;
 use crate::errors;
 use crate::kms::{kms_allows, require_enabled};
 use crate::knobs::UnknownIds;
+use crate::limits;
 use crate::state::{
     scoped, Ctx, DeviceRecord, GrantRecord, ImageRecord, InstanceRecord, InstanceVolume,
     SnapshotRecord,
@@ -363,6 +364,8 @@ impl Ctx<'_> {
         region: &Region,
         request: &RunInstancesRequest,
     ) -> Result<Instance> {
+        limits::ec2_tags(&request.tags)?;
+        limits::client_token(request.client_token.as_deref())?;
         self.authorize_ec2(
             "ec2:RunInstances",
             Resource::Image(region, request.image.as_str()),
@@ -536,6 +539,14 @@ impl Ctx<'_> {
                 _ => return Err(errors::instance_not_found(id)),
             }
         }
+        self.shut_down(ids);
+        Ok(())
+    }
+
+    /// Terminates the caller-checked instances `ids` now, as a user does:
+    /// `shutting-down`, then `terminated`, and EC2's grants for their
+    /// volumes retired. Instances already going are left as they are.
+    pub(crate) fn shut_down(&mut self, ids: &[InstanceId]) {
         let now = self.now;
         for id in ids {
             let Some(instance) = self.ec2.instances.get_mut(id) else {
@@ -566,7 +577,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        Ok(())
     }
 
     // ------------------------------------------------------------ images
@@ -576,6 +586,7 @@ impl Ctx<'_> {
         region: &Region,
         request: &CreateImageRequest,
     ) -> Result<ImageId> {
+        limits::ec2_tags(&request.tags)?;
         let account = self.who.account_id();
         self.authorize_ec2(
             "ec2:CreateImage",
@@ -655,6 +666,8 @@ impl Ctx<'_> {
         region: &Region,
         request: &CopyImageRequest,
     ) -> Result<ImageId> {
+        limits::ec2_tags(&request.tags)?;
+        limits::client_token(request.client_token.as_deref())?;
         self.authorize_ec2("ec2:CopyImage", Resource::Image(region, "*"))?;
         let account = self.who.account_id();
         let token = request

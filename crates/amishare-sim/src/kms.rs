@@ -16,6 +16,7 @@ use amishare_policy::{
 use crate::errors;
 use crate::ids::IdGen;
 use crate::knobs::Knobs;
+use crate::limits;
 use crate::state::{Ctx, GrantRecord, Iam, Key, Kms, Who};
 
 /// The description KMS gives the AWS managed EBS key.
@@ -390,6 +391,8 @@ impl Ctx<'_> {
         region: &Region,
         request: &CreateKeyRequest,
     ) -> Result<KeyMetadata> {
+        limits::kms_description(&request.description)?;
+        limits::kms_tags(&request.tags)?;
         self.authorize_identity("kms:CreateKey", "*")
             .map_err(errors::kms_access_denied)?;
         let owner = self.who.account_id();
@@ -576,6 +579,7 @@ impl Ctx<'_> {
         arn: &KeyArn,
         request: &CreateGrantRequest,
     ) -> Result<GrantId> {
+        limits::grant_name(request.name.as_deref())?;
         let key = self.key_by_arn(arn)?;
         if request.operations.is_empty() {
             return Err(errors::validation(format!(

@@ -400,29 +400,8 @@ impl Ctx<'_> {
         if !live.is_empty() && !force {
             return Err(self.knobs.group_in_use.to_error(name));
         }
-        let now = self.now;
-        for id in &live {
-            if let Some(instance) = self.ec2.instances.get_mut(id) {
-                if matches!(
-                    instance.state(now),
-                    InstanceState::ShuttingDown | InstanceState::Terminated
-                ) {
-                    continue;
-                }
-                instance.timeline.retain(|(at, _)| *at <= now);
-                instance.timeline.push((now, InstanceState::ShuttingDown));
-                instance
-                    .timeline
-                    .push((now + self.knobs.terminate_time, InstanceState::Terminated));
-                instance.reason = Some((
-                    now,
-                    amishare_core::StateReason {
-                        code: "Client.UserInitiatedShutdown".to_owned(),
-                        message: "Client.UserInitiatedShutdown: User initiated shutdown".to_owned(),
-                    },
-                ));
-            }
-        }
+        // Forced: the group's instances are terminated with it.
+        self.shut_down(&live);
         self.scaling.groups.remove(&key);
         Ok(())
     }

@@ -42,8 +42,9 @@ pub(crate) struct Iam {
     /// Named principals, as AWS profiles name credentials: the CLI acts as
     /// `--profile NAME` on a world file too.
     pub(crate) profiles: BTreeMap<String, PrincipalArn>,
-    /// Access key IDs and the principals they sign as, for `amishare sim serve`.
-    pub(crate) access_keys: BTreeMap<String, PrincipalArn>,
+    /// Access key IDs, the principals they sign as and their secrets, for
+    /// `amishare sim serve`.
+    pub(crate) access_keys: BTreeMap<String, crate::world_file::AccessKey>,
 }
 
 #[derive(Debug)]

@@ -623,6 +623,11 @@ impl World {
         self.lock().log.clear();
     }
 
+    /// Whether the world has this account.
+    pub fn has_account(&self, account: &AccountId) -> bool {
+        self.lock().iam.accounts.contains_key(account)
+    }
+
     /// The accounts of the world.
     pub fn accounts(&self) -> BTreeSet<AccountId> {
         self.lock().iam.accounts.keys().cloned().collect()

@@ -12,6 +12,12 @@
 //! Loading checks every reference (a principal in an account that exists, an
 //! alias naming a key of its account and region, a device naming a snapshot
 //! that exists, …) and names the offending entry by its path in the document.
+//!
+//! A world file is a transaction: a command holds a [`WorldLock`] on it from
+//! before it reads until after it writes (the CLI and `amishare sim serve`
+//! alike), so commands on one file take turns and none loses another's
+//! changes; a save replaces the file atomically, keeping its mode and
+//! writing through a symlink. See [`WorldLock`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +37,10 @@ use crate::state::{
     InstanceRecord, InstanceVolume, Key, SnapshotRecord, State, TemplateRecord,
 };
 use crate::world::{parse_org_path, World};
+
+mod lock;
+
+pub use self::lock::{LockHolder, WorldLock, DEFAULT_LOCK_WAIT};
 
 /// The value of [`WorldFile::format`] this version reads and writes.
 pub const FORMAT: &str = "amishare-world/1";
@@ -54,10 +64,12 @@ pub struct WorldFile {
     #[serde(default)]
     pub profiles: BTreeMap<String, PrincipalArn>,
     /// Access key IDs and the principals that sign with them, for clients of
-    /// `amishare sim serve` (an unmapped 12-digit key ID is that account's
-    /// root).
+    /// `amishare sim serve`: the principal's ARN, or (for a server that
+    /// checks signatures) `{"principal": ARN, "secret_access_key": SECRET}`.
+    /// Without authentication, an unmapped 12-digit key ID is the root of
+    /// that account.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub access_keys: BTreeMap<String, PrincipalArn>,
+    pub access_keys: BTreeMap<String, AccessKeyEntry>,
     /// The accounts, with their users, roles and EBS settings.
     pub accounts: Vec<AccountEntry>,
     /// Every KMS key (customer and AWS managed).
@@ -180,6 +192,60 @@ pub struct ActivityEntry {
     /// EC2's message, when the launch was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+}
+
+/// An access key of the world file: who signs with it, and its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AccessKeyEntry {
+    /// The principal alone (a server that checks signatures refuses it).
+    Principal(PrincipalArn),
+    /// The principal and the secret access key its requests are signed with.
+    WithSecret {
+        /// Who signs with the key.
+        principal: PrincipalArn,
+        /// The secret access key.
+        secret_access_key: String,
+    },
+}
+
+/// An access key as the world holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    /// Who signs with it.
+    pub principal: PrincipalArn,
+    /// Its secret, when the world file gives one.
+    pub secret_access_key: Option<String>,
+}
+
+impl From<&AccessKey> for AccessKeyEntry {
+    fn from(key: &AccessKey) -> AccessKeyEntry {
+        match &key.secret_access_key {
+            Some(secret) => AccessKeyEntry::WithSecret {
+                principal: key.principal.clone(),
+                secret_access_key: secret.clone(),
+            },
+            None => AccessKeyEntry::Principal(key.principal.clone()),
+        }
+    }
+}
+
+impl From<&AccessKeyEntry> for AccessKey {
+    fn from(entry: &AccessKeyEntry) -> AccessKey {
+        match entry {
+            AccessKeyEntry::Principal(principal) => AccessKey {
+                principal: principal.clone(),
+                secret_access_key: None,
+            },
+            AccessKeyEntry::WithSecret {
+                principal,
+                secret_access_key,
+            } => AccessKey {
+                principal: principal.clone(),
+                secret_access_key: Some(secret_access_key.clone()),
+            },
+        }
+    }
 }
 
 /// An account.
@@ -531,23 +597,6 @@ impl World {
         World::from_file(&file).map_err(|err| err.context(path.display()))
     }
 
-    /// Writes the world to `path`, atomically: a reader sees the old file or
-    /// the new one, never half of it.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let text = self.to_file().to_json();
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".tmp");
-        let temporary = std::path::PathBuf::from(temporary);
-        let failed = |err: std::io::Error| {
-            Error::new(
-                ErrorKind::Service,
-                format!("cannot write world file {}: {err}", path.display()),
-            )
-        };
-        std::fs::write(&temporary, text).map_err(failed)?;
-        std::fs::rename(&temporary, path).map_err(failed)
-    }
-
     /// The named principals (`--profile NAME`).
     pub fn profiles(&self) -> BTreeMap<String, PrincipalArn> {
         self.lock().iam.profiles.clone()
@@ -565,7 +614,42 @@ impl World {
 
     /// The access key IDs that sign as a principal (`amishare sim serve`).
     pub fn access_keys(&self) -> BTreeMap<String, PrincipalArn> {
-        self.lock().iam.access_keys.clone()
+        self.lock()
+            .iam
+            .access_keys
+            .iter()
+            .map(|(id, key)| (id.clone(), key.principal.clone()))
+            .collect()
+    }
+
+    /// One access key: who signs with it, and its secret.
+    pub fn access_key(&self, id: &str) -> Option<AccessKey> {
+        self.lock().iam.access_keys.get(id).cloned()
+    }
+
+    /// Gives an access key of the world its secret access key, so that a
+    /// server that checks signatures accepts its requests. A secret is 16 to
+    /// 128 printable ASCII characters without spaces (AWS's are 40).
+    pub fn set_secret_access_key(&self, id: &str, secret: &str) -> Result<()> {
+        let valid =
+            (16..=128).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "invalid secret access key of {id}: expected 16 to 128 printable ASCII characters without spaces"
+                ),
+            ));
+        }
+        let mut state = self.lock();
+        let key = state.iam.access_keys.get_mut(id).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("access key {id} is not in the world"),
+            )
+        })?;
+        key.secret_access_key = Some(secret.to_owned());
+        Ok(())
     }
 
     /// Maps an access key ID (16 to 128 upper-case letters and digits, as
@@ -583,10 +667,13 @@ impl World {
             ));
         }
         drop(self.client(principal)?);
-        self.lock()
-            .iam
-            .access_keys
-            .insert(id.to_owned(), principal.clone());
+        self.lock().iam.access_keys.insert(
+            id.to_owned(),
+            AccessKey {
+                principal: principal.clone(),
+                secret_access_key: None,
+            },
+        );
         Ok(())
     }
 
@@ -764,7 +851,12 @@ impl World {
             now_ms,
             id_position: Some(state.ids.position()),
             profiles: state.iam.profiles.clone(),
-            access_keys: state.iam.access_keys.clone(),
+            access_keys: state
+                .iam
+                .access_keys
+                .iter()
+                .map(|(id, key)| (id.clone(), AccessKeyEntry::from(key)))
+                .collect(),
             accounts,
             keys,
             aliases,
@@ -852,10 +944,16 @@ impl World {
                 .set_profile(name, principal)
                 .map_err(|err| bad(&format!("profiles.{name}"), err))?;
         }
-        for (id, principal) in &file.access_keys {
+        for (id, entry) in &file.access_keys {
+            let key = AccessKey::from(entry);
             world
-                .set_access_key(id, principal)
+                .set_access_key(id, &key.principal)
                 .map_err(|err| bad(&format!("access_keys.{id}"), err))?;
+            if let Some(secret) = &key.secret_access_key {
+                world
+                    .set_secret_access_key(id, secret)
+                    .map_err(|err| bad(&format!("access_keys.{id}.secret_access_key"), err))?;
+            }
         }
         Ok(world)
     }

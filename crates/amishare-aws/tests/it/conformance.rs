@@ -18,6 +18,13 @@
 //! | `AMISHARE_E2E_INSTANCE_TYPE`, `AMISHARE_E2E_SUBNET` | how seed instances launch (default `t3.micro`, the default VPC) |
 //! | `AMISHARE_E2E_CAPABILITIES` | `aws` or `localstack` (default: `localstack` with an endpoint, `aws` without) |
 //!
+//! Without `AMISHARE_E2E` the test prints `test … SKIPPED: …` straight to
+//! stderr, where a passing `cargo test` shows it: libtest has no skipped
+//! outcome a test can choose at run time, and an ignored test would need
+//! `--ignored` to run when the variable is set. With it, the runner holds
+//! every function to its plan for the capabilities, and the test asserts the
+//! lists of functions run in full, in part and skipped.
+//!
 //! `cargo xtask e2e` runs the same harness against LocalStack without these
 //! variables (the `localstack` module, feature `localstack`): there, an IAM
 //! user's access key does map to the user, `RunInstances` takes encrypted
@@ -34,6 +41,7 @@
 //! * an `aws/ebs` volume is `Encrypted` without a `KmsKeyId`, which is the
 //!   account's default EBS key: that is `aws/ebs` unless the account changed it.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +50,9 @@ use amishare_aws::{
 };
 
 use crate::counting::{Calls, Counting};
-use amishare_conformance::{Capabilities, Harness, Party, VolumeSeed};
+use amishare_conformance::{
+    named, summary, Capabilities, Harness, Outcome, Party, Plan, Ran, VolumeSeed,
+};
 use amishare_core::{
     Clock, CreateKeyRequest, Error, ErrorKind, ImageId, ImageStore, InstanceId, InstanceState,
     KeyArn, KeyState, KeyStore, OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region,
@@ -148,9 +158,14 @@ impl Settings {
     }
 }
 
-/// AWS models everything; the harness counts the calls of its stores.
+/// AWS models everything; the harness counts the calls of its stores and
+/// reads IAM, but sets up no organization and one target principal.
 fn aws_capabilities() -> Capabilities {
-    Capabilities::all()
+    Capabilities {
+        organizations: false,
+        other_target: false,
+        ..Capabilities::all()
+    }
 }
 
 /// What LocalStack 2026.3.0 models of this flow (see `shared/docs/localstack.md`,
@@ -163,10 +178,105 @@ pub(crate) fn localstack_capabilities() -> Capabilities {
         async_states: false,
         counts_calls: true,
         tags_copies: false,
+        organizations: false,
+        other_target: false,
+        directory: true,
         // No service-linked role launches under KMS authorization: LocalStack
         // evaluates no key policy or grant.
         auto_scaling: false,
     }
+}
+
+/// The suite functions LocalStack's capabilities let run in full.
+pub(crate) const LOCALSTACK_FULL: &[&str] = &["snapshot_in_use"];
+
+/// Those that run in part on LocalStack: every one stops at the
+/// snapshot-key gate or where the target would see the shared image.
+pub(crate) const LOCALSTACK_PART: &[&str] = &[
+    "seed_flow",
+    "rerun_changes_nothing",
+    "resume_unnamed_key",
+    "unshare_restores",
+    "aws_managed_image",
+    "invisible_before_share",
+    "snapshot_key_gate",
+    "multi_region_share",
+];
+
+/// Those that check nothing on LocalStack, which the runner skips.
+pub(crate) const LOCALSTACK_SKIPPED: &[&str] = &[
+    "refused_permissions",
+    "launch_without_key_policy",
+    "launch_without_target_iam",
+    "launch_with_principal_but_no_iam",
+    "launch_with_disabled_key",
+    "copy_without_snapshot_permission",
+    "copy_with_snapshot_permission",
+    "copy_without_kms",
+    "copy_with_key_from_other_region",
+    "organization_share",
+    "doctor_seed_passes",
+    "doctor_key_policy_actions",
+    "doctor_outcome_table",
+    "share_options_agree_with_accept",
+    "unshare_keeps_what_another_principal_needs",
+    "fix_waits_for_the_share",
+    "autoscaling_grant_route",
+];
+
+/// How many functions the suite has, as README and ARCHITECTURE say.
+const SUITE_FUNCTIONS: usize = 26;
+
+/// The functions whose plan for `capabilities` runs as `ran`, in order.
+fn planned(capabilities: &Capabilities, ran: Ran) -> Vec<&'static str> {
+    amishare_conformance::all()
+        .iter()
+        .filter(|f| f.plan(capabilities).ran() == ran)
+        .map(|f| f.name)
+        .collect()
+}
+
+/// Asserts that a run's lists of functions in full, in part and skipped are
+/// those its capabilities plan.
+pub(crate) fn assert_as_planned(capabilities: &Capabilities, outcomes: &[Outcome]) {
+    for ran in [Ran::Full, Ran::Part, Ran::Skipped] {
+        assert_eq!(
+            named(outcomes, ran),
+            planned(capabilities, ran),
+            "the functions that ran {ran}"
+        );
+    }
+}
+
+/// LocalStack's classification, from its capabilities alone and without a
+/// server: what `cargo xtask e2e` then holds the LocalStack run to.
+#[test]
+fn localstack_plan_lists_what_runs_in_full_in_part_and_skipped() {
+    let capabilities = localstack_capabilities();
+    let functions = amishare_conformance::all();
+    println!(
+        "{} suite functions; on LocalStack {} in full, {} in part, {} skipped",
+        functions.len(),
+        LOCALSTACK_FULL.len(),
+        LOCALSTACK_PART.len(),
+        LOCALSTACK_SKIPPED.len()
+    );
+    for function in &functions {
+        match function.plan(&capabilities) {
+            Plan::Full => println!("  {}: in full", function.name),
+            Plan::Part(lacking) | Plan::Skipped(lacking) => {
+                let ran = function.plan(&capabilities).ran();
+                println!("  {}: {ran}", function.name);
+                for capability in lacking {
+                    println!("      {}", capability.lacking());
+                }
+            }
+        }
+    }
+    assert_eq!(functions.len(), SUITE_FUNCTIONS);
+    assert_eq!(planned(&capabilities, Ran::Full), LOCALSTACK_FULL);
+    assert_eq!(planned(&capabilities, Ran::Part), LOCALSTACK_PART);
+    assert_eq!(planned(&capabilities, Ran::Skipped), LOCALSTACK_SKIPPED);
 }
 
 /// The stores of one configuration, counted in `calls`, and whom they act as.
@@ -526,19 +636,27 @@ where
 #[tokio::test]
 async fn conformance_suite_on_aws() {
     let Some(settings) = Settings::from_env().await else {
-        eprintln!(
-            "skipped: {E2E} is not set; set it with AMISHARE_E2E_OWNER_PROFILE, \
-             AMISHARE_E2E_TARGET_PROFILE and AMISHARE_E2E_AMI to run the conformance \
-             suite against AWS or LocalStack"
+        // Straight to stderr, as the tidy tests report a skip: a passing
+        // test's output is captured, and this must not pass unseen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "test {}::conformance_suite_on_aws SKIPPED: {E2E} is not set; set it with \
+             AMISHARE_E2E_OWNER_PROFILE, AMISHARE_E2E_TARGET_PROFILE and AMISHARE_E2E_AMI \
+             to run the conformance suite against AWS or LocalStack",
+            module_path!().trim_start_matches("it::")
         );
         return;
     };
-    let results = amishare_conformance::run_all(|| AwsHarness {
+    let capabilities = settings.capabilities;
+    let outcomes = amishare_conformance::run_all(|| AwsHarness {
         settings: settings.clone(),
     })
     .await;
-    assert_eq!(results.len(), amishare_conformance::all().len());
-    for (name, coverage) in &results {
-        println!("scenario {name}: {coverage}");
-    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "{}",
+        summary("AWS (AMISHARE_E2E)", &outcomes, true)
+    );
+    assert_eq!(outcomes.len(), amishare_conformance::all().len());
+    assert_as_planned(&capabilities, &outcomes);
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use amishare_aws::SdkConfig;
-use amishare_conformance::{Harness, VolumeSeed};
+use amishare_conformance::{named, summary, Harness, Ran, VolumeSeed};
 use amishare_core::{
     AcceptRequest, AliasName, CopyImageRequest, CreateGrantRequest, CreateImageRequest,
     CreateKeyRequest, ErrorKind, Flow, ImageId, ImageQuery, ImageSource, ImageState, InstanceState,
@@ -28,7 +28,10 @@ use amishare_core::{
     VolumePermission,
 };
 
-use crate::conformance::{localstack_capabilities, party, AwsHarness, Settings};
+use crate::conformance::{
+    assert_as_planned, localstack_capabilities, party, AwsHarness, Settings, LOCALSTACK_FULL,
+    LOCALSTACK_PART, LOCALSTACK_SKIPPED,
+};
 use crate::counting::Calls;
 use crate::support::config;
 
@@ -40,8 +43,6 @@ const OWNER_ACCOUNT: &str = "111111111111";
 const TARGET_ACCOUNT: &str = "222222222222";
 /// Amazon Linux 2023 (x86_64), preloaded by LocalStack in ap-northeast-1.
 const IMAGE: &str = "ami-02b76b739f98bb809";
-/// The suite functions LocalStack lets run in full; every other one runs in part.
-const RUN_IN_FULL: &[&str] = &["snapshot_in_use"];
 
 /// An SDK configuration for LocalStack with static credentials, ignoring the host's AWS settings.
 async fn target_user(endpoint: &str, admin: &SdkConfig) -> SdkConfig {
@@ -141,26 +142,22 @@ async fn localstack_e2e() {
     );
     println!("e2e: the IAM directory read the target's policies: {sids:?}");
 
-    let results = amishare_conformance::run_all(|| AwsHarness {
+    // The runner holds each function to its plan for LocalStack's capabilities.
+    let outcomes = amishare_conformance::run_all(|| AwsHarness {
         settings: settings.clone(),
     })
     .await;
-    assert_eq!(results.len(), amishare_conformance::all().len());
-    for (name, coverage) in &results {
-        println!("scenario {name}: {coverage}");
+    // `cargo xtask e2e` repeats the `e2e:` and `scenario` lines and those
+    // indented under them in its summary.
+    let counts = summary("LocalStack", &outcomes, false);
+    println!("e2e: {}", counts.lines().next().unwrap_or_default());
+    for outcome in &outcomes {
+        println!("scenario {outcome}");
     }
-    let full: Vec<&str> = results
-        .iter()
-        .filter(|(_, coverage)| coverage.is_full())
-        .map(|(name, _)| *name)
-        .collect();
-    assert_eq!(full, RUN_IN_FULL, "the suite functions that run in full");
-    println!(
-        "e2e: {} suite functions, {} in full, {} in part",
-        results.len(),
-        full.len(),
-        results.len() - full.len()
-    );
+    assert_as_planned(&settings.capabilities, &outcomes);
+    assert_eq!(named(&outcomes, Ran::Full), LOCALSTACK_FULL);
+    assert_eq!(named(&outcomes, Ran::Part), LOCALSTACK_PART);
+    assert_eq!(named(&outcomes, Ran::Skipped), LOCALSTACK_SKIPPED);
 
     other_calls(&h, seeded).await;
     println!("e2e: store calls against LocalStack:");

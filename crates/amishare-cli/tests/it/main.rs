@@ -3,7 +3,9 @@
 mod aws;
 mod bad_inputs;
 mod commands;
+mod concurrency;
 mod demo;
+mod killed;
 #[cfg(feature = "localstack")]
 mod localstack;
 mod promises;

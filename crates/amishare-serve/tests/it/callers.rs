@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::support::{
     assert_known_paths, recorded_paths, signature, Harness, OWNER, OWNER_KEY, REGION,
-    SEED_INSTANCE, TARGET_KEY,
+    SEED_INSTANCE, SEED_WORLD, TARGET_KEY,
 };
 
 #[tokio::test]
@@ -44,8 +44,8 @@ async fn a_mapped_access_key_acts_as_its_principal() {
 }
 
 #[tokio::test]
-async fn a_twelve_digit_key_is_the_root_of_its_account_which_is_created_if_new() {
-    let server = Harness::seed(1.0).await;
+async fn a_twelve_digit_key_is_the_root_of_its_account_which_is_created_if_allowed() {
+    let server = Harness::with(SEED_WORLD, |options| options.new_accounts = 1).await;
     // An account of the world: its root.
     let answer = server
         .sts(OWNER, &[("Action", "GetCallerIdentity")])
@@ -79,6 +79,16 @@ async fn a_twelve_digit_key_is_the_root_of_its_account_which_is_created_if_new()
         answer.text("GetCallerIdentityResult/Arn"),
         "arn:aws:iam::333333333333:root"
     );
+
+    // The allowance is spent: the next new account's key is unknown.
+    let refused = server
+        .sts("444444444444", &[("Action", "GetCallerIdentity")])
+        .await;
+    assert_eq!(refused.text("Error/Code"), "InvalidClientTokenId");
+    assert!(!server
+        .world
+        .accounts()
+        .contains(&AccountId::parse("444444444444").unwrap()));
 }
 
 #[tokio::test]

@@ -4,7 +4,11 @@
 
 mod callers;
 mod ec2;
+mod guards;
 mod kms;
 mod saving;
+#[path = "../slow_client.rs"]
+mod slow_client;
+mod slow_clients;
 mod support;
 mod time;

@@ -10,7 +10,7 @@ use crate::support::{Harness, REGION, SEED_WORLD};
 
 #[tokio::test]
 async fn the_world_is_saved_on_request_and_on_shutdown() {
-    let mut server = Harness::seed(1.0).await;
+    let mut server = Harness::with(SEED_WORLD, |options| options.new_accounts = 1).await;
     let health = server.send("GET", HEALTH_PATH, &[], Vec::new()).await.ok();
     assert_eq!(health.json()["status"], "running");
 
@@ -76,8 +76,8 @@ async fn a_world_file_whose_access_key_names_nobody_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("world.json");
     let text = SEED_WORLD.replace(
-        "\"AKIABUSEREXAMPLE0001\": \"arn:aws:iam::222222222222:user/b-user\"",
-        "\"AKIABUSEREXAMPLE0001\": \"arn:aws:iam::222222222222:user/nobody\"",
+        "\"principal\": \"arn:aws:iam::222222222222:user/b-user\"",
+        "\"principal\": \"arn:aws:iam::222222222222:user/nobody\"",
     );
     assert_ne!(text, SEED_WORLD);
     std::fs::write(&path, text).unwrap();
@@ -99,14 +99,31 @@ async fn a_world_file_whose_access_key_names_nobody_is_refused() {
 }
 
 #[tokio::test]
-async fn a_world_without_access_keys_still_loads_and_saves_without_them() {
-    let text = SEED_WORLD.replace(
-        "  \"access_keys\": {\n    \"AKIAAADMINEXAMPLE001\": \"arn:aws:iam::111111111111:user/a-admin\",\n    \"AKIABUSEREXAMPLE0001\": \"arn:aws:iam::222222222222:user/b-user\"\n  },\n",
-        "",
-    );
-    assert!(!text.contains("access_keys"));
-    let mut server = Harness::start(&text, 1.0).await;
+async fn a_world_without_access_keys_or_secrets_still_loads_and_saves_as_it_was() {
+    let start = SEED_WORLD.find("  \"access_keys\"").unwrap();
+    let end = SEED_WORLD[start..].find("\n  },\n").unwrap() + start + "\n  },\n".len();
+    let without = format!("{}{}", &SEED_WORLD[..start], &SEED_WORLD[end..]);
+    assert!(!without.contains("access_keys"));
+    let mut server = Harness::start(&without, 1.0).await;
     let saved = server.stop().await;
     assert!(!saved.contains("access_keys"), "{saved}");
     assert!(saved.contains("\"format\": \"amishare-world/1\""));
+
+    // The older form, an access key naming its principal alone, still loads,
+    // and is saved as it was written.
+    let older = SEED_WORLD.replace(
+        "{\n      \"principal\": \"arn:aws:iam::222222222222:user/b-user\",\n      \"secret_access_key\": \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYBUSEREXAMPLE\"\n    }",
+        "\"arn:aws:iam::222222222222:user/b-user\"",
+    );
+    assert_ne!(older, SEED_WORLD);
+    let mut server = Harness::start(&older, 1.0).await;
+    let saved: serde_json::Value = serde_json::from_str(&server.stop().await).unwrap();
+    assert_eq!(
+        saved["access_keys"]["AKIABUSEREXAMPLE0001"],
+        "arn:aws:iam::222222222222:user/b-user"
+    );
+    assert_eq!(
+        saved["access_keys"]["AKIAAADMINEXAMPLE001"]["secret_access_key"],
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYADMINEXAMPLE"
+    );
 }

@@ -50,11 +50,18 @@ impl Harness {
 
     /// Serves a copy of this world file.
     pub(crate) async fn start(world: &str, time_scale: f64) -> Harness {
+        Harness::with(world, |options| options.time_scale = time_scale).await
+    }
+
+    /// Serves a copy of this world file, with options changed by `change`
+    /// (the world path and a free port on 127.0.0.1 are set).
+    pub(crate) async fn with(world: &str, change: impl FnOnce(&mut ServeOptions)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("world.json");
         std::fs::write(&path, world).unwrap();
         let mut options = ServeOptions::new(&path, "127.0.0.1:0".parse().unwrap());
-        options.time_scale = time_scale;
+        options.time_scale = 1.0;
+        change(&mut options);
         let server = Server::bind(options).await.unwrap();
         let addr = server.local_addr();
         let world = server.world();
@@ -126,7 +133,7 @@ impl Harness {
             .await
     }
 
-    /// Any request.
+    /// Any request, on a connection of its own.
     pub(crate) async fn send(
         &self,
         method: &str,
@@ -134,11 +141,39 @@ impl Harness {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Answer {
+        let mut sender = self.connect().await;
+        self.send_on(&mut sender, method, path, headers, body).await
+    }
+
+    /// How many connections the server has open, by its health check (on a
+    /// connection of its own, counted).
+    pub(crate) async fn send_health_on_new(&self) -> usize {
+        let health = self
+            .send("GET", amishare_serve::HEALTH_PATH, &[], Vec::new())
+            .await
+            .ok();
+        usize::try_from(health.json()["connections"].as_u64().unwrap()).unwrap()
+    }
+
+    /// A kept-alive connection to the server, for [`Harness::send_on`].
+    pub(crate) async fn connect(&self) -> Connection {
         let stream = TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .unwrap();
         tokio::spawn(connection);
+        sender
+    }
+
+    /// Any request, on a connection made by [`Harness::connect`].
+    pub(crate) async fn send_on(
+        &self,
+        sender: &mut Connection,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Answer {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -146,6 +181,7 @@ impl Harness {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
+        sender.ready().await.unwrap();
         let response = sender
             .send_request(request.body(Full::new(Bytes::from(body))).unwrap())
             .await
@@ -238,10 +274,57 @@ impl Harness {
     }
 }
 
+/// The time now as SigV4's `X-Amz-Date` writes it, `YYYYMMDDTHHMMSSZ`.
+pub(crate) fn amz_date_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+/// A client connection that sends one request after another.
+pub(crate) type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// The headers of an STS `GetCallerIdentity` signed (falsely) as `key`.
+pub(crate) fn sts_headers(key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("authorization", signature(key, "us-east-1", "sts")),
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+        ),
+    ]
+}
+
+/// The body of an STS `GetCallerIdentity`.
+pub(crate) const GET_CALLER_IDENTITY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+
 /// A fake SigV4 `Authorization` header with this credential scope.
 pub(crate) fn signature(key: &str, region: &str, service: &str) -> String {
+    signature_on("20261128", key, region, service)
+}
+
+/// A fake SigV4 `Authorization` header with this credential scope and date.
+pub(crate) fn signature_on(date: &str, key: &str, region: &str, service: &str) -> String {
     format!(
-        "AWS4-HMAC-SHA256 Credential={key}/20261128/{region}/{service}/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=0123456789abcdef"
+        "AWS4-HMAC-SHA256 Credential={key}/{date}/{region}/{service}/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=0123456789abcdef"
     )
 }
 

@@ -1,128 +1,536 @@
-//! The seed flow under seeded faults, and interrupted at every step boundary:
-//! each run ends in the correct state, or fails cleanly and a rerun then
-//! reaches exactly the state an untroubled run reaches, with nothing left
-//! behind (no second key, image or copy, no failed copy, no running smoke
-//! instance, no lost key-policy statement).
+//! The seed flow under seeded faults, and stopped after each of its writes.
+//!
+//! What a run must reach is derived from the share's request and the seed
+//! world, never from another run of the flow: one key under the request's
+//! alias whose policy is KMS's default statement and the seed's two
+//! statements naming the request's targets; the image made from the
+//! instance; one copy under the request's name, every snapshot encrypted
+//! with the key; launch and create-volume permissions for exactly the
+//! targets' accounts; the target's copy under its default EBS key; no
+//! instance left running, no failed copy.
+//!
+//! A run may fail only for a reason the faults injected into it explain
+//! (every copy of an image failed, a call throttled or failed on every
+//! retry, the stop); right after a failure the world must never hold a
+//! permission on an image whose snapshots were not verified, a key-policy
+//! statement other than the expected ones, a failed copy, or anything made
+//! twice; and a rerun without faults then reaches the expected state.
+//!
+//! The checks are tested too: flows broken on purpose (granting before the
+//! copy is verified, leaving failed copies, copying twice) run through the
+//! same drivers, and the checks must report them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use amishare_core::{
-    AcceptRequest, AccountId, CopyKey, Error, Flow, ImageOwner, ImageQuery, ImageState, ImageStore,
-    InstanceState, KeyRef, KeyStore, LaunchOptions, LaunchPermission, Sharer, VolumePermission,
-    TAG_ALIAS,
+    AcceptRequest, AccountId, CopyImageRequest, CopyKey, CreateImageRequest, EbsDefaults, Error,
+    Flow, Image, ImageId, ImageOwner, ImageQuery, ImageSource, ImageState, ImageStore, Instance,
+    InstanceId, InstanceState, KeyChoice, KeyRef, KeyStore, LaunchOptions, LaunchPermission,
+    PermissionChange, Region, Result, RunInstancesRequest, ShareReport, ShareRequest, Sharer,
+    Snapshot, SnapshotId, SnapshotState, Target, VolumePermission,
 };
 use amishare_sim::faults::{FaultTally, Faults, Faulty};
-use amishare_sim::seed::{SeedWorld, KEY_ALIAS, OWNER_ACCOUNT, TARGET_ACCOUNT};
+use amishare_sim::seed::{SeedWorld, OWNER_ACCOUNT, TARGET_ACCOUNT};
 use amishare_sim::World;
-use serde_json::Value;
+use async_trait::async_trait;
+use serde_json::{json, Value};
 
-/// What a seed share and accept leave behind, by names and states rather
-/// than IDs, so runs that took different paths compare equal.
-#[derive(Debug, PartialEq)]
-struct EndState {
-    /// A's customer-managed keys, by their `amishare:alias` tag.
-    keys: Vec<Option<String>>,
-    /// The statements of the key the alias names.
-    statements: Vec<Value>,
-    /// A's images: name and state.
-    owner_images: Vec<(String, ImageState)>,
-    /// The shared copy's launch permissions.
-    launch: Vec<LaunchPermission>,
-    /// Each snapshot of the shared copy: encrypted with the key, and its
-    /// create-volume permissions.
-    snapshots: Vec<(bool, Vec<VolumePermission>)>,
-    /// B's images: name and state.
-    target_images: Vec<(String, ImageState)>,
-    /// B's instances still running.
-    running: usize,
+/// Tags amishare documents for what it makes (ARCHITECTURE.md, "every step
+/// looks before it acts"), written out so that the checks do not borrow
+/// the flow's constants.
+const SOURCE_INSTANCE_TAG: &str = "amishare:source-instance";
+const SOURCE_IMAGE_TAG: &str = "amishare:source-image";
+const KEY_TAG: &str = "amishare:key";
+const ALIAS_TAG: &str = "amishare:alias";
+
+/// What the share asks for, from its request and the seed world alone.
+struct Expected {
+    region: Region,
+    owner: AccountId,
+    target: AccountId,
+    alias: String,
+    instance: InstanceId,
+    copy_name: String,
+    /// The instance's volumes: each one's encryption becomes a snapshot of
+    /// the image made from it.
+    source_encrypted: Vec<bool>,
+    /// The targets' accounts, which launch and create-volume permissions name.
+    accounts: BTreeSet<AccountId>,
+    volume_permission: bool,
+    /// Every statement the key policy must hold, canonical, by Sid.
+    statements: BTreeMap<String, Value>,
 }
 
-async fn end_state(world: &World) -> EndState {
-    let owner = AccountId::parse(OWNER_ACCOUNT).unwrap();
-    let target = AccountId::parse(TARGET_ACCOUNT).unwrap();
-    let region = amishare_core::Region::parse(amishare_sim::seed::REGION).unwrap();
-    let a = world.root_client(&owner).unwrap();
-    let b = world.root_client(&target).unwrap();
-    let mut keys: Vec<Option<String>> = world
-        .customer_keys(&owner)
-        .into_iter()
-        .map(|(_, tags)| tags.get(TAG_ALIAS).cloned())
-        .collect();
-    keys.sort();
-    let alias = KeyRef::Alias(amishare_core::AliasName::parse(KEY_ALIAS).unwrap());
-    let (key, statements) = match a.describe_key(&region, &alias).await {
-        Ok(meta) => {
-            let policy: Value =
-                serde_json::from_str(&a.get_key_policy(&meta.arn).await.unwrap()).unwrap();
-            let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
-            (Some(meta.arn), statements)
+impl Expected {
+    /// What `request` asks of the seed world, read before anything runs.
+    async fn of(seed: &SeedWorld, request: &ShareRequest) -> Expected {
+        let owner = AccountId::parse(OWNER_ACCOUNT).unwrap();
+        let target = AccountId::parse(TARGET_ACCOUNT).unwrap();
+        let ImageSource::Instance(instance) = &request.source else {
+            panic!("the fault tests share an instance");
+        };
+        let KeyChoice::Create(alias) = &request.key else {
+            panic!("the fault tests create the key");
+        };
+        let a = seed.world.root_client(&owner).unwrap();
+        let volumes = &a
+            .describe_instances(&request.source_region, std::slice::from_ref(instance))
+            .await
+            .unwrap()[0]
+            .volumes;
+        let mut principals = Vec::new();
+        let mut accounts = BTreeSet::new();
+        for target in &request.targets {
+            match target {
+                Target::Principal(p) => {
+                    principals.push(p.to_string());
+                    accounts.insert(p.account().clone());
+                }
+                Target::Account(account) => {
+                    principals.push(account.root_arn().to_string());
+                    accounts.insert(account.clone());
+                }
+                other => panic!("the fault tests share with principals and accounts, not {other}"),
+            }
         }
-        Err(_) => (None, Vec::new()),
-    };
+        Expected {
+            region: request.source_region.clone(),
+            owner: owner.clone(),
+            target,
+            alias: alias.to_string(),
+            instance: instance.clone(),
+            copy_name: request.name.clone().expect("the seed names its copy"),
+            source_encrypted: volumes.iter().map(|v| v.encrypted).collect(),
+            accounts,
+            volume_permission: request.volume_permission,
+            statements: key_policy(&owner, &principals),
+        }
+    }
+
+    fn launch_permissions(&self) -> BTreeSet<LaunchPermission> {
+        self.accounts
+            .iter()
+            .map(|a| LaunchPermission::Account(a.clone()))
+            .collect()
+    }
+
+    fn volume_permissions(&self) -> BTreeSet<VolumePermission> {
+        self.accounts
+            .iter()
+            .map(|a| VolumePermission::Account(a.clone()))
+            .collect()
+    }
+}
+
+/// The statements a key created for the share holds: KMS's default
+/// statement for the owner account (`docs/spec/kms.md` §A2.1), and, under
+/// amishare's Sids, the console's "Allow use of the key" and "Allow
+/// attachment of persistent resources" for the targets, the latter on
+/// `kms:GrantIsForAWSResource` (§A2.3).
+fn key_policy(owner: &AccountId, principals: &[String]) -> BTreeMap<String, Value> {
+    let statements = [
+        json!({
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": {"AWS": owner.root_arn().to_string()},
+            "Action": "kms:*",
+            "Resource": "*",
+        }),
+        json!({
+            "Sid": "amishare: Allow use of the key",
+            "Effect": "Allow",
+            "Principal": {"AWS": principals},
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+            "Resource": "*",
+        }),
+        json!({
+            "Sid": "amishare: Allow attachment of persistent resources",
+            "Effect": "Allow",
+            "Principal": {"AWS": principals},
+            "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            "Resource": "*",
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        }),
+    ];
+    statements
+        .into_iter()
+        .map(|s| (s["Sid"].as_str().unwrap().to_owned(), canonical(&s)))
+        .collect()
+}
+
+/// A statement with lists sorted and one-element lists as their element,
+/// so that equal statements compare equal however they were written.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+        }
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.iter().map(canonical).collect();
+            items.sort_by_key(ToString::to_string);
+            items.dedup();
+            if items.len() == 1 {
+                items.pop().unwrap()
+            } else {
+                Value::Array(items)
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// One image as the checks see it.
+struct Seen {
+    image: Image,
+    snapshots: Vec<Snapshot>,
+    launch: BTreeSet<LaunchPermission>,
+    volume: Vec<BTreeSet<VolumePermission>>,
+}
+
+/// Everything the checks look at, read as the accounts' roots.
+struct World2 {
+    /// A's customer-managed keys: ARN, the alias tag, statements by Sid.
+    keys: Vec<(String, Option<String>, BTreeMap<String, Value>)>,
+    /// The key the alias names.
+    aliased: Option<String>,
+    owner_images: Vec<Seen>,
+    target_images: Vec<Seen>,
+    /// B's instances pending or running.
+    running: usize,
+    /// B's default EBS key.
+    target_default_key: String,
+}
+
+async fn images_of(world: &World, account: &AccountId, region: &Region) -> Vec<Seen> {
+    let client = world.root_client(account).unwrap();
     let mine = ImageQuery {
         owners: vec![ImageOwner::Me],
         ..ImageQuery::default()
     };
-    let images = a.describe_images(&region, &mine).await.unwrap();
-    let mut owner_images: Vec<(String, ImageState)> =
-        images.iter().map(|i| (i.name.clone(), i.state)).collect();
-    owner_images.sort_by(|x, y| x.0.cmp(&y.0));
-    let copy = images
-        .iter()
-        .find(|i| i.tags.contains_key(amishare_core::TAG_KEY));
-    let (launch, snapshots) = match copy {
-        Some(copy) => {
-            let launch = a
-                .describe_launch_permission(&region, &copy.id)
-                .await
-                .unwrap();
-            let ids: Vec<_> = copy
-                .block_devices
-                .iter()
-                .map(|d| d.snapshot_id.clone())
-                .collect();
-            let mut snapshots = Vec::new();
-            for snapshot in a.describe_snapshots(&region, &ids).await.unwrap() {
-                let permissions = a
-                    .describe_create_volume_permission(&region, &snapshot.id)
-                    .await
-                    .unwrap();
-                snapshots.push((snapshot.encrypted && snapshot.kms_key == key, permissions));
-            }
-            (launch, snapshots)
+    let mut seen = Vec::new();
+    for image in client.describe_images(region, &mine).await.unwrap() {
+        if image.state == ImageState::Deregistered {
+            continue;
         }
-        None => (Vec::new(), Vec::new()),
-    };
-    let mut target_images: Vec<(String, ImageState)> = b
-        .describe_images(&region, &mine)
+        let ids: Vec<SnapshotId> = image
+            .block_devices
+            .iter()
+            .map(|d| d.snapshot_id.clone())
+            .collect();
+        let snapshots = client.describe_snapshots(region, &ids).await.unwrap();
+        let launch = client
+            .describe_launch_permission(region, &image.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let mut volume = Vec::new();
+        for id in &ids {
+            volume.push(
+                client
+                    .describe_create_volume_permission(region, id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        seen.push(Seen {
+            image,
+            snapshots,
+            launch,
+            volume,
+        });
+    }
+    seen.sort_by(|x, y| x.image.name.cmp(&y.image.name));
+    seen
+}
+
+async fn look(world: &World, expected: &Expected) -> World2 {
+    let a = world.root_client(&expected.owner).unwrap();
+    let mut keys = Vec::new();
+    for (arn, tags) in world.customer_keys(&expected.owner) {
+        let policy: Value = serde_json::from_str(&a.get_key_policy(&arn).await.unwrap()).unwrap();
+        let statements = policy["Statement"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                let sid = s["Sid"].as_str().unwrap_or("(no Sid)").to_owned();
+                (sid, canonical(s))
+            })
+            .collect();
+        keys.push((arn.to_string(), tags.get(ALIAS_TAG).cloned(), statements));
+    }
+    let alias = KeyRef::Alias(amishare_core::AliasName::parse(&expected.alias).unwrap());
+    let aliased = a
+        .describe_key(&expected.region, &alias)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|i| (i.name, i.state))
-        .collect();
-    target_images.sort_by(|x, y| x.0.cmp(&y.0));
+        .ok()
+        .map(|meta| meta.arn.to_string());
     let running = world
-        .instances(&target)
+        .instances(&expected.target)
         .into_iter()
         .filter(|(_, state)| matches!(state, InstanceState::Running | InstanceState::Pending))
         .count();
-    EndState {
+    World2 {
         keys,
-        statements,
-        owner_images,
-        launch,
-        snapshots,
-        target_images,
+        aliased,
+        owner_images: images_of(world, &expected.owner, &expected.region).await,
+        target_images: images_of(world, &expected.target, &expected.region).await,
         running,
+        target_default_key: world
+            .aws_ebs_key(&expected.target, &expected.region)
+            .unwrap()
+            .to_string(),
+    }
+}
+
+/// Whether every snapshot of `seen` is complete and encrypted with `key`.
+fn verified(seen: &Seen, key: Option<&str>) -> bool {
+    seen.image.state == ImageState::Available
+        && !seen.snapshots.is_empty()
+        && seen.snapshots.len() == seen.image.block_devices.len()
+        && seen.snapshots.iter().all(|s| {
+            s.state == SnapshotState::Completed
+                && s.encrypted
+                && s.kms_key.as_ref().map(ToString::to_string).as_deref() == key
+        })
+}
+
+/// What the world must never hold, even right after a failure.
+fn never(seen: &World2, expected: &Expected) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let aliased: Vec<_> = seen
+        .keys
+        .iter()
+        .filter(|(_, tag, _)| tag.is_some())
+        .collect();
+    if aliased.len() > 1 {
+        wrong.push(format!("{} keys made for the alias", aliased.len()));
+    }
+    for (arn, _, statements) in &seen.keys {
+        for (sid, statement) in statements {
+            match expected.statements.get(sid) {
+                Some(want) if want == statement => {}
+                Some(want) => wrong.push(format!(
+                    "key {arn}: statement {sid:?} is {statement}, not {want}"
+                )),
+                None => wrong.push(format!("key {arn}: unexpected statement {statement}")),
+            }
+        }
+        if !statements.contains_key("Enable IAM User Permissions") {
+            wrong.push(format!("key {arn}: KMS's default statement is gone"));
+        }
+    }
+    let key = seen.aliased.as_deref();
+    for image in &seen.owner_images {
+        let id = &image.image.id;
+        let granted = !image.launch.is_empty() || image.volume.iter().any(|v| !v.is_empty());
+        if granted && !verified(image, key) {
+            wrong.push(format!(
+                "{id} ({}, {}) carries launch or create-volume permissions before its snapshots were verified under the key",
+                image.image.name, image.image.state
+            ));
+        }
+        if !image.launch.is_subset(&expected.launch_permissions()) {
+            wrong.push(format!("{id} may be launched by {:?}", image.launch));
+        }
+        for volume in &image.volume {
+            if !volume.is_subset(&expected.volume_permissions()) {
+                wrong.push(format!("a snapshot of {id} may be copied by {volume:?}"));
+            }
+        }
+    }
+    for image in seen.owner_images.iter().chain(&seen.target_images) {
+        if image.image.state == ImageState::Failed {
+            wrong.push(format!(
+                "a copy left failed: {} ({}) of {}",
+                image.image.id, image.image.name, image.image.owner
+            ));
+        }
+    }
+    let usable = |images: &[Seen], tag: &str| {
+        images
+            .iter()
+            .filter(|i| i.image.tags.contains_key(tag) && i.image.state != ImageState::Failed)
+            .count()
+    };
+    if usable(&seen.owner_images, SOURCE_INSTANCE_TAG) > 1 {
+        wrong.push("more than one image made from the instance".to_owned());
+    }
+    if usable(&seen.owner_images, SOURCE_IMAGE_TAG) > 1 {
+        wrong.push("more than one copy shared".to_owned());
+    }
+    let target_copies = seen
+        .target_images
+        .iter()
+        .filter(|i| i.image.state != ImageState::Failed)
+        .count();
+    if target_copies > 1 {
+        wrong.push(format!("{target_copies} copies in the target account"));
+    }
+    wrong
+}
+
+/// How the end state differs from what the share and accept ask for.
+fn differences(seen: &World2, expected: &Expected) -> Vec<String> {
+    let mut wrong = never(seen, expected);
+    match seen.keys.as_slice() {
+        [(arn, tag, statements)] => {
+            if tag.as_deref() != Some(expected.alias.as_str()) {
+                wrong.push(format!("the key's alias tag is {tag:?}"));
+            }
+            if seen.aliased.as_ref() != Some(arn) {
+                wrong.push(format!("the alias names {:?}, not {arn}", seen.aliased));
+            }
+            if statements != &expected.statements {
+                wrong.push(format!(
+                    "the key policy holds {:?}",
+                    statements.keys().collect::<Vec<_>>()
+                ));
+            }
+        }
+        keys => wrong.push(format!("{} customer-managed keys", keys.len())),
+    }
+    let key = seen.aliased.as_deref();
+    let source = seen.owner_images.iter().find(|i| {
+        i.image.tags.get(SOURCE_INSTANCE_TAG).map(String::as_str)
+            == Some(expected.instance.as_str())
+    });
+    let copy = seen
+        .owner_images
+        .iter()
+        .find(|i| i.image.name == expected.copy_name);
+    if seen.owner_images.len() != 2 {
+        let names: Vec<_> = seen
+            .owner_images
+            .iter()
+            .map(|i| format!("{} {}", i.image.name, i.image.state))
+            .collect();
+        wrong.push(format!(
+            "the owner has {names:?}, not the image and its copy"
+        ));
+    }
+    match source {
+        Some(source) => {
+            let encrypted: Vec<bool> = source.snapshots.iter().map(|s| s.encrypted).collect();
+            if source.image.state != ImageState::Available
+                || encrypted != expected.source_encrypted
+                || !source.launch.is_empty()
+                || source.volume.iter().any(|v| !v.is_empty())
+            {
+                wrong.push(format!(
+                    "the image of the instance is {}, snapshots encrypted {encrypted:?}, shared {:?}",
+                    source.image.state, source.launch
+                ));
+            }
+        }
+        None => wrong.push("no image made from the instance".to_owned()),
+    }
+    match (copy, source) {
+        (Some(copy), Some(source)) => {
+            let tags = (
+                copy.image.tags.get(SOURCE_IMAGE_TAG).map(String::as_str),
+                copy.image.tags.get(KEY_TAG).map(String::as_str),
+            );
+            if tags != (Some(source.image.id.as_str()), key) {
+                wrong.push(format!("the copy's tags are {tags:?}"));
+            }
+            if copy.snapshots.len() != expected.source_encrypted.len() || !verified(copy, key) {
+                wrong.push(format!(
+                    "the copy is {} with snapshots {:?}, not every one under {key:?}",
+                    copy.image.state,
+                    copy.snapshots
+                        .iter()
+                        .map(|s| (s.state, s.kms_key.as_ref().map(ToString::to_string)))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            if copy.launch != expected.launch_permissions() {
+                wrong.push(format!("the copy may be launched by {:?}", copy.launch));
+            }
+            let volume = if expected.volume_permission {
+                expected.volume_permissions()
+            } else {
+                BTreeSet::new()
+            };
+            if copy.volume.iter().any(|v| *v != volume) {
+                wrong.push(format!(
+                    "the copy's snapshots may be copied by {:?}",
+                    copy.volume
+                ));
+            }
+        }
+        _ => wrong.push(format!("no copy named {}", expected.copy_name)),
+    }
+    match seen.target_images.as_slice() {
+        [copy] => {
+            if !verified(copy, Some(&seen.target_default_key))
+                || copy.snapshots.len() != expected.source_encrypted.len()
+            {
+                wrong.push(format!(
+                    "the target's copy is {}, not every snapshot under its default key {}",
+                    copy.image.state, seen.target_default_key
+                ));
+            }
+        }
+        images => wrong.push(format!(
+            "the target has {} images, not one copy",
+            images.len()
+        )),
+    }
+    if seen.running != 0 {
+        wrong.push(format!(
+            "{} of the target's instances left running",
+            seen.running
+        ));
+    }
+    wrong
+}
+
+/// How the flow's image calls reach the world: straight, or through a
+/// flow broken on purpose.
+type Route = fn(Faulty) -> Arc<dyn ImageStore>;
+
+fn straight(faulty: Faulty) -> Arc<dyn ImageStore> {
+    Arc::new(faulty)
+}
+
+/// The part of the run that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Share,
+    Accept,
+}
+
+/// A failed run: where, why, and the faults injected in that part.
+struct Failure {
+    phase: Phase,
+    err: Error,
+    faults: FaultTally,
+}
+
+fn since(before: FaultTally, after: FaultTally) -> FaultTally {
+    FaultTally {
+        throttled: after.throttled - before.throttled,
+        server_errors: after.server_errors - before.server_errors,
+        lost_answers: after.lost_answers - before.lost_answers,
+        hidden: after.hidden - before.hidden,
+        failed_copies: after.failed_copies - before.failed_copies,
     }
 }
 
 /// B's side of the seed flow, as the CLI's `accept --launch --copy-key
 /// default` runs it: a smoke instance that is terminated, and a copy under
 /// B's default key.
-fn accept_request(seed: &SeedWorld, share: &amishare_core::ShareReport) -> AcceptRequest {
+fn accept_request(seed: &SeedWorld, share: &ShareReport) -> AcceptRequest {
     let shared = &share.regions[0];
     AcceptRequest {
         grants: Vec::new(),
@@ -135,41 +543,128 @@ fn accept_request(seed: &SeedWorld, share: &amishare_core::ShareReport) -> Accep
     }
 }
 
-/// Shares and accepts, the owner's and the target's calls behind `owner`'s faults.
-async fn run(seed: &SeedWorld, owner: &Faulty, settle: Duration) -> Result<(), Error> {
+async fn share(seed: &SeedWorld, owner: &Faulty, route: Route) -> Result<ShareReport> {
     let clock = Arc::new(seed.world.stepping_clock());
-    let a = Arc::new(owner.clone());
-    let share = Flow::new(a.clone(), a, clock.clone())
+    Flow::new(Arc::new(owner.clone()), route(owner.clone()), clock)
         .share(&seed.share_request())
-        .await?;
-    // B accepts once the share has settled, as another team does later.
+        .await
+}
+
+async fn accept(
+    seed: &SeedWorld,
+    target: &Faulty,
+    route: Route,
+    shared: &ShareReport,
+) -> Result<()> {
+    let clock = Arc::new(seed.world.stepping_clock());
+    Flow::new(Arc::new(target.clone()), route(target.clone()), clock)
+        .accept(&accept_request(seed, shared))
+        .await
+        .map(drop)
+}
+
+/// Shares as A behind `owner`'s faults, then, once the share has settled,
+/// accepts as B behind the same faults.
+async fn run(
+    seed: &SeedWorld,
+    owner: &Faulty,
+    settle: Duration,
+    route: Route,
+) -> std::result::Result<(), Failure> {
+    let before = owner.tally();
+    let shared = share(seed, owner, route).await.map_err(|err| Failure {
+        phase: Phase::Share,
+        err,
+        faults: since(before, owner.tally()),
+    })?;
     seed.world.advance(settle);
-    let b = Arc::new(owner.for_client(seed.world.client(&seed.target).unwrap()));
-    Flow::new(b.clone(), b, clock)
-        .accept(&accept_request(seed, &share))
-        .await?;
-    Ok(())
+    let target = owner.for_client(seed.world.client(&seed.target).unwrap());
+    let before = owner.tally();
+    accept(seed, &target, route, &shared)
+        .await
+        .map_err(|err| Failure {
+            phase: Phase::Accept,
+            err,
+            faults: since(before, owner.tally()),
+        })
 }
 
-/// The state an untroubled run reaches from the seed world.
-async fn reference(seed: u64) -> EndState {
-    let seed = SeedWorld::new(seed).unwrap();
-    let owner = Faulty::new(seed.world.client(&seed.owner).unwrap(), Faults::none(0));
-    run(&seed, &owner, Duration::ZERO).await.unwrap();
-    end_state(&seed.world).await
+/// The fault that explains a failure, or why nothing does.
+fn explain(failure: &Failure, stopped: bool) -> std::result::Result<&'static str, String> {
+    let text = failure.err.to_string();
+    let faults = failure.faults;
+    if stopped {
+        return if text.contains("stopped after") {
+            Ok("stopped")
+        } else {
+            Err(text)
+        };
+    }
+    let copies_failed = text
+        .split_once("the copy failed ")
+        .and_then(|(_, rest)| rest.split_once(" time"))
+        .and_then(|(n, _)| n.parse::<usize>().ok());
+    if let Some(n) = copies_failed {
+        // Only copies the faults made fail can have failed here.
+        return if 0 < n && n <= faults.failed_copies {
+            Ok("every copy of the image failed")
+        } else {
+            Err(format!(
+                "{text} with {} copies made to fail",
+                faults.failed_copies
+            ))
+        };
+    }
+    match failure.err.code() {
+        Some("RequestLimitExceeded" | "ThrottlingException") if faults.throttled > 0 => {
+            Ok("throttled on every retry")
+        }
+        Some("InternalError" | "KMSInternalException")
+            if faults.server_errors + faults.lost_answers > 0 =>
+        {
+            Ok("a 5xx on every retry")
+        }
+        _ => Err(text),
+    }
 }
 
-/// Reruns the flow without faults after a failed run, and checks that it
-/// reaches the reference state: whatever the failed run left, the rerun
-/// adopted, so nothing was orphaned.
-async fn recover(seed: &SeedWorld, faulty: &Faulty, expected: &EndState, what: &str) {
+/// What one driver saw.
+#[derive(Default)]
+struct Tally {
+    correct: usize,
+    /// Failures by phase and the fault that explains them.
+    failed: BTreeMap<(Phase, &'static str), usize>,
+    faults: FaultTally,
+    /// Everything the checks found wrong, each naming its run.
+    wrong: Vec<String>,
+}
+
+/// Runs the flow after a failure without faults, and checks that it
+/// reaches the expected state: whatever the failed run left, the rerun
+/// adopted or removed.
+async fn rerun(
+    seed: &SeedWorld,
+    faulty: &Faulty,
+    expected: &Expected,
+    route: Route,
+    what: &str,
+    tally: &mut Tally,
+) {
     faulty.set_faults(Faults::none(0));
     seed.world.advance(Duration::from_secs(600));
-    run(seed, faulty, Duration::ZERO)
-        .await
-        .unwrap_or_else(|err| panic!("{what}: the rerun failed: {err}"));
-    let got = end_state(&seed.world).await;
-    assert_eq!(&got, expected, "{what}: the rerun's end state");
+    match run(seed, faulty, Duration::ZERO, route).await {
+        Ok(()) => {
+            let seen = look(&seed.world, expected).await;
+            for wrong in differences(&seen, expected) {
+                tally
+                    .wrong
+                    .push(format!("{what}, after the rerun: {wrong}"));
+            }
+        }
+        Err(failure) => tally
+            .wrong
+            .push(format!("{what}: the rerun failed: {}", failure.err)),
+    }
 }
 
 /// The faults of run `n`: rates spread from none to harsh.
@@ -190,18 +685,12 @@ fn faults_for(n: u64) -> Faults {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_thousand_faulty_seed_flows_end_correct_or_fail_cleanly() {
-    const RUNS: u64 = 1000;
-    let expected = reference(1).await;
-    assert_eq!(expected.keys, vec![Some(KEY_ALIAS.to_owned())]);
-    assert_eq!(expected.running, 0);
-    assert_eq!(expected.target_images.len(), 1);
-    let mut correct = 0;
-    let mut failed: BTreeMap<String, usize> = BTreeMap::new();
-    let mut tally = FaultTally::default();
-    for n in 0..RUNS {
+/// Runs `runs` of the seed flow under their faults, through `route`.
+async fn faulty_runs(runs: Range<u64>, route: Route) -> Tally {
+    let mut tally = Tally::default();
+    for n in runs {
         let seed = SeedWorld::new(1).unwrap();
+        let expected = Expected::of(&seed, &seed.share_request()).await;
         let faults = faults_for(n);
         let settle = faults.visibility_delay;
         let mut knobs = seed.world.knobs();
@@ -209,162 +698,390 @@ async fn a_thousand_faulty_seed_flows_end_correct_or_fail_cleanly() {
         knobs.record_calls = false;
         seed.world.set_knobs(knobs);
         let faulty = Faulty::new(seed.world.client(&seed.owner).unwrap(), faults);
-        let outcome = run(&seed, &faulty, settle).await;
-        tally += faulty.tally();
+        let outcome = run(&seed, &faulty, settle, route).await;
+        tally.faults += faulty.tally();
+        let seen = look(&seed.world, &expected).await;
         match outcome {
             Ok(()) => {
-                correct += 1;
-                let got = end_state(&seed.world).await;
-                assert_eq!(got, expected, "run {n} succeeded in a wrong state");
+                tally.correct += 1;
+                for wrong in differences(&seen, &expected) {
+                    tally.wrong.push(format!("run {n} succeeded: {wrong}"));
+                }
             }
-            Err(err) => {
-                let code = err.code().unwrap_or("-").to_owned();
-                let text = err.to_string();
-                let what = if text.contains("the copy failed") {
-                    "every copy failed"
-                } else if text.contains("at launch") {
-                    "the smoke instance terminated at launch"
-                } else {
-                    "a call failed"
-                };
-                *failed
-                    .entry(format!("{what}: {} ({code})", err.kind()))
-                    .or_default() += 1;
-                recover(&seed, &faulty, &expected, &format!("run {n}: {err}")).await;
+            Err(failure) => {
+                match explain(&failure, false) {
+                    Ok(why) => *tally.failed.entry((failure.phase, why)).or_default() += 1,
+                    Err(why) => tally.wrong.push(format!(
+                        "run {n}: {:?} failed for a reason its faults do not explain: {why}",
+                        failure.phase
+                    )),
+                }
+                for wrong in never(&seen, &expected) {
+                    tally
+                        .wrong
+                        .push(format!("run {n}, right after it failed: {wrong}"));
+                }
+                rerun(
+                    &seed,
+                    &faulty,
+                    &expected,
+                    route,
+                    &format!("run {n}"),
+                    &mut tally,
+                )
+                .await;
             }
         }
     }
-    let failures: usize = failed.values().sum();
-    eprintln!(
-        "{RUNS} fault-injected seed flows: {correct} correct, {failures} failed cleanly and recovered on a rerun"
-    );
-    for (why, count) in &failed {
-        eprintln!("  failed: {count} × {why}");
+    tally
+}
+
+/// How many writes an untroubled `phase` makes.
+async fn writes_of(phase: Phase) -> usize {
+    let seed = SeedWorld::new(1).unwrap();
+    let owner = Faulty::new(seed.world.client(&seed.owner).unwrap(), Faults::none(0));
+    let before = seed.world.mutating_calls();
+    let shared = share(&seed, &owner, straight).await.unwrap();
+    if phase == Phase::Share {
+        return seed.world.mutating_calls() - before;
     }
-    eprintln!(
-        "  faults injected: {} throttled, {} 5xx before acting, {} lost answers, {} reads that missed something new, {} failed copies",
-        tally.throttled, tally.server_errors, tally.lost_answers, tally.hidden, tally.failed_copies
+    let before = seed.world.mutating_calls();
+    let target = Faulty::new(seed.world.client(&seed.target).unwrap(), Faults::none(0));
+    accept(&seed, &target, straight, &shared).await.unwrap();
+    seed.world.mutating_calls() - before
+}
+
+/// Stops `phase` before its first write and after each of its `writes`
+/// (the last included), checks the state right after the stop, then runs
+/// the whole flow again without faults.
+async fn stopped_after_each_write(phase: Phase, writes: usize, route: Route) -> Tally {
+    let mut tally = Tally::default();
+    for stop in 0..=writes {
+        let what = format!("{phase:?} stopped after {stop} of {writes} writes");
+        let seed = SeedWorld::new(1).unwrap();
+        let expected = Expected::of(&seed, &seed.share_request()).await;
+        let stopping = Faults {
+            crash_after: Some(stop),
+            ..Faults::none(0)
+        };
+        let (faulty, result) = match phase {
+            Phase::Share => {
+                let owner = Faulty::new(seed.world.client(&seed.owner).unwrap(), stopping);
+                let result = share(&seed, &owner, route).await.map(drop);
+                (owner, result)
+            }
+            Phase::Accept => {
+                let owner = Faulty::new(seed.world.client(&seed.owner).unwrap(), Faults::none(0));
+                let shared = share(&seed, &owner, route).await.unwrap();
+                let target = Faulty::new(seed.world.client(&seed.target).unwrap(), stopping);
+                let result = accept(&seed, &target, route, &shared).await;
+                (owner, result)
+            }
+        };
+        match result {
+            Ok(()) if stop == writes => tally.correct += 1,
+            Ok(()) => tally.wrong.push(format!("{what}: it finished")),
+            Err(err) => {
+                let failure = Failure {
+                    phase,
+                    err,
+                    faults: FaultTally::default(),
+                };
+                match explain(&failure, true) {
+                    Ok(why) => *tally.failed.entry((phase, why)).or_default() += 1,
+                    Err(why) => tally.wrong.push(format!("{what}: failed otherwise: {why}")),
+                }
+                let seen = look(&seed.world, &expected).await;
+                for wrong in never(&seen, &expected) {
+                    tally
+                        .wrong
+                        .push(format!("{what}, right after the stop: {wrong}"));
+                }
+            }
+        }
+        faulty.set_faults(Faults::none(0));
+        rerun(&seed, &faulty, &expected, route, &what, &mut tally).await;
+    }
+    tally
+}
+
+/// The figures README states for `cargo test -p amishare-sim --test it faults -- --nocapture`.
+const RUNS: u64 = 1000;
+const CORRECT: usize = 950;
+const SHARE_COPIES_FAILED: usize = 23;
+const ACCEPT_COPIES_FAILED: usize = 27;
+const INJECTED: FaultTally = FaultTally {
+    throttled: 12742,
+    server_errors: 2816,
+    lost_answers: 645,
+    hidden: 6436,
+    failed_copies: 689,
+};
+const SHARE_WRITES: usize = 6;
+const ACCEPT_WRITES: usize = 3;
+
+/// Prints a driver's tally straight to stderr, where a passing run shows
+/// it, with the faults injected when there were any.
+fn print(title: &str, tally: &Tally) {
+    let mut out = format!("{title}: {} correct", tally.correct);
+    for ((phase, why), count) in &tally.failed {
+        let _ = write!(out, "; {count} × {phase:?} failed: {why}");
+    }
+    let f = tally.faults;
+    if f == FaultTally::default() {
+        let _ = writeln!(std::io::stderr(), "{out}");
+        return;
+    }
+    let _ = write!(
+        out,
+        "\n  faults injected: {} throttled, {} 5xx before acting, {} lost answers, {} reads that missed something new, {} failed copies",
+        f.throttled, f.server_errors, f.lost_answers, f.hidden, f.failed_copies
     );
-    assert_eq!(correct + failures, RUNS as usize);
-    // Retries must carry most runs through: faults are injected, not fatal.
-    assert!(
-        correct > RUNS as usize * 3 / 4,
-        "only {correct} of {RUNS} runs succeeded"
-    );
-    assert!(tally.throttled > 0 && tally.lost_answers > 0 && tally.failed_copies > 0);
-    assert!(tally.hidden > 0 && tally.server_errors > 0);
+    let _ = writeln!(std::io::stderr(), "{out}");
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_share_stopped_at_any_step_boundary_resumes_to_the_same_end() {
-    let expected = reference(1).await;
-    // How many writes an untroubled share makes.
-    let writes = {
-        let seed = SeedWorld::new(1).unwrap();
-        let before = seed.world.mutating_calls();
-        let owner = Arc::new(seed.world.client(&seed.owner).unwrap());
-        let clock = Arc::new(seed.world.stepping_clock());
-        Flow::new(owner.clone(), owner, clock)
-            .share(&seed.share_request())
-            .await
-            .unwrap();
-        seed.world.mutating_calls() - before
-    };
-    assert!(writes >= 6, "the seed share makes {writes} writes");
-    for stop in 0..writes {
-        let seed = SeedWorld::new(1).unwrap();
-        let faulty = Faulty::new(
-            seed.world.client(&seed.owner).unwrap(),
-            Faults {
-                crash_after: Some(stop),
-                ..Faults::none(0)
-            },
-        );
-        let clock = Arc::new(seed.world.stepping_clock());
-        let a = Arc::new(faulty.clone());
-        let stopped = Flow::new(a.clone(), a, clock)
-            .share(&seed.share_request())
-            .await;
-        assert!(
-            stopped.is_err(),
-            "a share stopped after {stop} of {writes} writes cannot finish"
-        );
-        recover(
-            &seed,
-            &faulty,
-            &expected,
-            &format!("stopped after {stop} of {writes} writes"),
-        )
-        .await;
-    }
+async fn a_thousand_faulty_seed_flows_end_as_the_request_asks_or_fail_for_their_faults() {
+    let tally = faulty_runs(0..RUNS, straight).await;
+    print(&format!("{RUNS} fault-injected seed flows"), &tally);
+    assert!(tally.wrong.is_empty(), "{:#?}", tally.wrong);
+    assert_eq!(tally.correct, CORRECT);
+    assert_eq!(
+        tally.failed,
+        BTreeMap::from([
+            (
+                (Phase::Share, "every copy of the image failed"),
+                SHARE_COPIES_FAILED
+            ),
+            (
+                (Phase::Accept, "every copy of the image failed"),
+                ACCEPT_COPIES_FAILED
+            ),
+        ])
+    );
+    assert_eq!(tally.faults, INJECTED);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_share_stopped_after_each_write_resumes_to_what_the_request_asks() {
+    let writes = writes_of(Phase::Share).await;
+    assert_eq!(writes, SHARE_WRITES, "the seed share's writes");
+    let tally = stopped_after_each_write(Phase::Share, writes, straight).await;
+    print("the share stopped before and after each write", &tally);
+    assert!(tally.wrong.is_empty(), "{:#?}", tally.wrong);
+    // Stopped after its last write, the share has nothing left to do.
+    assert_eq!(tally.correct, 1);
+    assert_eq!(
+        tally.failed,
+        BTreeMap::from([((Phase::Share, "stopped"), writes)])
+    );
 }
 
 /// The target's accept (a smoke launch, then a copy under its default key)
 /// stopped after each of its writes (`RunInstances`, `TerminateInstances`,
-/// `CopyImage`) and run again: the rerun terminates the smoke instance the
-/// stopped run left running (by its `amishare:smoke-test` tag) and reaches
-/// the state an untroubled run reaches, with no instance left running.
+/// `CopyImage`): the rerun terminates the smoke instance the stopped run
+/// left running (by its `amishare:smoke-test` tag) and reaches the
+/// expected state, with no instance left running.
 #[tokio::test(start_paused = true)]
-async fn an_accept_stopped_at_any_step_boundary_resumes_to_the_same_end() {
-    let expected = reference(1).await;
-    assert_eq!(expected.running, 0);
-    let share = |seed: &SeedWorld| {
-        let owner = Arc::new(seed.world.client(&seed.owner).unwrap());
-        let clock = Arc::new(seed.world.stepping_clock());
-        let request = seed.share_request();
-        async move {
-            Flow::new(owner.clone(), owner, clock)
-                .share(&request)
-                .await
-                .unwrap()
-        }
-    };
-    // How many writes an untroubled accept makes.
-    let writes = {
-        let seed = SeedWorld::new(1).unwrap();
-        let shared = share(&seed).await;
-        let before = seed.world.mutating_calls();
-        let target = Arc::new(seed.world.client(&seed.target).unwrap());
-        Flow::new(
-            target.clone(),
-            target,
-            Arc::new(seed.world.stepping_clock()),
-        )
-        .accept(&accept_request(&seed, &shared))
-        .await
-        .unwrap();
-        seed.world.mutating_calls() - before
-    };
-    assert!(writes >= 3, "the accept makes {writes} writes");
-    for stop in 0..writes {
-        let seed = SeedWorld::new(1).unwrap();
-        let shared = share(&seed).await;
-        let faulty = Faulty::new(
-            seed.world.client(&seed.target).unwrap(),
-            Faults {
-                crash_after: Some(stop),
-                ..Faults::none(0)
-            },
-        );
-        let b = Arc::new(faulty.clone());
-        let clock = Arc::new(seed.world.stepping_clock());
-        let stopped = Flow::new(b.clone(), b.clone(), clock.clone())
-            .accept(&accept_request(&seed, &shared))
-            .await;
-        assert!(
-            stopped.is_err(),
-            "an accept stopped after {stop} of {writes} writes cannot finish"
-        );
-        faulty.set_faults(Faults::none(0));
-        seed.world.advance(Duration::from_secs(600));
-        Flow::new(b.clone(), b, clock)
-            .accept(&accept_request(&seed, &shared))
-            .await
-            .unwrap_or_else(|err| panic!("stopped after {stop} writes: the rerun failed: {err}"));
-        assert_eq!(
-            end_state(&seed.world).await,
-            expected,
-            "stopped after {stop} of {writes} writes: the rerun's end state"
-        );
+async fn an_accept_stopped_after_each_write_resumes_to_what_the_request_asks() {
+    let writes = writes_of(Phase::Accept).await;
+    assert_eq!(writes, ACCEPT_WRITES, "the seed accept's writes");
+    let tally = stopped_after_each_write(Phase::Accept, writes, straight).await;
+    print("the accept stopped before and after each write", &tally);
+    assert!(tally.wrong.is_empty(), "{:#?}", tally.wrong);
+    // After its last write, the accept still waits for its copy.
+    assert_eq!(tally.correct, 0);
+    assert_eq!(
+        tally.failed,
+        BTreeMap::from([((Phase::Accept, "stopped"), writes + 1)])
+    );
+}
+
+/// A flow broken on purpose, for testing the checks.
+#[derive(Debug, Clone, Copy)]
+enum Breakage {
+    /// Grants the target launch permission on a copy as soon as it is made.
+    GrantsFirst,
+    /// Never deregisters a failed copy.
+    LeavesFailedCopies,
+    /// Makes a second copy beside each copy and leaves it.
+    CopiesTwice,
+}
+
+#[derive(Debug)]
+struct Broken {
+    inner: Faulty,
+    breakage: Breakage,
+}
+
+fn grants_first(faulty: Faulty) -> Arc<dyn ImageStore> {
+    Arc::new(Broken {
+        inner: faulty,
+        breakage: Breakage::GrantsFirst,
+    })
+}
+
+fn leaves_failed_copies(faulty: Faulty) -> Arc<dyn ImageStore> {
+    Arc::new(Broken {
+        inner: faulty,
+        breakage: Breakage::LeavesFailedCopies,
+    })
+}
+
+fn copies_twice(faulty: Faulty) -> Arc<dyn ImageStore> {
+    Arc::new(Broken {
+        inner: faulty,
+        breakage: Breakage::CopiesTwice,
+    })
+}
+
+#[async_trait]
+impl ImageStore for Broken {
+    async fn describe_instances(
+        &self,
+        region: &Region,
+        ids: &[InstanceId],
+    ) -> Result<Vec<Instance>> {
+        self.inner.describe_instances(region, ids).await
     }
+    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
+        self.inner.create_image(region, request).await
+    }
+    async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
+        let id = self.inner.copy_image(region, request).await?;
+        match self.breakage {
+            Breakage::GrantsFirst => {
+                let target = AccountId::parse(TARGET_ACCOUNT).unwrap();
+                let grant = PermissionChange::add(vec![LaunchPermission::Account(target)]);
+                let _ = self
+                    .inner
+                    .modify_launch_permission(region, &id, &grant)
+                    .await;
+            }
+            Breakage::CopiesTwice => {
+                let mut again = request.clone();
+                again.name = format!("{}-again", request.name);
+                again.client_token = request.client_token.as_ref().map(|t| format!("{t}-again"));
+                let _ = self.inner.copy_image(region, &again).await;
+            }
+            Breakage::LeavesFailedCopies => {}
+        }
+        Ok(id)
+    }
+    async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
+        self.inner.describe_images(region, query).await
+    }
+    async fn describe_snapshots(
+        &self,
+        region: &Region,
+        ids: &[SnapshotId],
+    ) -> Result<Vec<Snapshot>> {
+        self.inner.describe_snapshots(region, ids).await
+    }
+    async fn modify_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        change: &PermissionChange<LaunchPermission>,
+    ) -> Result<()> {
+        self.inner
+            .modify_launch_permission(region, image, change)
+            .await
+    }
+    async fn describe_launch_permission(
+        &self,
+        region: &Region,
+        image: &ImageId,
+    ) -> Result<Vec<LaunchPermission>> {
+        self.inner.describe_launch_permission(region, image).await
+    }
+    async fn modify_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+        change: &PermissionChange<VolumePermission>,
+    ) -> Result<()> {
+        self.inner
+            .modify_create_volume_permission(region, snapshot, change)
+            .await
+    }
+    async fn describe_create_volume_permission(
+        &self,
+        region: &Region,
+        snapshot: &SnapshotId,
+    ) -> Result<Vec<VolumePermission>> {
+        self.inner
+            .describe_create_volume_permission(region, snapshot)
+            .await
+    }
+    async fn run_instances(
+        &self,
+        region: &Region,
+        request: &RunInstancesRequest,
+    ) -> Result<Instance> {
+        self.inner.run_instances(region, request).await
+    }
+    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
+        self.inner.terminate_instances(region, ids).await
+    }
+    async fn deregister_image(
+        &self,
+        region: &Region,
+        image: &ImageId,
+        delete_snapshots: bool,
+    ) -> Result<()> {
+        if let Breakage::LeavesFailedCopies = self.breakage {
+            return Ok(());
+        }
+        self.inner
+            .deregister_image(region, image, delete_snapshots)
+            .await
+    }
+    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
+        self.inner.delete_snapshot(region, snapshot).await
+    }
+    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
+        self.inner.ebs_defaults(region).await
+    }
+}
+
+/// The checks themselves: a flow that grants launch permission on its copy
+/// before verifying the copy's snapshots, one that leaves failed copies
+/// behind, and one that leaves a second copy, each run through the same
+/// drivers as the real flow, are reported.
+#[tokio::test(start_paused = true)]
+async fn the_checks_report_a_flow_that_grants_before_verifying_or_leaves_a_copy() {
+    let found = |tally: &Tally, what: &str| {
+        let hit = tally.wrong.iter().find(|w| w.contains(what));
+        if let Some(hit) = hit {
+            println!("reported: {hit}");
+        }
+        hit.is_some()
+    };
+
+    let tally = stopped_after_each_write(Phase::Share, SHARE_WRITES, grants_first).await;
+    assert!(
+        found(&tally, "right after the stop")
+            && found(&tally, "before its snapshots were verified under the key"),
+        "granting first goes unreported: {:#?}",
+        tally.wrong
+    );
+
+    let tally = faulty_runs(0..50, leaves_failed_copies).await;
+    assert!(
+        found(&tally, "a copy left failed"),
+        "failed copies left behind go unreported: {:#?}",
+        tally.wrong
+    );
+
+    let tally = faulty_runs(0..5, copies_twice).await;
+    assert!(
+        found(&tally, "more than one copy shared") && found(&tally, "not the image and its copy"),
+        "a second copy left behind goes unreported: {:#?}",
+        tally.wrong
+    );
+
+    // The real flow, through the same drivers, is not reported.
+    let tally = faulty_runs(0..50, straight).await;
+    assert!(tally.wrong.is_empty(), "{:#?}", tally.wrong);
 }

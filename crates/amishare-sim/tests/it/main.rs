@@ -15,3 +15,4 @@ mod scaling;
 mod seed_flow;
 mod time;
 mod world_file;
+mod world_lock;
