@@ -384,15 +384,17 @@ pub(crate) async fn handle_ec2(
                 params.get("LaunchTemplateId"),
             ) {
                 (Some(name), _) => name.to_owned(),
-                (None, Some(id)) => template_name(client, region, id, Service::Ec2, || {
-                    WireError::new(
-                        "InvalidLaunchTemplateId.NotFound",
-                        format!(
+                (None, Some(id)) => {
+                    template_name(client, region, id, Service::Ec2, || {
+                        WireError::new(
+                            "InvalidLaunchTemplateId.NotFound",
+                            format!(
                             "The specified launch template, with template ID {id}, does not exist."
                         ),
-                    )
-                })
-                .await?,
+                        )
+                    })
+                    .await?
+                }
                 (None, None) => return Err(missing_parameter("LaunchTemplateName")),
             };
             let found = client

@@ -163,6 +163,9 @@ pub struct Knobs {
     /// group that still has instances (§C1.7: which code is not
     /// documented). `{id}` is the group's name.
     pub group_in_use: ErrorSpec,
+    /// What `DescribeAutoScalingGroups` does with a name no group has
+    /// (§C1.7: an empty answer as far as known, not documented).
+    pub unknown_group_names: UnknownIds,
     /// Whether `DescribeSnapshots` reports a pending snapshot's progress, as
     /// EC2 does; off, the simulation answers like a backend that does not.
     pub snapshot_progress: bool,
@@ -252,6 +255,7 @@ impl Default for Knobs {
                 "ResourceInUse",
                 "You cannot delete an AutoScalingGroup while there are instances or pending Spot instance request(s) still in the group.",
             ),
+            unknown_group_names: UnknownIds::Omit,
             snapshot_progress: true,
             record_calls: true,
         }

@@ -343,6 +343,22 @@ impl Ctx<'_> {
     ) -> Result<Vec<Group>> {
         self.authorize_scaling("autoscaling:DescribeAutoScalingGroups")?;
         let account = self.who.account_id();
+        if self.knobs.unknown_group_names == crate::knobs::UnknownIds::Error {
+            if let Some(unknown) = names.iter().find(|name| {
+                !self
+                    .scaling
+                    .groups
+                    .contains_key(&scoped(account, region, name))
+            }) {
+                return Err(Error::service(
+                    ErrorKind::NotFound,
+                    "ValidationError",
+                    format!(
+                        "AutoScalingGroup name not found - AutoScalingGroup '{unknown}' not found"
+                    ),
+                ));
+            }
+        }
         Ok(self
             .scaling
             .groups

@@ -6,7 +6,9 @@
 //! else but `accounts` may be left out. A hand-written world usually lists
 //! accounts with their users and roles (and their identity policies), the
 //! profiles and access keys that name them, and running instances; keys, images and
-//! snapshots appear as commands create them. Times are milliseconds of the
+//! snapshots appear as commands create them, and so do service-linked roles
+//! (principals with `service_linked`), launch templates, Auto Scaling groups
+//! and their activities. Times are milliseconds of the
 //! world's virtual clock. `testdata/worlds/` has examples.
 //!
 //! Loading checks every reference (a principal in an account that exists, an

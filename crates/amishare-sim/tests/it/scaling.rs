@@ -542,6 +542,31 @@ async fn groups_and_templates_refuse_what_auto_scaling_and_ec2_refuse() {
     );
 }
 
+/// What AWS does with an unknown group name is not documented: left out
+/// by default, refused when the knob says so.
+#[tokio::test(start_paused = true)]
+async fn unknown_group_names_follow_their_knob() {
+    let s = setup(CreateGrant::Unconditioned, Knobs::default()).await;
+    let region = &s.fx.region;
+    let names = ["nobody".to_owned()];
+    assert!(s
+        .b
+        .describe_auto_scaling_groups(region, &names)
+        .await
+        .unwrap()
+        .is_empty());
+    s.fx.world.set_knobs(Knobs {
+        unknown_group_names: amishare_sim::UnknownIds::Error,
+        ..Knobs::default()
+    });
+    let err = assert_error(
+        s.b.describe_auto_scaling_groups(region, &names).await,
+        "ValidationError",
+        "AutoScalingGroup 'nobody' not found",
+    );
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_target_finds_its_grant_on_the_owners_key_without_any_right_on_the_key() {
     let s = setup(CreateGrant::Unconditioned, Knobs::default()).await;
