@@ -1015,4 +1015,55 @@ mod flow {
             }
         }
     }
+
+    /// A dry run of the target's Auto Scaling accept plans exactly the
+    /// mutating calls the real run makes, and changes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_dry_run_of_the_group_launch_plans_what_the_real_run_makes() {
+        let t = two();
+        let request = ShareRequest {
+            service_roles: vec![ServiceLinkedRole::auto_scaling()],
+            ..t.request.clone()
+        };
+        let share = t.owner.share(&request).await.unwrap();
+        let (image, key) = (share.regions[0].image.clone(), share.regions[0].key.clone());
+        let client = Arc::new(t.world.client(&t.target_principal).unwrap());
+        let (planner, keys, images) = amishare_core::plan::planning(client.clone(), client.clone());
+        let before = t.world.mutating_calls();
+        Flow::new(keys, images, Arc::new(t.world.clock()))
+            .with_scaling(planner.scaling(client))
+            .accept(&accept(&image, &key, true, true))
+            .await
+            .unwrap();
+        assert_eq!(
+            t.world.mutating_calls(),
+            before,
+            "a dry run changed nothing"
+        );
+        t.world.clear_calls();
+        t.target
+            .accept(&accept(&image, &key, true, true))
+            .await
+            .unwrap();
+        let real: Vec<&str> = t
+            .world
+            .calls()
+            .iter()
+            .filter(|call| call.mutating)
+            .map(|call| call.operation)
+            .collect();
+        let plan = planner.plan();
+        let planned: Vec<&str> = plan.calls.iter().map(|c| c.operation.as_str()).collect();
+        assert_eq!(planned, real);
+        assert_eq!(
+            real,
+            [
+                "kms:CreateGrant",
+                "ec2:CreateLaunchTemplate",
+                "autoscaling:CreateAutoScalingGroup",
+                "autoscaling:DeleteAutoScalingGroup",
+                "ec2:DeleteLaunchTemplate",
+            ]
+        );
+    }
 }
