@@ -1066,4 +1066,72 @@ mod flow {
             ]
         );
     }
+
+    /// An accept stopped after it made its group (as if killed) leaves the
+    /// group and its template; the next accept of the image deletes both,
+    /// found by their tag, before it launches its own.
+    #[tokio::test(start_paused = true)]
+    async fn the_next_accept_deletes_the_group_an_interrupted_one_left() {
+        use amishare_sim::faults::{Faults, Faulty};
+
+        let t = two();
+        let request = ShareRequest {
+            service_roles: vec![ServiceLinkedRole::auto_scaling()],
+            ..t.request.clone()
+        };
+        let share = t.owner.share(&request).await.unwrap();
+        let (image, key) = (share.regions[0].image.clone(), share.regions[0].key.clone());
+        let client = t.world.client(&t.target_principal).unwrap();
+        // CreateGrant, CreateLaunchTemplate, CreateAutoScalingGroup: then it stops.
+        let faulty = Arc::new(Faulty::new(
+            client.clone(),
+            Faults {
+                crash_after: Some(3),
+                ..Faults::none(1)
+            },
+        ));
+        Flow::new(faulty.clone(), faulty.clone(), Arc::new(t.world.clock()))
+            .with_scaling(faulty)
+            .accept(&accept(&image, &key, true, true))
+            .await
+            .expect_err("stopped after its third write");
+        let region = region(REGION);
+        assert_eq!(
+            client
+                .describe_auto_scaling_groups(&region, &[])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let rerun = t
+            .target
+            .accept(&accept(&image, &key, true, true))
+            .await
+            .unwrap();
+        let left: Vec<&str> = rerun
+            .steps
+            .iter()
+            .filter(|s| s.detail.contains("an earlier accept left"))
+            .map(|s| s.action.as_str())
+            .collect();
+        assert_eq!(
+            left,
+            ["delete-auto-scaling-group", "delete-launch-template"]
+        );
+        assert!(
+            !rerun.grants[0].created,
+            "the grant was made before the stop"
+        );
+        assert!(client
+            .describe_auto_scaling_groups(&region, &[])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(client
+            .describe_launch_templates(&region, &[])
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }
