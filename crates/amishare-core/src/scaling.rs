@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::{AccountId, ImageId, InstanceId, PrincipalArn, Region};
+use crate::model::Grant;
 
 /// A service-linked role that launches instances on an account's behalf,
 /// and so needs a grant on a customer managed key of another account
@@ -165,6 +166,22 @@ impl ServiceLinkedRole {
     /// Whether `arn` names a service-linked role (its path is AWS's).
     pub fn is_service_linked(arn: &str) -> bool {
         arn.split_once(":role/aws-service-role/").is_some()
+    }
+
+    /// Whether `grant` is one `accept` created for a service-linked role: its
+    /// grantee is a service-linked role of the account that issued it, and
+    /// its name is [`ServiceLinkedRole::grant_name`] of that role. Only such
+    /// grants are amishare's to revoke (`docs/spec/choices.md` §D6).
+    pub fn made_by_amishare(grant: &Grant) -> bool {
+        let Ok(grantee) = PrincipalArn::parse(&grant.grantee) else {
+            return false;
+        };
+        let Some((_, path)) = grantee.as_str().split_once(":role/aws-service-role/") else {
+            return false;
+        };
+        let role = path.rsplit('/').next().unwrap_or_default();
+        grantee.account() == &grant.issuing_account
+            && grant.name.as_deref() == Some(format!("{GRANT_NAME_PREFIX}{role}").as_str())
     }
 
     /// The role's ARN in `account`, in `region`'s partition.

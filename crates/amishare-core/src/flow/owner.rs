@@ -926,8 +926,7 @@ impl Flow {
 
 impl Flow {
     /// Revokes the grants amishare made for the service-linked roles of
-    /// `accounts` on `key` (named [`ServiceLinkedRole::grant_name`], to a
-    /// role under `aws-service-role/` of one of those accounts), except those
+    /// `accounts` on `key` ([`ServiceLinkedRole::made_by_amishare`]), except those
     /// of accounts that keep their share. Grants amishare did not make are
     /// never touched (`docs/spec/choices.md` §D6).
     async fn revoke_role_grants(
@@ -949,19 +948,11 @@ impl Flow {
             Err(err) => return Err(err),
         };
         for grant in grants {
-            let ours = grant
-                .name
-                .as_deref()
-                .is_some_and(|name| name.starts_with(crate::scaling::GRANT_NAME_PREFIX));
-            let Ok(grantee) = PrincipalArn::parse(&grant.grantee) else {
+            if !ServiceLinkedRole::made_by_amishare(&grant) {
                 continue;
-            };
-            let account = grantee.account();
-            if !ours
-                || !ServiceLinkedRole::is_service_linked(grantee.as_str())
-                || !accounts.contains(account)
-                || kept.iter().any(|k| &k.account == account)
-            {
+            }
+            let account = &grant.issuing_account;
+            if !accounts.contains(account) || kept.iter().any(|k| &k.account == account) {
                 continue;
             }
             match self.keys().revoke_grant(key, &grant.id).await {

@@ -853,6 +853,190 @@ mod flow {
         assert!(err.message().contains("not shared"), "{err}");
     }
 
+    /// Grants and key-policy statements amishare did not write, row by row,
+    /// each as it was after `share --autoscaling`, `accept
+    /// --autoscaling-grant` and `unshare`, while amishare's own grant and
+    /// statement come and go (`docs/spec/choices.md` §D6).
+    #[tokio::test(start_paused = true)]
+    async fn foreign_grants_and_statements_are_untouched() {
+        use serde_json::{json, Value};
+
+        /// Who issues a foreign grant.
+        #[derive(Debug, Clone, Copy)]
+        enum Issuer {
+            Owner,
+            Target,
+        }
+        let role = ServiceLinkedRole::auto_scaling()
+            .arn(&account(B), "aws")
+            .unwrap();
+        let suffixed = ServiceLinkedRole::parse("autoscaling:web")
+            .unwrap()
+            .arn(&account(B), "aws")
+            .unwrap();
+        let other_account = ServiceLinkedRole::auto_scaling()
+            .arn(&account("333333333333"), "aws")
+            .unwrap();
+        let grant_name = ServiceLinkedRole::auto_scaling().grant_name();
+        // (what, issuer, grantee, name): none is a grant `accept` makes.
+        let grants = [
+            (
+                "another name, the role",
+                Issuer::Owner,
+                role.clone(),
+                Some("someone-elses".to_owned()),
+            ),
+            ("no name, the role", Issuer::Owner, role.clone(), None),
+            (
+                "amishare's name, issued by the owner",
+                Issuer::Owner,
+                role.clone(),
+                Some(grant_name.clone()),
+            ),
+            (
+                "amishare's name, another account's role",
+                Issuer::Owner,
+                other_account,
+                Some(grant_name.clone()),
+            ),
+            (
+                "amishare's name, another role's",
+                Issuer::Owner,
+                suffixed,
+                Some(grant_name.clone()),
+            ),
+            (
+                "amishare's name, not a service-linked role",
+                Issuer::Owner,
+                t_user(),
+                Some(grant_name.clone()),
+            ),
+            (
+                "issued by the target under another name",
+                Issuer::Target,
+                role.clone(),
+                Some("b-tooling".to_owned()),
+            ),
+        ];
+        // Statements another hand wrote, some like amishare's.
+        let statements = [
+            json!({"Sid": "Allow grants for service-linked roles (222222222222)", "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::333333333333:root"}, "Action": "kms:CreateGrant", "Resource": "*"}),
+            json!({"Sid": "amishare-lookalike", "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::333333333333:root"}, "Action": "kms:Decrypt", "Resource": "*"}),
+            json!({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::222222222222:root"},
+                "Action": "kms:CreateGrant", "Resource": "*",
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}),
+            json!({"Sid": "NoScheduledDeletion", "Effect": "Deny",
+                "Principal": {"AWS": "arn:aws:iam::333333333333:root"}, "Action": "kms:ScheduleKeyDeletion", "Resource": "*"}),
+        ];
+
+        let t = two();
+        let share = t.owner.share(&t.request).await.unwrap();
+        let image = share.regions[0].image.clone();
+        let key = share.regions[0].key.clone();
+        let mut policy: Value =
+            serde_json::from_str(&t.owner_keys.get_key_policy(&key).await.unwrap()).unwrap();
+        policy["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .extend(statements.iter().cloned());
+        t.owner_keys
+            .put_key_policy(&key, &policy.to_string())
+            .await
+            .unwrap();
+        let with_option = ShareRequest {
+            service_roles: vec![ServiceLinkedRole::auto_scaling()],
+            ..t.request.clone()
+        };
+        let shared = t.owner.share(&with_option).await.unwrap();
+        assert_eq!(shared.mutating_calls, 1, "{:#?}", shared.steps);
+
+        let target_keys = t.world.client(&t.target_principal).unwrap();
+        let mut made = Vec::new();
+        for (what, issuer, grantee, name) in &grants {
+            let request = CreateGrantRequest {
+                grantee: grantee.clone(),
+                operations: vec!["Decrypt".to_owned(), "DescribeKey".to_owned()],
+                name: name.clone(),
+                retiring_principal: None,
+            };
+            let id = match issuer {
+                Issuer::Owner => t.owner_keys.create_grant(&key, &request).await,
+                Issuer::Target => target_keys.create_grant(&key, &request).await,
+            }
+            .unwrap_or_else(|err| panic!("{what}: {err}"));
+            made.push((*what, id));
+        }
+        let before = t.owner_keys.list_grants(&key).await.unwrap();
+
+        let untouched = |stage: &'static str, policy: String, now: Vec<amishare_core::Grant>| {
+            let policy: Value = serde_json::from_str(&policy).unwrap();
+            let kept = policy["Statement"].as_array().unwrap();
+            for statement in &statements {
+                assert!(
+                    kept.contains(statement),
+                    "{stage}: {statement} is gone or changed\n{policy:#}"
+                );
+            }
+            for (what, id) in &made {
+                let was = before.iter().find(|g| &g.id == id).unwrap();
+                assert!(
+                    now.contains(was),
+                    "{stage}: the grant {what} is gone or changed: {now:#?}"
+                );
+            }
+        };
+
+        let accepted = t
+            .target
+            .accept(&accept(&image, &key, true, true))
+            .await
+            .unwrap();
+        assert!(accepted.grants[0].created);
+        let ours = accepted.grants[0].grant_id.clone();
+        assert!(made.iter().all(|(_, id)| id != &ours));
+        untouched(
+            "after accept",
+            t.owner_keys.get_key_policy(&key).await.unwrap(),
+            t.owner_keys.list_grants(&key).await.unwrap(),
+        );
+
+        let unshared = t
+            .owner
+            .unshare(&UnshareRequest {
+                images: vec![RegionImage {
+                    region: region(REGION),
+                    image,
+                }],
+                targets: vec![Target::Principal(t.target_principal.clone())],
+                narrowing: Narrowing::default(),
+                deregister: false,
+            })
+            .await
+            .unwrap();
+        let revoked: Vec<_> = unshared
+            .steps
+            .iter()
+            .filter(|s| s.action == "revoke-grant")
+            .map(|s| s.detail.clone())
+            .collect();
+        assert_eq!(revoked.len(), 1, "only amishare's grant: {revoked:?}");
+        assert!(revoked[0].contains(ours.as_str()), "{revoked:?}");
+        let now = t.owner_keys.list_grants(&key).await.unwrap();
+        assert!(now.iter().all(|g| g.id != ours), "{now:#?}");
+        let policy = t.owner_keys.get_key_policy(&key).await.unwrap();
+        assert!(
+            !policy.contains("amishare: Allow grants for service-linked roles"),
+            "{policy}"
+        );
+        untouched("after unshare", policy, now);
+    }
+
+    fn t_user() -> amishare_core::PrincipalArn {
+        format!("arn:aws:iam::{B}:user/b-user").parse().unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn organization_targets_cannot_take_the_option() {
         let t = two();
