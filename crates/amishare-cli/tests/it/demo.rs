@@ -128,4 +128,8 @@ fn demo_autoscaling_adds_the_grant_and_the_group_launch() {
         "{stdout}"
     );
     assert!(stdout.contains("InService"), "{stdout}");
+    assert!(
+        stdout.contains("their accounts may grant their AWSServiceRoleForAutoScaling the key"),
+        "step 1 says the key policy lets B grant its role:\n{stdout}"
+    );
 }

@@ -320,13 +320,15 @@ impl Flow {
             true,
         );
         let who: Vec<String> = request.targets.iter().map(ToString::to_string).collect();
-        journal.record(
-            Some(region),
-            "key-policy",
-            &meta.arn,
-            format!("created allowing {}", who.join(", ")),
-            false,
-        );
+        let mut detail = format!("created allowing {}", who.join(", "));
+        if !request.service_roles.is_empty() {
+            let roles: Vec<String> = request.service_roles.iter().map(|r| r.name()).collect();
+            detail.push_str(&format!(
+                "; their accounts may grant their {} the key",
+                roles.join(", ")
+            ));
+        }
+        journal.record(Some(region), "key-policy", &meta.arn, detail, false);
         self.name_key(region, alias, &meta).await?;
         journal.record(
             Some(region),
