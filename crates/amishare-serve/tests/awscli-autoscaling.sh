@@ -32,23 +32,6 @@ started=$SECONDS
 
 source "$here/awscli-common.sh"
 
-# wait_for WHAT EXPECTED COMMAND...: polls every half second until the
-# command prints EXPECTED; fails after 60 s.
-wait_for() {
-    local what=$1 expected=$2 state=
-    shift 2
-    for _ in $(seq 120); do
-        state=$("$@")
-        if [[ "$state" == "$expected" ]]; then
-            checks=$((checks + 1))
-            echo "ok: $what reached $state"
-            return
-        fi
-        sleep 0.5
-    done
-    fail "$what still '$state' after 60 s, expected $expected"
-}
-
 # ------------------------------------------------------------------ server
 
 start_server
@@ -60,11 +43,11 @@ key_id=${key_arn##*/}
 owner kms put-key-policy --key-id "$key_id" --policy-name default \
     --policy "file://$here/data/seed-key-policy.json"
 image=$(owner ec2 create-image --instance-id "$seed_instance" --name asg-golden --query ImageId)
-wait_for "image $image" available \
+wait_for "image $image" available failed \
     owner ec2 describe-images --image-ids "$image" --query 'Images[0].State'
 copy=$(owner ec2 copy-image --source-image-id "$image" --source-region $region \
     --name asg-golden-encrypted --encrypted --kms-key-id "$key_arn" --query ImageId)
-wait_for "copy $copy" available \
+wait_for "copy $copy" available failed \
     owner ec2 describe-images --image-ids "$copy" --query 'Images[0].State'
 owner ec2 modify-image-attribute --image-id "$copy" \
     --launch-permission "Add=[{UserId=$target_account}]"
@@ -92,7 +75,7 @@ check "the group launches as the service-linked role" \
     "$(target autoscaling describe-auto-scaling-groups --auto-scaling-group-names "$group" \
         --query 'AutoScalingGroups[0].ServiceLinkedRoleARN')" \
     "$role_arn"
-wait_for "the first launch activity" Cancelled \
+wait_for "the first launch activity" Cancelled Successful \
     target autoscaling describe-scaling-activities --auto-scaling-group-name "$group" \
     --query 'Activities[-1].StatusCode'
 message=$(target autoscaling describe-scaling-activities --auto-scaling-group-name "$group" \
@@ -126,7 +109,7 @@ grant=$(target kms create-grant --key-id "$key_arn" --grantee-principal "$role_a
 check "the target finds its grant on the owner's key" \
     "$(target kms list-retirable-grants --retiring-principal "$target_arn" --query 'Grants[0].[GrantId,KeyId]')" \
     "$grant	$key_arn"
-wait_for "the group's instance" InService \
+wait_for "the group's instance" InService Terminating \
     target autoscaling describe-auto-scaling-groups --auto-scaling-group-names "$group" \
     --query 'AutoScalingGroups[0].Instances[0].LifecycleState'
 check "the newest activity" \
@@ -152,14 +135,6 @@ check "the owner revoked the grant" \
     "$(owner kms list-grants --key-id "$key_arn" --query "length(Grants[?GrantId=='$grant'])")" \
     "0"
 
-if [[ -n "$server_pid" ]]; then
-    kill -TERM "$server_pid"
-    wait "$server_pid" || fail "the server exited with status $?"
-    server_pid=
-    grep -q "\"$role_arn\"" "$workdir/world.json" || fail "the saved world lacks the service-linked role"
-    grep -q "scaling_activities" "$workdir/world.json" || fail "the saved world lacks the activities"
-    checks=$((checks + 1))
-    echo "ok: the world saved on shutdown has the role and the activities"
-fi
+saved_world_has "the role and the activities" "\"$role_arn\"" scaling_activities
 
 echo "awscli autoscaling flow: all $checks checks passed in $((SECONDS - started)) s"

@@ -1,6 +1,7 @@
 # Shared by the aws CLI scripts run against `amishare sim serve`
 # (awscli-seed.sh, awscli-autoscaling.sh): checks, the CLI as each of the
-# seed world's principals, and the server. A script sets `aws_cli`,
+# seed world's principals, the server, waits for a state, and the world the
+# server saved. A script sets `aws_cli`,
 # `owner_key`, `target_key`, `region` and `repo` and sources this file;
 # `checks` counts what passed, and `endpoint` is the server's URL after
 # `start_server`.
@@ -83,4 +84,48 @@ start_server() {
         endpoint=$AMISHARE_ENDPOINT
     fi
     echo "server: $endpoint; client: $("$aws_cli" --version 2>&1)"
+}
+
+# wait_for WHAT EXPECTED TERMINAL COMMAND...: polls every half second (the
+# server runs its clock fast) until the command prints EXPECTED; fails at
+# once if it prints TERMINAL, and after 60 s. The states seen, in order and
+# without repeats, are left in $seen.
+seen=
+wait_for() {
+    local what=$1 expected=$2 terminal=$3 state last=
+    shift 3
+    seen=
+    for _ in $(seq 120); do
+        state=$("$@")
+        if [[ "$state" != "$last" ]]; then
+            seen="${seen:+$seen }$state"
+            last=$state
+        fi
+        if [[ "$state" == "$expected" ]]; then
+            checks=$((checks + 1))
+            echo "ok: $what reached $state (seen: $seen)"
+            return
+        fi
+        if [[ "$state" == "$terminal" ]]; then
+            fail "$what ended $state, expected $expected"
+        fi
+        sleep 0.5
+    done
+    fail "$what still $state after 60 s, expected $expected"
+}
+
+# saved_world_has WHAT TEXT...: when the script started the server, stops it
+# (SIGTERM saves the world) and checks that the saved file holds every TEXT.
+saved_world_has() {
+    [[ -n "$server_pid" ]] || return 0
+    local what=$1 text
+    shift
+    kill -TERM "$server_pid"
+    wait "$server_pid" || fail "the server exited with status $?"
+    server_pid=
+    for text in "$@"; do
+        grep -qF -- "$text" "$workdir/world.json" || fail "the saved world lacks $text"
+    done
+    checks=$((checks + 1))
+    echo "ok: the world saved on shutdown has $what"
 }

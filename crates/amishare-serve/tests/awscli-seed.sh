@@ -38,34 +38,6 @@ started=$SECONDS
 
 source "$here/awscli-common.sh"
 
-# wait_for WHAT EXPECTED TERMINAL COMMAND...: polls every half second (the
-# server runs its clock fast) until the command prints EXPECTED; fails at
-# once if it prints TERMINAL, and after 60 s. The states seen, in order and
-# without repeats, are left in $seen.
-seen=
-wait_for() {
-    local what=$1 expected=$2 terminal=$3 state last=
-    shift 3
-    seen=
-    for _ in $(seq 120); do
-        state=$("$@")
-        if [[ "$state" != "$last" ]]; then
-            seen="${seen:+$seen }$state"
-            last=$state
-        fi
-        if [[ "$state" == "$expected" ]]; then
-            checks=$((checks + 1))
-            echo "ok: $what reached $state (seen: $seen)"
-            return
-        fi
-        if [[ "$state" == "$terminal" ]]; then
-            fail "$what ended $state, expected $expected"
-        fi
-        sleep 0.5
-    done
-    fail "$what still $state after 60 s, expected $expected"
-}
-
 # ------------------------------------------------------------------ server
 
 start_server
@@ -191,14 +163,6 @@ check "terminating it" \
 
 # ------------------------------------------------------------------ saved state
 
-if [[ -n "$server_pid" ]]; then
-    kill -TERM "$server_pid"
-    wait "$server_pid" || fail "the server exited with status $?"
-    server_pid=
-    grep -q "\"$copy\"" "$workdir/world.json" || fail "the saved world lacks the copy $copy"
-    grep -q "$key_arn" "$workdir/world.json" || fail "the saved world lacks the key $key_arn"
-    checks=$((checks + 1))
-    echo "ok: the world saved on shutdown has the copy and the key"
-fi
+saved_world_has "the copy and the key" "\"$copy\"" "$key_arn"
 
 echo "awscli seed flow: all $checks checks passed in $((SECONDS - started)) s"
