@@ -666,6 +666,36 @@ mod flow {
         request: ShareRequest,
     }
 
+    impl Two {
+        /// `share --autoscaling` again over the first share: one
+        /// PutKeyPolicy. Returns the request, for reruns.
+        async fn share_with_autoscaling(&self) -> ShareRequest {
+            let with_option = ShareRequest {
+                service_roles: vec![ServiceLinkedRole::auto_scaling()],
+                ..self.request.clone()
+            };
+            let shared = self.owner.share(&with_option).await.unwrap();
+            assert_eq!(shared.mutating_calls, 1, "{:#?}", shared.steps);
+            with_option
+        }
+
+        /// `unshare` of the target principal from `image`.
+        async fn unshare(&self, image: &amishare_core::ImageId) -> amishare_core::UnshareReport {
+            self.owner
+                .unshare(&UnshareRequest {
+                    images: vec![RegionImage {
+                        region: region(REGION),
+                        image: image.clone(),
+                    }],
+                    targets: vec![Target::Principal(self.target_principal.clone())],
+                    narrowing: Narrowing::default(),
+                    deregister: false,
+                })
+                .await
+                .unwrap()
+        }
+    }
+
     fn two() -> Two {
         let world = World::new(5);
         let (a, b) = (account(A), account(B));
@@ -776,12 +806,7 @@ mod flow {
             .await
             .unwrap();
 
-        let with_option = ShareRequest {
-            service_roles: vec![ServiceLinkedRole::auto_scaling()],
-            ..t.request.clone()
-        };
-        let shared = t.owner.share(&with_option).await.unwrap();
-        assert_eq!(shared.mutating_calls, 1, "{:#?}", shared.steps);
+        let with_option = t.share_with_autoscaling().await;
         let policy = t.owner_keys.get_key_policy(&key).await.unwrap();
         assert!(
             policy.contains("amishare: Allow grants for service-linked roles (222222222222)"),
@@ -824,19 +849,7 @@ mod flow {
         assert_eq!(t.world.mutating_calls(), before);
 
         // Unshare takes back amishare's statement and grant, nothing else.
-        let unshared = t
-            .owner
-            .unshare(&UnshareRequest {
-                images: vec![RegionImage {
-                    region: region(REGION),
-                    image: image.clone(),
-                }],
-                targets: vec![Target::Principal(t.target_principal.clone())],
-                narrowing: Narrowing::default(),
-                deregister: false,
-            })
-            .await
-            .unwrap();
+        let unshared = t.unshare(&image).await;
         assert!(unshared.steps.iter().any(|s| s.action == "revoke-grant"
             && s.detail.contains(accepted.grants[0].grant_id.as_str())));
         let grants = t.owner_keys.list_grants(&key).await.unwrap();
@@ -945,12 +958,7 @@ mod flow {
             .put_key_policy(&key, &policy.to_string())
             .await
             .unwrap();
-        let with_option = ShareRequest {
-            service_roles: vec![ServiceLinkedRole::auto_scaling()],
-            ..t.request.clone()
-        };
-        let shared = t.owner.share(&with_option).await.unwrap();
-        assert_eq!(shared.mutating_calls, 1, "{:#?}", shared.steps);
+        t.share_with_autoscaling().await;
 
         let target_keys = t.world.client(&t.target_principal).unwrap();
         let mut made = Vec::new();
@@ -1002,19 +1010,7 @@ mod flow {
             t.owner_keys.list_grants(&key).await.unwrap(),
         );
 
-        let unshared = t
-            .owner
-            .unshare(&UnshareRequest {
-                images: vec![RegionImage {
-                    region: region(REGION),
-                    image,
-                }],
-                targets: vec![Target::Principal(t.target_principal.clone())],
-                narrowing: Narrowing::default(),
-                deregister: false,
-            })
-            .await
-            .unwrap();
+        let unshared = t.unshare(&image).await;
         let revoked: Vec<_> = unshared
             .steps
             .iter()
