@@ -38,6 +38,22 @@ fn the_grant_route_through_the_commands() {
         sim(&world, "b-user", &args)
     };
 
+    let doctor = || {
+        sim(
+            &world,
+            "a-admin",
+            &[
+                "doctor",
+                "--image",
+                &image,
+                "--principal",
+                B_USER,
+                "--intent",
+                "autoscaling",
+            ],
+        )
+    };
+
     // Under the seed's policy the group's launch fails, and the doctor's
     // findings come with the activity's message.
     let failed = accept(&["--launch", "--launch-via", "autoscaling"]);
@@ -45,21 +61,9 @@ fn the_grant_route_through_the_commands() {
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("Client.InternalError"), "{stderr}");
     assert!(stderr.contains("asg.grant"), "{stderr}");
-    let doctor = sim(
-        &world,
-        "a-admin",
-        &[
-            "doctor",
-            "--image",
-            &image,
-            "--principal",
-            B_USER,
-            "--intent",
-            "autoscaling",
-        ],
-    );
-    assert_eq!(doctor.status.code(), Some(1));
-    let checklist = String::from_utf8_lossy(&doctor.stdout);
+    let failing = doctor();
+    assert_eq!(failing.status.code(), Some(1));
+    let checklist = String::from_utf8_lossy(&failing.stdout);
     assert!(checklist.contains("asg.create-grant"), "{checklist}");
 
     // The owner allows the grant; a dry run shows the statement it writes.
@@ -99,19 +103,7 @@ fn the_grant_route_through_the_commands() {
         serde_json::from_str(&ok(&accept(&["--json", "--autoscaling-grant"]))).unwrap();
     assert_eq!(again["grants"][0]["grant_id"], grant.as_str());
     assert_eq!(again["grants"][0]["created"], false);
-    ok(&sim(
-        &world,
-        "a-admin",
-        &[
-            "doctor",
-            "--image",
-            &image,
-            "--principal",
-            B_USER,
-            "--intent",
-            "autoscaling",
-        ],
-    ));
+    ok(&doctor());
 
     // Unshare revokes amishare's grant.
     let unshared = json(&sim(
