@@ -1,5 +1,6 @@
 //! amishare's AWS backend: [`AwsKeyStore`] (KMS, and STS for the caller's
-//! identity) and [`AwsImageStore`] (EC2), built from an [`SdkConfig`].
+//! identity), [`AwsImageStore`] (EC2) and [`AwsScalingStore`] (EC2 Auto
+//! Scaling and launch templates), built from an [`SdkConfig`].
 //!
 //! ```no_run
 //! # async fn example() -> amishare_core::Result<()> {
@@ -57,6 +58,7 @@ mod error;
 mod iam;
 mod kms;
 mod regional;
+mod scaling;
 
 pub use aws_config::{ConfigLoader, SdkConfig};
 
@@ -66,6 +68,7 @@ pub use crate::ec2::AwsImageStore;
 pub use crate::error::classify;
 pub use crate::iam::AwsDirectory;
 pub use crate::kms::AwsKeyStore;
+pub use crate::scaling::AwsScalingStore;
 
 #[cfg(test)]
 mod tests;

@@ -10,10 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[cfg(feature = "aws")]
-use amishare_aws::{AwsDirectory, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
+use amishare_aws::{
+    AwsDirectory, AwsImageStore, AwsKeyStore, AwsScalingStore, ConnectOptions, WallClock,
+};
 use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
 use amishare_core::retry::{RetryOptions, Retrying};
+use amishare_core::scaling::ScalingStore;
 use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
 use amishare_sim::{LockHolder, World, WorldLock};
 
@@ -77,6 +80,8 @@ pub(crate) struct Side {
     pub(crate) keys: Arc<dyn KeyStore>,
     /// EC2.
     pub(crate) images: Arc<dyn ImageStore>,
+    /// EC2 Auto Scaling and launch templates.
+    pub(crate) scaling: Arc<dyn ScalingStore>,
     /// IAM, where the doctor reads principals' policies (AWS only: on the
     /// simulation the world itself is the directory).
     pub(crate) directory: Option<Arc<dyn Directory>>,
@@ -89,6 +94,7 @@ impl Side {
         Side {
             keys: Arc::new(AwsKeyStore::new(config)),
             images: Arc::new(AwsImageStore::new(config)),
+            scaling: Arc::new(AwsScalingStore::new(config)),
             directory: Some(Arc::new(AwsDirectory::new(config))),
         }
     }
@@ -99,15 +105,19 @@ impl Side {
     /// makes outside a `Flow` (which puts its own in front of the stores):
     /// every call is retried by that one layer, never by two.
     fn behind_retries(&self, clock: Arc<dyn Clock>) -> Side {
-        let retrying = Arc::new(Retrying::new(
-            self.keys.clone(),
-            self.images.clone(),
-            clock,
-            RetryOptions::default(),
-        ));
+        let retrying = Arc::new(
+            Retrying::new(
+                self.keys.clone(),
+                self.images.clone(),
+                clock,
+                RetryOptions::default(),
+            )
+            .with_scaling(self.scaling.clone()),
+        );
         Side {
             keys: retrying.clone(),
-            images: retrying,
+            images: retrying.clone(),
+            scaling: retrying,
             directory: self.directory.clone(),
         }
     }
@@ -153,6 +163,7 @@ impl Session {
             session.side = Side {
                 keys,
                 images,
+                scaling: planner.scaling(session.side.scaling.clone()),
                 directory: session.side.directory.clone(),
             };
             session.planner = Some(planner);
@@ -177,6 +188,7 @@ impl Session {
             self.stores.images.clone(),
             self.clock.clone(),
         )
+        .with_scaling(self.stores.scaling.clone())
     }
 
     /// The region, or a usage error naming `--region`.
@@ -303,7 +315,8 @@ fn sim_side(
     let client = Arc::new(client);
     Ok(Some(Side {
         keys: client.clone(),
-        images: client,
+        images: client.clone(),
+        scaling: client,
         directory: None,
     }))
 }

@@ -22,6 +22,8 @@ pub(crate) struct PolicyArgs {
     targets: TargetArgs,
     #[command(flatten)]
     narrowing: NarrowingArgs,
+    #[command(flatten)]
+    service_roles: crate::args::ServiceRoleArgs,
     /// The key's account: KMS's default statement gives its root the key's
     /// administration (default: the account of --caller).
     #[arg(long, value_name = "ACCOUNT", value_parser = args::account)]
@@ -72,7 +74,20 @@ pub(crate) fn run(args: &PolicyArgs, global: &Global) -> Result<(), Failure> {
             .filter(|_| args.narrowing.via_service)
             .map(ToString::to_string),
         caller_account: args.narrowing.caller_account,
+        service_roles: args
+            .service_roles
+            .roles()
+            .iter()
+            .map(amishare_core::scaling::ServiceLinkedRole::resource)
+            .collect(),
     };
+    if !narrowing.service_roles.is_empty() {
+        if let Some(target) = targets.iter().find(|t| t.account().is_none()) {
+            return Err(usage(format!(
+                "--autoscaling: grants for service-linked roles are allowed per account, not to {target}: name the accounts or their principals"
+            )));
+        }
+    }
     if args.statements {
         let statements = least_privilege_statements(&grantees, &narrowing);
         return print(

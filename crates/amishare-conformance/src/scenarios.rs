@@ -104,6 +104,7 @@ pub async fn seed_flow(h: &dyn Harness) -> Coverage {
     }
     let accepted = flow(h, &target)
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: shared.image.clone(),
             region: region.clone(),
             keys: vec![shared.key.clone()],
@@ -502,6 +503,7 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
 
     let accepted = flow(h, &h.target())
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: image.id.clone(),
             region: h.region(),
             keys: vec![key.clone()],
@@ -513,7 +515,7 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
         .expect_err("the smoke launch fails");
     assert_eq!(accepted.kind(), ErrorKind::LaunchFailed, "{accepted}");
     let launch = accepted
-        .launch_failure()
+        .failed_launch()
         .expect("a failed launch carries its fields");
     assert_eq!(launch.image, image.id);
     assert_eq!(launch.region, h.region());
@@ -773,6 +775,7 @@ pub async fn snapshot_key_gate(h: &dyn Harness) -> Coverage {
         .await
         .id;
     let request = ShareRequest {
+        service_roles: Vec::new(),
         source: ImageSource::Image(image.clone()),
         source_region: region.clone(),
         regions: Vec::new(),
@@ -930,6 +933,7 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
         .expect("target IAM");
     let accepted = flow(h, &h.target())
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: shared.image.clone(),
             region,
             keys: vec![shared.key.clone()],

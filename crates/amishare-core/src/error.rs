@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::id::{ImageId, InstanceId, Region, SnapshotId};
 use crate::model::{ImageState, InstanceState, StateReason};
+use crate::scaling::{ActivityStatus, LaunchFailure as ActivityFailure, ServiceLinkedRole};
 
 /// `Result` with amishare's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,8 +40,9 @@ pub enum ErrorKind {
     /// launch and a copy have kinds of their own.
     Failed,
     /// An instance went `shutting-down` or `terminated` at launch (EC2
-    /// accepted `RunInstances`; KMS may have refused EC2 later): see
-    /// [`Error::failure`] for the instance and EC2's state reason.
+    /// accepted `RunInstances`; KMS may have refused EC2 later), or an Auto
+    /// Scaling group's launch activity failed: see [`Error::failure`] for
+    /// the instance and EC2's state reason, or the group and its activity.
     LaunchFailed,
     /// An image copy went `failed` after `CopyImage` returned its ID: see
     /// [`Error::failure`] for the copy, its snapshots and EC2's state reason.
@@ -98,15 +100,17 @@ pub struct Error {
 #[non_exhaustive]
 pub enum Failure {
     /// An instance that did not reach `running`.
-    Launch(LaunchFailure),
+    Launch(FailedLaunch),
+    /// An Auto Scaling group whose launch activity failed.
+    GroupLaunch(FailedGroupLaunch),
     /// An image copy that went `failed`.
-    Copy(CopyFailure),
+    Copy(FailedCopy),
 }
 
 /// An instance that went `shutting-down` or `terminated` at launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct LaunchFailure {
+pub struct FailedLaunch {
     /// The region of the launch.
     pub region: Region,
     /// The image launched.
@@ -124,10 +128,35 @@ pub struct LaunchFailure {
     pub cause: Option<String>,
 }
 
+/// An Auto Scaling group's launch that failed: the activity as Auto
+/// Scaling reports it (`docs/spec/production.md` §C1.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailedGroupLaunch {
+    /// The region of the group.
+    pub region: Region,
+    /// The image launched.
+    pub image: ImageId,
+    /// The group's name.
+    pub group: String,
+    /// The service-linked role the group launched as.
+    pub role: ServiceLinkedRole,
+    /// The failed (or cancelled) activity's ID.
+    pub activity: String,
+    /// Its status.
+    pub status: ActivityStatus,
+    /// Its status message, as Auto Scaling gives it.
+    pub status_message: Option<String>,
+    /// The instance it launched, when it got that far.
+    pub instance: Option<InstanceId>,
+    /// The cause in KMS's terms, as far as the status message tells it.
+    pub cause: Option<ActivityFailure>,
+}
+
 /// An image copy that went `failed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct CopyFailure {
+pub struct FailedCopy {
     /// The region of the copy.
     pub region: Region,
     /// The copy's image ID, as `CopyImage` returned it.
@@ -197,7 +226,7 @@ impl Error {
 
     /// An instance that went `shutting-down` or `terminated` at launch:
     /// [`ErrorKind::LaunchFailed`], with EC2's state reason code as its code.
-    pub fn launch_failed(failure: LaunchFailure) -> Error {
+    pub fn launch_failed(failure: FailedLaunch) -> Error {
         let mut message = format!(
             "instance {} from image {} in {} went {} at launch",
             failure.instance, failure.image, failure.region, failure.state
@@ -213,9 +242,40 @@ impl Error {
         )
     }
 
+    /// An Auto Scaling group's launch activity that failed:
+    /// [`ErrorKind::LaunchFailed`], its code the EC2 reason the status
+    /// message carries (`Client.InternalError`,
+    /// `Client.InvalidKMSKey.InvalidState`), else `ScalingActivityFailed`.
+    pub fn group_launch_failed(failure: FailedGroupLaunch) -> Error {
+        let mut message = format!(
+            "Auto Scaling group {} in {} could not launch {} as {}: activity {} {}: {}",
+            failure.group,
+            failure.region,
+            failure.image,
+            failure.role,
+            failure.activity,
+            failure.status,
+            failure.status_message.as_deref().unwrap_or("no message")
+        );
+        if let Some(cause) = failure.cause {
+            message.push_str(&format!(" ({cause})"));
+        }
+        let code = match failure.cause {
+            Some(ActivityFailure::KeyState) => "Client.InvalidKMSKey.InvalidState",
+            Some(ActivityFailure::KeyAccess) => "Client.InternalError",
+            _ => "ScalingActivityFailed",
+        };
+        Error::failed(
+            ErrorKind::LaunchFailed,
+            message,
+            Some(code.to_owned()),
+            Failure::GroupLaunch(failure),
+        )
+    }
+
     /// An image copy that went `failed`: [`ErrorKind::CopyFailed`], with
     /// EC2's state reason code as its code.
-    pub fn copy_failed(failure: CopyFailure) -> Error {
+    pub fn copy_failed(failure: FailedCopy) -> Error {
         let mut message = format!(
             "copy {} of image {} in {} is {}",
             failure.image, failure.source, failure.region, failure.state
@@ -336,15 +396,23 @@ impl Error {
     }
 
     /// The launch that failed, for [`ErrorKind::LaunchFailed`].
-    pub fn launch_failure(&self) -> Option<&LaunchFailure> {
+    pub fn failed_launch(&self) -> Option<&FailedLaunch> {
         match self.failure() {
             Some(Failure::Launch(launch)) => Some(launch),
             _ => None,
         }
     }
 
+    /// The Auto Scaling group launch that failed, for [`ErrorKind::LaunchFailed`].
+    pub fn failed_group_launch(&self) -> Option<&FailedGroupLaunch> {
+        match self.failure() {
+            Some(Failure::GroupLaunch(launch)) => Some(launch),
+            _ => None,
+        }
+    }
+
     /// The copy that failed, for [`ErrorKind::CopyFailed`].
-    pub fn copy_failure(&self) -> Option<&CopyFailure> {
+    pub fn failed_copy(&self) -> Option<&FailedCopy> {
         match self.failure() {
             Some(Failure::Copy(copy)) => Some(copy),
             _ => None,

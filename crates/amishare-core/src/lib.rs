@@ -2,7 +2,8 @@
 //! cross-account sharing flow.
 //!
 //! This crate knows nothing about the AWS SDK, tokio or the network: backends
-//! implement [`KeyStore`] and [`ImageStore`]; [`Flow`] runs the owner side
+//! implement [`KeyStore`] and [`ImageStore`] (and, to launch through Auto
+//! Scaling, [`scaling::ScalingStore`]); [`Flow`] runs the owner side
 //! ([`Sharer::share`], [`Sharer::unshare`]) and the target side
 //! ([`Sharer::accept`]) over them; [`plan::planning`] turns any pair of
 //! stores into a dry run.
@@ -12,7 +13,9 @@ mod id;
 mod model;
 mod store;
 
-pub use crate::error::{CopyFailure, Error, ErrorKind, Exhausted, Failure, LaunchFailure, Result};
+pub use crate::error::{
+    Error, ErrorKind, Exhausted, FailedCopy, FailedGroupLaunch, FailedLaunch, Failure, Result,
+};
 pub use crate::id::{
     AccountId, AliasArn, AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef,
     OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region, SnapshotId, VolumeId,
@@ -28,13 +31,14 @@ pub mod ec2_kms;
 mod flow;
 pub mod plan;
 pub mod retry;
+pub mod scaling;
 
 #[cfg(any(test, feature = "mock"))]
 pub use crate::flow::MockSharer;
 pub use crate::flow::{
     check_partitions, smoke_instances, AcceptReport, AcceptRequest, CopyKey, CopyReport, FixReport,
-    FixRequest, Flow, ImageSource, Kept, KeyChoice, KeyPolicyReport, LaunchOptions, LaunchReport,
-    Mended, Narrowing, PolicyWrite, RegionImage, RegionShare, ShareReport, ShareRequest, Sharer,
-    Step, Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SMOKE_KEEP,
-    TAG_SMOKE_TEST, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    FixRequest, Flow, GrantReport, ImageSource, Kept, KeyChoice, KeyPolicyReport, LaunchOptions,
+    LaunchReport, LaunchVia, Mended, Narrowing, PolicyWrite, RegionImage, RegionShare, ShareReport,
+    ShareRequest, Sharer, Step, Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS,
+    TAG_KEY, TAG_SMOKE_KEEP, TAG_SMOKE_TEST, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };

@@ -55,5 +55,5 @@ pub use eval::{
 pub use share::{
     amishare_principals, amishare_statements, check_lockout, check_lockout_on,
     least_privilege_statements, merge, merge_key, new_key_policy, remove, Grantee, MergeError,
-    Merged, Narrowing, MAX_POLICY_BYTES, SID_PREFIX,
+    Merged, Narrowing, MAX_POLICY_BYTES, SERVICE_ROLE_GRANT_OPERATIONS, SID_PREFIX,
 };

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `amishare` binary.
 
+mod autoscaling;
 #[cfg(feature = "aws")]
 mod aws;
 mod bad_inputs;

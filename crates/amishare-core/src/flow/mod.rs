@@ -14,6 +14,7 @@
 mod fix;
 mod owner;
 mod request;
+mod scaling;
 mod target;
 
 pub use self::fix::{FixReport, FixRequest, Mended};
@@ -31,10 +32,11 @@ use tracing::info;
 
 pub use self::request::*;
 use self::wait::{fnv1a, poll_with_progress, Pending, Poll, ProgressReads, Schedule};
-use crate::error::{CopyFailure, Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, FailedCopy, Result};
 use crate::id::{AccountId, ImageId, Region, SnapshotId};
 use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState};
 use crate::retry::{RetryOptions, Retrying};
+use crate::scaling::{GroupWait, ScalingStore};
 use crate::store::{Clock, ImageStore, KeyStore};
 
 /// Tag on every image amishare makes, naming the image it came from.
@@ -74,6 +76,7 @@ pub struct Flow {
     stores: Retrying,
     clock: Arc<dyn Clock>,
     wait: WaitOptions,
+    group_wait: GroupWait,
 }
 
 impl Flow {
@@ -88,7 +91,21 @@ impl Flow {
             stores: Retrying::new(keys, images, clock.clone(), RetryOptions::default()),
             clock,
             wait: WaitOptions::default(),
+            group_wait: GroupWait::default(),
         }
+    }
+
+    /// Adds an Auto Scaling store acting as the same principal, for smoke
+    /// launches through an Auto Scaling group.
+    pub fn with_scaling(mut self, scaling: Arc<dyn ScalingStore>) -> Flow {
+        self.stores = self.stores.with_scaling(scaling);
+        self
+    }
+
+    /// Replaces how long an Auto Scaling smoke launch may take.
+    pub fn with_group_wait(mut self, wait: GroupWait) -> Flow {
+        self.group_wait = wait;
+        self
     }
 
     /// Replaces the retry options.
@@ -295,14 +312,33 @@ impl Flow {
             ))
         };
 
+        let (grants, grant_made_at) = self
+            .service_grants(request, &keys, &caller, &journal)
+            .await?;
         let launch = match &request.launch {
             Some(options) => {
-                self.end_earlier_smoke_tests(region, &image.id, &journal)
-                    .await?;
-                let launched = self
-                    .smoke_launch(region, &image, options, &journal)
-                    .await
-                    .map_err(denied_directly)?;
+                let launched = match &options.via {
+                    LaunchVia::RunInstances => {
+                        self.end_earlier_smoke_tests(region, &image.id, &journal)
+                            .await?;
+                        self.smoke_launch(region, &image, options, &journal).await
+                    }
+                    LaunchVia::AutoScaling(role) => {
+                        self.end_earlier_smoke_groups(region, &image.id, &journal)
+                            .await?;
+                        self.smoke_launch_group(
+                            region,
+                            &image,
+                            options,
+                            role,
+                            &caller,
+                            grant_made_at,
+                            &journal,
+                        )
+                        .await
+                    }
+                }
+                .map_err(denied_directly)?;
                 proof("the smoke instance ran");
                 Some(launched)
             }
@@ -329,6 +365,7 @@ impl Flow {
             owner: image.owner,
             keys_checked,
             keys_through_ec2: through_ec2,
+            grants,
             launch,
             copy,
             steps,
@@ -599,7 +636,7 @@ impl Flow {
                 Err(_) => BTreeMap::new(),
             }
         };
-        Error::copy_failed(CopyFailure {
+        Error::copy_failed(FailedCopy {
             region: region.clone(),
             image: image.id,
             source: source.clone(),

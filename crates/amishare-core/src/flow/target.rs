@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::error::{Error, ErrorKind, LaunchFailure, Result};
+use crate::error::{Error, ErrorKind, FailedLaunch, Result};
 use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::flow::{
     AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, TAG_KEY,
@@ -250,7 +250,7 @@ impl Flow {
                 match instance.state {
                     InstanceState::Running => Ok(Poll::Ready(instance.state)),
                     InstanceState::Pending => Ok(Poll::Pending(Pending::Instance(instance.state))),
-                    state => Err(Error::launch_failed(LaunchFailure {
+                    state => Err(Error::launch_failed(FailedLaunch {
                         region: region.clone(),
                         image: image.id.clone(),
                         instance: instance.id,
@@ -303,6 +303,7 @@ impl Flow {
         }
         Ok(LaunchReport {
             instance: id,
+            group: None,
             state,
             terminated_after,
         })

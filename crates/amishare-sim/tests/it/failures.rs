@@ -45,6 +45,7 @@ fn accept(image: &ImageId, key: &KeyArn, fx: &Fx) -> AcceptRequest {
         launch: None,
         copy: None,
         copy_name: None,
+        grants: Vec::new(),
     }
 }
 
@@ -61,11 +62,9 @@ async fn a_failed_smoke_launch_is_matched_by_kind_and_fields() {
         .expect_err("KMS refuses EC2 the key");
 
     assert_eq!(err.kind(), ErrorKind::LaunchFailed);
-    assert!(err.copy_failure().is_none());
+    assert!(err.failed_copy().is_none());
     assert!(err.retries_exhausted().is_none());
-    let launch = err
-        .launch_failure()
-        .expect("a failed launch has its fields");
+    let launch = err.failed_launch().expect("a failed launch has its fields");
     assert_eq!(launch.image, image);
     assert_eq!(launch.region, fx.region);
     assert!(
@@ -116,8 +115,8 @@ async fn a_failed_copy_is_matched_by_kind_and_fields() {
         .expect_err("KMS refuses EC2 the key");
 
     assert_eq!(err.kind(), ErrorKind::CopyFailed);
-    assert!(err.launch_failure().is_none());
-    let copy = err.copy_failure().expect("a failed copy has its fields");
+    assert!(err.failed_launch().is_none());
+    let copy = err.failed_copy().expect("a failed copy has its fields");
     assert_eq!(copy.source, image);
     assert_eq!(copy.region, fx.region);
     let knobs = fx.world.knobs();
