@@ -5,7 +5,7 @@
 //! message always names the input that failed. What a caller may want to act
 //! on beyond the kind and the code is a field: a launch or a copy that failed
 //! after its call returned ([`Error::failure`]), and a call the retry layer
-//! gave up on ([`Error::exhausted`]).
+//! gave up on ([`Error::retries_exhausted`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -226,7 +226,7 @@ impl Error {
 
     /// An instance that went `shutting-down` or `terminated` at launch:
     /// [`ErrorKind::LaunchFailed`], with EC2's state reason code as its code.
-    pub fn launch_failed(failure: FailedLaunch) -> Error {
+    pub(crate) fn launch_failed(failure: FailedLaunch) -> Error {
         let mut message = format!(
             "instance {} from image {} in {} went {} at launch",
             failure.instance, failure.image, failure.region, failure.state
@@ -246,7 +246,7 @@ impl Error {
     /// [`ErrorKind::LaunchFailed`], its code the EC2 reason the status
     /// message carries (`Client.InternalError`,
     /// `Client.InvalidKMSKey.InvalidState`), else `ScalingActivityFailed`.
-    pub fn group_launch_failed(failure: FailedGroupLaunch) -> Error {
+    pub(crate) fn group_launch_failed(failure: FailedGroupLaunch) -> Error {
         let mut message = format!(
             "Auto Scaling group {} in {} could not launch {} as {}: activity {} {}: {}",
             failure.group,
@@ -275,7 +275,7 @@ impl Error {
 
     /// An image copy that went `failed`: [`ErrorKind::CopyFailed`], with
     /// EC2's state reason code as its code.
-    pub fn copy_failed(failure: FailedCopy) -> Error {
+    pub(crate) fn copy_failed(failure: FailedCopy) -> Error {
         let mut message = format!(
             "copy {} of image {} in {} is {}",
             failure.image, failure.source, failure.region, failure.state
@@ -349,7 +349,7 @@ impl Error {
     /// attempts. The message then names the operation and its resource
     /// (unless it already begins with the operation, as the AWS backend's
     /// do) and says how many attempts were made.
-    pub fn with_exhausted(mut self, exhausted: Exhausted) -> Error {
+    pub(crate) fn with_exhausted(mut self, exhausted: Exhausted) -> Error {
         if !self.message.starts_with(exhausted.operation) {
             self.message = format!("{exhausted}: {}", self.message);
         }
