@@ -10,6 +10,7 @@ mod ec2;
 mod failures;
 mod faults;
 mod fixture;
+mod key_admin;
 mod kms;
 mod least_calls;
 mod scaling;
