@@ -3,10 +3,14 @@
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`, then the same
 //!    for amishare-aws and amishare-cli with their `localstack` features (the e2e tests)
-//! 3. `cargo test --workspace` (this includes the tidy tests in xtask)
-//! 4. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
-//! 5. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
-//! 6. `cargo deny check bans licenses sources`, only when `cargo deny --version`
+//!    and for the command without its AWS backend (`--no-default-features`)
+//! 3. `cargo test --workspace` (this includes the tidy tests in xtask), then
+//!    the command's tests without its AWS backend
+//! 4. `cargo xtask first-run`: the README's first command from a cold target
+//!    directory, within its time and memory budget
+//! 5. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
+//! 6. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
+//! 7. `cargo deny check bans licenses sources`, only when `cargo deny --version`
 //!    succeeds; otherwise the step is skipped with the reason printed.
 //!
 //! The advisories check is left out because it needs the advisory database
@@ -46,9 +50,27 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
             .run()
         },
     )?;
+    step(
+        "cargo clippy -p amishare-cli --no-default-features --all-targets -- -D warnings",
+        || {
+            cmd!(
+                sh,
+                "{cargo} clippy -p amishare-cli --no-default-features --all-targets -- -D warnings"
+            )
+            .run()
+        },
+    )?;
     step("cargo test --workspace", || {
         cmd!(sh, "{cargo} test --workspace").run()
     })?;
+    step("cargo test -p amishare-cli --no-default-features", || {
+        cmd!(sh, "{cargo} test -p amishare-cli --no-default-features").run()
+    })?;
+    if let Err(err) = crate::first_run::run(&crate::project_root(), &[]) {
+        return Err(format_err!(
+            "ci step `cargo xtask first-run` failed: {err:#}"
+        ));
+    }
     let fuzz_args = ["--seconds".into(), "15".into()];
     if let Err(err) = crate::fuzz::run(&crate::project_root(), &fuzz_args) {
         return Err(format_err!(
