@@ -719,7 +719,11 @@ fn instance_item(out: &mut Xml, instance: &Instance, instance_type: Option<&str>
         out.leaf("instanceId", &instance.id);
         out.leaf("imageId", &instance.image);
         out.element("instanceState", |out| instance_state(out, instance.state));
-        out.leaf_opt("reason", instance.state_reason.as_ref());
+        // EC2's state reason message already begins with its code.
+        out.leaf_opt(
+            "reason",
+            instance.state_reason.as_ref().map(|reason| &reason.message),
+        );
         out.leaf("amiLaunchIndex", 0);
         out.leaf_opt("instanceType", instance_type);
         if let Some(reason) = &instance.state_reason {

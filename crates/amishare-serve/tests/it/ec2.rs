@@ -822,6 +822,6 @@ async fn a_doomed_launch_terminates_with_ec2_s_state_reason() {
     );
     assert_eq!(
         dead.text("reservationSet/item/instancesSet/item/reason"),
-        "Client.InternalError: Client.InternalError: Client error on launch"
+        "Client.InternalError: Client error on launch"
     );
 }
