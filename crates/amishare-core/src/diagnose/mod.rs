@@ -86,6 +86,39 @@ pub struct DiagnoseRequest {
     pub copy_key: CopyKey,
 }
 
+impl DiagnoseRequest {
+    /// What `principal` needs to launch or copy (`intent`) the shared
+    /// `image` in `region`, a copy re-encrypted under the target's default
+    /// EBS key, with no keys reported by the owner.
+    pub fn new(
+        image: ImageId,
+        region: Region,
+        principal: PrincipalArn,
+        intent: Intent,
+    ) -> DiagnoseRequest {
+        DiagnoseRequest {
+            image,
+            region,
+            principal,
+            intent,
+            keys: Vec::new(),
+            copy_key: CopyKey::AccountDefault,
+        }
+    }
+
+    /// The keys the owner reported for the image.
+    pub fn with_keys(mut self, keys: impl IntoIterator<Item = KeyArn>) -> DiagnoseRequest {
+        self.keys = keys.into_iter().collect();
+        self
+    }
+
+    /// The key a copy is re-encrypted under.
+    pub fn with_copy_key(mut self, copy_key: CopyKey) -> DiagnoseRequest {
+        self.copy_key = copy_key;
+        self
+    }
+}
+
 /// A link of the chain. Its [`code`](Link::code) is stable: scripts may match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Link {
