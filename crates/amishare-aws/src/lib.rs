@@ -1,24 +1,4 @@
-//! amishare's AWS backend: [`AwsKeyStore`] (KMS, and STS for the caller's
-//! identity) and [`AwsImageStore`] (EC2), built from an [`SdkConfig`].
-//!
-//! ```no_run
-//! # async fn example() -> amishare_core::Result<()> {
-//! use std::sync::Arc;
-//! use amishare_aws::{load, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
-//! use amishare_core::{Flow, KeyStore};
-//!
-//! let config = load(&ConnectOptions {
-//!     profile: Some("owner".to_owned()),
-//!     ..ConnectOptions::default()
-//! })
-//! .await;
-//! let keys = Arc::new(AwsKeyStore::new(&config));
-//! println!("acting as {}", keys.caller().await?.arn);
-//! let flow = Flow::new(keys, Arc::new(AwsImageStore::new(&config)), Arc::new(WallClock));
-//! # let _ = flow;
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # Design
 //!
@@ -42,6 +22,13 @@
 //!   ([`ConnectOptions::max_attempts`]) before they surface.
 //! * **No SDK types in the API** but the configuration: [`SdkConfig`] in, and
 //!   amishare's own types through the traits.
+
+// The repository README's Rust examples use this crate and the simulation
+// (a dev-dependency): they compile, and run where they need no AWS, as this
+// crate's doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct RepositoryReadme;
 
 mod clock;
 mod connect;
