@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let narrowing = Narrowing {
         via_service_region: Some("ap-northeast-1".to_owned()),
         caller_account: true,
+        service_roles: Vec::new(),
     };
     let _ = check_lockout(&policy, OWNER, OWNER_ROOT);
     if let Ok(merged) = merge(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT) {

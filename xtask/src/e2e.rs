@@ -16,7 +16,9 @@
 //! 6. Runs the AWS backend's whole conformance suite against the served
 //!    simulation (`amishare-aws`'s `serve::` test), and the stock `aws` CLI
 //!    (pinned, in `target/e2e/awscli-venv`) through the seed flow against
-//!    `amishare sim serve` (`crates/amishare-serve/tests/awscli-seed.sh`).
+//!    `amishare sim serve` (`crates/amishare-serve/tests/awscli-seed.sh`), and an
+//!    Auto Scaling group launching the shared image before and after the grant
+//!    (`crates/amishare-serve/tests/awscli-autoscaling.sh`).
 //! 7. Always stops LocalStack (SIGTERM to its group, SIGKILL after 10 s), also
 //!    when a step fails, on Ctrl-C and on SIGTERM or SIGHUP, checks that its
 //!    port is closed, and prints the tail of its log when anything failed.
@@ -249,33 +251,42 @@ fn served(
     let (venv_python, _) = ensure_venv(running, dir, python, &AWSCLI_VENV)?;
     let aws = venv_python.with_file_name("aws");
     let amishare = root.join("target").join("debug").join("amishare");
-    let started = Instant::now();
-    let status = running
-        .status(
-            Command::new("bash")
-                .arg(root.join("crates/amishare-serve/tests/awscli-seed.sh"))
-                .env("AWS_CLI", &aws)
-                .env(
-                    "AMISHARE_SERVE",
-                    format!("{} sim serve", amishare.display()),
-                )
-                .env_remove("AMISHARE_ENDPOINT")
-                .stdin(Stdio::null())
-                .current_dir(root),
-        )
-        .context("running the aws CLI seed flow")?;
-    if !status.success() {
-        return Err(format_err!(
-            "the aws CLI seed flow against amishare sim serve failed ({status})"
+    for (script, what) in AWSCLI_SCRIPTS {
+        let started = Instant::now();
+        let status = running
+            .status(
+                Command::new("bash")
+                    .arg(root.join("crates/amishare-serve/tests").join(script))
+                    .env("AWS_CLI", &aws)
+                    .env(
+                        "AMISHARE_SERVE",
+                        format!("{} sim serve", amishare.display()),
+                    )
+                    .env_remove("AMISHARE_ENDPOINT")
+                    .stdin(Stdio::null())
+                    .current_dir(root),
+            )
+            .with_context(|| format!("running the aws CLI {what}"))?;
+        if !status.success() {
+            return Err(format_err!(
+                "the aws CLI {what} against amishare sim serve failed ({status})"
+            ));
+        }
+        summary.push(format!(
+            "the aws CLI ({}) ran the {what} against amishare sim serve in {:.0} s",
+            AWSCLI_VENV.requirements.join(" "),
+            started.elapsed().as_secs_f64()
         ));
     }
-    summary.push(format!(
-        "the aws CLI ({}) ran the seed flow against amishare sim serve in {:.0} s",
-        AWSCLI_VENV.requirements.join(" "),
-        started.elapsed().as_secs_f64()
-    ));
     Ok(())
 }
+
+/// The stock-aws-CLI scripts run against `amishare sim serve`, in
+/// `crates/amishare-serve/tests/`, with what each drives.
+const AWSCLI_SCRIPTS: [(&str, &str); 2] = [
+    ("awscli-seed.sh", "seed flow"),
+    ("awscli-autoscaling.sh", "Auto Scaling flow"),
+];
 
 // ---------------------------------------------------------------------------
 // Python and the virtual environment.

@@ -98,6 +98,23 @@ pub fn classify(code: &str) -> Option<(ErrorKind, bool)> {
         }
         "DryRunOperationException" => (Service, false),
 
+        // EC2 launch templates.
+        "InvalidLaunchTemplateName.NotFoundException" | "InvalidLaunchTemplateId.NotFound" => {
+            (NotFound, false)
+        }
+        "InvalidLaunchTemplateName.AlreadyExistsException" => (Conflict, false),
+        "InvalidLaunchTemplateName.MalformedException" | "InvalidLaunchTemplateId.Malformed" => {
+            (InvalidInput, false)
+        }
+
+        // EC2 Auto Scaling (`docs/spec/production.md` §C1.7).
+        "AlreadyExists" | "ResourceInUse" | "ScalingActivityInProgress" | "LimitExceeded" => {
+            (Conflict, false)
+        }
+        "ValidationError" => (InvalidInput, false),
+        "ResourceContention" | "ServiceLinkedRoleFailure" => (Service, true),
+        "InvalidNextToken" => (InvalidInput, false),
+
         // Codes every service may answer: credentials and signing, throttling.
         "AccessDenied"
         | "ExpiredToken"
@@ -140,6 +157,8 @@ pub(crate) fn refine(
         "InvalidParameter" if message.contains("AWS Managed CMK") => {
             (ErrorKind::Unsupported, false)
         }
+        // Auto Scaling names an unknown group with a validation error.
+        "ValidationError" if message.contains("not found") => (ErrorKind::NotFound, false),
         _ => classified,
     }
 }

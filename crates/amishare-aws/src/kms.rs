@@ -225,10 +225,41 @@ impl KeyStore for AwsKeyStore {
             .grantee_principal(request.grantee.as_str())
             .set_operations(Some(operations))
             .set_name(request.name.clone())
+            .set_retiring_principal(
+                request
+                    .retiring_principal
+                    .as_ref()
+                    .map(|p| p.as_str().to_owned()),
+            )
             .send()
             .await
             .map_err(|e| from_sdk(OP, &format!("{key} for {}", request.grantee), e))?;
         parse(OP, "GrantId", out.grant_id(), GrantId::parse)
+    }
+
+    async fn list_retirable_grants(
+        &self,
+        region: &Region,
+        retiring: &PrincipalArn,
+    ) -> Result<Vec<Grant>> {
+        const OP: &str = "ListRetirableGrants";
+        let mut pages = self
+            .kms
+            .get(region)
+            .list_retirable_grants()
+            .retiring_principal(retiring.as_str())
+            .into_paginator()
+            .send();
+        let mut grants = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| from_sdk(OP, retiring, e))?;
+            for entry in page.grants() {
+                // Each entry names its key by ARN: the grants are on keys of any account.
+                let key = parse(OP, "KeyId", entry.key_id(), KeyArn::parse)?;
+                grants.push(grant(&key, entry)?);
+            }
+        }
+        Ok(grants)
     }
 
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
@@ -301,5 +332,10 @@ fn grant(key: &KeyArn, entry: &kms::GrantListEntry) -> Result<Grant> {
             .map(|op| op.as_str().to_owned())
             .collect(),
         issuing_account,
+        retiring_principal: entry.retiring_principal().map(str::to_owned),
+        key: match entry.key_id() {
+            Some(id) => KeyArn::parse(id).ok().or_else(|| Some(key.clone())),
+            None => Some(key.clone()),
+        },
     })
 }

@@ -37,6 +37,7 @@ mod error;
 mod iam;
 mod kms;
 mod regional;
+mod scaling;
 
 pub use aws_config::{ConfigLoader, SdkConfig};
 
@@ -46,6 +47,7 @@ pub use crate::ec2::AwsImageStore;
 pub use crate::error::classify;
 pub use crate::iam::AwsDirectory;
 pub use crate::kms::AwsKeyStore;
+pub use crate::scaling::AwsScalingStore;
 
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,15 @@ impl RegionalClient for aws_sdk_ec2::Client {
     }
 }
 
+impl RegionalClient for aws_sdk_autoscaling::Client {
+    type Config = aws_sdk_autoscaling::Config;
+
+    fn for_region(base: &aws_sdk_autoscaling::Config, region: &Region) -> Self {
+        let region = aws_sdk_autoscaling::config::Region::new(region.to_string());
+        aws_sdk_autoscaling::Client::from_conf(base.to_builder().region(region).build())
+    }
+}
+
 /// The clients of one service, one per region. The base configuration keeps
 /// everything but the region: credentials, endpoint override, retry and
 /// timeout settings, HTTP client and interceptors.

@@ -6,6 +6,7 @@ mod connect;
 mod ec2;
 mod iam;
 mod kms;
+mod scaling;
 
 use amishare_core::{Error, ErrorKind, KeyArn, Region};
 

@@ -3,7 +3,10 @@
 use std::fmt::Write as _;
 
 use amishare_core::diagnose::{DiagnoseRequest, Intent};
-use amishare_core::{AcceptRequest, CopyKey, ErrorKind, ImageId, KeyArn, LaunchOptions, Sharer};
+use amishare_core::scaling::ServiceLinkedRole;
+use amishare_core::{
+    AcceptRequest, CopyKey, ErrorKind, ImageId, KeyArn, LaunchOptions, LaunchVia, Sharer,
+};
 use serde_json::json;
 
 use crate::args;
@@ -43,6 +46,29 @@ pub(crate) struct AcceptArgs {
     /// Name of the copy.
     #[arg(long, value_parser = image_name, requires = "copy_key")]
     copy_name: Option<String>,
+    /// Create, from this account, the grant on each key of the image that
+    /// lets this account's Auto Scaling groups launch it (for the
+    /// service-linked role AWSServiceRoleForAutoScaling; the key's owner
+    /// shares with --autoscaling first). A rerun finds the grant by name.
+    #[arg(long)]
+    autoscaling_grant: bool,
+    /// Create the grant for another service-linked role too (repeatable):
+    /// autoscaling:SUFFIX, ec2fleet, spot or spotfleet.
+    #[arg(long = "service-linked-role", value_name = "ROLE", value_parser = args::service_role)]
+    service_roles: Vec<amishare_core::scaling::ServiceLinkedRole>,
+    /// How the smoke instance is launched: run-instances (as this
+    /// principal), or autoscaling (a temporary launch template and a
+    /// one-instance Auto Scaling group, as production launches; both are
+    /// deleted afterwards).
+    #[arg(long, value_enum, default_value = "run-instances", requires = "launch")]
+    launch_via: LaunchViaArg,
+}
+
+/// `--launch-via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LaunchViaArg {
+    RunInstances,
+    Autoscaling,
 }
 
 /// `--copy-key`: a key, or `default` for the account's default EBS key.
@@ -93,11 +119,37 @@ pub(crate) async fn run(
     global: &Global,
     session: &Session,
 ) -> Result<(), Failure> {
+    let roles = args::ServiceRoleArgs {
+        autoscaling: args.autoscaling_grant,
+        roles: args.service_roles.clone(),
+    }
+    .roles();
+    // A group launches as the Auto Scaling role asked for (a custom-suffix
+    // one when it is the only one given), else the default one.
+    let group_role = roles
+        .iter()
+        .find(|role| matches!(role, ServiceLinkedRole::AutoScaling { .. }))
+        .cloned()
+        .unwrap_or_else(ServiceLinkedRole::auto_scaling);
+    if args.keep && args.launch_via == LaunchViaArg::Autoscaling {
+        return Err(crate::fail::usage(
+            "--keep keeps a smoke instance of --launch-via run-instances; the Auto Scaling smoke group is always deleted",
+        ));
+    }
     let request = AcceptRequest {
+        grants: if args.autoscaling_grant || !args.service_roles.is_empty() {
+            roles
+        } else {
+            Vec::new()
+        },
         image: args.image.clone(),
         region: session.region()?,
         keys: args.keys.clone(),
         launch: args.launch.then(|| LaunchOptions {
+            via: match args.launch_via {
+                LaunchViaArg::RunInstances => LaunchVia::RunInstances,
+                LaunchViaArg::Autoscaling => LaunchVia::AutoScaling(group_role.clone()),
+            },
             instance_type: args.instance_type.clone(),
             subnet: args.subnet.clone(),
             keep: args.keep,
@@ -128,17 +180,38 @@ pub(crate) async fn run(
         report.image, report.owner
     );
     render::steps(&mut out, &report.steps);
-    if let Some(launch) = &report.launch {
+    for grant in &report.grants {
         let _ = writeln!(
             out,
-            "Instance {} reached running{}.",
-            launch.instance,
-            if launch.terminated_after {
-                " and was terminated afterwards"
-            } else {
-                " and is still running"
-            }
+            "Grant {} on {} for {}{}.",
+            grant.grant_id,
+            grant.key,
+            grant.grantee,
+            if grant.created { "" } else { " (made earlier)" }
         );
+    }
+    if let Some(launch) = &report.launch {
+        match &launch.group {
+            Some(group) => {
+                let _ = writeln!(
+                    out,
+                    "Auto Scaling group {group} had instance {} in service; the group and its launch template were deleted.",
+                    launch.instance
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "Instance {} reached running{}.",
+                    launch.instance,
+                    if launch.terminated_after {
+                        " and was terminated afterwards"
+                    } else {
+                        " and is still running"
+                    }
+                );
+            }
+        }
     }
     if let Some(copy) = &report.copy {
         let _ = writeln!(out, "Copy {} is owned by this account:", copy.image);
@@ -165,11 +238,20 @@ async fn explain_launch_failure(
 ) {
     let diagnosis = async {
         let caller = session.side.keys.caller().await?;
+        let via_group = request.launch.as_ref().and_then(|l| match &l.via {
+            LaunchVia::AutoScaling(role) => Some(role.clone()),
+            LaunchVia::RunInstances => None,
+        });
         let diagnose = DiagnoseRequest {
+            intent: if via_group.is_some() {
+                Intent::AutoScaling
+            } else {
+                Intent::Launch
+            },
+            service_role: via_group,
             image: request.image.clone(),
             region: request.region.clone(),
             principal: doctor::as_principal(caller.arn),
-            intent: Intent::Launch,
             keys: request.keys.clone(),
             copy_key: CopyKey::AccountDefault,
         };

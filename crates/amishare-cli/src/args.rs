@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use amishare_core::scaling::ServiceLinkedRole;
 use amishare_core::{
     AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
     PrincipalArn, PrincipalKind, Region, Target,
@@ -99,6 +100,47 @@ pub(crate) fn alias(value: &str) -> Result<AliasName, String> {
         ));
     }
     Ok(alias)
+}
+
+/// A service-linked role that launches instances: `autoscaling`,
+/// `autoscaling:SUFFIX`, `ec2fleet`, `spot`, `spotfleet`, or its role name.
+pub(crate) fn service_role(value: &str) -> Result<ServiceLinkedRole, String> {
+    ServiceLinkedRole::parse(value).map_err(message)
+}
+
+/// The service-linked roles a share or accept names: `--autoscaling` (the
+/// default Auto Scaling role) and each `--service-linked-role`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ServiceRoleArgs {
+    /// Auto Scaling: let the target account's Auto Scaling groups (and EKS
+    /// managed node groups) launch the image. They launch as its
+    /// service-linked role AWSServiceRoleForAutoScaling, which only a grant
+    /// on the key lets use a key of another account: `share` lets each
+    /// target account's principals create that grant, narrowed to the role
+    /// and the operations EBS needs; `accept` creates it.
+    #[arg(long = "autoscaling")]
+    pub(crate) autoscaling: bool,
+    /// Another service-linked role to do the same for (repeatable):
+    /// autoscaling:SUFFIX (a custom-suffix Auto Scaling role), ec2fleet,
+    /// spot or spotfleet.
+    #[arg(long = "service-linked-role", value_name = "ROLE", value_parser = service_role)]
+    pub(crate) roles: Vec<ServiceLinkedRole>,
+}
+
+impl ServiceRoleArgs {
+    /// The roles, the default Auto Scaling role first, without repeats.
+    pub(crate) fn roles(&self) -> Vec<ServiceLinkedRole> {
+        let mut roles = Vec::new();
+        if self.autoscaling {
+            roles.push(ServiceLinkedRole::auto_scaling());
+        }
+        for role in &self.roles {
+            if !roles.contains(role) {
+                roles.push(role.clone());
+            }
+        }
+        roles
+    }
 }
 
 /// A file that exists.

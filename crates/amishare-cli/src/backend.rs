@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use amishare_aws::{AwsDirectory, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
+use amishare_aws::{
+    AwsDirectory, AwsImageStore, AwsKeyStore, AwsScalingStore, ConnectOptions, WallClock,
+};
 use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
+use amishare_core::scaling::ScalingStore;
 use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
 use amishare_sim::{LockHolder, World, WorldLock};
 
@@ -69,6 +72,8 @@ pub(crate) struct Side {
     pub(crate) keys: Arc<dyn KeyStore>,
     /// EC2.
     pub(crate) images: Arc<dyn ImageStore>,
+    /// EC2 Auto Scaling and launch templates.
+    pub(crate) scaling: Arc<dyn ScalingStore>,
     /// IAM, where the doctor reads principals' policies (AWS only: on the
     /// simulation the world itself is the directory).
     pub(crate) directory: Option<Arc<dyn Directory>>,
@@ -80,6 +85,7 @@ impl Side {
         Side {
             keys: Arc::new(AwsKeyStore::new(config)),
             images: Arc::new(AwsImageStore::new(config)),
+            scaling: Arc::new(AwsScalingStore::new(config)),
             directory: Some(Arc::new(AwsDirectory::new(config))),
         }
     }
@@ -116,6 +122,7 @@ impl Session {
             session.side = Side {
                 keys,
                 images,
+                scaling: planner.scaling(session.side.scaling.clone()),
                 directory: session.side.directory.clone(),
             };
             session.planner = Some(planner);
@@ -134,6 +141,7 @@ impl Session {
             self.side.images.clone(),
             self.clock.clone(),
         )
+        .with_scaling(self.side.scaling.clone())
     }
 
     /// The region, or a usage error naming `--region`.
@@ -259,7 +267,8 @@ fn sim_side(
     let client = Arc::new(client);
     Ok(Some(Side {
         keys: client.clone(),
-        images: client,
+        images: client.clone(),
+        scaling: client,
         directory: None,
     }))
 }

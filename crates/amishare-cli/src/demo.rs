@@ -12,6 +12,11 @@ pub(crate) struct DemoArgs {
     /// Seed of the simulated world's IDs: the same seed gives the same IDs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Add a sixth step: B launches the image through an Auto Scaling group,
+    /// as production does, after A's share allows and B creates the grant
+    /// for B's Auto Scaling service-linked role.
+    #[arg(long)]
+    autoscaling: bool,
 }
 
 /// The mission's five steps, and the flow actions that belong to each.
@@ -37,7 +42,12 @@ pub(crate) fn run(args: &DemoArgs, json: bool) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let (report, final_state) = runtime.block_on(async {
         let seed = SeedWorld::new(args.seed).context("building the simulated world")?;
-        let report = seed.run().await.context("the seed flow failed")?;
+        let report = if args.autoscaling {
+            seed.run_autoscaling().await
+        } else {
+            seed.run().await
+        }
+        .context("the seed flow failed")?;
         let launched = report
             .accept
             .launch
@@ -87,6 +97,23 @@ fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
             .iter()
             .filter(|s| actions.contains(&s.action.as_str()))
         {
+            let mark = if step.changed { '+' } else { '=' };
+            let _ = writeln!(
+                out,
+                "  {mark} {:<18} {:<40} {}",
+                step.action, step.resource, step.detail
+            );
+        }
+    }
+    if let Some(autoscaling) = &report.autoscaling {
+        let _ = writeln!(
+            out,
+            "\nStep 6 (B): create the grant for B's Auto Scaling role, launch through a one-instance Auto Scaling group"
+        );
+        for step in &autoscaling.steps {
+            if ["find-image", "describe-key"].contains(&step.action.as_str()) {
+                continue;
+            }
             let mark = if step.changed { '+' } else { '=' };
             let _ = writeln!(
                 out,

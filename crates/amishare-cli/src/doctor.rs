@@ -28,9 +28,15 @@ pub(crate) struct DoctorArgs {
     /// side's caller, or --profile's when it is not the image's owner).
     #[arg(long, value_name = "ARN", value_parser = args::principal)]
     principal: Option<PrincipalArn>,
-    /// What the target wants to do.
+    /// What the target wants to do: launch (RunInstances as the principal),
+    /// copy, both, or autoscaling (launch through an Auto Scaling group, as
+    /// the account's service-linked role: the grant it needs is checked).
     #[arg(long, value_enum, default_value = "launch")]
     intent: IntentArg,
+    /// With --intent autoscaling, the role the group launches as
+    /// (autoscaling:SUFFIX for a custom-suffix role; default the default role).
+    #[arg(long = "service-linked-role", value_name = "ROLE", value_parser = args::service_role)]
+    service_role: Option<amishare_core::scaling::ServiceLinkedRole>,
     /// A key ARN the owner reported for the image (repeatable), for a target
     /// side that cannot read the snapshots.
     #[arg(long = "key", value_name = "ARN", value_parser = args::key_arn)]
@@ -51,6 +57,7 @@ enum IntentArg {
     Launch,
     Copy,
     Both,
+    Autoscaling,
 }
 
 impl From<IntentArg> for Intent {
@@ -59,6 +66,7 @@ impl From<IntentArg> for Intent {
             IntentArg::Launch => Intent::Launch,
             IntentArg::Copy => Intent::Copy,
             IntentArg::Both => Intent::Both,
+            IntentArg::Autoscaling => Intent::AutoScaling,
         }
     }
 }
@@ -188,7 +196,18 @@ pub(crate) async fn run(
         Some(principal) => principal.clone(),
         None => default_principal(session).await?,
     };
+    if args.service_role.is_some() && args.intent != IntentArg::Autoscaling {
+        return Err(usage(
+            "--service-linked-role applies to --intent autoscaling",
+        ));
+    }
+    if args.fix && args.intent == IntentArg::Autoscaling {
+        return Err(usage(
+            "--fix writes key-policy statements; an Auto Scaling launch needs a grant the target creates: amishare accept --autoscaling-grant (and the owner's share --autoscaling)",
+        ));
+    }
     let request = DiagnoseRequest {
+        service_role: args.service_role.clone(),
         image: args.image.clone(),
         region: region.clone(),
         principal,

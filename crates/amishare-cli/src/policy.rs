@@ -19,6 +19,8 @@ pub(crate) struct PolicyArgs {
     targets: TargetArgs,
     #[command(flatten)]
     narrowing: NarrowingArgs,
+    #[command(flatten)]
+    service_roles: crate::args::ServiceRoleArgs,
     /// A key policy (JSON file) to merge the statements into: prints the result and the diff.
     #[arg(long, value_name = "FILE", value_parser = args::existing_file)]
     merge: Option<PathBuf>,
@@ -53,7 +55,20 @@ pub(crate) fn run(args: &PolicyArgs, global: &Global) -> Result<(), Failure> {
             .filter(|_| args.narrowing.via_service)
             .map(ToString::to_string),
         caller_account: args.narrowing.caller_account,
+        service_roles: args
+            .service_roles
+            .roles()
+            .iter()
+            .map(amishare_core::scaling::ServiceLinkedRole::resource)
+            .collect(),
     };
+    if !narrowing.service_roles.is_empty() {
+        if let Some(target) = targets.iter().find(|t| t.account().is_none()) {
+            return Err(usage(format!(
+                "--autoscaling: grants for service-linked roles are allowed per account, not to {target}: name the accounts or their principals"
+            )));
+        }
+    }
     let Some(path) = &args.merge else {
         let statements: Vec<Statement> = least_privilege_statements(&grantees, &narrowing);
         let value = serde_json::to_value(&statements).map_err(Failure::failed)?;

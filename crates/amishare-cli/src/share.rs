@@ -7,7 +7,7 @@ use amishare_core::{
 };
 use clap::ArgGroup;
 
-use crate::args::{self, NarrowingArgs, TargetArgs};
+use crate::args::{self, NarrowingArgs, ServiceRoleArgs, TargetArgs};
 use crate::backend::{Global, Session};
 use crate::fail::{usage, Failure};
 use crate::render;
@@ -42,6 +42,8 @@ pub(crate) struct ShareArgs {
     name: Option<String>,
     #[command(flatten)]
     narrowing: NarrowingArgs,
+    #[command(flatten)]
+    service_roles: ServiceRoleArgs,
 }
 
 /// EC2's rule for image names.
@@ -74,6 +76,7 @@ impl ShareArgs {
             _ => return Err(usage("give exactly one of --key and --create-key")),
         };
         let request = ShareRequest {
+            service_roles: self.service_roles.roles(),
             source,
             source_region: source_region.clone(),
             regions: self.regions.clone(),

@@ -65,6 +65,7 @@ pub(crate) async fn diagnose(
     }
     doctor
         .diagnose(&DiagnoseRequest {
+            service_role: None,
             image: image.clone(),
             region: h.region(),
             principal: h.target().principal,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use amishare_core::scaling::ScalingStore;
 use amishare_core::{
     AccountId, Clock, ImageStore, InstanceId, KeyArn, KeyState, KeyStore, OrganizationArn, OuArn,
     PrincipalArn, Region, Result,
@@ -16,6 +17,9 @@ pub struct Party {
     pub keys: Arc<dyn KeyStore>,
     /// EC2 as this principal.
     pub images: Arc<dyn ImageStore>,
+    /// EC2 Auto Scaling and launch templates as this principal, where the
+    /// backend has them.
+    pub scaling: Option<Arc<dyn ScalingStore>>,
     /// The principal.
     pub principal: PrincipalArn,
 }
@@ -62,6 +66,10 @@ pub struct Capabilities {
     pub other_target: bool,
     /// The doctor can read the target principal's IAM policies ([`Harness::directory`]).
     pub directory: bool,
+    /// Auto Scaling groups launch as the account's service-linked role, and
+    /// KMS authorizes the role's launches by key policy and grants
+    /// ([`Party::scaling`]).
+    pub auto_scaling: bool,
 }
 
 impl Capabilities {
@@ -77,6 +85,7 @@ impl Capabilities {
             organizations: true,
             other_target: true,
             directory: true,
+            auto_scaling: true,
         }
     }
 
@@ -92,6 +101,7 @@ impl Capabilities {
             Capability::Organizations => self.organizations,
             Capability::OtherTarget => self.other_target,
             Capability::Directory => self.directory,
+            Capability::AutoScaling => self.auto_scaling,
         }
     }
 
@@ -122,6 +132,8 @@ pub enum Capability {
     OtherTarget,
     /// [`Capabilities::directory`].
     Directory,
+    /// [`Capabilities::auto_scaling`].
+    AutoScaling,
 }
 
 impl Capability {
@@ -143,6 +155,9 @@ impl Capability {
             Capability::Organizations => "the backend models no organizations",
             Capability::OtherTarget => "the backend has one principal in the target account",
             Capability::Directory => "the doctor cannot read the target's IAM policies",
+            Capability::AutoScaling => {
+                "no Auto Scaling group launches as a service-linked role under KMS authorization"
+            }
         }
     }
 }
@@ -179,8 +194,10 @@ pub trait Harness: Send + Sync {
     async fn seed_target_key(&self) -> Result<KeyArn>;
 
     /// Replaces the target principal's identity policies (and the other
-    /// target's): EC2 use, plus the KMS actions a launch needs on these keys
-    /// (none: no KMS permission at all).
+    /// target's): EC2 and Auto Scaling use (with creating the Auto Scaling
+    /// service-linked role and listing the grants it may retire), plus the
+    /// KMS actions a launch needs on these keys (none: no KMS permission at
+    /// all).
     async fn set_target_kms_access(&self, keys: &[KeyArn]) -> Result<()>;
 
     /// Changes a key's state behind the owner's back.

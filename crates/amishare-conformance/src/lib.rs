@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+mod autoscaling;
 mod doctor;
 mod harness;
 mod promises;
 mod scenarios;
 mod support;
 
+pub use crate::autoscaling::autoscaling_grant_route;
 pub use crate::doctor::{doctor_key_policy_actions, doctor_outcome_table, doctor_seed_passes};
 pub use crate::harness::{Capabilities, Capability, Coverage, Harness, Party, Skip, VolumeSeed};
 pub use crate::promises::{
@@ -15,8 +17,8 @@ pub use crate::promises::{
 pub use crate::scenarios::*;
 
 use Capability::{
-    AsyncStates, CountsCalls, CrossAccountVisibility, Directory, EncryptsCopies, EnforcesKeyPolicy,
-    Organizations, OtherTarget, TagsCopies,
+    AsyncStates, AutoScaling, CountsCalls, CrossAccountVisibility, Directory, EncryptsCopies,
+    EnforcesKeyPolicy, Organizations, OtherTarget, TagsCopies,
 };
 
 /// What the doctor's and the flow's promises need: authorization, encrypted
@@ -119,6 +121,17 @@ pub fn all() -> Vec<Function> {
             Box::pin(fix_waits_for_the_share(h))
         })
         .needs(MODELLED)
+        .full(&[CountsCalls, Directory]),
+        Function::new("autoscaling_grant_route", |h| {
+            Box::pin(autoscaling_grant_route(h))
+        })
+        .needs(&[
+            EnforcesKeyPolicy,
+            EncryptsCopies,
+            CrossAccountVisibility,
+            AsyncStates,
+            AutoScaling,
+        ])
         .full(&[CountsCalls, Directory]),
     ]
 }
@@ -330,6 +343,7 @@ fn check_offers(h: &dyn Harness, capabilities: &Capabilities) {
         (OtherTarget, h.other_target().is_some()),
         (Directory, h.directory().is_some()),
         (CountsCalls, h.mutating_calls().is_some()),
+        (AutoScaling, h.target().scaling.is_some()),
     ];
     for (capability, offered) in offers {
         assert_eq!(

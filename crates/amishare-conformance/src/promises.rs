@@ -50,6 +50,7 @@ async fn accept(
 ) -> Result<AcceptReport, Error> {
     flow(h, &h.target())
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: image.clone(),
             region: h.region(),
             keys: vec![key.clone()],
@@ -116,6 +117,7 @@ pub async fn share_options_agree_with_accept(h: &dyn Harness) -> Coverage {
                             KeyChoice::Use(KeyRef::Alias(alias))
                         };
                         let request = ShareRequest {
+                            service_roles: Vec::new(),
                             source: ImageSource::Image(source.id.clone()),
                             source_region: region.clone(),
                             regions: Vec::new(),
@@ -202,6 +204,7 @@ pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Cove
     let source = owner_image(h, &[VolumeSeed::Unencrypted], "scope-source").await;
     let alias = unique_alias(h, "scope");
     let share_with = |principal: &amishare_core::PrincipalArn| ShareRequest {
+        service_roles: Vec::new(),
         source: ImageSource::Image(source.id.clone()),
         source_region: region.clone(),
         regions: Vec::new(),
@@ -272,6 +275,7 @@ pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Cove
 
     let still = flow(h, &other)
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: shared.image.clone(),
             region: region.clone(),
             keys: vec![shared.key.clone()],
@@ -332,6 +336,7 @@ pub async fn fix_waits_for_the_share(h: &dyn Harness) -> Coverage {
     }
     let request = FixRequest {
         diagnose: DiagnoseRequest {
+            service_role: None,
             image: image.id.clone(),
             region: region.clone(),
             principal: target.principal.clone(),

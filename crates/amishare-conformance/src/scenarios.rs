@@ -104,6 +104,7 @@ pub async fn seed_flow(h: &dyn Harness) -> Coverage {
     }
     let accepted = flow(h, &target)
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: shared.image.clone(),
             region: region.clone(),
             keys: vec![shared.key.clone()],
@@ -502,6 +503,7 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
 
     let accepted = flow(h, &h.target())
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: image.id.clone(),
             region: h.region(),
             keys: vec![key.clone()],
@@ -751,6 +753,7 @@ pub async fn snapshot_key_gate(h: &dyn Harness) -> Coverage {
         .await
         .id;
     let request = ShareRequest {
+        service_roles: Vec::new(),
         source: ImageSource::Image(image.clone()),
         source_region: region.clone(),
         regions: Vec::new(),
@@ -908,6 +911,7 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
         .expect("target IAM");
     let accepted = flow(h, &h.target())
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: shared.image.clone(),
             region,
             keys: vec![shared.key.clone()],

@@ -39,6 +39,7 @@ pub(crate) fn seed_share(
     volume_permission: bool,
 ) -> ShareRequest {
     ShareRequest {
+        service_roles: Vec::new(),
         source,
         source_region: h.region(),
         regions: Vec::new(),

@@ -58,3 +58,22 @@ pub const LAUNCH_ENCRYPT_DESTINATION: [&str; 4] = [
     "kms:CreateGrant",
     "kms:Decrypt",
 ];
+
+/// The operations of the grant a service-linked role that launches
+/// instances (Auto Scaling, EC2 Fleet, Spot) needs on a customer managed
+/// key of another account, without the `kms:` prefix: AWS's own example
+/// (`docs/spec/production.md` §C1.3). The role can have no IAM policy for
+/// the key, so across accounts only a grant lets EC2 use the key on its
+/// behalf; `CreateGrant` lets EC2 make its per-volume grants.
+/// The list itself lives with the key-policy statement that allows such
+/// grants, in `amishare-policy`.
+pub const SERVICE_ROLE_GRANT: [&str; 8] = amishare_policy::SERVICE_ROLE_GRANT_OPERATIONS;
+
+/// Whether a grant with `operations` (without the `kms:` prefix) covers
+/// every KMS action in `actions` (with it).
+pub fn grant_covers(operations: &[String], actions: &[&str]) -> bool {
+    actions.iter().all(|action| {
+        let op = action.strip_prefix("kms:").unwrap_or(action);
+        operations.iter().any(|o| o.eq_ignore_ascii_case(op))
+    })
+}

@@ -23,14 +23,15 @@ pub mod ec2_kms;
 mod flow;
 pub mod plan;
 pub mod retry;
+pub mod scaling;
 
 #[cfg(any(test, feature = "mock"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use crate::flow::MockSharer;
 pub use crate::flow::{
     check_partitions, smoke_instances, AcceptReport, AcceptRequest, CopyKey, CopyReport, FixReport,
-    FixRequest, Flow, ImageSource, Kept, KeyChoice, LaunchOptions, LaunchReport, Mended, Narrowing,
-    RegionImage, RegionShare, ShareReport, ShareRequest, Sharer, Step, Target, UnshareReport,
-    UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SMOKE_KEEP, TAG_SMOKE_TEST,
-    TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    FixRequest, Flow, GrantReport, ImageSource, Kept, KeyChoice, LaunchOptions, LaunchReport,
+    LaunchVia, Mended, Narrowing, RegionImage, RegionShare, ShareReport, ShareRequest, Sharer,
+    Step, Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SMOKE_KEEP,
+    TAG_SMOKE_TEST, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };

@@ -95,6 +95,13 @@ pub struct Grant {
     pub operations: Vec<String>,
     /// The account that created the grant.
     pub issuing_account: AccountId,
+    /// The principal that may retire the grant, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
+    /// The key the grant is on, when the listing says (`ListRetirableGrants`
+    /// lists grants of many keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyArn>,
 }
 
 /// Parameters of `CreateGrant`.
@@ -106,6 +113,10 @@ pub struct CreateGrantRequest {
     pub operations: Vec<String>,
     /// Idempotency name: the same name and parameters return the existing grant.
     pub name: Option<String>,
+    /// The principal that may retire the grant; its account can then find
+    /// the grant with `ListRetirableGrants`, with no permission on the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<PrincipalArn>,
 }
 
 /// The state of an EC2 image.

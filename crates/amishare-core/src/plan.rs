@@ -27,6 +27,10 @@ use crate::model::{
     InstanceState, KeyManager, KeyMetadata, KeyState, LaunchPermission, PermissionChange,
     RunInstancesRequest, Snapshot, SnapshotState, VolumePermission,
 };
+use crate::scaling::{
+    Activity, ActivityStatus, Group, GroupInstance, GroupRequest, LaunchTemplate,
+    LaunchTemplateRequest, LifecycleState, ScalingStore,
+};
 use crate::store::{ImageStore, KeyStore};
 
 /// One change a dry run would have made.
@@ -786,4 +790,224 @@ fn describe_change<T>(
         parts.push(format!("remove {what} {}", list(&change.remove)));
     }
     parts.join("; ")
+}
+
+/// What planned Auto Scaling calls made, as later reads see them.
+#[derive(Debug, Default)]
+struct ScalingOverlay {
+    templates: BTreeMap<String, LaunchTemplate>,
+    groups: BTreeMap<String, Group>,
+    gone_templates: BTreeSet<String>,
+    gone_groups: BTreeSet<String>,
+}
+
+impl Planner {
+    /// An Auto Scaling store for the same dry run over `scaling`: a planned
+    /// group has its instance in service at once, as its plan assumes.
+    pub fn scaling(self: &Arc<Self>, scaling: Arc<dyn ScalingStore>) -> Arc<dyn ScalingStore> {
+        Arc::new(PlanningScaling {
+            inner: scaling,
+            planner: self.clone(),
+            overlay: Mutex::new(ScalingOverlay::default()),
+        })
+    }
+}
+
+/// An Auto Scaling store that plans its changes.
+#[derive(Debug)]
+struct PlanningScaling {
+    inner: Arc<dyn ScalingStore>,
+    planner: Arc<Planner>,
+    overlay: Mutex<ScalingOverlay>,
+}
+
+impl PlanningScaling {
+    fn lock(&self) -> MutexGuard<'_, ScalingOverlay> {
+        self.overlay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl ScalingStore for PlanningScaling {
+    async fn create_launch_template(
+        &self,
+        region: &Region,
+        request: &LaunchTemplateRequest,
+    ) -> Result<LaunchTemplate> {
+        let n = {
+            let mut overlay = self.planner.lock();
+            let n = overlay.next();
+            overlay.record(
+                "ec2:CreateLaunchTemplate",
+                Some(region),
+                &request.name,
+                format!("{} from {}", request.instance_type, request.image),
+            );
+            n
+        };
+        let template = LaunchTemplate {
+            id: format!("lt-{n:017x}"),
+            name: request.name.clone(),
+            tags: request.tags.clone(),
+        };
+        let mut overlay = self.lock();
+        overlay.gone_templates.remove(&request.name);
+        overlay
+            .templates
+            .insert(request.name.clone(), template.clone());
+        Ok(template)
+    }
+
+    async fn describe_launch_templates(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<LaunchTemplate>> {
+        let (planned, real): (Vec<String>, Vec<String>) = {
+            let overlay = self.lock();
+            names
+                .iter()
+                .cloned()
+                .partition(|name| overlay.templates.contains_key(name))
+        };
+        let mut found = if names.is_empty() || !real.is_empty() {
+            self.inner.describe_launch_templates(region, &real).await?
+        } else {
+            Vec::new()
+        };
+        let overlay = self.lock();
+        found.retain(|t| !overlay.gone_templates.contains(&t.name));
+        for (name, template) in &overlay.templates {
+            if names.is_empty() || planned.contains(name) {
+                found.push(template.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
+        self.planner
+            .lock()
+            .record("ec2:DeleteLaunchTemplate", Some(region), name, "delete");
+        let mut overlay = self.lock();
+        overlay.templates.remove(name);
+        overlay.gone_templates.insert(name.to_owned());
+        Ok(())
+    }
+
+    async fn create_auto_scaling_group(
+        &self,
+        region: &Region,
+        request: &GroupRequest,
+    ) -> Result<()> {
+        let instance = {
+            let mut overlay = self.planner.lock();
+            let n = overlay.next();
+            overlay.record(
+                "autoscaling:CreateAutoScalingGroup",
+                Some(region),
+                &request.name,
+                format!(
+                    "{} instance(s) from launch template {}",
+                    request.desired_capacity, request.launch_template
+                ),
+            );
+            placeholder(format!("i-{n:017x}"), InstanceId::parse)
+        };
+        let group = Group {
+            name: request.name.clone(),
+            arn: String::new(),
+            launch_template: request.launch_template.clone(),
+            min_size: request.min_size,
+            max_size: request.max_size,
+            desired_capacity: request.desired_capacity,
+            instances: vec![GroupInstance {
+                id: instance,
+                lifecycle_state: LifecycleState::InService,
+                healthy: true,
+            }],
+            service_linked_role: request.service_linked_role.clone(),
+            status: None,
+            tags: request.tags.clone(),
+        };
+        let mut overlay = self.lock();
+        overlay.gone_groups.remove(&request.name);
+        overlay.groups.insert(request.name.clone(), group);
+        Ok(())
+    }
+
+    async fn describe_auto_scaling_groups(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<Group>> {
+        let (planned, real): (Vec<String>, Vec<String>) = {
+            let overlay = self.lock();
+            names
+                .iter()
+                .cloned()
+                .partition(|name| overlay.groups.contains_key(name))
+        };
+        let mut found = if names.is_empty() || !real.is_empty() {
+            self.inner
+                .describe_auto_scaling_groups(region, &real)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let overlay = self.lock();
+        found.retain(|g| !overlay.gone_groups.contains(&g.name));
+        for (name, group) in &overlay.groups {
+            if names.is_empty() || planned.contains(name) {
+                found.push(group.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn describe_scaling_activities(
+        &self,
+        region: &Region,
+        group: &str,
+    ) -> Result<Vec<Activity>> {
+        let planned = self.lock().groups.get(group).cloned();
+        match planned {
+            Some(planned) => Ok(vec![Activity {
+                id: "00000000-0000-4000-8000-000000000000".to_owned(),
+                group: group.to_owned(),
+                status: ActivityStatus::Successful,
+                status_message: None,
+                description: format!("Launching a new EC2 instance: {}", planned.instances[0].id),
+                cause: "planned".to_owned(),
+                progress: 100,
+                instance: Some(planned.instances[0].id.clone()),
+            }]),
+            None => self.inner.describe_scaling_activities(region, group).await,
+        }
+    }
+
+    async fn delete_auto_scaling_group(
+        &self,
+        region: &Region,
+        name: &str,
+        force: bool,
+    ) -> Result<()> {
+        let how = if force {
+            "delete, and terminate its instances"
+        } else {
+            "delete"
+        };
+        self.planner.lock().record(
+            "autoscaling:DeleteAutoScalingGroup",
+            Some(region),
+            name,
+            how,
+        );
+        let mut overlay = self.lock();
+        overlay.groups.remove(name);
+        overlay.gone_groups.insert(name.to_owned());
+        Ok(())
+    }
 }

@@ -21,12 +21,16 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{
-    AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, Region, SnapshotId,
+    AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, PrincipalArn, Region,
+    SnapshotId,
 };
 use crate::model::{
     Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
     EbsDefaults, Grant, Image, ImageQuery, Instance, KeyMetadata, LaunchPermission,
     PermissionChange, RunInstancesRequest, Snapshot, VolumePermission,
+};
+use crate::scaling::{
+    Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
 };
 use crate::store::{Clock, ImageStore, KeyStore};
 
@@ -101,6 +105,8 @@ fn retryable(err: &Error, repeat: Repeat) -> bool {
 pub struct Retrying {
     keys: Arc<dyn KeyStore>,
     images: Arc<dyn ImageStore>,
+    /// Auto Scaling and launch templates, when the flow launches through them.
+    scaling: Option<Arc<dyn ScalingStore>>,
     clock: Arc<dyn Clock>,
     options: RetryOptions,
     /// The jitter's generator: seeded, so a simulated run repeats exactly.
@@ -120,6 +126,7 @@ impl Retrying {
         Retrying {
             keys,
             images,
+            scaling: None,
             clock,
             options,
             rng: Arc::new(AtomicU64::new(0x9e37_79b9_7f4a_7c15)),
@@ -131,6 +138,27 @@ impl Retrying {
     /// these stores and their clones, retries not counted.
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Adds an Auto Scaling store, retried like the others.
+    pub fn with_scaling(mut self, scaling: Arc<dyn ScalingStore>) -> Retrying {
+        self.scaling = Some(scaling);
+        self
+    }
+
+    /// Whether an Auto Scaling store was given.
+    pub fn has_scaling(&self) -> bool {
+        self.scaling.is_some()
+    }
+
+    /// The Auto Scaling store, or why there is none.
+    fn scaling(&self) -> Result<&Arc<dyn ScalingStore>> {
+        self.scaling.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "launching through Auto Scaling needs an Auto Scaling store, and none was given",
+            )
+        })
     }
 
     /// The same stores under other options.
@@ -303,6 +331,16 @@ impl KeyStore for Retrying {
         })
         .await
     }
+    async fn list_retirable_grants(
+        &self,
+        region: &Region,
+        retiring: &PrincipalArn,
+    ) -> Result<Vec<Grant>> {
+        self.run("ListRetirableGrants", Repeat::Safe, || {
+            self.keys.list_retirable_grants(region, retiring)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -440,6 +478,94 @@ impl ImageStore for Retrying {
     async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
         self.run("GetEbsDefaultKmsKeyId", Repeat::Safe, || {
             self.images.ebs_defaults(region)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ScalingStore for Retrying {
+    async fn create_launch_template(
+        &self,
+        region: &Region,
+        request: &LaunchTemplateRequest,
+    ) -> Result<LaunchTemplate> {
+        let scaling = self.scaling()?;
+        // With a client token a repeat returns the template the first made.
+        let repeat = if request.client_token.is_some() {
+            Repeat::Safe
+        } else {
+            Repeat::Unsafe
+        };
+        self.write("CreateLaunchTemplate", repeat, || {
+            scaling.create_launch_template(region, request)
+        })
+        .await
+    }
+    async fn describe_launch_templates(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<LaunchTemplate>> {
+        let scaling = self.scaling()?;
+        self.run("DescribeLaunchTemplates", Repeat::Safe, || {
+            scaling.describe_launch_templates(region, names)
+        })
+        .await
+    }
+    async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
+        let scaling = self.scaling()?;
+        // A repeat after a lost answer finds it gone, which the flow takes as done.
+        self.write("DeleteLaunchTemplate", Repeat::Safe, || {
+            scaling.delete_launch_template(region, name)
+        })
+        .await
+    }
+    async fn create_auto_scaling_group(
+        &self,
+        region: &Region,
+        request: &GroupRequest,
+    ) -> Result<()> {
+        let scaling = self.scaling()?;
+        // A repeat is refused with AlreadyExists, which the flow settles by
+        // looking the group up; a 5xx may have created it.
+        self.write("CreateAutoScalingGroup", Repeat::Unsafe, || {
+            scaling.create_auto_scaling_group(region, request)
+        })
+        .await
+    }
+    async fn describe_auto_scaling_groups(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<Group>> {
+        let scaling = self.scaling()?;
+        self.run("DescribeAutoScalingGroups", Repeat::Safe, || {
+            scaling.describe_auto_scaling_groups(region, names)
+        })
+        .await
+    }
+    async fn describe_scaling_activities(
+        &self,
+        region: &Region,
+        group: &str,
+    ) -> Result<Vec<Activity>> {
+        let scaling = self.scaling()?;
+        self.run("DescribeScalingActivities", Repeat::Safe, || {
+            scaling.describe_scaling_activities(region, group)
+        })
+        .await
+    }
+    async fn delete_auto_scaling_group(
+        &self,
+        region: &Region,
+        name: &str,
+        force: bool,
+    ) -> Result<()> {
+        let scaling = self.scaling()?;
+        // A repeat after a lost answer finds the group gone (or going).
+        self.write("DeleteAutoScalingGroup", Repeat::Safe, || {
+            scaling.delete_auto_scaling_group(region, name, force)
         })
         .await
     }

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::id::{
-    AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, Region, SnapshotId,
+    AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, PrincipalArn, Region,
+    SnapshotId,
 };
 use crate::model::{
     Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
@@ -68,6 +69,22 @@ pub trait KeyStore: Send + Sync + Debug {
 
     /// Revokes a grant.
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()>;
+
+    /// The grants in `region` that `retiring` may retire, on keys of any
+    /// account (`ListRetirableGrants`, every page). It needs only an IAM
+    /// permission in the caller's own account, so a target finds the grants
+    /// it made on another account's key without any right on that key.
+    async fn list_retirable_grants(
+        &self,
+        region: &Region,
+        retiring: &PrincipalArn,
+    ) -> Result<Vec<Grant>> {
+        let _ = region;
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Unsupported,
+            format!("listing the grants {retiring} may retire is not supported by this backend"),
+        ))
+    }
 }
 
 /// EC2 images, snapshots and instances as one principal sees them.
@@ -211,6 +228,13 @@ macro_rules! forward_key_store {
             }
             async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
                 (**self).list_resource_tags(key).await
+            }
+            async fn list_retirable_grants(
+                &self,
+                region: &Region,
+                retiring: &PrincipalArn,
+            ) -> Result<Vec<Grant>> {
+                (**self).list_retirable_grants(region, retiring).await
             }
         }
     };

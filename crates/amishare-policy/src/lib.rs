@@ -19,5 +19,6 @@ pub use eval::{
 };
 pub use share::{
     amishare_principals, check_lockout, check_lockout_on, least_privilege_statements, merge,
-    merge_key, remove, Grantee, MergeError, Merged, Narrowing, MAX_POLICY_BYTES, SID_PREFIX,
+    merge_key, remove, Grantee, MergeError, Merged, Narrowing, MAX_POLICY_BYTES,
+    SERVICE_ROLE_GRANT_OPERATIONS, SID_PREFIX,
 };

@@ -65,7 +65,28 @@ pub struct Narrowing {
     /// statements of principals; organization and OU statements are already
     /// narrowed by their organization condition).
     pub caller_account: bool,
+    /// Service-linked roles, as the path and name after `role/`
+    /// (`aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling`):
+    /// each principal grantee's account also gets a statement letting its
+    /// named principals create grants on the key for its own roles of these
+    /// names, and only with [`SERVICE_ROLE_GRANT_OPERATIONS`]. Organization
+    /// and OU grantees cannot have it (see [`MergeError::ServiceRolesForOrganization`]).
+    pub service_roles: Vec<String>,
 }
+
+/// The operations of a grant for a service-linked role that launches
+/// instances on a key of another account (AWS's own list for Auto Scaling,
+/// EC2 Fleet and Spot, `docs/spec/production.md` §C1.3).
+pub const SERVICE_ROLE_GRANT_OPERATIONS: [&str; 8] = [
+    "Encrypt",
+    "Decrypt",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "DescribeKey",
+    "CreateGrant",
+];
 
 /// The result of [`merge`] or [`remove`].
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +136,14 @@ pub enum MergeError {
     InvalidRegion {
         /// The region as given.
         region: String,
+    },
+    /// Grants for service-linked roles were asked for an organization or OU
+    /// grantee: a statement for every account of it could not tie the
+    /// grantee role to the caller's own account.
+    #[error("grants for service-linked roles cannot be allowed to {grantee}: a key policy statement for every account of an organization or OU could not tie the grantee role to the caller's own account; name the accounts (or their principals) as targets instead")]
+    ServiceRolesForOrganization {
+        /// The grantee as given.
+        grantee: String,
     },
 }
 
@@ -262,6 +291,9 @@ pub fn remove(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> M
                 out.statements[pos] = principal_statement(purpose, &kept, narrowing);
             }
         }
+    }
+    if !gone.is_empty() {
+        remove_from_role_statements(&mut out.statements, &gone);
     }
     let scoped: Vec<String> = grantees
         .iter()
@@ -539,10 +571,154 @@ fn position(statements: &[Statement], sid: &str) -> Option<usize> {
         .position(|st| st.sid.as_deref() == Some(sid))
 }
 
+const ROLE_GRANT_SID: &str = "amishare: Allow grants for service-linked roles";
+
+/// The Sid of the service-linked-role statement of `account`.
+fn role_grant_sid(account: &str) -> String {
+    format!("{ROLE_GRANT_SID} ({account})")
+}
+
+/// The service-linked-role statement of `account`: its principals may
+/// create grants on the key for the account's own roles, with the
+/// operations EBS needs and no more (`docs/spec/production.md` §C1.5).
+fn role_grant_statement(
+    account: &str,
+    principals: &BTreeSet<String>,
+    roles: &BTreeSet<String>,
+) -> Statement {
+    let mut st = Statement::new(Effect::Allow);
+    st.sid = Some(role_grant_sid(account));
+    st.principal = Some(Principal::from_aws(principals.iter().cloned().collect()));
+    st.action = Some(OneOrMany::One("kms:CreateGrant".to_owned()));
+    st.resource = Some(OneOrMany::One("*".to_owned()));
+    let mut equals = Map::new();
+    equals.insert(
+        "kms:CallerAccount".to_owned(),
+        Value::String(account.to_owned()),
+    );
+    equals.insert(
+        "kms:GranteePrincipal".to_owned(),
+        string_or_list(roles.iter().cloned().collect()),
+    );
+    let mut all = Map::new();
+    all.insert(
+        "kms:GrantOperations".to_owned(),
+        Value::Array(
+            SERVICE_ROLE_GRANT_OPERATIONS
+                .iter()
+                .map(|op| Value::String((*op).to_owned()))
+                .collect(),
+        ),
+    );
+    let mut condition = Map::new();
+    condition.insert("StringEquals".to_owned(), Value::Object(equals));
+    condition.insert("ForAllValues:StringEquals".to_owned(), Value::Object(all));
+    st.condition = Some(condition);
+    st
+}
+
+/// The role ARNs a role statement allows grants for.
+fn statement_roles(st: &Statement) -> BTreeSet<String> {
+    let Some(condition) = &st.condition else {
+        return BTreeSet::new();
+    };
+    let Some(Value::Object(equals)) = condition.get("StringEquals") else {
+        return BTreeSet::new();
+    };
+    match equals.get("kms:GranteePrincipal") {
+        Some(Value::String(one)) => BTreeSet::from([one.clone()]),
+        Some(Value::Array(many)) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// Adds, per account of the principal grantees, the statement that lets
+/// them create grants for the account's service-linked roles.
+fn add_role_statements(
+    statements: &mut Vec<Statement>,
+    wanted: &BTreeSet<String>,
+    roles: &[String],
+) {
+    let mut by_account: std::collections::BTreeMap<String, (String, BTreeSet<String>)> =
+        std::collections::BTreeMap::new();
+    for principal in wanted {
+        let Some(account) = principal_account(principal) else {
+            continue;
+        };
+        // The partition of the principal's ARN is the roles' too.
+        let partition = principal.split(':').nth(1).unwrap_or("aws").to_owned();
+        by_account
+            .entry(account.to_owned())
+            .or_insert_with(|| (partition, BTreeSet::new()))
+            .1
+            .insert(principal.clone());
+    }
+    for (account, (partition, principals)) in by_account {
+        let roles: BTreeSet<String> = roles
+            .iter()
+            .map(|role| format!("arn:{partition}:iam::{account}:role/{role}"))
+            .collect();
+        let sid = role_grant_sid(&account);
+        match position(statements, &sid) {
+            Some(pos) => {
+                let existing = existing_principals(&statements[pos]);
+                let existing_roles = statement_roles(&statements[pos]);
+                if !principals.is_subset(&existing) || !roles.is_subset(&existing_roles) {
+                    let all: BTreeSet<String> = existing.union(&principals).cloned().collect();
+                    let all_roles: BTreeSet<String> =
+                        existing_roles.union(&roles).cloned().collect();
+                    statements[pos] = role_grant_statement(&account, &all, &all_roles);
+                }
+            }
+            None => statements.push(role_grant_statement(&account, &principals, &roles)),
+        }
+    }
+}
+
+/// Takes `gone` out of every service-linked-role statement; one left
+/// without principals is removed.
+fn remove_from_role_statements(statements: &mut Vec<Statement>, gone: &BTreeSet<String>) {
+    let prefix = format!("{ROLE_GRANT_SID} (");
+    let mut index = 0;
+    while index < statements.len() {
+        let st = &statements[index];
+        let ours = st
+            .sid
+            .as_deref()
+            .is_some_and(|sid| sid.starts_with(&prefix));
+        if ours {
+            let existing = existing_principals(st);
+            if !existing.is_disjoint(gone) {
+                let kept: BTreeSet<String> = existing.difference(gone).cloned().collect();
+                if kept.is_empty() {
+                    statements.remove(index);
+                    continue;
+                }
+                let account = st
+                    .sid
+                    .as_deref()
+                    .and_then(|sid| sid.strip_prefix(&prefix))
+                    .and_then(|rest| rest.strip_suffix(')'))
+                    .unwrap_or_default()
+                    .to_owned();
+                let roles = statement_roles(st);
+                statements[index] = role_grant_statement(&account, &kept, &roles);
+            }
+        }
+        index += 1;
+    }
+}
+
 /// Adds grantees to amishare's statements in `statements`, leaving any
 /// statement that already covers them as it is.
 fn add_grantees(statements: &mut Vec<Statement>, grantees: &[Grantee], narrowing: &Narrowing) {
     let wanted = principals_of(grantees);
+    if !narrowing.service_roles.is_empty() {
+        add_role_statements(statements, &wanted, &narrowing.service_roles);
+    }
     if !wanted.is_empty() {
         for purpose in [Purpose::Use, Purpose::Attach] {
             let sid = principal_sid(purpose, narrowing);
@@ -584,6 +760,11 @@ fn validate(grantees: &[Grantee], narrowing: &Narrowing) -> Result<(), MergeErro
         }
     }
     for grantee in grantees {
+        if !narrowing.service_roles.is_empty() && !matches!(grantee, Grantee::Principal(_)) {
+            return Err(MergeError::ServiceRolesForOrganization {
+                grantee: grantee.to_string(),
+            });
+        }
         if let Err(reason) = validate_grantee(grantee) {
             return Err(MergeError::InvalidGrantee {
                 grantee: grantee.to_string(),

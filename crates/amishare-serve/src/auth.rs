@@ -177,7 +177,7 @@ pub(crate) fn unknown_access_key(service: Service) -> WireError {
             "UnrecognizedClientException",
             "The security token included in the request is invalid.",
         ),
-        Service::Sts => WireError::new(
+        Service::Sts | Service::AutoScaling => WireError::new(
             "InvalidClientTokenId",
             "The security token included in the request is invalid.",
         ),
@@ -187,7 +187,7 @@ pub(crate) fn unknown_access_key(service: Service) -> WireError {
 /// The error AWS gives for a request that is not signed.
 pub(crate) fn missing_authentication(service: Service) -> WireError {
     match service {
-        Service::Ec2 | Service::Sts => WireError::new(
+        Service::Ec2 | Service::Sts | Service::AutoScaling => WireError::new(
             "MissingAuthenticationToken",
             "Request is missing Authentication Token",
         )
@@ -209,7 +209,9 @@ pub(crate) fn signature_mismatch(service: Service) -> WireError {
         )
         .with_status(401),
         Service::Kms => WireError::new("InvalidSignatureException", MESSAGE),
-        Service::Sts => WireError::new("SignatureDoesNotMatch", MESSAGE).with_status(403),
+        Service::Sts | Service::AutoScaling => {
+            WireError::new("SignatureDoesNotMatch", MESSAGE).with_status(403)
+        }
     }
 }
 
@@ -218,7 +220,7 @@ pub(crate) fn expired(service: Service) -> WireError {
     match service {
         Service::Ec2 => WireError::new("RequestExpired", "Request has expired.").with_status(400),
         Service::Kms => WireError::new("InvalidSignatureException", "Signature expired"),
-        Service::Sts => {
+        Service::Sts | Service::AutoScaling => {
             WireError::new("SignatureDoesNotMatch", "Signature expired").with_status(403)
         }
     }
@@ -234,7 +236,9 @@ pub(crate) fn wrong_service(service: Service) -> WireError {
     match service {
         Service::Ec2 => WireError::new("AuthFailure", message).with_status(401),
         Service::Kms => WireError::new("InvalidSignatureException", message),
-        Service::Sts => WireError::new("SignatureDoesNotMatch", message).with_status(403),
+        Service::Sts | Service::AutoScaling => {
+            WireError::new("SignatureDoesNotMatch", message).with_status(403)
+        }
     }
 }
 
@@ -244,7 +248,7 @@ pub(crate) fn bad_region(service: Service, region: &str) -> WireError {
     match service {
         Service::Ec2 => WireError::new("AuthFailure", message).with_status(401),
         Service::Kms => WireError::new("InvalidSignatureException", message),
-        Service::Sts => WireError::new("SignatureDoesNotMatch", message),
+        Service::Sts | Service::AutoScaling => WireError::new("SignatureDoesNotMatch", message),
     }
 }
 

@@ -20,6 +20,9 @@ use crate::xml::Xml;
 pub(crate) const ACTIONS: &[&str] = &[
     "CopyImage",
     "CreateImage",
+    "CreateLaunchTemplate",
+    "DeleteLaunchTemplate",
+    "DescribeLaunchTemplates",
     "DeleteSnapshot",
     "DeregisterImage",
     "DescribeImageAttribute",
@@ -72,6 +75,9 @@ pub(crate) async fn handle(
         "ModifySnapshotAttribute" => call.modify_snapshot_attribute(params, out).await,
         "RunInstances" => call.run_instances(params, out).await,
         "TerminateInstances" => call.terminate_instances(params, out).await,
+        action if crate::autoscaling::EC2_ACTIONS.contains(&action) => {
+            crate::autoscaling::handle_ec2(client, region, action, params, out).await
+        }
         _ => Err(WireError::new(
             "InvalidAction",
             format!("The action {action} is not valid for this web service."),
@@ -853,7 +859,7 @@ fn malformed(code: &str, value: &str, prefix: &str) -> WireError {
     )
 }
 
-fn parse_image_id(value: &str) -> Result<ImageId, WireError> {
+pub(crate) fn parse_image_id(value: &str) -> Result<ImageId, WireError> {
     ImageId::parse(value).map_err(|_| malformed("InvalidAMIID.Malformed", value, "ami"))
 }
 
@@ -977,7 +983,7 @@ fn volume_permissions(members: &[Params]) -> Result<Vec<VolumePermission>, WireE
 
 /// The tags of `TagSpecification.N` for `resource`; the simulation tags no
 /// other resource, so another resource type is refused rather than ignored.
-fn tags(params: &Params, resource: &str) -> Result<BTreeMap<String, String>, WireError> {
+pub(crate) fn tags(params: &Params, resource: &str) -> Result<BTreeMap<String, String>, WireError> {
     let mut tags = BTreeMap::new();
     for spec in params.members("TagSpecification") {
         let kind = spec

@@ -23,6 +23,7 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "ListGrants",
     "ListKeys",
     "ListResourceTags",
+    "ListRetirableGrants",
     "PutKeyPolicy",
     "RevokeGrant",
 ];
@@ -67,6 +68,7 @@ pub(crate) async fn handle(
         "ListGrants" => call.list_grants(&fields).await,
         "ListKeys" => call.list_keys(&fields).await,
         "ListResourceTags" => call.list_resource_tags(&fields).await,
+        "ListRetirableGrants" => call.list_retirable_grants(&fields).await,
         "PutKeyPolicy" => call.put_key_policy(&fields).await,
         "RevokeGrant" => call.revoke_grant(&fields).await,
         _ => Err(unknown_operation(operation)),
@@ -186,16 +188,28 @@ impl Call<'_> {
             .iter()
             .filter(|grant| grant_id.is_none_or(|id| grant.id.as_str() == id))
             .filter(|grant| grantee.is_none_or(|who| grant.grantee == who))
-            .map(|grant| {
-                json!({
-                    "KeyId": arn.to_string(),
-                    "GrantId": grant.id.as_str(),
-                    "Name": grant.name.clone().unwrap_or_default(),
-                    "GranteePrincipal": grant.grantee,
-                    "IssuingAccount": grant.issuing_account.root_arn().as_str(),
-                    "Operations": grant.operations,
-                })
-            })
+            .map(|grant| grant_entry(&arn, grant))
+            .collect();
+        Ok(Some(json!({ "Grants": grants, "Truncated": false })))
+    }
+
+    /// One page holds every grant, as for `ListKeys`.
+    async fn list_retirable_grants(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        refuse_marker(fields)?;
+        let retiring = fields.required_string("RetiringPrincipal")?;
+        let retiring = PrincipalArn::parse(retiring).map_err(|_| {
+            validation(&format!(
+                "the simulation takes an IAM principal ARN as RetiringPrincipal, not {retiring:?}"
+            ))
+        })?;
+        let grants = self
+            .client
+            .list_retirable_grants(self.region, &retiring)
+            .await
+            .map_err(sim)?;
+        let grants: Vec<Value> = grants
+            .iter()
+            .filter_map(|grant| grant.key.as_ref().map(|key| grant_entry(key, grant)))
             .collect();
         Ok(Some(json!({ "Grants": grants, "Truncated": false })))
     }
@@ -246,17 +260,26 @@ impl Call<'_> {
                 GRANT_OPERATIONS.join(", ")
             )));
         }
-        for field in ["Constraints", "RetiringPrincipal"] {
-            if fields.has(field) {
-                return Err(unsupported(&format!(
-                    "the simulation does not model grant {field}"
-                )));
-            }
+        if fields.has("Constraints") {
+            return Err(unsupported(
+                "the simulation does not model grant Constraints",
+            ));
         }
+        let retiring_principal = fields
+            .string("RetiringPrincipal")?
+            .map(|retiring| {
+                PrincipalArn::parse(retiring).map_err(|_| {
+                    validation(&format!(
+                        "the simulation takes an IAM principal ARN as RetiringPrincipal, not {retiring:?}"
+                    ))
+                })
+            })
+            .transpose()?;
         let request = CreateGrantRequest {
             grantee,
             operations,
             name: fields.string("Name")?.map(str::to_owned),
+            retiring_principal,
         };
         let grant = self
             .client
@@ -300,6 +323,22 @@ impl Call<'_> {
             )),
         }
     }
+}
+
+/// A grant as `ListGrants` and `ListRetirableGrants` list it.
+fn grant_entry(key: &KeyArn, grant: &amishare_core::Grant) -> Value {
+    let mut entry = json!({
+        "KeyId": key.to_string(),
+        "GrantId": grant.id.as_str(),
+        "Name": grant.name.clone().unwrap_or_default(),
+        "GranteePrincipal": grant.grantee,
+        "IssuingAccount": grant.issuing_account.root_arn().as_str(),
+        "Operations": grant.operations,
+    });
+    if let Some(retiring) = &grant.retiring_principal {
+        entry["RetiringPrincipal"] = json!(retiring);
+    }
+    entry
 }
 
 /// A key ID, key ARN, alias name or alias ARN, with KMS's errors for each

@@ -20,9 +20,15 @@
 //!   errors are EC2's `<Response><Errors><Error>` envelope.
 //! - **KMS**, JSON 1.1 (`X-Amz-Target: TrentService.<Operation>`):
 //!   `CreateKey`, `DescribeKey`, `CreateAlias`, `GetKeyPolicy`,
-//!   `PutKeyPolicy`, `ListGrants`, `CreateGrant` and `RevokeGrant`; errors
+//!   `PutKeyPolicy`, `ListGrants`, `ListRetirableGrants`, `CreateGrant` and `RevokeGrant`; errors
 //!   are `{"__type": …, "message": …}`.
 //! - **STS**, the query protocol: `GetCallerIdentity`.
+//! - **EC2 Auto Scaling**, the query protocol (`Action=…&Version=2011-01-01`,
+//!   service `autoscaling` in the credential scope): `CreateAutoScalingGroup`,
+//!   `DescribeAutoScalingGroups`, `DescribeScalingActivities` and
+//!   `DeleteAutoScalingGroup`; and on the EC2 side `CreateLaunchTemplate`,
+//!   `DescribeLaunchTemplates` and `DeleteLaunchTemplate`. Groups launch as
+//!   the account's service-linked role (`docs/spec/production.md` §C1).
 //!
 //! Each request becomes one call of the caller's
 //! [`SimClient`](amishare_sim::SimClient), so it is authorized as the
@@ -79,6 +85,7 @@
 //! flow use, and any other filter is refused, never ignored.
 
 mod auth;
+mod autoscaling;
 mod conns;
 mod ec2;
 mod kms;

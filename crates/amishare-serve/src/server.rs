@@ -27,9 +27,9 @@ use tokio::task::JoinSet;
 use crate::auth;
 use crate::conns::{Admitted, Connections, Limits, Slot};
 use crate::query::Params;
-use crate::wire::{Reply, Service, WireError, STS_VERSION};
+use crate::wire::{Reply, Service, WireError, AUTOSCALING_VERSION, STS_VERSION};
 use crate::xml::Xml;
-use crate::{ec2, kms, sts};
+use crate::{autoscaling, ec2, kms, sts};
 
 /// The default speed-up of the world's clock: the seed's 8 GiB copy (320 s
 /// of simulated time) completes in about 3 s, an image in about 2 s, and a
@@ -492,11 +492,12 @@ impl Shared {
             Ok(params) => params,
             Err(err) => return (Service::Ec2, String::new(), Err(err)),
         };
-        // The query protocol: STS's API version tells it apart from EC2's.
-        let service = if params.get("Version") == Some(STS_VERSION) {
-            Service::Sts
-        } else {
-            Service::Ec2
+        // The query protocol: the API version tells STS and Auto Scaling
+        // apart from EC2.
+        let service = match params.get("Version") {
+            Some(STS_VERSION) => Service::Sts,
+            Some(AUTOSCALING_VERSION) => Service::AutoScaling,
+            _ => Service::Ec2,
         };
         let Some(action) = params.get("Action").map(str::to_owned) else {
             let err = WireError::new(
@@ -583,11 +584,15 @@ impl Shared {
     ) -> Result<Reply, WireError> {
         let known = match service {
             Service::Ec2 => ec2::ACTIONS.contains(&action),
+            Service::AutoScaling => autoscaling::ACTIONS.contains(&action),
             _ => action == "GetCallerIdentity",
         };
         if !known {
             let message = match service {
                 Service::Ec2 => format!("The action {action} is not valid for this web service."),
+                Service::AutoScaling => {
+                    format!("Could not find operation {action} for version {AUTOSCALING_VERSION}")
+                }
                 _ => format!("Could not find operation {action} for version {STS_VERSION}"),
             };
             return Err(WireError::new("InvalidAction", message));
@@ -596,6 +601,9 @@ impl Shared {
         let mut out = Xml::default();
         match service {
             Service::Ec2 => ec2::handle(&client, &region, action, params, &mut out).await?,
+            Service::AutoScaling => {
+                autoscaling::handle(&client, &region, action, params, &mut out).await?
+            }
             _ => sts::handle(&client, action, &mut out).await?,
         }
         tracing::info!(
@@ -606,6 +614,9 @@ impl Shared {
         );
         Ok(match service {
             Service::Ec2 => Reply::ec2(action, request_id, out),
+            Service::AutoScaling => {
+                Reply::autoscaling(action, request_id, out, autoscaling::has_result(action))
+            }
             _ => Reply::sts(action, request_id, out),
         })
     }

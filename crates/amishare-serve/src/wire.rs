@@ -11,6 +11,9 @@ pub(crate) const EC2_XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 /// The STS API version and its XML namespace.
 pub(crate) const STS_VERSION: &str = "2011-06-15";
 pub(crate) const STS_XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// The EC2 Auto Scaling API version and its XML namespace (`docs/spec/production.md` §C1.7).
+pub(crate) const AUTOSCALING_VERSION: &str = "2011-01-01";
+pub(crate) const AUTOSCALING_XMLNS: &str = "http://autoscaling.amazonaws.com/doc/2011-01-01/";
 /// The content type of KMS requests and responses.
 pub(crate) const KMS_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
@@ -23,6 +26,8 @@ pub(crate) enum Service {
     Kms,
     /// STS: the query protocol, XML answers.
     Sts,
+    /// EC2 Auto Scaling: the query protocol, XML answers.
+    AutoScaling,
 }
 
 impl Service {
@@ -32,6 +37,7 @@ impl Service {
             Service::Ec2 => "ec2",
             Service::Kms => "kms",
             Service::Sts => "sts",
+            Service::AutoScaling => "autoscaling",
         }
     }
 }
@@ -71,10 +77,10 @@ impl WireError {
         let code = match (service, err.kind()) {
             (Service::Ec2, ErrorKind::InvalidInput) => "InvalidParameterValue",
             (Service::Kms, ErrorKind::InvalidInput) => "ValidationException",
-            (Service::Sts, ErrorKind::InvalidInput) => "ValidationError",
+            (Service::Sts | Service::AutoScaling, ErrorKind::InvalidInput) => "ValidationError",
             (Service::Ec2, _) => "InternalError",
             (Service::Kms, _) => "KMSInternalException",
-            (Service::Sts, _) => "InternalFailure",
+            (Service::Sts | Service::AutoScaling, _) => "InternalFailure",
         };
         WireError::new(code, err.message())
     }
@@ -99,6 +105,12 @@ impl WireError {
                 | "AccessDenied",
             ) => 403,
             (Service::Sts, "InternalFailure") => 500,
+            (
+                Service::AutoScaling,
+                "InternalFailure" | "ResourceContention" | "ServiceLinkedRoleFailure",
+            ) => 500,
+            (Service::AutoScaling, "AccessDenied" | "InvalidClientTokenId") => 403,
+            (Service::AutoScaling, "Throttling") => 400,
             _ => 400,
         }
     }
@@ -146,6 +158,19 @@ impl Reply {
         Reply::xml(200, body)
     }
 
+    /// A successful Auto Scaling answer: `<ActionResponse>`, with
+    /// `<ActionResult>` for an operation that has output, then the response
+    /// metadata.
+    pub(crate) fn autoscaling(action: &str, request_id: &str, inner: Xml, result: bool) -> Reply {
+        let body = Xml::document(&format!("{action}Response"), AUTOSCALING_XMLNS, |xml| {
+            if result {
+                xml.element(&format!("{action}Result"), |xml| xml.append(inner));
+            }
+            xml.element("ResponseMetadata", |xml| xml.leaf("RequestId", request_id));
+        });
+        Reply::xml(200, body)
+    }
+
     /// A successful KMS answer; operations without output send an empty body.
     pub(crate) fn kms(body: Option<serde_json::Value>) -> Reply {
         Reply {
@@ -171,8 +196,13 @@ impl Reply {
                 });
                 Reply::xml(status, body)
             }
-            Service::Sts => {
-                let body = Xml::document("ErrorResponse", STS_XMLNS, |xml| {
+            Service::Sts | Service::AutoScaling => {
+                let xmlns = if service == Service::Sts {
+                    STS_XMLNS
+                } else {
+                    AUTOSCALING_XMLNS
+                };
+                let body = Xml::document("ErrorResponse", xmlns, |xml| {
                     xml.element("Error", |xml| {
                         let kind = if status < 500 { "Sender" } else { "Receiver" };
                         xml.leaf("Type", kind);

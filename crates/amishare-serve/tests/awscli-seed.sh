@@ -34,112 +34,13 @@ owner_arn=arn:aws:iam::111111111111:user/a-admin
 target_arn=arn:aws:iam::222222222222:user/b-user
 seed_instance=i-0c0ffee0123456789
 policy_file=$here/data/seed-key-policy.json
-checks=0
 started=$SECONDS
 
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-# check WHAT ACTUAL EXPECTED
-check() {
-    if [[ "$2" != "$3" ]]; then
-        fail "$1: expected '$3', got '$2'"
-    fi
-    checks=$((checks + 1))
-    echo "ok: $1 = $2"
-}
-
-# expect_error WHAT CODE COMMAND...: the command fails with this AWS error code.
-expect_error() {
-    local what=$1 code=$2 output
-    shift 2
-    if output=$("$@" 2>&1); then
-        fail "$what: succeeded, expected $code: $output"
-    fi
-    if [[ "$output" != *"($code)"* ]]; then
-        fail "$what: expected error $code, got: $output"
-    fi
-    checks=$((checks + 1))
-    echo "ok: $what fails with $code"
-}
-
-# The aws CLI with no configuration but the endpoint, the region and a key.
-aws_as() {
-    local key=$1
-    shift
-    env -u AWS_PROFILE -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
-        AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY=unchecked \
-        AWS_DEFAULT_REGION=$region AWS_CONFIG_FILE=/dev/null \
-        AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER= AWS_MAX_ATTEMPTS=1 \
-        "$aws_cli" --endpoint-url "$endpoint" --output text "$@"
-}
-owner() { aws_as "$owner_key" "$@"; }
-target() { aws_as "$target_key" "$@"; }
-
-# wait_for WHAT EXPECTED TERMINAL COMMAND...: polls every half second (the
-# server runs its clock fast) until the command prints EXPECTED; fails at
-# once if it prints TERMINAL, and after 60 s. The states seen, in order and
-# without repeats, are left in $seen.
-seen=
-wait_for() {
-    local what=$1 expected=$2 terminal=$3 state last=
-    shift 3
-    seen=
-    for _ in $(seq 120); do
-        state=$("$@")
-        if [[ "$state" != "$last" ]]; then
-            seen="${seen:+$seen }$state"
-            last=$state
-        fi
-        if [[ "$state" == "$expected" ]]; then
-            checks=$((checks + 1))
-            echo "ok: $what reached $state (seen: $seen)"
-            return
-        fi
-        if [[ "$state" == "$terminal" ]]; then
-            fail "$what ended $state, expected $expected"
-        fi
-        sleep 0.5
-    done
-    fail "$what still $state after 60 s, expected $expected"
-}
+source "$here/awscli-common.sh"
 
 # ------------------------------------------------------------------ server
 
-server_pid=
-workdir=
-cleanup() {
-    if [[ -n "$server_pid" ]]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    if [[ -n "$workdir" ]]; then
-        rm -rf "$workdir"
-    fi
-}
-trap cleanup EXIT
-
-if [[ -z "${AMISHARE_ENDPOINT:-}" ]]; then
-    [[ -n "${AMISHARE_SERVE:-}" ]] || fail "set AMISHARE_ENDPOINT, or AMISHARE_SERVE to a serve binary"
-    workdir=$(mktemp -d)
-    cp "$repo/testdata/worlds/seed.json" "$workdir/world.json"
-    read -r -a serve_command <<<"$AMISHARE_SERVE"
-    "${serve_command[@]}" --world "$workdir/world.json" --listen 127.0.0.1:0 \
-        >"$workdir/stdout" 2>"$workdir/stderr" &
-    server_pid=$!
-    for _ in $(seq 100); do
-        if grep -q '^listening on ' "$workdir/stdout"; then break; fi
-        kill -0 "$server_pid" 2>/dev/null || fail "the server exited: $(cat "$workdir/stderr")"
-        sleep 0.1
-    done
-    endpoint=$(sed -n 's/^listening on //p' "$workdir/stdout")
-    [[ -n "$endpoint" ]] || fail "the server did not say where it listens"
-else
-    endpoint=$AMISHARE_ENDPOINT
-fi
-echo "server: $endpoint; client: $("$aws_cli" --version 2>&1)"
+start_server
 
 # ------------------------------------------------------------------ callers
 
@@ -262,14 +163,6 @@ check "terminating it" \
 
 # ------------------------------------------------------------------ saved state
 
-if [[ -n "$server_pid" ]]; then
-    kill -TERM "$server_pid"
-    wait "$server_pid" || fail "the server exited with status $?"
-    server_pid=
-    grep -q "\"$copy\"" "$workdir/world.json" || fail "the saved world lacks the copy $copy"
-    grep -q "$key_arn" "$workdir/world.json" || fail "the saved world lacks the key $key_arn"
-    checks=$((checks + 1))
-    echo "ok: the world saved on shutdown has the copy and the key"
-fi
+saved_world_has "the copy and the key" "\"$copy\"" "$key_arn"
 
 echo "awscli seed flow: all $checks checks passed in $((SECONDS - started)) s"

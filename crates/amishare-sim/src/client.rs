@@ -3,6 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use amishare_core::scaling::{
+    Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
+    ServiceLinkedRole,
+};
 use amishare_core::{
     AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
     EbsDefaults, Error, ErrorKind, Grant, GrantId, Image, ImageId, ImageQuery, ImageStore,
@@ -13,7 +17,7 @@ use amishare_core::{
 use async_trait::async_trait;
 
 use crate::log::CallRecord;
-use crate::state::{Ctx, State, Who};
+use crate::state::{Ctx, Iam, State, Who};
 use crate::world::World;
 
 /// A principal's view of the world: implements both
@@ -65,6 +69,20 @@ impl SimClient {
         region: Option<&Region>,
         run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.call_after(operation, mutating, region, |_, _| Ok(None), run)
+    }
+
+    /// [`SimClient::call`] with a step that may change IAM first, for an
+    /// operation that creates a role as it goes (as the first Auto Scaling
+    /// group creates the service-linked role).
+    fn call_after<T>(
+        &self,
+        operation: &'static str,
+        mutating: bool,
+        region: Option<&Region>,
+        setup: impl FnOnce(&Iam, &Who<'_>) -> Result<Option<PrincipalArn>>,
+        run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let now = self.world.now();
         let mut guard = self.world.lock();
         let state = &mut *guard;
@@ -75,27 +93,40 @@ impl SimClient {
             allowed,
             kms,
             ec2,
+            scaling,
             log,
         } = state;
-        let result = match Who::lookup(iam, &self.arn, &self.identity) {
-            Some(who) => {
-                let mut ctx = Ctx {
-                    who,
-                    iam,
-                    allowed,
-                    kms,
-                    ec2,
-                    ids,
-                    knobs,
-                    now,
-                };
-                run(&mut ctx)
-            }
-            None => Err(Error::new(
-                ErrorKind::NotFound,
-                format!("principal {} does not exist in the simulation", self.arn),
-            )),
+        let made = match Who::lookup(iam, &self.arn, &self.identity) {
+            Some(who) => setup(iam, &who),
+            None => Ok(None),
         };
+        let result = made.and_then(|role| {
+            if let Some(role) = role {
+                iam.add_service_linked_role(role.account(), &ServiceLinkedRole::auto_scaling())?;
+                allowed.clear();
+            }
+            match Who::lookup(iam, &self.arn, &self.identity) {
+                Some(who) => {
+                    let mut ctx = Ctx {
+                        who,
+                        iam,
+                        allowed,
+                        kms,
+                        ec2,
+                        scaling,
+                        ids,
+                        knobs,
+                        now,
+                    };
+                    ctx.advance_groups();
+                    run(&mut ctx)
+                }
+                None => Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("principal {} does not exist in the simulation", self.arn),
+                )),
+            }
+        });
         log.total += 1;
         if mutating {
             log.mutating += 1;
@@ -190,6 +221,16 @@ impl KeyStore for SimClient {
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
         self.call("kms:RevokeGrant", true, Some(key.region()), |ctx| {
             ctx.revoke_grant(key, grant)
+        })
+    }
+
+    async fn list_retirable_grants(
+        &self,
+        region: &Region,
+        retiring: &PrincipalArn,
+    ) -> Result<Vec<Grant>> {
+        self.call("kms:ListRetirableGrants", false, Some(region), |ctx| {
+            ctx.list_retirable_grants(region, retiring)
         })
     }
 }
@@ -318,6 +359,102 @@ impl ImageStore for SimClient {
             false,
             Some(region),
             |ctx| ctx.ebs_defaults(region),
+        )
+    }
+}
+
+#[async_trait]
+impl ScalingStore for SimClient {
+    async fn create_launch_template(
+        &self,
+        region: &Region,
+        request: &LaunchTemplateRequest,
+    ) -> Result<LaunchTemplate> {
+        self.call("ec2:CreateLaunchTemplate", true, Some(region), |ctx| {
+            ctx.create_launch_template(region, request)
+        })
+    }
+
+    async fn describe_launch_templates(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<LaunchTemplate>> {
+        self.call("ec2:DescribeLaunchTemplates", false, Some(region), |ctx| {
+            ctx.describe_launch_templates(region, names)
+        })
+    }
+
+    async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
+        self.call("ec2:DeleteLaunchTemplate", true, Some(region), |ctx| {
+            ctx.delete_launch_template(region, name)
+        })
+    }
+
+    async fn create_auto_scaling_group(
+        &self,
+        region: &Region,
+        request: &GroupRequest,
+    ) -> Result<()> {
+        self.call_after(
+            "autoscaling:CreateAutoScalingGroup",
+            true,
+            Some(region),
+            |iam, who| {
+                // The first group that names no role creates the default
+                // one, if the caller may (`docs/spec/production.md` §C1.1).
+                if request.service_linked_role.is_some() {
+                    return Ok(None);
+                }
+                let role = ServiceLinkedRole::auto_scaling().arn(who.account_id(), "aws")?;
+                if iam.is_service_linked(&role) {
+                    return Ok(None);
+                }
+                let may = who.is_unrestricted()
+                    || crate::kms::identity_allows(who, "iam:CreateServiceLinkedRole", "*");
+                Ok(may.then_some(role))
+            },
+            |ctx| ctx.create_auto_scaling_group(region, request),
+        )
+    }
+
+    async fn describe_auto_scaling_groups(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<Group>> {
+        self.call(
+            "autoscaling:DescribeAutoScalingGroups",
+            false,
+            Some(region),
+            |ctx| ctx.describe_auto_scaling_groups(region, names),
+        )
+    }
+
+    async fn describe_scaling_activities(
+        &self,
+        region: &Region,
+        group: &str,
+    ) -> Result<Vec<Activity>> {
+        self.call(
+            "autoscaling:DescribeScalingActivities",
+            false,
+            Some(region),
+            |ctx| ctx.describe_scaling_activities(region, group),
+        )
+    }
+
+    async fn delete_auto_scaling_group(
+        &self,
+        region: &Region,
+        name: &str,
+        force: bool,
+    ) -> Result<()> {
+        self.call(
+            "autoscaling:DeleteAutoScalingGroup",
+            true,
+            Some(region),
+            |ctx| ctx.delete_auto_scaling_group(region, name, force),
         )
     }
 }

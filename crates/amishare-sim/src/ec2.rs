@@ -508,6 +508,7 @@ impl Ctx<'_> {
                             operations: VOLUME_GRANT_OPERATIONS.map(str::to_owned).to_vec(),
                             issuing_account: account.clone(),
                             created_at: now,
+                            retiring_principal: None,
                         });
                         record.grants.push((key, grant_id));
                     }
@@ -538,6 +539,14 @@ impl Ctx<'_> {
                 _ => return Err(errors::instance_not_found(id)),
             }
         }
+        self.shut_down(ids);
+        Ok(())
+    }
+
+    /// Terminates the caller-checked instances `ids` now, as a user does:
+    /// `shutting-down`, then `terminated`, and EC2's grants for their
+    /// volumes retired. Instances already going are left as they are.
+    pub(crate) fn shut_down(&mut self, ids: &[InstanceId]) {
         let now = self.now;
         for id in ids {
             let Some(instance) = self.ec2.instances.get_mut(id) else {
@@ -568,7 +577,6 @@ impl Ctx<'_> {
                 }
             }
         }
-        Ok(())
     }
 
     // ------------------------------------------------------------ images

@@ -15,12 +15,15 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use amishare_core::scaling::{
+    Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
+};
 use amishare_core::{
     AliasArn, AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest,
     CreateKeyRequest, EbsDefaults, Error, ErrorKind, Grant, GrantId, Image, ImageId, ImageQuery,
     ImageStore, Instance, InstanceId, KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore,
-    LaunchPermission, PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId,
-    VolumePermission,
+    LaunchPermission, PermissionChange, PrincipalArn, Region, Result, RunInstancesRequest,
+    Snapshot, SnapshotId, VolumePermission,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -100,6 +103,7 @@ impl std::ops::AddAssign for FaultTally {
 enum Service {
     Kms,
     Ec2,
+    AutoScaling,
 }
 
 #[derive(Debug)]
@@ -215,6 +219,9 @@ impl Faulty {
                 Service::Kms => {
                     Error::service(ErrorKind::Throttled, "ThrottlingException", "Rate exceeded")
                 }
+                Service::AutoScaling => {
+                    Error::service(ErrorKind::Throttled, "Throttling", "Rate exceeded")
+                }
             });
         }
         if shared.draw() < shared.faults.server_error {
@@ -295,6 +302,11 @@ fn server_error(service: Service) -> Error {
         Service::Kms => Error::service(
             ErrorKind::Service,
             "KMSInternalException",
+            "An internal error has occurred",
+        ),
+        Service::AutoScaling => Error::service(
+            ErrorKind::Service,
+            "InternalFailure",
             "An internal error has occurred",
         ),
     }
@@ -388,6 +400,82 @@ impl KeyStore for Faulty {
         self.before(Service::Kms)?;
         let result = self.inner.revoke_grant(key, grant).await;
         self.after(Service::Kms, false, result)
+    }
+    async fn list_retirable_grants(
+        &self,
+        region: &Region,
+        retiring: &PrincipalArn,
+    ) -> Result<Vec<Grant>> {
+        self.before(Service::Kms)?;
+        let grants = KeyStore::list_retirable_grants(&self.inner, region, retiring).await?;
+        Ok(grants
+            .into_iter()
+            .filter(|grant| !self.hides(grant.id.as_str()))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ScalingStore for Faulty {
+    async fn create_launch_template(
+        &self,
+        region: &Region,
+        request: &LaunchTemplateRequest,
+    ) -> Result<LaunchTemplate> {
+        self.before(Service::Ec2)?;
+        let result = self.inner.create_launch_template(region, request).await;
+        self.after(Service::Ec2, request.client_token.is_some(), result)
+    }
+    async fn describe_launch_templates(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<LaunchTemplate>> {
+        self.before(Service::Ec2)?;
+        self.inner.describe_launch_templates(region, names).await
+    }
+    async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
+        self.before(Service::Ec2)?;
+        let result = self.inner.delete_launch_template(region, name).await;
+        self.after(Service::Ec2, true, result)
+    }
+    async fn create_auto_scaling_group(
+        &self,
+        region: &Region,
+        request: &GroupRequest,
+    ) -> Result<()> {
+        self.before(Service::AutoScaling)?;
+        let result = self.inner.create_auto_scaling_group(region, request).await;
+        self.after(Service::AutoScaling, false, result)
+    }
+    async fn describe_auto_scaling_groups(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<Group>> {
+        self.before(Service::AutoScaling)?;
+        self.inner.describe_auto_scaling_groups(region, names).await
+    }
+    async fn describe_scaling_activities(
+        &self,
+        region: &Region,
+        group: &str,
+    ) -> Result<Vec<Activity>> {
+        self.before(Service::AutoScaling)?;
+        self.inner.describe_scaling_activities(region, group).await
+    }
+    async fn delete_auto_scaling_group(
+        &self,
+        region: &Region,
+        name: &str,
+        force: bool,
+    ) -> Result<()> {
+        self.before(Service::AutoScaling)?;
+        let result = self
+            .inner
+            .delete_auto_scaling_group(region, name, force)
+            .await;
+        self.after(Service::AutoScaling, true, result)
     }
 }
 

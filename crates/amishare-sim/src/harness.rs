@@ -18,8 +18,9 @@ const OWNER_POLICY: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 /// The target account's place in the owner's organization.
 const ORG_PATH: &str = "o-a1b2c3d4e5/r-ab12/ou-ab12-11111111/";
-/// The target principal's identity policy before a scenario adds KMS.
-const EC2_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"UseEc2","Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#;
+/// The target principal's identity policy before a scenario adds KMS: EC2,
+/// and Auto Scaling as AWS's example for a group with a shared key has it.
+const EC2_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"UseEc2","Effect":"Allow","Action":"ec2:*","Resource":"*"},{"Sid":"UseAutoScaling","Effect":"Allow","Action":["autoscaling:*","iam:CreateServiceLinkedRole","kms:ListRetirableGrants"],"Resource":"*"}]}"#;
 const REGION: &str = "ap-northeast-1";
 const OTHER_REGION: &str = "us-east-1";
 
@@ -80,7 +81,8 @@ impl WorldHarness {
             let client = Arc::new(world.client(principal)?);
             Ok(Party {
                 keys: client.clone(),
-                images: client,
+                images: client.clone(),
+                scaling: Some(client),
                 principal: principal.clone(),
             })
         };

@@ -55,6 +55,16 @@ impl IdGen {
             .expect("generated instance IDs are well-formed")
     }
 
+    /// A launch template ID, `lt-` and 17 hexadecimal digits.
+    pub(crate) fn launch_template(&mut self) -> String {
+        self.ec2_id("lt-").as_str().to_owned()
+    }
+
+    /// A version-4-shaped UUID (Auto Scaling's group and activity IDs).
+    pub(crate) fn uuid(&mut self) -> String {
+        self.key().to_string()
+    }
+
     /// A version-4-shaped UUID.
     pub(crate) fn key(&mut self) -> KeyId {
         let a = self.next_u64();

@@ -311,6 +311,19 @@ fn principal_exists(entry: &str, iam: &Iam) -> bool {
         .is_some_and(|account| account.principals.contains_key(name.as_str()))
 }
 
+/// Whether `who`'s identity policies allow `action` on `resource` in its
+/// own account.
+pub(crate) fn identity_allows(who: &Who<'_>, action: &str, resource: &str) -> bool {
+    let request = Request {
+        caller: who.caller(),
+        action,
+        resource,
+        resource_account: who.account_id().as_str(),
+        context: Context::new(),
+    };
+    who.with_policies(|policies| evaluate_identity_outcome(&request, policies) == Outcome::Allow)
+}
+
 /// The context of a grant operation a principal calls directly (not through
 /// an AWS service).
 fn direct_grant_context() -> Context {
@@ -512,8 +525,53 @@ impl Ctx<'_> {
                 grantee: grant.grantee.clone(),
                 operations: grant.operations.clone(),
                 issuing_account: grant.issuing_account.clone(),
+                retiring_principal: grant.retiring_principal.clone(),
+                key: Some(key.arn.clone()),
             })
             .collect())
+    }
+
+    /// `ListRetirableGrants`: the grants in `region`, on keys of any
+    /// account, that `retiring` may retire. KMS authorizes it with the
+    /// caller's IAM policy alone, and only for a retiring principal of the
+    /// caller's own account (§A5 ListRetirableGrants).
+    pub(crate) fn list_retirable_grants(
+        &mut self,
+        region: &Region,
+        retiring: &PrincipalArn,
+    ) -> Result<Vec<Grant>> {
+        self.authorize_identity("kms:ListRetirableGrants", "*")
+            .map_err(errors::kms_access_denied)?;
+        if retiring.account() != self.who.account_id() {
+            return Err(errors::kms_access_denied(format!(
+                "{} is not authorized to list the grants of {retiring}: ListRetirableGrants takes a principal of the caller's own account",
+                self.who.arn
+            )));
+        }
+        let mut found = Vec::new();
+        for key in self
+            .kms
+            .keys
+            .values()
+            .filter(|key| key.arn.region() == region)
+        {
+            let mut grants: Vec<&GrantRecord> = key
+                .grants
+                .values()
+                .filter(|grant| grant.retiring_principal.as_deref() == Some(retiring.as_str()))
+                .collect();
+            grants.sort_by_key(|grant| grant.seq);
+            found.extend(grants.into_iter().map(|grant| Grant {
+                id: grant.id.clone(),
+                name: grant.name.clone(),
+                grantee: grant.grantee.clone(),
+                operations: grant.operations.clone(),
+                issuing_account: grant.issuing_account.clone(),
+                retiring_principal: grant.retiring_principal.clone(),
+                key: Some(key.arn.clone()),
+            }));
+        }
+        Ok(found)
     }
 
     pub(crate) fn create_grant(
@@ -537,9 +595,12 @@ impl Ctx<'_> {
                 "Grant operation {bad} is not valid for the symmetric encryption key {arn}"
             )));
         }
-        let context = direct_grant_context()
+        let mut context = direct_grant_context()
             .with_values("kms:GrantOperations", request.operations.clone())
             .with("kms:GranteePrincipal", request.grantee.as_str());
+        if let Some(retiring) = &request.retiring_principal {
+            context = context.with("kms:RetiringPrincipal", retiring.as_str());
+        }
         self.authorize_kms(key, "kms:CreateGrant", context)?;
         require_enabled(key, self.knobs)?;
         if let Some(name) = &request.name {
@@ -547,6 +608,11 @@ impl Ctx<'_> {
                 grant.name.as_deref() == Some(name.as_str())
                     && grant.grantee == request.grantee.as_str()
                     && grant.operations == request.operations
+                    && grant.retiring_principal.as_deref()
+                        == request
+                            .retiring_principal
+                            .as_ref()
+                            .map(PrincipalArn::as_str)
             });
             if let Some(existing) = existing {
                 return Ok(existing.id.clone());
@@ -561,6 +627,10 @@ impl Ctx<'_> {
             operations: request.operations.clone(),
             issuing_account: self.who.account_id().clone(),
             created_at: self.now,
+            retiring_principal: request
+                .retiring_principal
+                .as_ref()
+                .map(|p| p.as_str().to_owned()),
         };
         self.kms
             .keys

@@ -3,11 +3,12 @@
 //!
 //! Each field that models an unconfirmed AWS behaviour names the section of
 //! the behavioural spec (`§A…` in `docs/spec/kms.md`, `§B…` in
-//! `docs/spec/ec2.md`) that leaves it open, so that a test author who learns
+//! `docs/spec/ec2.md`, `§C…` in `docs/spec/production.md`) that leaves it open, so that a test author who learns
 //! the real answer can set it.
 
 use std::time::Duration;
 
+use amishare_core::scaling::ActivityStatus;
 use amishare_core::{Error, ErrorKind, StateReason};
 
 /// An error the simulation returns where AWS's exact code or text is not
@@ -139,6 +140,32 @@ pub struct Knobs {
     /// The error for `CopyImage` or `RunInstances` of an image that is not
     /// `available` (pending or failed). `{id}` is the image ID.
     pub unavailable_image: ErrorSpec,
+    /// How long an Auto Scaling group waits, after a launch failed or its
+    /// instance was lost, before it launches again (`docs/spec/production.md`
+    /// §C1.6: the pace is not documented).
+    pub scaling_retry_delay: Duration,
+    /// The status of a launch activity whose instance was launched and
+    /// then lost before it was in service (§C1.6: not documented; AWS's
+    /// example of such an activity is `Cancelled`).
+    pub scaling_lost_instance: ActivityStatus,
+    /// The status message of such an activity; `{reason}` is the
+    /// instance's termination reason (§C1.6, as users report it).
+    pub scaling_unhealthy_message: String,
+    /// The error of `CreateAutoScalingGroup` naming no role when the default
+    /// service-linked role does not exist and the caller may not create it
+    /// (§C1.1: the creation fails; the error is not documented). `{id}` is
+    /// the role's ARN.
+    pub service_linked_role_refused: ErrorSpec,
+    /// The error of `CreateAutoScalingGroup` naming a service-linked role
+    /// that does not exist (§C1.1; not documented). `{id}` is the ARN.
+    pub unknown_service_linked_role: ErrorSpec,
+    /// The error of `DeleteAutoScalingGroup` without `ForceDelete` for a
+    /// group that still has instances (§C1.7: which code is not
+    /// documented). `{id}` is the group's name.
+    pub group_in_use: ErrorSpec,
+    /// What `DescribeAutoScalingGroups` does with a name no group has
+    /// (§C1.7: an empty answer as far as known, not documented).
+    pub unknown_group_names: UnknownIds,
     /// Whether `DescribeSnapshots` reports a pending snapshot's progress, as
     /// EC2 does; off, the simulation answers like a backend that does not.
     pub snapshot_progress: bool,
@@ -210,6 +237,25 @@ impl Default for Knobs {
                 "InvalidAMIID.Unavailable",
                 "The image id '[{id}]' is not available",
             ),
+            scaling_retry_delay: Duration::from_secs(30),
+            scaling_lost_instance: ActivityStatus::Cancelled,
+            scaling_unhealthy_message: "Instance became unhealthy while waiting for instance to be in InService state. Termination Reason: {reason}".to_owned(),
+            service_linked_role_refused: ErrorSpec::new(
+                ErrorKind::AccessDenied,
+                "AccessDenied",
+                "The caller may not create the service-linked role {id} (iam:CreateServiceLinkedRole)",
+            ),
+            unknown_service_linked_role: ErrorSpec::new(
+                ErrorKind::InvalidInput,
+                "ValidationError",
+                "ARN specified is not a valid service-linked role: {id}",
+            ),
+            group_in_use: ErrorSpec::new(
+                ErrorKind::Conflict,
+                "ResourceInUse",
+                "You cannot delete an AutoScalingGroup while there are instances or pending Spot instance request(s) still in the group.",
+            ),
+            unknown_group_names: UnknownIds::Omit,
             snapshot_progress: true,
             record_calls: true,
         }

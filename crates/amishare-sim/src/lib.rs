@@ -14,6 +14,7 @@ mod kms;
 mod knobs;
 mod limits;
 mod log;
+mod scaling;
 pub mod seed;
 mod state;
 mod world;

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use amishare_core::scaling::ServiceLinkedRole;
 use amishare_core::{
     AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageSource,
-    InstanceId, KeyChoice, LaunchOptions, Narrowing, PrincipalArn, Region, Result, ShareReport,
-    ShareRequest, Sharer, Target,
+    InstanceId, KeyChoice, LaunchOptions, LaunchVia, Narrowing, PrincipalArn, Region, Result,
+    ShareReport, ShareRequest, Sharer, Target,
 };
 use serde::Serialize;
 
@@ -34,6 +35,7 @@ fn target_policy() -> String {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "UseEc2", "Effect": "Allow", "Action": "ec2:*", "Resource": "*"},
+            {"Sid": "UseAutoScaling", "Effect": "Allow", "Action": ["autoscaling:*", "iam:CreateServiceLinkedRole", "kms:ListRetirableGrants"], "Resource": "*"},
             {
                 "Sid": "UseSharedAmiKeys",
                 "Effect": "Allow",
@@ -95,6 +97,7 @@ impl SeedWorld {
     /// The owner side of the walkthrough: steps 1 to 3.
     pub fn share_request(&self) -> ShareRequest {
         ShareRequest {
+            service_roles: Vec::new(),
             source: ImageSource::Instance(self.instance.clone()),
             source_region: self.region.clone(),
             regions: Vec::new(),
@@ -119,16 +122,36 @@ impl SeedWorld {
 
     /// [`SeedWorld::run`] with the flow waiting on `clock`.
     pub async fn run_with_clock(&self, clock: Arc<dyn Clock>) -> Result<SeedFlowReport> {
+        self.run_flow(clock, false).await
+    }
+
+    /// The walkthrough with a sixth step: A's share also lets B's user
+    /// create a grant for B's Auto Scaling service-linked role, and B
+    /// creates it and launches the image through a one-instance Auto Scaling
+    /// group, as production launches (`docs/spec/choices.md` §D6).
+    pub async fn run_autoscaling(&self) -> Result<SeedFlowReport> {
+        self.run_flow(Arc::new(self.world.stepping_clock()), true)
+            .await
+    }
+
+    async fn run_flow(&self, clock: Arc<dyn Clock>, autoscaling: bool) -> Result<SeedFlowReport> {
         let start = self.world.now();
         let owner = self.world.client(&self.owner)?;
         let owner = Arc::new(owner);
+        let mut request = self.share_request();
+        if autoscaling {
+            request.service_roles = vec![ServiceLinkedRole::auto_scaling()];
+        }
         let share = Flow::new(owner.clone(), owner, clock.clone())
-            .share(&self.share_request())
+            .share(&request)
             .await?;
         let shared = &share.regions[0];
         let target = Arc::new(self.world.client(&self.target)?);
-        let accept = Flow::new(target.clone(), target, clock)
+        let target_flow =
+            Flow::new(target.clone(), target.clone(), clock).with_scaling(target.clone());
+        let accept = target_flow
             .accept(&AcceptRequest {
+                grants: Vec::new(),
                 image: shared.image.clone(),
                 region: self.region.clone(),
                 keys: vec![shared.key.clone()],
@@ -140,12 +163,33 @@ impl SeedWorld {
                 copy_name: None,
             })
             .await?;
+        let autoscaling = if autoscaling {
+            Some(
+                target_flow
+                    .accept(&AcceptRequest {
+                        image: shared.image.clone(),
+                        region: self.region.clone(),
+                        keys: vec![shared.key.clone()],
+                        launch: Some(LaunchOptions {
+                            via: LaunchVia::AutoScaling(ServiceLinkedRole::auto_scaling()),
+                            ..LaunchOptions::default()
+                        }),
+                        copy: None,
+                        copy_name: None,
+                        grants: vec![ServiceLinkedRole::auto_scaling()],
+                    })
+                    .await?,
+            )
+        } else {
+            None
+        };
         Ok(SeedFlowReport {
             owner: self.owner.clone(),
             target: self.target.clone(),
             region: self.region.clone(),
             share,
             accept,
+            autoscaling,
             simulated: self.world.now().saturating_sub(start),
         })
     }
@@ -164,6 +208,10 @@ pub struct SeedFlowReport {
     pub share: ShareReport,
     /// Steps 4 and 5, the target side.
     pub accept: AcceptReport,
+    /// Step 6, with `run_autoscaling`: the grant for B's Auto Scaling role
+    /// and the launch through an Auto Scaling group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AcceptReport>,
     /// Simulated time the flow took.
     #[serde(serialize_with = "seconds")]
     pub simulated: Duration,

@@ -29,6 +29,7 @@ pub(crate) struct State {
     pub(crate) allowed: Allowed,
     pub(crate) kms: Kms,
     pub(crate) ec2: Ec2,
+    pub(crate) scaling: Scaling,
     pub(crate) log: CallLog,
 }
 
@@ -130,6 +131,9 @@ impl Allowed {
 #[derive(Debug)]
 pub(crate) struct IamPrincipal {
     pub(crate) policies: Vec<Policy>,
+    /// A service-linked role: its policies are AWS's and cannot be changed
+    /// (`docs/spec/production.md` §C1.1).
+    pub(crate) service_linked: bool,
 }
 
 /// The caller of one operation, borrowed from the IAM state.
@@ -322,6 +326,8 @@ pub(crate) struct GrantRecord {
     pub(crate) operations: Vec<String>,
     pub(crate) issuing_account: AccountId,
     pub(crate) created_at: Duration,
+    /// The principal that may retire the grant.
+    pub(crate) retiring_principal: Option<String>,
 }
 
 // ---------------------------------------------------------------- EC2
@@ -557,7 +563,73 @@ pub(crate) struct Ctx<'a> {
     pub(crate) allowed: &'a mut Allowed,
     pub(crate) kms: &'a mut Kms,
     pub(crate) ec2: &'a mut Ec2,
+    pub(crate) scaling: &'a mut Scaling,
     pub(crate) ids: &'a mut IdGen,
     pub(crate) knobs: &'a Knobs,
     pub(crate) now: Duration,
+}
+
+// ---------------------------------------------------------------- Auto Scaling
+
+/// Launch templates, Auto Scaling groups and their activities
+/// (`docs/spec/production.md` §C1.6, §C1.7).
+#[derive(Debug, Default)]
+pub(crate) struct Scaling {
+    /// Launch templates by `<account>/<region>/<name>`.
+    pub(crate) templates: BTreeMap<String, TemplateRecord>,
+    /// `CreateLaunchTemplate` client tokens: `<account>/<region>/<token>` → template name.
+    pub(crate) template_tokens: BTreeMap<String, String>,
+    /// Groups by `<account>/<region>/<name>`.
+    pub(crate) groups: BTreeMap<String, GroupRecord>,
+    /// Every activity, oldest first; those of deleted groups stay.
+    pub(crate) activities: Vec<ActivityRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TemplateRecord {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) owner: AccountId,
+    pub(crate) region: Region,
+    pub(crate) image: ImageId,
+    pub(crate) instance_type: String,
+    pub(crate) tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct GroupRecord {
+    pub(crate) name: String,
+    pub(crate) uuid: String,
+    pub(crate) owner: AccountId,
+    pub(crate) region: Region,
+    /// The launch template's name; its image is read at each launch.
+    pub(crate) template: String,
+    pub(crate) min_size: u32,
+    pub(crate) max_size: u32,
+    pub(crate) desired: u32,
+    pub(crate) zones: Vec<String>,
+    pub(crate) subnets: Option<String>,
+    /// The service-linked role it launches as.
+    pub(crate) role: PrincipalArn,
+    pub(crate) tags: BTreeMap<String, String>,
+    /// Every instance it launched, in order.
+    pub(crate) members: Vec<InstanceId>,
+    /// When it next tries to launch towards its desired capacity.
+    pub(crate) next_attempt: Option<Duration>,
+    /// Since when every launch failed, if the last one did.
+    pub(crate) failing_since: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ActivityRecord {
+    pub(crate) id: String,
+    pub(crate) owner: AccountId,
+    pub(crate) region: Region,
+    pub(crate) group: String,
+    pub(crate) started_at: Duration,
+    pub(crate) cause: String,
+    /// The instance launched, when `RunInstances` took the request.
+    pub(crate) instance: Option<InstanceId>,
+    /// EC2's message, when `RunInstances` refused the launch.
+    pub(crate) refused: Option<String>,
 }

@@ -131,6 +131,7 @@ fn grants_stay_indexed_by_grantee() {
         grantee: grantee.to_owned(),
         operations: vec!["Decrypt".into()],
         issuing_account: owner.clone(),
+        retiring_principal: None,
         created_at: Duration::ZERO,
     };
     let (g1, g2, g3) = (ids.grant(), ids.grant(), ids.grant());
@@ -287,6 +288,7 @@ fn cached_identity_decisions_equal_fresh_ones() {
             allowed: cache,
             kms,
             ec2,
+            scaling,
             ..
         } = &mut *guard;
         let mut ctx = Ctx {
@@ -295,6 +297,7 @@ fn cached_identity_decisions_equal_fresh_ones() {
             allowed: cache,
             kms,
             ec2,
+            scaling,
             ids,
             knobs,
             now: Duration::ZERO,

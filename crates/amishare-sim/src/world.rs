@@ -19,7 +19,7 @@ use crate::ids::IdGen;
 use crate::knobs::Knobs;
 use crate::log::{CallLog, CallRecord};
 use crate::state::{
-    Account, Allowed, Ec2, Iam, IamPrincipal, InstanceRecord, InstanceVolume, Kms, State,
+    Account, Allowed, Ec2, Iam, IamPrincipal, InstanceRecord, InstanceVolume, Kms, Scaling, State,
 };
 
 /// How a seeded volume is encrypted.
@@ -129,6 +129,7 @@ impl World {
             allowed: Allowed::default(),
             kms: Kms::default(),
             ec2: Ec2::default(),
+            scaling: Scaling::default(),
             log: CallLog::default(),
         };
         World {
@@ -320,14 +321,20 @@ impl World {
                 format!("principal {arn} already exists"),
             ));
         }
-        stored
-            .principals
-            .insert(arn.as_str().to_owned(), IamPrincipal { policies });
+        stored.principals.insert(
+            arn.as_str().to_owned(),
+            IamPrincipal {
+                policies,
+                service_linked: false,
+            },
+        );
         state.allowed.clear();
         Ok(arn)
     }
 
-    /// Replaces the identity policies of a user or role.
+    /// Replaces the identity policies of a user or role. A service-linked
+    /// role's are AWS's: IAM refuses to change them with `UnmodifiableEntity`
+    /// (`docs/spec/production.md` §C1.1).
     pub fn set_identity_policies(&self, principal: &PrincipalArn, policies: &[&str]) -> Result<()> {
         let policies = parse_policies(policies)?;
         let mut state = self.lock();
@@ -337,9 +344,32 @@ impl World {
             .get_mut(principal.account())
             .and_then(|account| account.principals.get_mut(principal.as_str()))
             .ok_or_else(|| unknown_principal(principal))?;
+        if stored.service_linked {
+            let name = principal.as_str().rsplit('/').next().unwrap_or_default();
+            return Err(Error::service(
+                ErrorKind::Conflict,
+                "UnmodifiableEntity",
+                format!("Cannot perform the operation on the protected role '{name}' - this role is only modifiable by AWS"),
+            ));
+        }
         stored.policies = policies;
         state.allowed.clear();
         Ok(())
+    }
+
+    /// Creates a service-linked role in `account` (IAM's
+    /// `CreateServiceLinkedRole`, with a custom suffix where the role has
+    /// one), unless it exists; returns its ARN. The default Auto Scaling
+    /// role is also created by the first group that names no role.
+    pub fn add_service_linked_role(
+        &self,
+        account: &AccountId,
+        role: &amishare_core::scaling::ServiceLinkedRole,
+    ) -> Result<PrincipalArn> {
+        let mut state = self.lock();
+        let arn = state.iam.add_service_linked_role(account, role)?;
+        state.allowed.clear();
+        Ok(arn)
     }
 
     // ------------------------------------------------------------ KMS

@@ -6,7 +6,9 @@
 //! else but `accounts` may be left out. A hand-written world usually lists
 //! accounts with their users and roles (and their identity policies), the
 //! profiles and access keys that name them, and running instances; keys, images and
-//! snapshots appear as commands create them. Times are milliseconds of the
+//! snapshots appear as commands create them, and so do service-linked roles
+//! (principals with `service_linked`), launch templates, Auto Scaling groups
+//! and their activities. Times are milliseconds of the
 //! world's virtual clock. `testdata/worlds/` has examples.
 //!
 //! Loading checks every reference (a principal in an account that exists, an
@@ -33,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::IdGen;
 use crate::state::{
-    Account, DeviceRecord, GrantRecord, IamPrincipal, ImageRecord, InstanceRecord, InstanceVolume,
-    Key, SnapshotRecord, State,
+    Account, ActivityRecord, DeviceRecord, GrantRecord, GroupRecord, IamPrincipal, ImageRecord,
+    InstanceRecord, InstanceVolume, Key, SnapshotRecord, State, TemplateRecord,
 };
 use crate::world::{parse_org_path, World};
 
@@ -93,6 +95,105 @@ pub struct WorldFile {
     /// `RunInstances` client tokens seen: `<account>/<region>/<token>` → the instance it launched.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub instance_tokens: BTreeMap<String, InstanceId>,
+    /// EC2 launch templates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_templates: Vec<LaunchTemplateEntry>,
+    /// `CreateLaunchTemplate` client tokens seen: `<account>/<region>/<token>` → the template's name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub launch_template_tokens: BTreeMap<String, String>,
+    /// Auto Scaling groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_scaling_groups: Vec<GroupEntry>,
+    /// Scaling activities, oldest first (those of deleted groups too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaling_activities: Vec<ActivityEntry>,
+}
+
+/// An EC2 launch template (its default version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchTemplateEntry {
+    /// `lt-…`.
+    pub id: String,
+    /// Its name, unique per account and region.
+    pub name: String,
+    /// The owner account.
+    pub owner: AccountId,
+    /// The region.
+    pub region: Region,
+    /// The image instances launch from.
+    pub image: ImageId,
+    /// The instance type.
+    pub instance_type: String,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEntry {
+    /// Its name, unique per account and region.
+    pub name: String,
+    /// The UUID in its ARN.
+    pub uuid: String,
+    /// The owner account.
+    pub owner: AccountId,
+    /// The region.
+    pub region: Region,
+    /// The launch template's name.
+    pub launch_template: String,
+    /// Smallest size.
+    pub min_size: u32,
+    /// Largest size.
+    pub max_size: u32,
+    /// Desired capacity.
+    pub desired_capacity: u32,
+    /// Availability zones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub availability_zones: Vec<String>,
+    /// Subnets, comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnets: Option<String>,
+    /// The service-linked role it launches as (a role of the owner account).
+    pub service_linked_role: PrincipalArn,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Every instance it launched, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<InstanceId>,
+    /// When it next launches, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<u64>,
+    /// Since when its launches fail, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since_ms: Option<u64>,
+}
+
+/// A scaling activity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityEntry {
+    /// Its ID.
+    pub id: String,
+    /// The group's account.
+    pub owner: AccountId,
+    /// The region.
+    pub region: Region,
+    /// The group's name.
+    pub group: String,
+    /// When it began, in milliseconds.
+    pub started_ms: u64,
+    /// What started it.
+    pub cause: String,
+    /// The instance it launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceId>,
+    /// EC2's message, when the launch was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// An access key of the world file: who signs with it, and its secret.
@@ -175,6 +276,13 @@ pub struct PrincipalEntry {
     /// Identity policy documents.
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// A service-linked role, whose policies are AWS's and cannot be changed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub service_linked: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// EBS encryption settings of an account in a region.
@@ -244,6 +352,9 @@ pub struct GrantEntry {
     /// When it was created.
     #[serde(default)]
     pub created_ms: u64,
+    /// The principal that may retire it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
 }
 
 /// A KMS alias.
@@ -585,6 +696,7 @@ impl World {
                     .map(|(arn, principal)| PrincipalEntry {
                         arn: PrincipalArn::parse(arn).expect("stored principal ARNs are valid"),
                         policies: principal.policies.clone(),
+                        service_linked: principal.service_linked,
                     })
                     .collect(),
                 ebs: state
@@ -624,6 +736,7 @@ impl World {
                             operations: grant.operations.clone(),
                             issuing_account: grant.issuing_account.clone(),
                             created_ms: millis(grant.created_at),
+                            retiring_principal: grant.retiring_principal.clone(),
                         })
                         .collect(),
                 }
@@ -754,6 +867,58 @@ impl World {
             instances,
             client_tokens: state.ec2.client_tokens.clone(),
             instance_tokens: state.ec2.instance_tokens.clone(),
+            launch_templates: state
+                .scaling
+                .templates
+                .values()
+                .map(|t| LaunchTemplateEntry {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    owner: t.owner.clone(),
+                    region: t.region.clone(),
+                    image: t.image.clone(),
+                    instance_type: t.instance_type.clone(),
+                    tags: t.tags.clone(),
+                })
+                .collect(),
+            launch_template_tokens: state.scaling.template_tokens.clone(),
+            auto_scaling_groups: state
+                .scaling
+                .groups
+                .values()
+                .map(|g| GroupEntry {
+                    name: g.name.clone(),
+                    uuid: g.uuid.clone(),
+                    owner: g.owner.clone(),
+                    region: g.region.clone(),
+                    launch_template: g.template.clone(),
+                    min_size: g.min_size,
+                    max_size: g.max_size,
+                    desired_capacity: g.desired,
+                    availability_zones: g.zones.clone(),
+                    subnets: g.subnets.clone(),
+                    service_linked_role: g.role.clone(),
+                    tags: g.tags.clone(),
+                    members: g.members.clone(),
+                    next_attempt_ms: g.next_attempt.map(millis),
+                    failing_since_ms: g.failing_since.map(millis),
+                })
+                .collect(),
+            scaling_activities: state
+                .scaling
+                .activities
+                .iter()
+                .map(|a| ActivityEntry {
+                    id: a.id.clone(),
+                    owner: a.owner.clone(),
+                    region: a.region.clone(),
+                    group: a.group.clone(),
+                    started_ms: millis(a.started_at),
+                    cause: a.cause.clone(),
+                    instance: a.instance.clone(),
+                    refused: a.refused.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -773,6 +938,7 @@ impl World {
             load_accounts(&mut state, file)?;
             load_keys(&mut state, file)?;
             load_ec2(&mut state, file)?;
+            load_scaling(&mut state, file)?;
             state.allowed.clear();
         }
         for (name, principal) in &file.profiles {
@@ -832,6 +998,7 @@ fn load_accounts(state: &mut State, file: &WorldFile) -> Result<()> {
                 principal.arn.as_str().to_owned(),
                 IamPrincipal {
                     policies: principal.policies.clone(),
+                    service_linked: principal.service_linked,
                 },
             );
             if previous.is_some() {
@@ -904,6 +1071,7 @@ fn load_keys(state: &mut State, file: &WorldFile) -> Result<()> {
                 operations: grant.operations.clone(),
                 issuing_account: grant.issuing_account.clone(),
                 created_at: at(grant.created_ms),
+                retiring_principal: grant.retiring_principal.clone(),
             });
         }
         state
@@ -1114,6 +1282,101 @@ fn load_ec2(state: &mut State, file: &WorldFile) -> Result<()> {
     }
     state.ec2.client_tokens = file.client_tokens.clone();
     state.ec2.instance_tokens = file.instance_tokens.clone();
+    Ok(())
+}
+
+fn load_scaling(state: &mut State, file: &WorldFile) -> Result<()> {
+    for (index, entry) in file.launch_templates.iter().enumerate() {
+        let path = format!("launch_templates[{index}]");
+        if !state.iam.accounts.contains_key(&entry.owner) {
+            return Err(bad(
+                &format!("{path}.owner"),
+                format!("account {} is not in accounts", entry.owner),
+            ));
+        }
+        let key = crate::state::scoped(&entry.owner, &entry.region, &entry.name);
+        let record = TemplateRecord {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            owner: entry.owner.clone(),
+            region: entry.region.clone(),
+            image: entry.image.clone(),
+            instance_type: entry.instance_type.clone(),
+            tags: entry.tags.clone(),
+        };
+        if state.scaling.templates.insert(key, record).is_some() {
+            return Err(bad(
+                &format!("{path}.name"),
+                format!("launch template {} is listed twice", entry.name),
+            ));
+        }
+    }
+    state.scaling.template_tokens = file.launch_template_tokens.clone();
+    for (index, entry) in file.auto_scaling_groups.iter().enumerate() {
+        let path = format!("auto_scaling_groups[{index}]");
+        let role = &entry.service_linked_role;
+        let is_role = state
+            .iam
+            .accounts
+            .get(&entry.owner)
+            .and_then(|account| account.principals.get(role.as_str()))
+            .is_some_and(|principal| principal.service_linked);
+        if role.account() != &entry.owner || !is_role {
+            return Err(bad(
+                &format!("{path}.service_linked_role"),
+                format!(
+                    "{role} is not a service-linked role of account {}",
+                    entry.owner
+                ),
+            ));
+        }
+        for (m, member) in entry.members.iter().enumerate() {
+            if !state.ec2.instances.contains_key(member) {
+                return Err(bad(
+                    &format!("{path}.members[{m}]"),
+                    format!("instance {member} is not in instances"),
+                ));
+            }
+        }
+        let key = crate::state::scoped(&entry.owner, &entry.region, &entry.name);
+        let record = GroupRecord {
+            name: entry.name.clone(),
+            uuid: entry.uuid.clone(),
+            owner: entry.owner.clone(),
+            region: entry.region.clone(),
+            template: entry.launch_template.clone(),
+            min_size: entry.min_size,
+            max_size: entry.max_size,
+            desired: entry.desired_capacity,
+            zones: entry.availability_zones.clone(),
+            subnets: entry.subnets.clone(),
+            role: role.clone(),
+            tags: entry.tags.clone(),
+            members: entry.members.clone(),
+            next_attempt: entry.next_attempt_ms.map(at),
+            failing_since: entry.failing_since_ms.map(at),
+        };
+        if state.scaling.groups.insert(key, record).is_some() {
+            return Err(bad(
+                &format!("{path}.name"),
+                format!("group {} is listed twice", entry.name),
+            ));
+        }
+    }
+    state.scaling.activities = file
+        .scaling_activities
+        .iter()
+        .map(|a| ActivityRecord {
+            id: a.id.clone(),
+            owner: a.owner.clone(),
+            region: a.region.clone(),
+            group: a.group.clone(),
+            started_at: at(a.started_ms),
+            cause: a.cause.clone(),
+            instance: a.instance.clone(),
+            refused: a.refused.clone(),
+        })
+        .collect();
     Ok(())
 }
 

@@ -463,6 +463,7 @@ fn grant_request() -> CreateGrantRequest {
         grantee: PrincipalArn::parse(TARGET_USER).unwrap(),
         operations: vec!["Decrypt".to_owned(), "DescribeKey".to_owned()],
         name: Some("amishare-b-user".to_owned()),
+        retiring_principal: None,
     }
 }
 

@@ -7,11 +7,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use amishare_core::scaling::{
+    Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
+};
 use amishare_core::{
     AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
     EbsDefaults, Grant, GrantId, Image, ImageId, ImageQuery, ImageStore, Instance, InstanceId,
-    KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore, LaunchPermission, PermissionChange, Region,
-    Result, RunInstancesRequest, Snapshot, SnapshotId, VolumePermission,
+    KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore, LaunchPermission, PermissionChange, PrincipalArn,
+    Region, Result, RunInstancesRequest, Snapshot, SnapshotId, VolumePermission,
 };
 use async_trait::async_trait;
 
@@ -28,6 +31,18 @@ pub(crate) const KEY_STORE_METHODS: &[&str] = &[
     "list_keys",
     "list_resource_tags",
     "revoke_grant",
+    "list_retirable_grants",
+];
+
+/// Every `ScalingStore` method, in the trait's order.
+pub(crate) const SCALING_STORE_METHODS: &[&str] = &[
+    "create_launch_template",
+    "describe_launch_templates",
+    "delete_launch_template",
+    "create_auto_scaling_group",
+    "describe_auto_scaling_groups",
+    "describe_scaling_activities",
+    "delete_auto_scaling_group",
 ];
 
 /// Every `ImageStore` method, in the trait's order.
@@ -63,6 +78,10 @@ const MUTATING_METHODS: &[&str] = &[
     "terminate_instances",
     "deregister_image",
     "delete_snapshot",
+    "create_launch_template",
+    "delete_launch_template",
+    "create_auto_scaling_group",
+    "delete_auto_scaling_group",
 ];
 
 /// How often each method was called, and how many of those calls failed.
@@ -106,6 +125,7 @@ impl Calls {
         KEY_STORE_METHODS
             .iter()
             .chain(IMAGE_STORE_METHODS)
+            .chain(SCALING_STORE_METHODS)
             .filter(|m| !counts.contains_key(*m))
             .copied()
             .collect()
@@ -117,6 +137,7 @@ impl Calls {
         KEY_STORE_METHODS
             .iter()
             .chain(IMAGE_STORE_METHODS)
+            .chain(SCALING_STORE_METHODS)
             .map(|m| {
                 let t = counts.get(m).copied().unwrap_or_default();
                 format!("{m}: {} ok, {} failed", t.ok, t.failed)
@@ -179,6 +200,14 @@ impl<T: KeyStore> KeyStore for Counting<T> {
     async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
         let result = self.inner.list_resource_tags(key).await;
         self.calls.record("list_resource_tags", result)
+    }
+    async fn list_retirable_grants(
+        &self,
+        region: &Region,
+        retiring: &PrincipalArn,
+    ) -> Result<Vec<Grant>> {
+        let result = self.inner.list_retirable_grants(region, retiring).await;
+        self.calls.record("list_retirable_grants", result)
     }
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
         let result = self.inner.revoke_grant(key, grant).await;
@@ -294,11 +323,71 @@ impl<T: ImageStore> ImageStore for Counting<T> {
     }
 }
 
-/// The `async fn` names declared in `pub trait <name>` of core's `store.rs`.
+#[async_trait]
+impl<T: ScalingStore> ScalingStore for Counting<T> {
+    async fn create_launch_template(
+        &self,
+        region: &Region,
+        request: &LaunchTemplateRequest,
+    ) -> Result<LaunchTemplate> {
+        let result = self.inner.create_launch_template(region, request).await;
+        self.calls.record("create_launch_template", result)
+    }
+    async fn describe_launch_templates(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<LaunchTemplate>> {
+        let result = self.inner.describe_launch_templates(region, names).await;
+        self.calls.record("describe_launch_templates", result)
+    }
+    async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
+        let result = self.inner.delete_launch_template(region, name).await;
+        self.calls.record("delete_launch_template", result)
+    }
+    async fn create_auto_scaling_group(
+        &self,
+        region: &Region,
+        request: &GroupRequest,
+    ) -> Result<()> {
+        let result = self.inner.create_auto_scaling_group(region, request).await;
+        self.calls.record("create_auto_scaling_group", result)
+    }
+    async fn describe_auto_scaling_groups(
+        &self,
+        region: &Region,
+        names: &[String],
+    ) -> Result<Vec<Group>> {
+        let result = self.inner.describe_auto_scaling_groups(region, names).await;
+        self.calls.record("describe_auto_scaling_groups", result)
+    }
+    async fn describe_scaling_activities(
+        &self,
+        region: &Region,
+        group: &str,
+    ) -> Result<Vec<Activity>> {
+        let result = self.inner.describe_scaling_activities(region, group).await;
+        self.calls.record("describe_scaling_activities", result)
+    }
+    async fn delete_auto_scaling_group(
+        &self,
+        region: &Region,
+        name: &str,
+        force: bool,
+    ) -> Result<()> {
+        let result = self
+            .inner
+            .delete_auto_scaling_group(region, name, force)
+            .await;
+        self.calls.record("delete_auto_scaling_group", result)
+    }
+}
+
+/// The `async fn` names declared in `pub trait <name>` of a core source file.
 fn trait_methods(source: &str, name: &str) -> Vec<String> {
     let start = source
         .find(&format!("pub trait {name}"))
-        .unwrap_or_else(|| panic!("store.rs declares no trait {name}"));
+        .unwrap_or_else(|| panic!("the source declares no trait {name}"));
     let body = &source[start..];
     let end = body.find("\n}\n").expect("the trait block ends");
     body[..end]
@@ -315,9 +404,20 @@ fn counted_methods_are_the_trait_methods() {
     let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert_eq!(trait_methods(&source, "KeyStore"), KEY_STORE_METHODS);
     assert_eq!(trait_methods(&source, "ImageStore"), IMAGE_STORE_METHODS);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../amishare-core/src/scaling.rs"
+    );
+    let scaling = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(
+        trait_methods(&scaling, "ScalingStore"),
+        SCALING_STORE_METHODS
+    );
     for method in MUTATING_METHODS {
         assert!(
-            KEY_STORE_METHODS.contains(method) || IMAGE_STORE_METHODS.contains(method),
+            KEY_STORE_METHODS.contains(method)
+                || IMAGE_STORE_METHODS.contains(method)
+                || SCALING_STORE_METHODS.contains(method),
             "{method} is not a store method"
         );
     }

@@ -301,6 +301,7 @@ fn grant_request() -> CreateGrantRequest {
         grantee: PrincipalArn::parse(TARGET_USER).unwrap(),
         operations: vec!["Decrypt".to_owned(), "CreateGrant".to_owned()],
         name: Some("amishare-b-user".to_owned()),
+        retiring_principal: None,
     }
 }
 

@@ -169,6 +169,7 @@ async fn leftover_methods(calls: &Arc<Calls>) {
                 grantee: target.principal.clone(),
                 operations: vec!["Decrypt".to_owned()],
                 name: Some("by-hand".to_owned()),
+                retiring_principal: None,
             },
         )
         .await

@@ -100,3 +100,36 @@ fn bad_arguments_exit_2_and_name_the_argument() {
     let out = amishare(&["share-everything"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn demo_autoscaling_adds_the_grant_and_the_group_launch() {
+    let out = amishare(&["demo", "--autoscaling"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Step 6 (B)"), "{stdout}");
+    for action in [
+        "create-grant",
+        "create-launch-template",
+        "create-auto-scaling-group",
+        "delete-auto-scaling-group",
+        "delete-launch-template",
+    ] {
+        assert!(stdout.contains(action), "{action} missing:\n{stdout}");
+    }
+    assert!(
+        stdout.contains(
+            "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("InService"), "{stdout}");
+    assert!(
+        stdout.contains("their accounts may grant their AWSServiceRoleForAutoScaling the key"),
+        "step 1 says the key policy lets B grant its role:\n{stdout}"
+    );
+}

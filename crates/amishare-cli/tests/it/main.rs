@@ -1,5 +1,6 @@
 //! End-to-end tests of the `amishare` binary.
 
+mod autoscaling;
 mod aws;
 mod bad_inputs;
 mod commands;

@@ -163,6 +163,34 @@ async fn find_image(side: &Side<'_>, request: &DiagnoseRequest) -> Result<Option
 }
 
 pub(super) async fn gather(doctor: &Doctor, request: &DiagnoseRequest) -> Result<Evidence> {
+    let facts = facts(doctor, &request.principal).await;
+    gather_with(doctor, request, facts).await
+}
+
+/// What the directory tells about `principal`, or why nothing.
+pub(super) async fn facts(
+    doctor: &Doctor,
+    principal: &crate::PrincipalArn,
+) -> Known<PrincipalFacts> {
+    match &doctor.directory {
+        None => Known::No("no side can read the target's IAM policies".to_owned()),
+        Some(directory) => match directory.principal(principal).await {
+            Ok(Some(facts)) => Known::Yes(facts),
+            Ok(None) => Known::No(format!(
+                "this backend cannot read the IAM policies of {principal}"
+            )),
+            Err(err) => Known::No(format!("IAM policies of {principal}: {err}")),
+        },
+    }
+}
+
+/// [`gather`] with the principal's facts already known (a service-linked
+/// role's are AWS's).
+pub(super) async fn gather_with(
+    doctor: &Doctor,
+    request: &DiagnoseRequest,
+    facts: Known<PrincipalFacts>,
+) -> Result<Evidence> {
     let target_account = request.principal.account().clone();
     let owner_side = side(doctor.owner.as_ref()).await;
     // Visibility and EBS defaults are per account: another account's view
@@ -171,18 +199,6 @@ pub(super) async fn gather(doctor: &Doctor, request: &DiagnoseRequest) -> Result
         .await
         .filter(|side| side.caller.account == target_account);
     let region = &request.region;
-
-    let facts = match &doctor.directory {
-        None => Known::No("no side can read the target's IAM policies".to_owned()),
-        Some(directory) => match directory.principal(&request.principal).await {
-            Ok(Some(facts)) => Known::Yes(facts),
-            Ok(None) => Known::No(format!(
-                "this backend cannot read the IAM policies of {}",
-                request.principal
-            )),
-            Err(err) => Known::No(format!("IAM policies of {}: {err}", request.principal)),
-        },
-    };
 
     let seen_by_target = match &target_side {
         None => Err("no view from the target's side".to_owned()),

@@ -21,6 +21,7 @@
 //! so that the links that *can* be judged still are, and marks the links
 //! that depend on it unknown.
 
+mod autoscaling;
 mod gather;
 mod links;
 
@@ -45,12 +46,15 @@ pub enum Intent {
     Copy,
     /// Both.
     Both,
+    /// Launch through an Auto Scaling group, which launches as the target
+    /// account's service-linked role (`docs/spec/production.md` §C1).
+    AutoScaling,
 }
 
 impl Intent {
     /// Whether launching is part of the intent.
     pub fn launches(self) -> bool {
-        matches!(self, Intent::Launch | Intent::Both)
+        matches!(self, Intent::Launch | Intent::Both | Intent::AutoScaling)
     }
 
     /// Whether copying is part of the intent.
@@ -65,6 +69,7 @@ impl fmt::Display for Intent {
             Intent::Launch => "launch",
             Intent::Copy => "copy",
             Intent::Both => "launch and copy",
+            Intent::AutoScaling => "launch through Auto Scaling",
         })
     }
 }
@@ -84,6 +89,10 @@ pub struct DiagnoseRequest {
     pub keys: Vec<KeyArn>,
     /// The key a copy is re-encrypted under (the target's default EBS key unless given).
     pub copy_key: CopyKey,
+    /// For [`Intent::AutoScaling`], the service-linked role the group
+    /// launches as (default: `AWSServiceRoleForAutoScaling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_role: Option<crate::scaling::ServiceLinkedRole>,
 }
 
 impl DiagnoseRequest {
@@ -103,6 +112,7 @@ impl DiagnoseRequest {
             intent,
             keys: Vec::new(),
             copy_key: CopyKey::AccountDefault,
+            service_role: None,
         }
     }
 
@@ -115,6 +125,12 @@ impl DiagnoseRequest {
     /// The key a copy is re-encrypted under.
     pub fn with_copy_key(mut self, copy_key: CopyKey) -> DiagnoseRequest {
         self.copy_key = copy_key;
+        self
+    }
+
+    /// For [`Intent::AutoScaling`], the service-linked role the group launches as.
+    pub fn with_service_role(mut self, role: crate::scaling::ServiceLinkedRole) -> DiagnoseRequest {
+        self.service_role = Some(role);
         self
     }
 }
@@ -148,6 +164,12 @@ pub enum Link {
     IdentityPolicy,
     /// No statement explicitly denies a KMS action.
     ExplicitDeny,
+    /// A grant on the key names the service-linked role (Auto Scaling).
+    ServiceRoleGrant,
+    /// The role's grants cover the operations EBS needs.
+    ServiceRoleGrantOperations,
+    /// The target principal may create the role's grant on the key.
+    ServiceRoleCreateGrant,
 }
 
 impl Link {
@@ -167,6 +189,9 @@ impl Link {
             Link::KeyPolicy => "kms.key-policy",
             Link::IdentityPolicy => "kms.identity-policy",
             Link::ExplicitDeny => "kms.explicit-deny",
+            Link::ServiceRoleGrant => "asg.grant",
+            Link::ServiceRoleGrantOperations => "asg.grant-operations",
+            Link::ServiceRoleCreateGrant => "asg.create-grant",
         }
     }
 }
@@ -456,6 +481,9 @@ impl Doctor {
     /// becomes an `unknown` link, never an error. Errors are only for a
     /// request no side could even start on (e.g. the caller cannot be read).
     pub async fn diagnose(&self, request: &DiagnoseRequest) -> Result<Diagnosis> {
+        if request.intent == Intent::AutoScaling {
+            return autoscaling::diagnose(self, request).await;
+        }
         let evidence = gather::gather(self, request).await?;
         let findings = links::judge(request, &evidence);
         Ok(Diagnosis {

@@ -14,6 +14,7 @@
 mod fix;
 mod owner;
 mod request;
+mod scaling;
 mod target;
 
 pub use self::fix::{FixReport, FixRequest, Mended};
@@ -34,6 +35,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::{AccountId, ImageId, Region};
 use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState};
 use crate::retry::{RetryOptions, Retrying};
+use crate::scaling::{GroupWait, ScalingStore};
 use crate::store::{Clock, ImageStore, KeyStore};
 
 /// Tag on every image amishare makes, naming the image it came from.
@@ -73,6 +75,7 @@ pub struct Flow {
     stores: Retrying,
     clock: Arc<dyn Clock>,
     wait: WaitOptions,
+    group_wait: GroupWait,
 }
 
 impl Flow {
@@ -87,7 +90,21 @@ impl Flow {
             stores: Retrying::new(keys, images, clock.clone(), RetryOptions::default()),
             clock,
             wait: WaitOptions::default(),
+            group_wait: GroupWait::default(),
         }
+    }
+
+    /// Adds an Auto Scaling store acting as the same principal, for smoke
+    /// launches through an Auto Scaling group.
+    pub fn with_scaling(mut self, scaling: Arc<dyn ScalingStore>) -> Flow {
+        self.stores = self.stores.with_scaling(scaling);
+        self
+    }
+
+    /// Replaces how long an Auto Scaling smoke launch may take.
+    pub fn with_group_wait(mut self, wait: GroupWait) -> Flow {
+        self.group_wait = wait;
+        self
     }
 
     /// Replaces the retry options.
@@ -294,14 +311,33 @@ impl Flow {
             ))
         };
 
+        let (grants, grant_made_at) = self
+            .service_grants(request, &keys, &caller, &journal)
+            .await?;
         let launch = match &request.launch {
             Some(options) => {
-                self.end_earlier_smoke_tests(region, &image.id, &journal)
-                    .await?;
-                let launched = self
-                    .smoke_launch(region, &image, options, &journal)
-                    .await
-                    .map_err(denied_directly)?;
+                let launched = match &options.via {
+                    LaunchVia::RunInstances => {
+                        self.end_earlier_smoke_tests(region, &image.id, &journal)
+                            .await?;
+                        self.smoke_launch(region, &image, options, &journal).await
+                    }
+                    LaunchVia::AutoScaling(role) => {
+                        self.end_earlier_smoke_groups(region, &image.id, &journal)
+                            .await?;
+                        self.smoke_launch_group(
+                            region,
+                            &image,
+                            options,
+                            role,
+                            &caller,
+                            grant_made_at,
+                            &journal,
+                        )
+                        .await
+                    }
+                }
+                .map_err(denied_directly)?;
                 proof("the smoke instance ran");
                 Some(launched)
             }
@@ -328,6 +364,7 @@ impl Flow {
             owner: image.owner,
             keys_checked,
             keys_through_ec2: through_ec2,
+            grants,
             launch,
             copy,
             steps,

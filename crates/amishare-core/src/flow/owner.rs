@@ -19,6 +19,7 @@ use crate::model::{
     KeyManager, KeyMetadata, KeyState, LaunchPermission, PermissionChange, VolumePermission,
 };
 use crate::retry::settled;
+use crate::scaling::ServiceLinkedRole;
 
 impl Flow {
     /// The source image, available, created from the instance if the source is one.
@@ -319,13 +320,15 @@ impl Flow {
             true,
         );
         let who: Vec<String> = request.targets.iter().map(ToString::to_string).collect();
-        journal.record(
-            Some(region),
-            "key-policy",
-            &meta.arn,
-            format!("created allowing {}", who.join(", ")),
-            false,
-        );
+        let mut detail = format!("created allowing {}", who.join(", "));
+        if !request.service_roles.is_empty() {
+            let roles: Vec<String> = request.service_roles.iter().map(|r| r.name()).collect();
+            detail.push_str(&format!(
+                "; their accounts may grant their {} the key",
+                roles.join(", ")
+            ));
+        }
+        journal.record(Some(region), "key-policy", &meta.arn, detail, false);
         self.name_key(region, alias, &meta).await?;
         journal.record(
             Some(region),
@@ -864,6 +867,11 @@ impl Flow {
             );
         }
 
+        for (key, _) in &policies {
+            self.revoke_role_grants(region, key, &accounts, &kept, journal)
+                .await?;
+        }
+
         for (key, removed) in policies {
             if removed.changed {
                 self.keys()
@@ -918,6 +926,55 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// Revokes the grants amishare made for the service-linked roles of
+    /// `accounts` on `key` ([`ServiceLinkedRole::made_by_amishare`]), except those
+    /// of accounts that keep their share. Grants amishare did not make are
+    /// never touched (`docs/spec/choices.md` §D6).
+    async fn revoke_role_grants(
+        &self,
+        region: &Region,
+        key: &KeyArn,
+        accounts: &BTreeSet<AccountId>,
+        kept: &[Kept],
+        journal: &Journal,
+    ) -> Result<()> {
+        let grants = match self.keys().list_grants(key).await {
+            Ok(grants) => grants,
+            Err(err) if matches!(err.kind(), ErrorKind::AccessDenied | ErrorKind::Unsupported) => {
+                journal.warn(format!(
+                    "cannot list the grants of {key} ({err}): grants made for the targets' service-linked roles were not revoked"
+                ));
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        for grant in grants {
+            if !ServiceLinkedRole::made_by_amishare(&grant) {
+                continue;
+            }
+            let account = &grant.issuing_account;
+            if !accounts.contains(account) || kept.iter().any(|k| &k.account == account) {
+                continue;
+            }
+            match self.keys().revoke_grant(key, &grant.id).await {
+                Ok(()) => {}
+                // Gone already: a repeat after a lost answer revoked it.
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+            journal.record(
+                Some(region),
+                "revoke-grant",
+                key,
+                format!("grant {} for {}", grant.id, grant.grantee),
+                true,
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What a share finds of its key in a region before it changes anything.
 #[derive(Debug)]
 pub(super) enum KeyFound {
@@ -951,7 +1008,7 @@ fn merged_policy(
     amishare_policy::merge_key(
         &policy,
         &request.grantees(region),
-        &request.narrowing.for_region(region),
+        &request.policy_narrowing(region),
         caller.account.as_str(),
         caller.arn.as_str(),
         Some(&key.to_string()),

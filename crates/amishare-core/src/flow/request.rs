@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{
-    AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
+    AccountId, AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
     PrincipalArn, Region, SnapshotId,
 };
 use crate::model::{InstanceState, LaunchPermission};
+use crate::scaling::ServiceLinkedRole;
 
 /// Where the image to share comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +130,7 @@ impl Narrowing {
         amishare_policy::Narrowing {
             via_service_region: self.via_service.then(|| region.to_string()),
             caller_account: self.caller_account,
+            service_roles: Vec::new(),
         }
     }
 }
@@ -152,6 +154,13 @@ pub struct ShareRequest {
     pub name: Option<String>,
     /// Extra conditions on the key-policy statements.
     pub narrowing: Narrowing,
+    /// Service-linked roles of the target accounts (Auto Scaling's, say)
+    /// that the targets may create grants on the key for: each account's
+    /// named principals may create a grant for the account's own roles, with
+    /// the operations EBS needs (`docs/spec/choices.md` §D6). Account and
+    /// principal targets only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_roles: Vec<ServiceLinkedRole>,
 }
 
 /// An account ID written where the owner's belongs before the owner is
@@ -192,6 +201,7 @@ impl ShareRequest {
             volume_permission: false,
             name: None,
             narrowing: Narrowing::default(),
+            service_roles: Vec::new(),
         }
     }
 
@@ -219,6 +229,16 @@ impl ShareRequest {
         self
     }
 
+    /// Lets the targets create grants on the key for these service-linked
+    /// roles of their accounts (Auto Scaling's, say).
+    pub fn with_service_roles(
+        mut self,
+        roles: impl IntoIterator<Item = ServiceLinkedRole>,
+    ) -> ShareRequest {
+        self.service_roles = roles.into_iter().collect();
+        self
+    }
+
     /// Refuses, before any call, a request no share could carry out: no
     /// target; a target, key or region of another partition than the
     /// source's (nothing crosses partitions); an AWS-managed key; a key ID or ARN for several
@@ -232,6 +252,15 @@ impl ShareRequest {
                 ErrorKind::InvalidInput,
                 "share needs at least one target",
             ));
+        }
+        if !self.service_roles.is_empty() {
+            if let Some(target) = self.targets.iter().find(|t| t.account().is_none()) {
+                return Err(Error::invalid_input(
+                    "target",
+                    &target.to_string(),
+                    "grants for service-linked roles (--autoscaling) are written per account: a key-policy statement for every account of an organization or OU could not tie the grantee role to the caller's own account; name the accounts or their principals instead",
+                ));
+            }
         }
         let regions = self.regions();
         for region in &regions {
@@ -316,7 +345,7 @@ impl ShareRequest {
         amishare_policy::merge(
             &amishare_policy::Policy::default_key_policy(owner_account),
             &grantees,
-            &self.narrowing.for_region(region),
+            &self.policy_narrowing(region),
             owner_account,
             caller,
         )
@@ -327,6 +356,18 @@ impl ShareRequest {
                 format!("key policy of a new key: {e}"),
             )
         })
+    }
+
+    /// The policy crate's narrowing for the key in `region`, with the
+    /// service-linked roles the targets may grant.
+    pub fn policy_narrowing(&self, region: &Region) -> amishare_policy::Narrowing {
+        let mut narrowing = self.narrowing.for_region(region);
+        narrowing.service_roles = self
+            .service_roles
+            .iter()
+            .map(ServiceLinkedRole::resource)
+            .collect();
+        narrowing
     }
 
     /// The key-policy grantees of the targets in `region`'s partition.
@@ -400,6 +441,24 @@ pub struct AcceptRequest {
     pub copy: Option<CopyKey>,
     /// Name of the copy (default: `<image>-copy`).
     pub copy_name: Option<String>,
+    /// Create, from the target account, a grant on each key of the image
+    /// for these service-linked roles of the target's account (Auto
+    /// Scaling's, say), found again by name on a rerun
+    /// (`docs/spec/choices.md` §D6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<ServiceLinkedRole>,
+}
+
+/// How the smoke instance is launched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaunchVia {
+    /// `RunInstances` as the target principal.
+    #[default]
+    RunInstances,
+    /// A temporary launch template and a one-instance Auto Scaling group,
+    /// which launches as this service-linked role; both are deleted after.
+    AutoScaling(ServiceLinkedRole),
 }
 
 impl AcceptRequest {
@@ -419,6 +478,7 @@ impl AcceptRequest {
             launch: None,
             copy: None,
             copy_name: None,
+            grants: Vec::new(),
         }
     }
 
@@ -439,11 +499,24 @@ impl AcceptRequest {
         self.copy_name = Some(name.into());
         self
     }
+
+    /// Also creates, from the target account, a grant on each key of the
+    /// image for these service-linked roles of the target's account.
+    pub fn with_grants(
+        mut self,
+        roles: impl IntoIterator<Item = ServiceLinkedRole>,
+    ) -> AcceptRequest {
+        self.grants = roles.into_iter().collect();
+        self
+    }
 }
 
 /// How to launch the smoke instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchOptions {
+    /// `RunInstances`, or through an Auto Scaling group.
+    #[serde(default)]
+    pub via: LaunchVia,
     /// The instance type.
     pub instance_type: String,
     /// The subnet, where the account has no default VPC.
@@ -455,6 +528,7 @@ pub struct LaunchOptions {
 impl Default for LaunchOptions {
     fn default() -> Self {
         LaunchOptions {
+            via: LaunchVia::RunInstances,
             instance_type: "t3.micro".to_owned(),
             subnet: None,
             keep: false,
@@ -612,10 +686,27 @@ pub struct ShareReport {
 pub struct LaunchReport {
     /// The instance.
     pub instance: InstanceId,
+    /// The Auto Scaling group that launched it, for a launch through one
+    /// (deleted after, with its launch template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// The state it reached (`running`), or `terminated` if it was terminated afterwards.
     pub state: InstanceState,
     /// Whether amishare terminated it after it ran.
     pub terminated_after: bool,
+}
+
+/// A grant on a key of the image for a service-linked role of the target's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantReport {
+    /// The key.
+    pub key: KeyArn,
+    /// The role the grant is for.
+    pub grantee: PrincipalArn,
+    /// The grant's ID.
+    pub grant_id: GrantId,
+    /// Whether this run created it (else an earlier run had).
+    pub created: bool,
 }
 
 /// What the target's copy gave.
@@ -640,6 +731,9 @@ pub struct AcceptReport {
     /// the launch or the copy showed them usable (`kms:ViaService`).
     #[serde(default)]
     pub keys_through_ec2: Vec<KeyArn>,
+    /// The grants made (or found) for service-linked roles, if asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantReport>,
     /// The smoke launch, if asked.
     pub launch: Option<LaunchReport>,
     /// The copy, if asked.

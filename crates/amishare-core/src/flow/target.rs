@@ -312,6 +312,7 @@ impl Flow {
         }
         Ok(LaunchReport {
             instance: id,
+            group: None,
             state,
             terminated_after,
         })

@@ -78,6 +78,7 @@ fn enabled_key() -> KeyMetadata {
 
 fn request(key: KeyChoice) -> ShareRequest {
     ShareRequest {
+        service_roles: Vec::new(),
         source: ImageSource::Image(ImageId::parse("ami-0123456789abcdef0").unwrap()),
         source_region: region(),
         regions: Vec::new(),
@@ -125,6 +126,7 @@ async fn refuses_bad_requests_before_any_call() {
         (
             "key ID with several regions",
             ShareRequest {
+                service_roles: Vec::new(),
                 regions: vec![region(), Region::parse("us-east-1").unwrap()],
                 ..request(KeyChoice::Use(
                     KeyRef::parse("1234abcd-12ab-34cd-56ef-1234567890ab").unwrap(),
@@ -136,6 +138,7 @@ async fn refuses_bad_requests_before_any_call() {
         (
             "owner as target",
             ShareRequest {
+                service_roles: Vec::new(),
                 targets: vec![Target::Account(AccountId::parse(OWNER).unwrap())],
                 ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
             },
@@ -145,6 +148,7 @@ async fn refuses_bad_requests_before_any_call() {
         (
             "no target",
             ShareRequest {
+                service_roles: Vec::new(),
                 targets: Vec::new(),
                 ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
             },
@@ -154,6 +158,7 @@ async fn refuses_bad_requests_before_any_call() {
         (
             "principal of another partition",
             ShareRequest {
+                service_roles: Vec::new(),
                 targets: vec![Target::Principal(
                     PrincipalArn::parse("arn:aws-cn:iam::222222222222:user/b-user").unwrap(),
                 )],
@@ -165,6 +170,7 @@ async fn refuses_bad_requests_before_any_call() {
         (
             "region of another partition",
             ShareRequest {
+                service_roles: Vec::new(),
                 regions: vec![region(), Region::parse("cn-north-1").unwrap()],
                 targets: vec![Target::Principal(
                     PrincipalArn::parse("arn:aws:iam::222222222222:user/b-user").unwrap(),
@@ -188,6 +194,7 @@ async fn refuses_bad_requests_before_any_call() {
         (
             "a new key's policy over the size limit",
             ShareRequest {
+                service_roles: Vec::new(),
                 targets: (0..600)
                     .map(|n| {
                         Target::Account(
@@ -372,6 +379,7 @@ async fn refuses_an_existing_key_policy_that_would_grow_too_large() {
         .collect();
     let err = flow(keys, MockImageStore::new(), Arc::default())
         .share(&ShareRequest {
+            service_roles: Vec::new(),
             targets,
             ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
         })

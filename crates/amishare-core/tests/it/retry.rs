@@ -225,3 +225,89 @@ async fn errors_that_are_not_transient_are_never_retried() {
         .expect_err("denied");
     assert_eq!(err.kind(), ErrorKind::AccessDenied);
 }
+
+/// Auto Scaling's writes repeat as safely as they are: a launch template
+/// with a client token and the deletes after a 5xx, a group (refused with
+/// `AlreadyExists` on a repeat) only when throttled.
+#[tokio::test]
+async fn auto_scaling_writes_are_retried_as_they_repeat() {
+    use amishare_core::scaling::{
+        GroupRequest, LaunchTemplate, LaunchTemplateRequest, MockScalingStore, ScalingStore,
+    };
+    let five_xx =
+        || Error::service(ErrorKind::Service, "InternalFailure", "internal").with_retryable(true);
+    let template_calls = Arc::new(AtomicUsize::new(0));
+    let group_calls = Arc::new(AtomicUsize::new(0));
+    let mut scaling = MockScalingStore::new();
+    let counted = template_calls.clone();
+    scaling
+        .expect_create_launch_template()
+        .returning(move |_, request| {
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(five_xx())
+            } else {
+                Ok(LaunchTemplate {
+                    id: "lt-0123456789abcdef0".to_owned(),
+                    name: request.name.clone(),
+                    tags: Default::default(),
+                })
+            }
+        });
+    let counted = group_calls.clone();
+    scaling
+        .expect_create_auto_scaling_group()
+        .returning(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Err(five_xx())
+        });
+    let stores = Retrying::new(
+        Arc::new(MockKeyStore::new()),
+        Arc::new(MockImageStore::new()),
+        Arc::new(Recording::default()),
+        RetryOptions::default(),
+    )
+    .with_scaling(Arc::new(scaling));
+    let template = LaunchTemplateRequest {
+        name: "amishare-smoke".to_owned(),
+        image: "ami-0123456789abcdef0".parse().unwrap(),
+        instance_type: "t3.micro".to_owned(),
+        tags: Default::default(),
+        client_token: Some("amishare-smoke".to_owned()),
+    };
+    stores
+        .create_launch_template(&region(), &template)
+        .await
+        .expect("a token makes the repeat safe");
+    assert_eq!(template_calls.load(Ordering::SeqCst), 2);
+    let group = GroupRequest {
+        name: "amishare-smoke".to_owned(),
+        launch_template: "amishare-smoke".to_owned(),
+        min_size: 1,
+        max_size: 1,
+        desired_capacity: 1,
+        availability_zones: vec!["eu-west-1a".to_owned()],
+        subnets: None,
+        service_linked_role: None,
+        tags: Default::default(),
+    };
+    let err = stores
+        .create_auto_scaling_group(&region(), &group)
+        .await
+        .expect_err("a 5xx may have made the group");
+    assert_eq!(err.code(), Some("InternalFailure"));
+    assert_eq!(group_calls.load(Ordering::SeqCst), 1, "not repeated");
+    assert_eq!(stores.writes(), 2);
+
+    // Without an Auto Scaling store, the calls say so.
+    let bare = Retrying::new(
+        Arc::new(MockKeyStore::new()),
+        Arc::new(MockImageStore::new()),
+        Arc::new(Recording::default()),
+        RetryOptions::default(),
+    );
+    let err = bare
+        .describe_auto_scaling_groups(&region(), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+}

@@ -247,6 +247,7 @@ fn narrowing() -> impl Strategy<Value = Narrowing> {
         .prop_map(|(region, caller_account)| Narrowing {
             via_service_region: region.map(str::to_owned),
             caller_account,
+            service_roles: Vec::new(),
         })
 }
 
@@ -1254,4 +1255,59 @@ fn identity_evaluation_agrees_with_the_oracle() {
         prop_assert_eq!(evaluate_identity_outcome(&req, &identity_refs), expected);
     });
     mix.check(&EACH_OUTCOME_AT_LEAST_A_FIFTH);
+}
+
+/// Principal grantees only: the service-linked-role statement is written
+/// per account, never for an organization or OU.
+fn principal_grantee() -> impl Strategy<Value = Grantee> {
+    prop_oneof![
+        4 => "arn:aws:iam::(222222222222|333333333333|444444444444):(root|user/u[12]|role/r[12])".prop_map(Grantee::Principal),
+        1 => "(222222222222|444444444444)".prop_map(Grantee::Principal),
+    ]
+}
+
+/// The roles `share --autoscaling` and `--service-linked-role` name.
+fn service_roles() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::btree_set(
+        prop_oneof![
+            Just("aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"),
+            Just("aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling_web"),
+            Just("aws-service-role/ec2fleet.amazonaws.com/AWSServiceRoleForEC2Fleet"),
+        ],
+        1..3,
+    )
+    .prop_map(|roles| roles.into_iter().map(str::to_owned).collect())
+}
+
+#[test]
+fn service_role_statements_keep_foreign_statements_and_remove_restores() {
+    let mix = Mix::new(
+        "service_role_statements_keep_foreign_statements_and_remove_restores",
+        &["merged", "refused"],
+    );
+    proptest!(config(), |(
+        policy in key_policy(0.0, [12, 2, 1]),
+        grantees in prop::collection::vec(principal_grantee(), 1..5),
+        narrowing in narrowing(),
+        roles in service_roles(),
+    )| {
+        let narrowing = Narrowing { service_roles: roles, ..narrowing };
+        let once = match merge_key(&policy, &grantees, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)) {
+            Ok(once) => once,
+            Err(error) => {
+                mix.count("refused");
+                return refused_for_lockout(&error, OWNER_ROOT);
+            }
+        };
+        mix.count("merged");
+        prop_assert_eq!(foreign(&once.policy), foreign(&policy));
+        let sids: Vec<&str> = once.policy.statements.iter().filter_map(|st| st.sid.as_deref()).collect();
+        prop_assert!(sids.iter().any(|sid| sid.starts_with("amishare: Allow grants for service-linked roles (")));
+        let twice = merge_key(&once.policy, &grantees, &narrowing, OWNER, OWNER_ROOT, Some(KEY_ARN)).unwrap();
+        prop_assert!(!twice.changed);
+        // Removing the grantees takes out exactly what the merge added.
+        let back = remove(&once.policy, &grantees, &narrowing);
+        prop_assert_eq!(back.policy.to_json(), policy.to_json());
+    });
+    mix.check(&[("refused", 0.0, 0.1)]);
 }

@@ -34,6 +34,7 @@ fn tokyo() -> Narrowing {
     Narrowing {
         via_service_region: Some("ap-northeast-1".to_owned()),
         caller_account: true,
+        service_roles: Vec::new(),
     }
 }
 
@@ -237,15 +238,18 @@ fn different_narrowings_never_share_a_statement() {
         Narrowing {
             via_service_region: Some("ap-northeast-1".to_owned()),
             caller_account: false,
+            service_roles: Vec::new(),
         },
         Narrowing {
             via_service_region: None,
             caller_account: true,
+            service_roles: Vec::new(),
         },
         tokyo(),
         Narrowing {
             via_service_region: Some("us-east-1".to_owned()),
             caller_account: true,
+            service_roles: Vec::new(),
         },
     ];
     let mut policy = Policy::default_key_policy(OWNER);
@@ -280,6 +284,7 @@ fn caller_account_values_follow_the_grantees() {
     let narrowing = Narrowing {
         via_service_region: None,
         caller_account: true,
+        service_roles: Vec::new(),
     };
     let sid = "amishare: Allow use of the key (caller account)";
     let accounts = |policy: &Policy| {
@@ -654,6 +659,7 @@ fn invalid_grantees_are_named() {
     let bad_region = Narrowing {
         via_service_region: Some("Tokyo 1".to_owned()),
         caller_account: false,
+        service_roles: Vec::new(),
     };
     let err = merge(
         &default,

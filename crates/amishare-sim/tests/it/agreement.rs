@@ -301,6 +301,7 @@ async fn check(case: &Case) -> Result<[bool; 2], TestCaseError> {
     for (n, intent) in [Intent::Launch, Intent::Copy].into_iter().enumerate() {
         let diagnosis = doctor
             .diagnose(&DiagnoseRequest {
+                service_role: None,
                 image: shared.image.clone(),
                 region: seed.region.clone(),
                 principal: seed.target.clone(),
@@ -317,6 +318,7 @@ async fn check(case: &Case) -> Result<[bool; 2], TestCaseError> {
             Arc::new(seed.world.stepping_clock()),
         )
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: shared.image.clone(),
             region: seed.region.clone(),
             keys: vec![shared.key.clone()],

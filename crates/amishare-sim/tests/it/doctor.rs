@@ -126,6 +126,7 @@ fn request(
     keys: Vec<KeyArn>,
 ) -> DiagnoseRequest {
     DiagnoseRequest {
+        service_role: None,
         image: image.clone(),
         region: fx.region.clone(),
         principal: principal.clone(),

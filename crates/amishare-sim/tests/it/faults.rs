@@ -533,6 +533,7 @@ fn since(before: FaultTally, after: FaultTally) -> FaultTally {
 fn accept_request(seed: &SeedWorld, share: &ShareReport) -> AcceptRequest {
     let shared = &share.regions[0];
     AcceptRequest {
+        grants: Vec::new(),
         image: shared.image.clone(),
         region: seed.region.clone(),
         keys: vec![shared.key.clone()],

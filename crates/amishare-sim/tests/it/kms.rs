@@ -18,6 +18,7 @@ fn grant_request(
         grantee: grantee.clone(),
         operations: operations.iter().map(|op| op.to_string()).collect(),
         name: name.map(str::to_owned),
+        retiring_principal: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod faults;
 mod fixture;
 mod kms;
 mod least_calls;
+mod scaling;
 mod seed_flow;
 mod time;
 mod world_file;

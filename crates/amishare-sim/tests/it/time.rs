@@ -258,6 +258,7 @@ async fn a_share_in_three_regions_ends_with_its_slowest_copy() {
     fx.world.clear_calls();
     let start = fx.world.now();
     flow.share(&ShareRequest {
+        service_roles: Vec::new(),
         source: ImageSource::Image(image),
         source_region: fx.region.clone(),
         regions: regions.clone(),

@@ -58,6 +58,7 @@ async fn the_target_accepts_in_a_later_invocation() {
     let shared = &share.regions[0];
     let accept = flow(&world, &profile(&world, "b-user"))
         .accept(&AcceptRequest {
+            grants: Vec::new(),
             image: shared.image.clone(),
             region: shared.region.clone(),
             keys: vec![shared.key.clone()],

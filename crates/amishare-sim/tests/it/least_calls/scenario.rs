@@ -204,6 +204,7 @@ pub(crate) async fn run(scenario: Scenario) -> Run {
         }
     }
     let request = ShareRequest {
+        service_roles: Vec::new(),
         source: ImageSource::Image(image),
         source_region,
         regions,

@@ -1,0 +1,434 @@
+//! EC2 Auto Scaling over the query protocol (`Action=…&Version=2011-01-01`,
+//! `docs/spec/production.md` §C1.7), and EC2's launch-template actions:
+//! each request becomes one call of the caller's [`SimClient`], and its
+//! result an XML answer with the services' element names.
+
+use std::collections::BTreeMap;
+
+use amishare_core::scaling::{
+    Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
+};
+use amishare_core::{PrincipalArn, Region};
+use amishare_sim::SimClient;
+
+use crate::ec2::{parse_image_id, tags};
+use crate::query::Params;
+use crate::wire::{invalid_value, missing_parameter, Service, WireError};
+use crate::xml::Xml;
+
+/// The Auto Scaling actions this server answers.
+pub(crate) const ACTIONS: &[&str] = &[
+    "CreateAutoScalingGroup",
+    "DeleteAutoScalingGroup",
+    "DescribeAutoScalingGroups",
+    "DescribeScalingActivities",
+];
+
+/// Whether an Auto Scaling action answers with a `<ActionResult>` element.
+pub(crate) fn has_result(action: &str) -> bool {
+    action.starts_with("Describe")
+}
+
+fn sim(service: Service) -> impl Fn(amishare_core::Error) -> WireError {
+    move |err| WireError::from_sim(service, &err)
+}
+
+fn validation(message: impl Into<String>) -> WireError {
+    WireError::new("ValidationError", message)
+}
+
+/// A required whole number of an Auto Scaling request.
+fn size(params: &Params, name: &str) -> Result<u32, WireError> {
+    let value = params
+        .get(name)
+        .ok_or_else(|| validation(format!("1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null")))?;
+    value
+        .parse()
+        .map_err(|_| validation(format!("Value '{value}' at '{name}' failed to satisfy constraint: Member must be a whole number")))
+}
+
+/// Runs one Auto Scaling action as `client` in `region`, writing the
+/// result's elements to `out`.
+pub(crate) async fn handle(
+    client: &SimClient,
+    region: &Region,
+    action: &str,
+    params: &Params,
+    out: &mut Xml,
+) -> Result<(), WireError> {
+    let to_wire = sim(Service::AutoScaling);
+    match action {
+        "CreateAutoScalingGroup" => {
+            let name = params
+                .get("AutoScalingGroupName")
+                .ok_or_else(|| validation("1 validation error detected: Value null at 'autoScalingGroupName' failed to satisfy constraint: Member must not be null"))?;
+            let template =
+                match (
+                    params.get("LaunchTemplate.LaunchTemplateName"),
+                    params.get("LaunchTemplate.LaunchTemplateId"),
+                ) {
+                    (Some(name), None) => name.to_owned(),
+                    (None, Some(id)) => {
+                    template_name(client, region, id, Service::AutoScaling, || {
+                        validation(format!(
+                            "You must use a valid fully-formed launch template. The specified launch template, with template ID {id}, does not exist."
+                        ))
+                    })
+                    .await?
+                }
+                    _ => return Err(validation(
+                        "Valid requests must contain either launchTemplateId or LaunchTemplateName",
+                    )),
+                };
+            if let Some(version) = params.get("LaunchTemplate.Version") {
+                if !matches!(version, "$Default" | "$Latest" | "1") {
+                    return Err(validation(format!(
+                        "The simulation keeps one version of each launch template, not {version}"
+                    )));
+                }
+            }
+            for unmodelled in ["LaunchConfigurationName", "InstanceId"] {
+                if params.get(unmodelled).is_some() {
+                    return Err(validation(format!(
+                        "The simulation launches from launch templates only, not {unmodelled}"
+                    )));
+                }
+            }
+            if !params.members("MixedInstancesPolicy").is_empty()
+                || params.get("MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateName").is_some()
+            {
+                return Err(validation(
+                    "The simulation launches from one launch template, not a MixedInstancesPolicy",
+                ));
+            }
+            let min = size(params, "MinSize")?;
+            let max = size(params, "MaxSize")?;
+            let desired = match params.get("DesiredCapacity") {
+                Some(_) => size(params, "DesiredCapacity")?,
+                None => min,
+            };
+            let role = params
+                .get("ServiceLinkedRoleARN")
+                .map(|arn| {
+                    PrincipalArn::parse(arn).map_err(|_| {
+                        validation(format!(
+                            "ARN specified is not a valid service-linked role: {arn}"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let mut group_tags = BTreeMap::new();
+            for tag in params.members("Tags.member") {
+                let key = tag
+                    .get("Key")
+                    .ok_or_else(|| missing_parameter("Tags.member.Key"))?;
+                group_tags.insert(
+                    key.to_owned(),
+                    tag.get("Value").unwrap_or_default().to_owned(),
+                );
+            }
+            let request = GroupRequest {
+                name: name.to_owned(),
+                launch_template: template,
+                min_size: min,
+                max_size: max,
+                desired_capacity: desired,
+                availability_zones: params
+                    .list("AvailabilityZones.member")
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                subnets: params.get("VPCZoneIdentifier").map(str::to_owned),
+                service_linked_role: role,
+                tags: group_tags,
+            };
+            client
+                .create_auto_scaling_group(region, &request)
+                .await
+                .map_err(&to_wire)
+        }
+        "DescribeAutoScalingGroups" => {
+            if !params.members("Filters.member").is_empty() {
+                return Err(validation(
+                    "The simulation does not filter groups: name them",
+                ));
+            }
+            let names: Vec<String> = params
+                .list("AutoScalingGroupNames.member")
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let groups = client
+                .describe_auto_scaling_groups(region, &names)
+                .await
+                .map_err(&to_wire)?;
+            out.element("AutoScalingGroups", |out| {
+                for group in &groups {
+                    out.element("member", |out| group_member(out, region, group));
+                }
+            });
+            Ok(())
+        }
+        "DescribeScalingActivities" => {
+            let Some(group) = params.get("AutoScalingGroupName") else {
+                return Err(validation(
+                    "The simulation lists the activities of one group: give AutoScalingGroupName",
+                ));
+            };
+            if !params.list("ActivityIds.member").is_empty() {
+                return Err(validation(
+                    "The simulation lists activities by group, not by ID",
+                ));
+            }
+            let activities = client
+                .describe_scaling_activities(region, group)
+                .await
+                .map_err(&to_wire)?;
+            // Without IncludeDeletedGroups, a deleted group shows none.
+            let deleted = client
+                .describe_auto_scaling_groups(region, &[group.to_owned()])
+                .await
+                .map_err(&to_wire)?
+                .is_empty();
+            let include_deleted = params.bool("IncludeDeletedGroups")? == Some(true);
+            out.element("Activities", |out| {
+                if deleted && !include_deleted {
+                    return;
+                }
+                for activity in &activities {
+                    out.element("member", |out| activity_member(out, activity, deleted));
+                }
+            });
+            Ok(())
+        }
+        "DeleteAutoScalingGroup" => {
+            let name = params
+                .get("AutoScalingGroupName")
+                .ok_or_else(|| validation("1 validation error detected: Value null at 'autoScalingGroupName' failed to satisfy constraint: Member must not be null"))?;
+            let force = params.bool("ForceDelete")? == Some(true);
+            client
+                .delete_auto_scaling_group(region, name, force)
+                .await
+                .map_err(&to_wire)
+        }
+        _ => Err(WireError::new(
+            "InvalidAction",
+            format!("Could not find operation {action} for version 2011-01-01"),
+        )),
+    }
+}
+
+/// The name of the caller's launch template `id`, or `missing` when it has none.
+async fn template_name(
+    client: &SimClient,
+    region: &Region,
+    id: &str,
+    service: Service,
+    missing: impl FnOnce() -> WireError,
+) -> Result<String, WireError> {
+    let templates = client
+        .describe_launch_templates(region, &[])
+        .await
+        .map_err(sim(service))?;
+    templates
+        .into_iter()
+        .find(|t| t.id == id)
+        .map(|t| t.name)
+        .ok_or_else(missing)
+}
+
+fn group_member(out: &mut Xml, region: &Region, group: &Group) {
+    out.leaf("AutoScalingGroupName", &group.name);
+    out.leaf("AutoScalingGroupARN", &group.arn);
+    out.element("LaunchTemplate", |out| {
+        out.leaf("LaunchTemplateName", &group.launch_template);
+        out.leaf("Version", "$Default");
+    });
+    out.leaf("MinSize", group.min_size);
+    out.leaf("MaxSize", group.max_size);
+    out.leaf("DesiredCapacity", group.desired_capacity);
+    out.leaf("DefaultCooldown", 300);
+    out.element("AvailabilityZones", |out| {
+        out.leaf("member", format!("{region}a"));
+    });
+    out.leaf("HealthCheckType", "EC2");
+    out.leaf("HealthCheckGracePeriod", 300);
+    out.element("Instances", |out| {
+        for instance in &group.instances {
+            out.element("member", |out| {
+                out.leaf("InstanceId", &instance.id);
+                out.leaf("AvailabilityZone", format!("{region}a"));
+                out.leaf("LifecycleState", instance.lifecycle_state);
+                out.leaf(
+                    "HealthStatus",
+                    if instance.healthy {
+                        "Healthy"
+                    } else {
+                        "Unhealthy"
+                    },
+                );
+                out.element("LaunchTemplate", |out| {
+                    out.leaf("LaunchTemplateName", &group.launch_template);
+                    out.leaf("Version", "1");
+                });
+                out.leaf("ProtectedFromScaleIn", false);
+            });
+        }
+    });
+    out.leaf_opt("ServiceLinkedRoleARN", group.service_linked_role.as_ref());
+    out.leaf_opt("Status", group.status.as_ref());
+    out.element("Tags", |out| {
+        for (key, value) in &group.tags {
+            out.element("member", |out| {
+                out.leaf("ResourceId", &group.name);
+                out.leaf("ResourceType", "auto-scaling-group");
+                out.leaf("Key", key);
+                out.leaf("Value", value);
+                out.leaf("PropagateAtLaunch", false);
+            });
+        }
+    });
+}
+
+fn activity_member(out: &mut Xml, activity: &Activity, deleted: bool) {
+    out.leaf("ActivityId", &activity.id);
+    out.leaf("AutoScalingGroupName", &activity.group);
+    out.leaf("Description", &activity.description);
+    out.leaf("Cause", &activity.cause);
+    out.leaf("StatusCode", activity.status);
+    out.leaf_opt("StatusMessage", activity.status_message.as_ref());
+    out.leaf("Progress", activity.progress);
+    if deleted {
+        out.leaf("AutoScalingGroupState", "Deleted");
+    }
+}
+
+// ---------------------------------------------------------------- EC2
+
+/// EC2's launch-template actions this server answers.
+pub(crate) const EC2_ACTIONS: &[&str] = &[
+    "CreateLaunchTemplate",
+    "DeleteLaunchTemplate",
+    "DescribeLaunchTemplates",
+];
+
+/// Runs one of [`EC2_ACTIONS`].
+pub(crate) async fn handle_ec2(
+    client: &SimClient,
+    region: &Region,
+    action: &str,
+    params: &Params,
+    out: &mut Xml,
+) -> Result<(), WireError> {
+    let to_wire = sim(Service::Ec2);
+    match action {
+        "CreateLaunchTemplate" => {
+            let name = params.required("LaunchTemplateName")?;
+            let image = parse_image_id(params.required("LaunchTemplateData.ImageId")?)?;
+            let instance_type = params
+                .get("LaunchTemplateData.InstanceType")
+                .unwrap_or("m1.small")
+                .to_owned();
+            if params
+                .get("LaunchTemplateData.BlockDeviceMapping.1.DeviceName")
+                .is_some()
+            {
+                return Err(WireError::new(
+                    "UnsupportedOperation",
+                    "The simulation's launch templates take the image's own block devices.",
+                ));
+            }
+            let request = LaunchTemplateRequest {
+                name: name.to_owned(),
+                image,
+                instance_type,
+                tags: tags(params, "launch-template")?,
+                client_token: params.get("ClientToken").map(str::to_owned),
+            };
+            let template = client
+                .create_launch_template(region, &request)
+                .await
+                .map_err(&to_wire)?;
+            out.element("launchTemplate", |out| {
+                template_item(out, client, &template)
+            });
+            Ok(())
+        }
+        "DescribeLaunchTemplates" => {
+            if !params.list("LaunchTemplateId").is_empty() || !params.members("Filter").is_empty() {
+                return Err(invalid_value(
+                    "LaunchTemplateId",
+                    "…",
+                    "The simulation finds launch templates by name only.",
+                ));
+            }
+            let names: Vec<String> = params
+                .list("LaunchTemplateName")
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let templates = client
+                .describe_launch_templates(region, &names)
+                .await
+                .map_err(&to_wire)?;
+            out.element("launchTemplates", |out| {
+                for template in &templates {
+                    out.element("item", |out| template_item(out, client, template));
+                }
+            });
+            Ok(())
+        }
+        "DeleteLaunchTemplate" => {
+            let name = match (
+                params.get("LaunchTemplateName"),
+                params.get("LaunchTemplateId"),
+            ) {
+                (Some(name), _) => name.to_owned(),
+                (None, Some(id)) => {
+                    template_name(client, region, id, Service::Ec2, || {
+                        WireError::new(
+                            "InvalidLaunchTemplateId.NotFound",
+                            format!(
+                            "The specified launch template, with template ID {id}, does not exist."
+                        ),
+                        )
+                    })
+                    .await?
+                }
+                (None, None) => return Err(missing_parameter("LaunchTemplateName")),
+            };
+            let found = client
+                .describe_launch_templates(region, std::slice::from_ref(&name))
+                .await
+                .map_err(sim(Service::Ec2))?;
+            client
+                .delete_launch_template(region, &name)
+                .await
+                .map_err(&to_wire)?;
+            if let Some(template) = found.first() {
+                out.element("launchTemplate", |out| template_item(out, client, template));
+            }
+            Ok(())
+        }
+        _ => Err(WireError::new(
+            "InvalidAction",
+            format!("The action {action} is not valid for this web service."),
+        )),
+    }
+}
+
+fn template_item(out: &mut Xml, client: &SimClient, template: &LaunchTemplate) {
+    out.leaf("launchTemplateId", &template.id);
+    out.leaf("launchTemplateName", &template.name);
+    out.leaf("createdBy", client.principal());
+    out.leaf("defaultVersionNumber", 1);
+    out.leaf("latestVersionNumber", 1);
+    out.element("tagSet", |out| {
+        for (key, value) in &template.tags {
+            out.element("item", |out| {
+                out.leaf("key", key);
+                out.leaf("value", value);
+            });
+        }
+    });
+}
