@@ -13,7 +13,7 @@ pub use crate::id::{
     KNOWN_REGIONS,
 };
 pub use crate::model::*;
-pub use crate::store::{Clock, ImageStore, KeyStore};
+pub use crate::store::{Clock, ImageStore, KeyStore, Stores};
 #[cfg(any(test, feature = "mock"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use crate::store::{MockImageStore, MockKeyStore};

@@ -11,28 +11,18 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use amishare_core::diagnose::{DiagnoseRequest, Doctor, Intent, Link, Stores};
+use amishare_core::diagnose::{DiagnoseRequest, Doctor, Intent, Link};
 use amishare_core::{
-    AcceptRequest, AliasName, Clock, Flow, ImageId, ImageSource, ImageStore, KeyChoice, KeyStore,
-    LaunchOptions, ShareRequest, Sharer, Target,
+    AcceptRequest, AliasName, Clock, Flow, ImageId, ImageSource, KeyChoice, LaunchOptions,
+    ShareRequest, Sharer, Stores, Target,
 };
 use amishare_sim::faults::{Faults, Faulty};
 use amishare_sim::seed::SeedWorld;
 use amishare_sim::World;
 
-/// One principal's stores, a `SimClient` or a `Faulty` here (on AWS,
-/// `amishare_aws::AwsKeyStore` and `AwsImageStore`).
-fn side<S: KeyStore + ImageStore + 'static>(stores: S) -> Stores {
-    let stores = Arc::new(stores);
-    Stores {
-        keys: stores.clone(),
-        images: stores,
-    }
-}
-
-/// A flow acting as the principal behind `side`.
-fn flow(side: &Stores, clock: &Arc<dyn Clock>) -> Flow {
-    Flow::new(side.keys.clone(), side.images.clone(), clock.clone())
+/// A flow acting as the principal behind `stores`.
+fn flow(stores: &Stores, clock: &Arc<dyn Clock>) -> Flow {
+    Flow::over(stores, clock.clone())
 }
 
 /// The automation under test: share the golden image (imaged from a running
@@ -76,8 +66,8 @@ fn world() -> amishare_core::Result<(SeedWorld, Arc<dyn Clock>, ShareRequest)> {
 /// Everything allowed: the image is shared and the deployer launches it.
 async fn healthy() -> Result<String, String> {
     let (seed, clock, request) = world().map_err(|e| e.to_string())?;
-    let owner = side(seed.world.client(&seed.owner).map_err(|e| e.to_string())?);
-    let deployer = side(seed.world.client(&seed.target).map_err(|e| e.to_string())?);
+    let owner = Stores::of(seed.world.client(&seed.owner).map_err(|e| e.to_string())?);
+    let deployer = Stores::of(seed.world.client(&seed.target).map_err(|e| e.to_string())?);
     let image = publish(&owner, &deployer, &clock, &request)
         .await
         .map_err(|e| format!("expected success, got {e}"))?;
@@ -97,8 +87,8 @@ async fn denied() -> Result<String, String> {
     seed.world
         .set_identity_policies(&seed.target, &[ec2_only])
         .map_err(|e| e.to_string())?;
-    let owner = side(seed.world.client(&seed.owner).map_err(|e| e.to_string())?);
-    let deployer = side(seed.world.client(&seed.target).map_err(|e| e.to_string())?);
+    let owner = Stores::of(seed.world.client(&seed.owner).map_err(|e| e.to_string())?);
+    let deployer = Stores::of(seed.world.client(&seed.target).map_err(|e| e.to_string())?);
     if let Ok(image) = publish(&owner, &deployer, &clock, &request).await {
         return Err(format!("expected a denial, but {image} was launched"));
     }
@@ -160,7 +150,7 @@ async fn throttled() -> Result<String, String> {
     );
     let deployer = owner.for_client(seed.world.client(&seed.target).map_err(|e| e.to_string())?);
     let tally = owner.clone();
-    let image = publish(&side(owner), &side(deployer), &clock, &request)
+    let image = publish(&Stores::of(owner), &Stores::of(deployer), &clock, &request)
         .await
         .map_err(|e| format!("expected the retries to absorb throttling, got {e}"))?;
     let throttled = tally.tally().throttled;
@@ -183,8 +173,8 @@ async fn rerun() -> Result<String, String> {
             ..Faults::none(5)
         },
     );
-    let owner = side(faulty.clone());
-    let deployer = side(seed.world.client(&seed.target).map_err(|e| e.to_string())?);
+    let owner = Stores::of(faulty.clone());
+    let deployer = Stores::of(seed.world.client(&seed.target).map_err(|e| e.to_string())?);
     if let Ok(image) = publish(&owner, &deployer, &clock, &request).await {
         return Err(format!("expected the stop, but {image} was launched"));
     }

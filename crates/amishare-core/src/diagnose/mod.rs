@@ -31,10 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    AccountId, CopyKey, ImageId, ImageStore, KeyArn, KeyStore, PrincipalArn, Region, Result,
-    SnapshotId,
-};
+use crate::{AccountId, CopyKey, ImageId, KeyArn, PrincipalArn, Region, Result, SnapshotId};
 
 /// What the target wants to do with the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -436,14 +433,9 @@ pub trait Directory: Send + Sync + fmt::Debug {
     async fn principal(&self, principal: &PrincipalArn) -> Result<Option<PrincipalFacts>>;
 }
 
-/// The stores of one side.
-#[derive(Debug, Clone)]
-pub struct Stores {
-    /// KMS (and STS).
-    pub keys: Arc<dyn KeyStore>,
-    /// EC2.
-    pub images: Arc<dyn ImageStore>,
-}
+/// The stores of one side: [`crate::Stores`], under the name the doctor's
+/// users know.
+pub use crate::Stores;
 
 /// Checks the chain from whichever sides it is given.
 #[derive(Debug, Clone, Default)]
