@@ -382,8 +382,14 @@ impl Harness for AwsHarness {
         self.settings.owner.clone()
     }
 
+    /// Without the Auto Scaling capability the suite is offered no scaling
+    /// store, as the runner requires; the store itself stays in the settings.
     fn target(&self) -> Party {
-        self.settings.target.clone()
+        let mut target = self.settings.target.clone();
+        if !self.settings.capabilities.auto_scaling {
+            target.scaling = None;
+        }
+        target
     }
 
     fn clock(&self) -> Arc<dyn Clock> {
