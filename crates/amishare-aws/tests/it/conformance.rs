@@ -387,7 +387,7 @@ impl Harness for AwsHarness {
     fn target(&self) -> Party {
         let mut target = self.settings.target.clone();
         if !self.settings.capabilities.auto_scaling {
-            target.scaling = None;
+            target.stores.scaling = None;
         }
         target
     }
