@@ -18,7 +18,8 @@
 //!    (pinned, in `target/e2e/awscli-venv`) through the seed flow against
 //!    `amishare sim serve` (`crates/amishare-serve/tests/awscli-seed.sh`), and an
 //!    Auto Scaling group launching the shared image before and after the grant
-//!    (`crates/amishare-serve/tests/awscli-autoscaling.sh`).
+//!    (`crates/amishare-serve/tests/awscli-autoscaling.sh`), and the shared
+//!    image's key through its lifecycle (`awscli-lifecycle.sh`).
 //! 7. Always stops LocalStack (SIGTERM to its group, SIGKILL after 10 s), also
 //!    when a step fails, on Ctrl-C and on SIGTERM or SIGHUP, checks that its
 //!    port is closed, and prints the tail of its log when anything failed.
@@ -283,9 +284,10 @@ fn served(
 
 /// The stock-aws-CLI scripts run against `amishare sim serve`, in
 /// `crates/amishare-serve/tests/`, with what each drives.
-const AWSCLI_SCRIPTS: [(&str, &str); 2] = [
+const AWSCLI_SCRIPTS: [(&str, &str); 3] = [
     ("awscli-seed.sh", "seed flow"),
     ("awscli-autoscaling.sh", "Auto Scaling flow"),
+    ("awscli-lifecycle.sh", "key lifecycle"),
 ];
 
 // ---------------------------------------------------------------------------

@@ -15,17 +15,26 @@ use crate::wire::{Service, WireError};
 
 /// The operations this server answers.
 pub(crate) const OPERATIONS: &[&str] = &[
+    "CancelKeyDeletion",
     "CreateAlias",
     "CreateGrant",
     "CreateKey",
+    "DeleteAlias",
     "DescribeKey",
+    "DisableKey",
+    "EnableKey",
     "GetKeyPolicy",
+    "ListAliases",
     "ListGrants",
     "ListKeys",
     "ListResourceTags",
     "ListRetirableGrants",
     "PutKeyPolicy",
     "RevokeGrant",
+    "ScheduleKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
 ];
 
 /// The grant operations KMS knows.
@@ -60,17 +69,26 @@ pub(crate) async fn handle(
     let fields = Fields::parse(body)?;
     let call = Call { client, region };
     match operation {
+        "CancelKeyDeletion" => call.cancel_key_deletion(&fields).await,
         "CreateAlias" => call.create_alias(&fields).await,
         "CreateGrant" => call.create_grant(&fields).await,
         "CreateKey" => call.create_key(&fields).await,
+        "DeleteAlias" => call.delete_alias(&fields).await,
         "DescribeKey" => call.describe_key(&fields).await,
+        "DisableKey" => call.disable_key(&fields).await,
+        "EnableKey" => call.enable_key(&fields).await,
         "GetKeyPolicy" => call.get_key_policy(&fields).await,
+        "ListAliases" => call.list_aliases(&fields).await,
         "ListGrants" => call.list_grants(&fields).await,
         "ListKeys" => call.list_keys(&fields).await,
         "ListResourceTags" => call.list_resource_tags(&fields).await,
         "ListRetirableGrants" => call.list_retirable_grants(&fields).await,
         "PutKeyPolicy" => call.put_key_policy(&fields).await,
         "RevokeGrant" => call.revoke_grant(&fields).await,
+        "ScheduleKeyDeletion" => call.schedule_key_deletion(&fields).await,
+        "TagResource" => call.tag_resource(&fields).await,
+        "UntagResource" => call.untag_resource(&fields).await,
+        "UpdateAlias" => call.update_alias(&fields).await,
         _ => Err(unknown_operation(operation)),
     }
 }
@@ -112,16 +130,10 @@ impl Call<'_> {
             return Err(unsupported("the simulation creates no multi-Region keys"));
         }
         refuse_bypass(fields)?;
-        let mut tags = BTreeMap::new();
-        for tag in fields.objects("Tags")? {
-            let key = tag.required_string("TagKey")?;
-            let value = tag.required_string("TagValue")?;
-            tags.insert(key.to_owned(), value.to_owned());
-        }
         let request = CreateKeyRequest {
             description: fields.string("Description")?.unwrap_or_default().to_owned(),
             policy: fields.string("Policy")?.map(str::to_owned),
-            tags,
+            tags: fields.tags()?,
         };
         let metadata = self
             .client
@@ -142,13 +154,7 @@ impl Call<'_> {
     }
 
     async fn create_alias(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
-        let name = fields.required_string("AliasName")?;
-        let alias = AliasName::parse(name).map_err(|_| {
-            WireError::new(
-                "ValidationException",
-                "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
-            )
-        })?;
+        let alias = alias_name(fields.required_string("AliasName")?)?;
         let arn = self.key_arn(fields.required_string("TargetKeyId")?)?;
         if arn.account() != self.client.principal().account() {
             return Err(not_found(&arn));
@@ -302,6 +308,125 @@ impl Call<'_> {
         Ok(None)
     }
 
+    async fn enable_key(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let key = self.key_id_or_arn(fields)?;
+        self.client
+            .enable_key(self.region, &key)
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    async fn disable_key(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let key = self.key_id_or_arn(fields)?;
+        self.client
+            .disable_key(self.region, &key)
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    /// `DeletionDate` is the end of the waiting period on the world's
+    /// virtual clock, in epoch seconds as KMS's JSON gives timestamps.
+    async fn schedule_key_deletion(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let key = self.key_id_or_arn(fields)?;
+        // A negative or oversized value is out of range either way.
+        let days = fields
+            .integer("PendingWindowInDays")?
+            .map(|days| u32::try_from(days).unwrap_or(u32::MAX));
+        let scheduled = self
+            .client
+            .schedule_key_deletion(self.region, &key, days)
+            .await
+            .map_err(sim)?;
+        Ok(Some(json!({
+            "KeyId": scheduled.key.to_string(),
+            "DeletionDate": scheduled.deletion_at.as_secs(),
+            "KeyState": KeyState::PendingDeletion.to_string(),
+            "PendingWindowInDays": scheduled.window_days,
+        })))
+    }
+
+    async fn cancel_key_deletion(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let key = self.key_id_or_arn(fields)?;
+        let arn = self
+            .client
+            .cancel_key_deletion(self.region, &key)
+            .await
+            .map_err(sim)?;
+        Ok(Some(json!({ "KeyId": arn.to_string() })))
+    }
+
+    async fn tag_resource(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let key = self.key_id_or_arn(fields)?;
+        let tags = fields.tags()?;
+        self.client
+            .tag_resource(self.region, &key, &tags)
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    async fn untag_resource(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let key = self.key_id_or_arn(fields)?;
+        let tag_keys = fields.required_strings("TagKeys")?;
+        self.client
+            .untag_resource(self.region, &key, &tag_keys)
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    /// One page holds every alias, as for `ListKeys`.
+    async fn list_aliases(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        refuse_marker(fields)?;
+        let key = match fields.string("KeyId")? {
+            Some(_) => Some(self.key_id_or_arn(fields)?),
+            None => None,
+        };
+        let aliases = self
+            .client
+            .list_aliases(self.region, key.as_ref())
+            .await
+            .map_err(sim)?;
+        let aliases: Vec<Value> = aliases
+            .iter()
+            .map(|alias| {
+                json!({
+                    "AliasName": alias.arn.alias().as_str(),
+                    "AliasArn": alias.arn.to_string(),
+                    "TargetKeyId": alias.target.as_str(),
+                })
+            })
+            .collect();
+        Ok(Some(json!({ "Aliases": aliases, "Truncated": false })))
+    }
+
+    async fn update_alias(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let alias = alias_name(fields.required_string("AliasName")?)?;
+        let target = KeyRef::Arn(self.key_arn(fields.required_string("TargetKeyId")?)?);
+        self.client
+            .update_alias(self.region, &alias, &target)
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    async fn delete_alias(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
+        let alias = alias_name(fields.required_string("AliasName")?)?;
+        self.client
+            .delete_alias(self.region, &alias)
+            .await
+            .map_err(sim)?;
+        Ok(None)
+    }
+
+    /// The `KeyId` member of an operation that takes a key ID or key ARN.
+    fn key_id_or_arn(&self, fields: &Fields) -> Result<KeyRef, WireError> {
+        self.key_arn(fields.required_string("KeyId")?)
+            .map(KeyRef::Arn)
+    }
+
     /// The key an operation that takes a key ID or key ARN names: a bare key
     /// ID is in the caller's account and the request's region, as KMS
     /// resolves it; an ARN must be of the request's region.
@@ -323,6 +448,16 @@ impl Call<'_> {
             )),
         }
     }
+}
+
+/// An `AliasName` member, with KMS's answer to one without `alias/`.
+fn alias_name(name: &str) -> Result<AliasName, WireError> {
+    AliasName::parse(name).map_err(|_| {
+        WireError::new(
+            "ValidationException",
+            "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
+        )
+    })
 }
 
 /// A grant as `ListGrants` and `ListRetirableGrants` list it.
@@ -470,6 +605,28 @@ impl Fields {
             Some(Value::Bool(value)) => Ok(Some(*value)),
             Some(_) => Err(serialization(&format!("{name} must be a boolean"))),
         }
+    }
+
+    fn integer(&self, name: &str) -> Result<Option<i64>, WireError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(number)) => number
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| serialization(&format!("{name} must be an integer"))),
+            Some(_) => Err(serialization(&format!("{name} must be an integer"))),
+        }
+    }
+
+    /// A `Tags` member: `TagKey`/`TagValue` pairs.
+    fn tags(&self) -> Result<BTreeMap<String, String>, WireError> {
+        let mut tags = BTreeMap::new();
+        for tag in self.objects("Tags")? {
+            let key = tag.required_string("TagKey")?;
+            let value = tag.required_string("TagValue")?;
+            tags.insert(key.to_owned(), value.to_owned());
+        }
+        Ok(tags)
     }
 
     fn required_strings(&self, name: &str) -> Result<Vec<String>, WireError> {

@@ -1,5 +1,5 @@
 # Shared by the aws CLI scripts run against `amishare sim serve`
-# (awscli-seed.sh, awscli-autoscaling.sh): checks, the CLI as each of the
+# (awscli-seed.sh, awscli-autoscaling.sh, awscli-lifecycle.sh): checks, the CLI as each of the
 # seed world's principals, the server, waits for a state, and the world the
 # server saved. A script sets `aws_cli`,
 # `owner_key`, `target_key`, `region` and `repo` and sources this file;

@@ -62,7 +62,7 @@ impl SimClient {
     }
 
     /// Runs one operation as this principal and records it.
-    fn call<T>(
+    pub(crate) fn call<T>(
         &self,
         operation: &'static str,
         mutating: bool,

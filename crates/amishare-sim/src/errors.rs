@@ -66,6 +66,15 @@ pub(crate) fn pending_deletion_with(arn: &KeyArn, code: &str) -> Error {
     )
 }
 
+/// `CancelKeyDeletion` on a key that is not pending deletion (§A3).
+pub(crate) fn not_pending_deletion(arn: &KeyArn) -> Error {
+    Error::service(
+        ErrorKind::InvalidKeyState,
+        "KMSInvalidStateException",
+        format!("{arn} is not pending deletion."),
+    )
+}
+
 pub(crate) fn malformed_policy(message: impl Into<String>) -> Error {
     Error::service(
         ErrorKind::InvalidInput,

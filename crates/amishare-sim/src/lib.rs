@@ -11,6 +11,7 @@ pub mod faults;
 pub mod harness;
 mod ids;
 mod kms;
+mod kms_admin;
 mod knobs;
 mod limits;
 mod log;
@@ -24,6 +25,7 @@ pub mod world_file;
 mod tests;
 
 pub use crate::client::SimClient;
+pub use crate::kms_admin::{AliasEntry, ScheduledDeletion, DELETION_WINDOW_DAYS};
 pub use crate::knobs::{ErrorSpec, Knobs, PendingDeletionError, UnknownIds};
 pub use crate::log::CallRecord;
 pub use crate::world::{SimClock, SteppingClock, VolumeEncryption, VolumeSeed, World};

@@ -247,6 +247,8 @@ pub(crate) struct Key {
     /// a policy KMS wrote (default or AWS managed), rendered when asked for.
     pub(crate) policy_text: Option<String>,
     pub(crate) tags: BTreeMap<String, String>,
+    /// When a key pending deletion's waiting period ends (§A3).
+    pub(crate) deletion_at: Option<Duration>,
     pub(crate) grants: BTreeMap<GrantId, GrantRecord>,
     /// Grant IDs by grantee, so that authorization looks only at the grants
     /// that can apply to the caller.
@@ -271,6 +273,7 @@ impl Key {
             policy,
             policy_text,
             tags: BTreeMap::new(),
+            deletion_at: None,
             grants: BTreeMap::new(),
             grants_by_grantee: BTreeMap::new(),
             next_grant_seq: 0,

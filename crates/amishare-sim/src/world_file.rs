@@ -321,6 +321,9 @@ pub struct KeyEntry {
     /// Tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// For a key pending deletion, when its waiting period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_at_ms: Option<u64>,
     /// Grants, in creation order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<GrantEntry>,
@@ -727,6 +730,7 @@ impl World {
                     description: key.description.clone(),
                     policy: key.policy_text.as_ref().map(|_| key.policy.clone()),
                     tags: key.tags.clone(),
+                    deletion_at_ms: key.deletion_at.map(millis),
                     grants: grants
                         .into_iter()
                         .map(|grant| GrantEntry {
@@ -1056,6 +1060,7 @@ fn load_keys(state: &mut State, file: &WorldFile) -> Result<()> {
         );
         key.state = entry.state;
         key.tags = entry.tags.clone();
+        key.deletion_at = entry.deletion_at_ms.map(at);
         for (g, grant) in entry.grants.iter().enumerate() {
             if key.grants.contains_key(&grant.id) {
                 return Err(bad(

@@ -9,6 +9,7 @@ mod doctor;
 mod ec2;
 mod faults;
 mod fixture;
+mod key_admin;
 mod kms;
 mod least_calls;
 mod scaling;
