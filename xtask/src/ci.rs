@@ -150,6 +150,7 @@ pub(crate) fn package(sh: &Shell, cargo: &OsString) -> anyhow::Result<()> {
             .flat_map(|name| ["-p".to_owned(), (*name).to_owned()])
             .collect()
     };
+    forget_packaged_sources()?;
     let verified = args(VERIFIED);
     step(
         &format!("cargo package --offline {}", verified.join(" ")),
@@ -160,6 +161,37 @@ pub(crate) fn package(sh: &Shell, cargo: &OsString) -> anyhow::Result<()> {
         &format!("cargo package --offline --no-verify {}", all.join(" ")),
         || cmd!(sh, "{cargo} package --offline --no-verify {all...}").run(),
     )
+}
+
+/// Removes the sources cargo extracted from its temporary registry of the
+/// crates it packaged last time (`$CARGO_HOME/registry/src/*/amishare-*`):
+/// a local registry unpacks a crate only where its directory does not exist
+/// yet, so the packages of this version would otherwise be verified against
+/// the sources of an earlier run.
+fn forget_packaged_sources() -> anyhow::Result<()> {
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            if krate.file_name().to_string_lossy().starts_with("amishare-") {
+                std::fs::remove_dir_all(krate.path()).map_err(|err| {
+                    format_err!("cannot remove {}: {err}", krate.path().display())
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs one step, turning its failure into an error that names the step.

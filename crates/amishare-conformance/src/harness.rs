@@ -76,7 +76,7 @@ pub struct Capabilities {
     pub directory: bool,
     /// Auto Scaling groups launch as the account's service-linked role, and
     /// KMS authorizes the role's launches by key policy and grants
-    /// ([`Party::scaling`]).
+    /// ([`Stores::scaling`](amishare_core::Stores::scaling)).
     pub auto_scaling: bool,
 }
 
