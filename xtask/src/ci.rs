@@ -152,6 +152,12 @@ pub(crate) fn package(sh: &Shell, cargo: &OsString) -> anyhow::Result<()> {
     };
     forget_packaged_sources()?;
     let verified = args(VERIFIED);
+    // Cargo takes a registry crate's build for that version's, whatever its
+    // sources: the builds of the last run's packages go too (and with them
+    // the workspace's builds of these crates, rebuilt in seconds).
+    step(&format!("cargo clean {}", verified.join(" ")), || {
+        cmd!(sh, "{cargo} clean {verified...}").run()
+    })?;
     step(
         &format!("cargo package --offline {}", verified.join(" ")),
         || cmd!(sh, "{cargo} package --offline {verified...}").run(),
