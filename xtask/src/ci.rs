@@ -155,8 +155,9 @@ pub(crate) fn package(sh: &Shell, cargo: &OsString) -> anyhow::Result<()> {
     // Cargo takes a registry crate's build for that version's, whatever its
     // sources: the builds of the last run's packages go too (and with them
     // the workspace's builds of these crates, rebuilt in seconds).
+    let clean = verified.clone();
     step(&format!("cargo clean {}", verified.join(" ")), || {
-        cmd!(sh, "{cargo} clean {verified...}").run()
+        cmd!(sh, "{cargo} clean {clean...}").run()
     })?;
     step(
         &format!("cargo package --offline {}", verified.join(" ")),

@@ -1390,3 +1390,28 @@ fn source_check_reports_confirmed_sections_without_links() {
         ]
     );
 }
+
+/// An example CI does not know is reported, and so is a runnable example
+/// `.ci/run` does not run.
+#[test]
+fn example_check_names_unknown_and_unrun_examples() {
+    let fixture = Fixture::new(&[
+        (
+            "crates/amishare-sim/examples/own_automation.rs",
+            "//! Runs.\n",
+        ),
+        ("crates/amishare-sim/examples/stray.rs", "//! Unknown.\n"),
+        ("crates/amishare-aws/examples/share_on_aws.rs", "//! AWS.\n"),
+        (
+            ".ci/run",
+            "cargo build --workspace --examples\ntarget/debug/examples/own_automation\n",
+        ),
+    ]);
+    assert_eq!(
+        example_violations(&fixture.root),
+        [
+            ".ci/run: does not run `target/debug/examples/serve_to_sdk` (amishare-aws's example)",
+            "crates/amishare-sim/examples/stray.rs: neither in RUNNABLE_EXAMPLES nor in AWS_EXAMPLES (xtask/src/ci.rs)",
+        ]
+    );
+}
