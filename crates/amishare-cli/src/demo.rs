@@ -90,6 +90,16 @@ fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
     // `copy-image` belongs to step 2 on the owner side and to step 5 on the target side.
     let owner_steps = &report.share.steps;
     let target_steps = &report.accept.steps;
+    // One column for the actions, as wide as the longest printed.
+    let scaling_steps = report.autoscaling.iter().flat_map(|a| &a.steps);
+    let width = owner_steps
+        .iter()
+        .chain(target_steps)
+        .chain(scaling_steps)
+        .map(|step| step.action.len())
+        .max()
+        .unwrap_or(0)
+        .max(18);
     for (index, (title, actions)) in STEPS.iter().enumerate() {
         let steps: &[Step] = if index < 3 { owner_steps } else { target_steps };
         let _ = writeln!(out, "\n{title}");
@@ -97,12 +107,7 @@ fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
             .iter()
             .filter(|s| actions.contains(&s.action.as_str()))
         {
-            let mark = if step.changed { '+' } else { '=' };
-            let _ = writeln!(
-                out,
-                "  {mark} {:<18} {:<40} {}",
-                step.action, step.resource, step.detail
-            );
+            step_line(&mut out, step, width);
         }
     }
     if let Some(autoscaling) = &report.autoscaling {
@@ -114,12 +119,7 @@ fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
             if ["find-image", "describe-key"].contains(&step.action.as_str()) {
                 continue;
             }
-            let mark = if step.changed { '+' } else { '=' };
-            let _ = writeln!(
-                out,
-                "  {mark} {:<18} {:<40} {}",
-                step.action, step.resource, step.detail
-            );
+            step_line(&mut out, step, width);
         }
     }
     for warning in report.share.warnings.iter().chain(&report.accept.warnings) {
@@ -142,4 +142,14 @@ fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
 fn human(duration: std::time::Duration) -> String {
     let secs = duration.as_secs();
     format!("{}m {:02}s", secs / 60, secs % 60)
+}
+
+/// One step of the walkthrough: its mark, action, resource and detail.
+fn step_line(out: &mut String, step: &Step, width: usize) {
+    let mark = if step.changed { '+' } else { '=' };
+    let _ = writeln!(
+        out,
+        "  {mark} {:<width$} {:<40} {}",
+        step.action, step.resource, step.detail
+    );
 }
