@@ -3,17 +3,21 @@
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`, then the same
 //!    for amishare-aws and amishare-cli with their `localstack` features (the e2e tests)
-//! 3. `cargo test --workspace` (this includes the tidy tests in xtask), and
+//!    and for the command without its AWS backend (`--no-default-features`)
+//! 3. `cargo test --workspace` (this includes the tidy tests in xtask), then
+//!    the command's tests without its AWS backend, and
 //!    `cargo test --doc --workspace`: the READMEs' examples, which are the
 //!    crates' front pages
-//! 4. `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`
-//! 5. `cargo build --workspace --examples`, then each example in
+//! 4. `cargo xtask first-run`: the README's first command from a cold target
+//!    directory, within its time and memory budget
+//! 5. `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`
+//! 6. `cargo build --workspace --examples`, then each example in
 //!    [`RUNNABLE_EXAMPLES`] runs to success (the others act on AWS)
-//! 6. `cargo package --offline` of every published crate (see [`package`])
-//! 7. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
-//! 8. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
-//! 9. `cargo deny check bans licenses sources`, only when `cargo deny --version`
-//!    succeeds; otherwise the step is skipped with the reason printed.
+//! 7. `cargo package --offline` of every published crate (see [`package`])
+//! 8. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
+//! 9. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
+//! 10. `cargo deny check bans licenses sources`, only when `cargo deny --version`
+//!     succeeds; otherwise the step is skipped with the reason printed.
 //!
 //! The advisories check is left out because it needs the advisory database
 //! from the network.
@@ -52,9 +56,27 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
             .run()
         },
     )?;
+    step(
+        "cargo clippy -p amishare-cli --no-default-features --all-targets -- -D warnings",
+        || {
+            cmd!(
+                sh,
+                "{cargo} clippy -p amishare-cli --no-default-features --all-targets -- -D warnings"
+            )
+            .run()
+        },
+    )?;
     step("cargo test --workspace", || {
         cmd!(sh, "{cargo} test --workspace").run()
     })?;
+    step("cargo test -p amishare-cli --no-default-features", || {
+        cmd!(sh, "{cargo} test -p amishare-cli --no-default-features").run()
+    })?;
+    if let Err(err) = crate::first_run::run(&crate::project_root(), &[]) {
+        return Err(format_err!(
+            "ci step `cargo xtask first-run` failed: {err:#}"
+        ));
+    }
     step("cargo test --doc --workspace", || {
         cmd!(sh, "{cargo} test --doc --workspace").run()
     })?;

@@ -12,6 +12,7 @@
 
 mod ci;
 mod e2e;
+mod first_run;
 mod fuzz;
 #[cfg(test)]
 mod tidy;
@@ -33,15 +34,22 @@ Repository automation for amishare.
 Usage: cargo xtask <TASK> [ARGS]
 
 Tasks:
-  ci      Run the checks CI runs: rustfmt, clippy with -D warnings,
-          the workspace tests, a short fuzz run, the LocalStack e2e
-          and, when cargo-deny is installed, `cargo deny check bans
-          licenses sources`.
+  ci      Run the checks CI runs: rustfmt, clippy with -D warnings
+          (also of the command without its AWS backend), the workspace
+          tests and the sim-only command's, the first run, a short fuzz
+          run, the LocalStack e2e and, when cargo-deny is installed,
+          `cargo deny check bans licenses sources`.
   e2e     Run amishare-aws against LocalStack, without Docker: find
           Python 3.12+, install LocalStack in target/e2e/venv (once,
           about 90 s), start it on 127.0.0.1, run the e2e tests, print
           a summary, and always stop LocalStack (about 2-3 minutes
           with LocalStack installed).
+  first-run [--max-seconds N] [--max-mib N] [--keep]
+          Run the README's first command (`cargo run -p amishare-cli
+          --no-default-features -- demo`) from a cold target directory
+          (target/first-run) and print its wall time and peak memory;
+          fails past 90 s or 2048 MiB (0 turns a budget off), or if
+          any aws-* crate was built.
   fuzz [--seconds N] [TARGET...]
           Run the cargo-fuzz targets in fuzz/ (policy, ids,
           world_file; all by default) for N seconds each (default
@@ -97,6 +105,7 @@ fn try_main() -> anyhow::Result<()> {
             e2e::run(&project_root())
         }
         "fuzz" => fuzz::run(&project_root(), &rest),
+        "first-run" => first_run::run(&project_root(), &rest),
         _ => Err(format_err!(
             "unknown task `{task}`; run `cargo xtask --help` for the list of tasks"
         )),

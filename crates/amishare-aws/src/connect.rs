@@ -23,6 +23,20 @@ pub const ROLE_SESSION_NAME: &str = "amishare";
 /// Every field is optional but `max_attempts`; what is left unset comes from
 /// the SDK's usual sources (environment variables, `~/.aws/config`,
 /// instance or container credentials).
+///
+/// # Retries
+///
+/// One layer retries each call. By default that is amishare's own
+/// ([`amishare_core::retry::Retrying`]), which every `amishare_core::Flow`
+/// puts in front of its stores: it knows which calls are safe to repeat
+/// after a server error, backs off on the flow's clock and is tuned with
+/// [`amishare_core::retry::RetryOptions`] (`Flow::with_retry`). So the SDK's
+/// own retries are off (`max_attempts: 1`), or the two would multiply.
+/// To call the stores without a `Flow`, put them behind
+/// `Retrying::new(keys, images, clock, RetryOptions::default())`; or set
+/// `max_attempts` above 1 for the SDK's standard retries instead, and then
+/// never use those stores under a `Flow`. Credentials a role assumption
+/// fetches, outside both, keep the SDK's standard retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
     /// A profile of the AWS config and credentials files. When set, the
@@ -41,16 +55,18 @@ pub struct ConnectOptions {
     /// An endpoint for every service instead of AWS's, such as LocalStack's
     /// `http://127.0.0.1:4566`.
     pub endpoint_url: Option<String>,
-    /// How many times a call is tried in all, with the SDK's standard retry
-    /// strategy (throttling, 5xx and transient network errors are retried, with
-    /// exponential backoff). `0` and `1` both mean no retry.
+    /// How many times the SDK tries a call in all, with its standard retry
+    /// strategy (throttling, 5xx and transient network errors are retried,
+    /// with exponential backoff). `0` and `1` both mean no retry by the SDK,
+    /// the default: see "Retries" above.
     pub max_attempts: u32,
     /// A limit on each call, retries included; none by default.
     pub operation_timeout: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
-    /// Nothing overridden, and the SDK's standard three attempts.
+    /// Nothing overridden, and one attempt per call: the retries are
+    /// amishare's own (see "Retries" above).
     fn default() -> ConnectOptions {
         ConnectOptions {
             profile: None,
@@ -58,7 +74,7 @@ impl Default for ConnectOptions {
             assume_role_arn: None,
             region: None,
             endpoint_url: None,
-            max_attempts: 3,
+            max_attempts: 1,
             operation_timeout: None,
         }
     }
@@ -109,9 +125,15 @@ pub async fn load_with(loader: ConfigLoader, options: &ConnectOptions) -> SdkCon
     match &options.assume_role_arn {
         None => base,
         Some(role) => {
+            // STS's AssumeRole is not behind amishare's retry layer: the
+            // SDK's standard retries are the only ones it gets.
+            let sts = base
+                .to_builder()
+                .retry_config(RetryConfig::standard())
+                .build();
             let provider = AssumeRoleProvider::builder(role)
                 .session_name(ROLE_SESSION_NAME)
-                .configure(&base)
+                .configure(&sts)
                 .build()
                 .await;
             base.into_builder()

@@ -670,6 +670,8 @@ fn convert_image(image: &ec2::Image) -> Result<Image> {
         name: image.name().unwrap_or_default().to_owned(),
         state,
         state_reason: state_reason(image.state_reason()),
+        // EC2 says no more than its state reason.
+        failure_cause: None,
         public: image.public().unwrap_or(false),
         block_devices,
         tags: tags(image.tags()),
@@ -749,6 +751,7 @@ fn convert_instance(
         image: parse(operation, "imageId", instance.image_id(), ImageId::parse)?,
         state,
         state_reason: state_reason(instance.state_reason()),
+        failure_cause: None,
         volumes,
         tags: tags(instance.tags()),
     })

@@ -36,9 +36,20 @@ pub struct AwsDirectory {
 }
 
 impl AwsDirectory {
-    /// A directory reading IAM with the credentials of `config`.
+    /// A directory reading IAM with the credentials of `config`. No layer
+    /// above the directory retries its reads, so where `config` turns the
+    /// SDK's retries off (as [`load`](crate::load) does by default, for the
+    /// stores under amishare's retry layer) its IAM client keeps the SDK's
+    /// standard retries.
     pub fn new(config: &SdkConfig) -> AwsDirectory {
-        AwsDirectory::from_conf(aws_sdk_iam::Config::from(config))
+        let mut iam = aws_sdk_iam::config::Builder::from(config);
+        if config
+            .retry_config()
+            .is_none_or(|retry| retry.max_attempts() <= 1)
+        {
+            iam = iam.retry_config(aws_config::retry::RetryConfig::standard());
+        }
+        AwsDirectory::from_conf(iam.build())
     }
 
     /// A directory over a client configured elsewhere (tests add mocks).

@@ -17,9 +17,16 @@
 //!   the full key ARN.
 //! * **Errors.** Every SDK error becomes an [`amishare_core::Error`] whose kind
 //!   comes from [`classify`], with AWS's code, AWS's message prefixed by the
-//!   operation and its input, and the SDK error as its source. Throttling and
-//!   transient failures are retried by the SDK's standard retry strategy
-//!   ([`ConnectOptions::max_attempts`]) before they surface.
+//!   operation and its input, and the SDK error as its source, with a
+//!   retryable flag for throttling and transient failures.
+//! * **One retry layer.** Under a `Flow`, amishare's retry layer
+//!   ([`amishare_core::retry::Retrying`]) retries what is safe to repeat;
+//!   [`load`] turns the SDK's own retries off by default
+//!   ([`ConnectOptions::max_attempts`] is 1) so attempts never multiply.
+//!   Stores called without a `Flow` go behind `Retrying` the same way, or
+//!   get the SDK's standard retries by raising `max_attempts` (see
+//!   [`ConnectOptions`]). [`AwsDirectory`], which no layer above retries,
+//!   keeps the SDK's.
 //! * **No SDK types in the API** but the configuration: [`SdkConfig`] in, and
 //!   amishare's own types through the traits.
 

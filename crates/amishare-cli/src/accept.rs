@@ -159,7 +159,7 @@ pub(crate) async fn run(
     };
     let report = match session.flow().accept(&request).await {
         Ok(report) => report,
-        Err(err) if args.launch && err.kind() == ErrorKind::Failed && !global.dry_run => {
+        Err(err) if err.kind() == ErrorKind::LaunchFailed && !global.dry_run => {
             explain_launch_failure(&request, global, session, &err).await;
             return Err(err.into());
         }
@@ -170,7 +170,7 @@ pub(crate) async fn run(
         return Ok(());
     }
     if global.json {
-        render::json(&report)?;
+        render::json(render::format::ACCEPT, &report)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -260,19 +260,29 @@ async fn explain_launch_failure(
     }
     .await;
     if global.json {
-        let value = match &diagnosis {
-            Ok(diagnosis) => json!({
-                "error": err.to_string(),
-                "state_reason_code": err.code(),
-                "diagnosis": diagnosis,
-            }),
-            Err(failure) => json!({
-                "error": err.to_string(),
-                "state_reason_code": err.code(),
-                "diagnosis_error": failure.to_string(),
-            }),
-        };
-        let _ = render::json(&value);
+        let launch = err.failed_launch();
+        let group = err.failed_group_launch();
+        let reason = launch.and_then(|launch| launch.reason.as_ref());
+        let instance = launch
+            .map(|launch| &launch.instance)
+            .or_else(|| group.and_then(|group| group.instance.as_ref()));
+        let mut value = json!({
+            "error": err.to_string(),
+            "instance": instance.map(ToString::to_string),
+            "state": launch.map(|launch| launch.state.to_string()),
+            "state_reason_code": reason.map(|reason| reason.code.as_str()),
+            "state_reason_message": reason.map(|reason| reason.message.as_str()),
+            "group": group.map(|group| group.group.as_str()),
+            "activity": group.map(|group| group.activity.as_str()),
+            "status_message": group.and_then(|group| group.status_message.as_deref()),
+            "activity_cause": group.and_then(|group| group.cause),
+            "cause": launch.and_then(|launch| launch.cause.as_deref()),
+        });
+        match &diagnosis {
+            Ok(diagnosis) => value["diagnosis"] = json!(diagnosis),
+            Err(failure) => value["diagnosis_error"] = json!(failure.to_string()),
+        }
+        let _ = render::json(render::format::LAUNCH_FAILURE, &value);
         return;
     }
     match diagnosis {

@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[cfg(feature = "aws")]
 use amishare_aws::{
     AwsDirectory, AwsImageStore, AwsKeyStore, AwsScalingStore, ConnectOptions, WallClock,
 };
 use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
+use amishare_core::retry::{RetryOptions, Retrying};
 use amishare_core::scaling::ScalingStore;
 use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
 use amishare_sim::{LockHolder, World, WorldLock};
@@ -24,43 +26,49 @@ use crate::fail::{usage, Failure};
 /// Which backend the commands use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum BackendKind {
-    /// AWS, with the credentials of `--profile` (or the SDK's default chain).
+    /// AWS, with the credentials of `--profile` or the SDK's default chain
+    /// (in builds with the `aws` feature, the default build).
     Aws,
-    /// The simulation, in the world file `--world`.
+    /// A simulated world kept in the file `--world`.
     Sim,
 }
 
-/// Options every command takes.
+/// Options every command takes, shown apart in each command's help.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
-    /// Where to act.
+    /// Where to act: AWS, or a simulated world kept in a file.
     #[arg(long, value_enum, default_value = "aws", global = true)]
     pub(crate) backend: BackendKind,
-    /// The world file of `--backend sim` (JSON; see testdata/worlds/).
+    /// The simulated world of `--backend sim`: a JSON file, such as a copy of
+    /// testdata/worlds/seed.json.
     #[arg(long, value_name = "FILE", global = true)]
     pub(crate) world: Option<PathBuf>,
-    /// How long to wait while another command has the world file.
+    /// How long to wait, in seconds, while another command uses the world file.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, global = true)]
     pub(crate) lock_wait: u64,
-    /// The profile to act as: an AWS profile, or a profile of the world file.
+    /// The profile to act as: a named profile of your AWS configuration, or
+    /// a profile of the world file.
     #[arg(long, global = true)]
     pub(crate) profile: Option<String>,
-    /// The target side's profile, for commands that look from both sides.
-    #[arg(long, global = true)]
+    /// The target account's profile, for commands that look from both sides
+    /// (status, doctor).
+    #[arg(long, value_name = "PROFILE", global = true)]
     pub(crate) target_profile: Option<String>,
-    /// A role of the target account to assume for the target side (AWS).
+    /// A role in the target account to assume for the target side (AWS only).
     #[arg(long, value_name = "ARN", value_parser = args::principal, global = true)]
     pub(crate) target_role_arn: Option<PrincipalArn>,
-    /// The region (default: the profile's, on AWS).
+    /// The region (default: the profile's region, on AWS).
     #[arg(long, value_parser = args::region, global = true)]
     pub(crate) region: Option<Region>,
-    /// An endpoint for every AWS service, such as LocalStack's.
+    /// Send every AWS call to this URL, such as LocalStack's or `amishare sim serve`'s.
     #[arg(long, value_name = "URL", global = true)]
     pub(crate) endpoint_url: Option<String>,
-    /// Print machine-readable JSON on stdout.
+    /// Print the result as JSON on stdout (each document is described in docs/json.md).
     #[arg(long, global = true)]
     pub(crate) json: bool,
-    /// Print the plan (every mutating call, the key-policy diff) and change nothing.
+    /// Show every change the command would make (each call, the key-policy
+    /// diff) and make none.
     #[arg(long, global = true)]
     pub(crate) dry_run: bool,
 }
@@ -79,6 +87,7 @@ pub(crate) struct Side {
     pub(crate) directory: Option<Arc<dyn Directory>>,
 }
 
+#[cfg(feature = "aws")]
 impl Side {
     /// The AWS stores of one SDK configuration.
     fn aws(config: &amishare_aws::SdkConfig) -> Side {
@@ -91,13 +100,40 @@ impl Side {
     }
 }
 
+impl Side {
+    /// The same stores behind core's retry layer, for the calls a command
+    /// makes outside a `Flow` (which puts its own in front of the stores):
+    /// every call is retried by that one layer, never by two.
+    fn behind_retries(&self, clock: Arc<dyn Clock>) -> Side {
+        let retrying = Arc::new(
+            Retrying::new(
+                self.keys.clone(),
+                self.images.clone(),
+                clock,
+                RetryOptions::default(),
+            )
+            .with_scaling(self.scaling.clone()),
+        );
+        Side {
+            keys: retrying.clone(),
+            images: retrying.clone(),
+            scaling: retrying,
+            directory: self.directory.clone(),
+        }
+    }
+}
+
 /// What a command acts through.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// The principal of `--profile`.
+    /// The principal of `--profile`, behind core's retry layer.
     pub(crate) side: Side,
-    /// The principal of `--target-profile` / `--target-role-arn`, if given.
+    /// The principal of `--target-profile` / `--target-role-arn`, if given,
+    /// behind core's retry layer.
     pub(crate) target: Option<Side>,
+    /// The stores of `--profile` as the flow takes them, without retries:
+    /// the flow retries itself.
+    stores: Side,
     /// Real time on AWS, the world's virtual time on the simulation.
     pub(crate) clock: Arc<dyn Clock>,
     /// The region of `--region`, or the AWS profile's.
@@ -114,7 +150,12 @@ impl Session {
     pub(crate) async fn open(global: &Global, command: &str) -> Result<Session, Failure> {
         let mut session = match global.backend {
             BackendKind::Sim => open_sim(global, command)?,
-            BackendKind::Aws => open_aws(global).await?,
+            BackendKind::Aws => {
+                if global.world.is_some() {
+                    return Err(usage("--world applies to --backend sim only"));
+                }
+                open_aws(global).await?
+            }
         };
         if global.dry_run {
             let (planner, keys, images) =
@@ -126,22 +167,28 @@ impl Session {
                 directory: session.side.directory.clone(),
             };
             session.planner = Some(planner);
+            #[cfg(feature = "aws")]
             if global.backend == BackendKind::Aws {
                 // What a dry run "creates" is ready at once: never wait for real.
                 session.clock = Arc::new(Skipping::new(session.clock.clone()));
             }
         }
+        session.stores = session.side.clone();
+        session.side = session.side.behind_retries(session.clock.clone());
+        session.target = session
+            .target
+            .map(|target| target.behind_retries(session.clock.clone()));
         Ok(session)
     }
 
     /// The flow acting as `--profile`.
     pub(crate) fn flow(&self) -> Flow {
         Flow::new(
-            self.side.keys.clone(),
-            self.side.images.clone(),
+            self.stores.keys.clone(),
+            self.stores.images.clone(),
             self.clock.clone(),
         )
-        .with_scaling(self.side.scaling.clone())
+        .with_scaling(self.stores.scaling.clone())
     }
 
     /// The region, or a usage error naming `--region`.
@@ -202,6 +249,7 @@ fn open_sim(global: &Global, command: &str) -> Result<Session, Failure> {
         &path,
     )?;
     Ok(Session {
+        stores: side.clone(),
         side,
         target,
         clock: Arc::new(world.clock()),
@@ -273,10 +321,19 @@ fn sim_side(
     }))
 }
 
+/// What a build without the AWS backend answers `--backend aws` with.
+#[cfg(not(feature = "aws"))]
+pub(crate) const NO_AWS: &str = "this amishare was built without the AWS backend (feature `aws`), for the simulation alone: \
+use --backend sim --world FILE, or build the full command with `cargo install --path crates/amishare-cli` \
+(or `cargo build -p amishare-cli`, without --no-default-features)";
+
+#[cfg(not(feature = "aws"))]
+async fn open_aws(_global: &Global) -> Result<Session, Failure> {
+    Err(usage(NO_AWS))
+}
+
+#[cfg(feature = "aws")]
 async fn open_aws(global: &Global) -> Result<Session, Failure> {
-    if global.world.is_some() {
-        return Err(usage("--world applies to --backend sim only"));
-    }
     let options = ConnectOptions {
         profile: global.profile.clone(),
         region: global.region.clone(),
@@ -306,6 +363,7 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
         None
     };
     Ok(Session {
+        stores: side.clone(),
         side,
         target,
         clock: Arc::new(WallClock),
@@ -317,12 +375,14 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
 
 /// A clock whose sleeps return at once and only move its own time forward,
 /// so that waits in a dry run cost nothing yet still reach their deadlines.
+#[cfg(feature = "aws")]
 #[derive(Debug)]
 struct Skipping {
     inner: Arc<dyn Clock>,
     skipped: std::sync::Mutex<std::time::Duration>,
 }
 
+#[cfg(feature = "aws")]
 impl Skipping {
     fn new(inner: Arc<dyn Clock>) -> Skipping {
         Skipping {
@@ -332,6 +392,7 @@ impl Skipping {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait::async_trait]
 impl Clock for Skipping {
     fn now(&self) -> std::time::Duration {

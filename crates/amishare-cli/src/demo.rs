@@ -1,4 +1,4 @@
-//! `amishare demo`: the mission's walkthrough on the simulation, step by step.
+//! `amishare demo`: the whole cross-account flow on the simulation, step by step.
 
 use std::fmt::Write as _;
 
@@ -19,7 +19,7 @@ pub(crate) struct DemoArgs {
     autoscaling: bool,
 }
 
-/// The mission's five steps, and the flow actions that belong to each.
+/// The flow's five steps, and the flow actions that belong to each.
 const STEPS: [(&str, &[&str]); 5] = [
     ("Step 1 (A): create the customer-managed key and let B's user use it", &["resolve-key", "create-key", "create-alias", "key-policy"]),
     (
@@ -64,7 +64,7 @@ pub(crate) fn run(args: &DemoArgs, json: bool) -> anyhow::Result<()> {
         anyhow::Ok((report, state))
     })?;
     if json {
-        crate::render::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+        crate::render::json(crate::render::format::DEMO, &report)?;
     } else {
         crate::render::emit(&render(&report, final_state));
     }
@@ -74,7 +74,7 @@ pub(crate) fn run(args: &DemoArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text report: each mission step with the resources it touched.
+/// The text report: each step with the resources it touched.
 fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
     let mut out = String::new();
     let owner = report.owner.account();
@@ -108,6 +108,13 @@ fn render(report: &SeedFlowReport, final_state: InstanceState) -> String {
             .filter(|s| actions.contains(&s.action.as_str()))
         {
             step_line(&mut out, step, width);
+        }
+        if index == 0 {
+            // The seed's whole point: the key policy that lets B's user in.
+            for region in &report.share.regions {
+                out.push('\n');
+                crate::render::key_policy(&mut out, &region.key, &region.key_policy);
+            }
         }
     }
     if let Some(autoscaling) = &report.autoscaling {

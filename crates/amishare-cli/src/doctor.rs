@@ -88,6 +88,8 @@ struct Applied {
     key: KeyArn,
     changed: bool,
     diff: String,
+    /// amishare's statements in the key policy after the fix.
+    statements: Vec<amishare_policy::Statement>,
 }
 
 impl From<&Mended> for Applied {
@@ -103,6 +105,7 @@ impl From<&Mended> for Applied {
             key: mended.key.clone(),
             changed: mended.changed,
             diff,
+            statements: mended.statements.clone(),
         }
     }
 }
@@ -228,11 +231,14 @@ pub(crate) async fn run(
         (doctor.diagnose(&request).await?, Vec::new(), None)
     };
     if global.json {
-        render::json(&Report {
-            fixed,
-            fix_refused: refused.as_deref(),
-            diagnosis: &diagnosis,
-        })?;
+        render::json(
+            render::format::DOCTOR,
+            &Report {
+                fixed,
+                fix_refused: refused.as_deref(),
+                diagnosis: &diagnosis,
+            },
+        )?;
     } else {
         let mut out = String::new();
         for applied in &fixed {
@@ -244,6 +250,11 @@ pub(crate) async fn run(
                 };
                 let _ = writeln!(out, "--fix {verb} the key policy of {}:", applied.key);
                 out.push_str(&applied.diff);
+                let _ = writeln!(out, "amishare's statements in it now:");
+                render::indented(
+                    &mut out,
+                    &serde_json::to_string_pretty(&applied.statements).unwrap_or_default(),
+                );
             } else {
                 let _ = writeln!(
                     out,

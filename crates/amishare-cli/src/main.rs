@@ -9,6 +9,7 @@ mod doctor;
 mod fail;
 mod policy;
 mod progress;
+mod reference;
 mod render;
 mod serve;
 mod share;
@@ -17,7 +18,7 @@ mod unshare;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
@@ -44,31 +45,39 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Owner side: copy an image encrypted with a customer-managed key, let the
-    /// targets use the key, verify every snapshot, and share the image.
+    /// Share an image with other accounts, as its owner: copy it encrypted
+    /// under a customer-managed key, let the targets use the key, verify
+    /// every snapshot, then grant launch permission.
     Share(share::ShareArgs),
-    /// Target side: check the key, find the shared image, optionally launch a
-    /// smoke instance and copy the image under a key of this account.
+    /// Use an image shared with this account: check its key, find it, and
+    /// optionally launch a test instance and copy it under a key of this account.
     Accept(accept::AcceptArgs),
-    /// Owner side: remove what share added (permissions, key-policy statements).
+    /// Stop sharing, as the owner: remove the permissions and key-policy
+    /// statements that share added.
     Unshare(unshare::UnshareArgs),
-    /// Who can launch and copy an image, which statements and grants its keys
-    /// carry, which key each snapshot uses.
+    /// Show who can launch and copy an image, which key encrypts each
+    /// snapshot, and the statements and grants on each key.
     Status(status::StatusArgs),
-    /// Why a target principal can or cannot launch or copy a shared image:
-    /// every link checked, with the fix for each broken one.
+    /// Explain why a principal can or cannot launch or copy a shared image,
+    /// link by link, with the fix for each broken link.
     ///
     /// Exit 0 when every link holds, 1 when one is broken or cannot be seen.
     Doctor(doctor::DoctorArgs),
-    /// Print the least-privilege key-policy statements for targets, or merge
-    /// them into a key policy file and show the diff.
+    /// Print a key policy that lets the targets use a key (for `aws kms
+    /// put-key-policy` or `create-key`), merge its statements into a policy
+    /// file, or print the statements alone.
     Policy(policy::PolicyArgs),
-    /// The simulation as a service.
+    /// Run the simulation as a local AWS endpoint.
     #[command(subcommand)]
     Sim(SimCommand),
-    /// Run the mission's five steps on the simulation: account 111111111111 shares an
-    /// encrypted AMI with a user of 222222222222 in ap-northeast-1, who launches it.
+    /// Try it offline: account 111111111111 shares an encrypted image with a
+    /// user of 222222222222, who launches it and copies it, on the built-in
+    /// simulation.
     Demo(demo::DemoArgs),
+    /// Print a completion script for your shell.
+    Completions(reference::CompletionsArgs),
+    /// Print the manual page, or write one per command into a directory.
+    Man(reference::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +112,8 @@ fn main() -> ExitCode {
         Command::Sim(SimCommand::Serve(args)) => {
             serve::run(args, cli.global.world.as_ref(), cli.global.lock_wait)
         }
+        Command::Completions(args) => reference::completions(args, Cli::command()),
+        Command::Man(args) => reference::man(args, Cli::command()),
         command => run_on_backend(command, &cli.global),
     };
     match result {
@@ -132,7 +143,11 @@ fn run_on_backend(command: &Command, global: &Global) -> Result<(), Failure> {
             Command::Unshare(args) => unshare::run(args, global, &session).await,
             Command::Status(args) => status::run(args, global, &session).await,
             Command::Doctor(args) => doctor::run(args, global, &session).await,
-            Command::Policy(_) | Command::Demo(_) | Command::Sim(_) => {
+            Command::Policy(_)
+            | Command::Demo(_)
+            | Command::Sim(_)
+            | Command::Completions(_)
+            | Command::Man(_) => {
                 unreachable!("run without a backend")
             }
         };
@@ -167,6 +182,8 @@ impl Command {
             Command::Policy(_) => "policy",
             Command::Sim(_) => "sim serve",
             Command::Demo(_) => "demo",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 }

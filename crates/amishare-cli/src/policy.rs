@@ -1,10 +1,13 @@
-//! `amishare policy`: the least-privilege statements for some principals,
-//! or a key policy with them merged in and the diff. No backend is needed.
+//! `amishare policy`: a complete key policy for some targets (KMS's default
+//! statement for the key's account and amishare's least-privilege
+//! statements), ready for `aws kms put-key-policy` or `create-key`; or such
+//! statements merged into a key policy file, with the diff; or the
+//! statements alone. No backend is needed.
 
 use std::path::PathBuf;
 
 use amishare_core::{AccountId, PrincipalArn};
-use amishare_policy::{least_privilege_statements, merge, Policy, Statement};
+use amishare_policy::{least_privilege_statements, merge, new_key_policy, Policy, Statement};
 use serde::Serialize;
 
 use crate::args::{self, NarrowingArgs, TargetArgs};
@@ -21,22 +24,38 @@ pub(crate) struct PolicyArgs {
     narrowing: NarrowingArgs,
     #[command(flatten)]
     service_roles: crate::args::ServiceRoleArgs,
-    /// A key policy (JSON file) to merge the statements into: prints the result and the diff.
-    #[arg(long, value_name = "FILE", value_parser = args::existing_file)]
-    merge: Option<PathBuf>,
-    /// The key's account, for the lockout check (default: the account whose root the policy names).
+    /// The key's account: KMS's default statement gives its root the key's
+    /// administration (default: the account of --caller).
     #[arg(long, value_name = "ACCOUNT", value_parser = args::account)]
     owner_account: Option<AccountId>,
-    /// Who will write the policy, for the lockout check (default: the owner account's root).
+    /// Who will write the policy: it must still be allowed to change it
+    /// afterwards (default: the key account's root).
     #[arg(long, value_name = "ARN", value_parser = args::principal)]
     caller: Option<PrincipalArn>,
+    /// A key policy (JSON file) to merge the statements into: prints the
+    /// merged policy, and the diff on stderr.
+    #[arg(long, value_name = "FILE", value_parser = args::existing_file)]
+    merge: Option<PathBuf>,
+    /// Print amishare's statements alone (a JSON array), not a whole policy.
+    #[arg(long, conflicts_with = "merge")]
+    statements: bool,
 }
 
+/// What `policy --json` prints.
 #[derive(Debug, Serialize)]
-struct Merged {
-    changed: bool,
-    policy: serde_json::Value,
-    diff: String,
+struct Printed {
+    /// The whole policy: new, or merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<serde_json::Value>,
+    /// amishare's statements, with `--statements`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statements: Option<Vec<Statement>>,
+    /// With `--merge`: whether the file lacked any of the statements.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed: Option<bool>,
+    /// With `--merge`: the unified diff from the file to the merged policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diff: Option<String>,
 }
 
 /// Runs `policy`.
@@ -69,15 +88,43 @@ pub(crate) fn run(args: &PolicyArgs, global: &Global) -> Result<(), Failure> {
             )));
         }
     }
+    if args.statements {
+        let statements = least_privilege_statements(&grantees, &narrowing);
+        return print(
+            global,
+            &Printed {
+                policy: None,
+                statements: Some(statements.clone()),
+                changed: None,
+                diff: None,
+            },
+            &serde_json::to_string_pretty(&statements).map_err(Failure::failed)?,
+        );
+    }
     let Some(path) = &args.merge else {
-        let statements: Vec<Statement> = least_privilege_statements(&grantees, &narrowing);
-        let value = serde_json::to_value(&statements).map_err(Failure::failed)?;
-        if global.json {
-            render::json(&serde_json::json!({ "statements": value }))?;
-        } else {
-            render::json(&value)?;
-        }
-        return Ok(());
+        let owner = args
+            .owner_account
+            .clone()
+            .or_else(|| args.caller.as_ref().map(|c| c.account().clone()))
+            .ok_or_else(|| {
+                usage(
+                    "a whole key policy names the key's account: give --owner-account ACCOUNT \
+                     (or --caller ARN), or --statements for amishare's statements alone",
+                )
+            })?;
+        let caller = args.caller.clone().unwrap_or_else(|| owner.root_arn());
+        let policy = new_key_policy(&grantees, &narrowing, owner.as_str(), caller.as_str())
+            .map_err(|err| usage(format!("the key policy cannot be written: {err}")))?;
+        return print(
+            global,
+            &Printed {
+                policy: Some(policy.to_value()),
+                statements: None,
+                changed: None,
+                diff: None,
+            },
+            &policy.to_json_pretty(),
+        );
     };
     let text = std::fs::read_to_string(path)
         .map_err(|err| usage(format!("--merge {}: {err}", path.display())))?;
@@ -112,19 +159,31 @@ pub(crate) fn run(args: &PolicyArgs, global: &Global) -> Result<(), Failure> {
         .unified_diff()
         .header(&path.display().to_string(), "merged")
         .to_string();
-    if global.json {
-        render::json(&Merged {
-            changed: merged.changed,
-            policy: merged.policy.to_value(),
-            diff,
-        })?;
-    } else {
-        render::emit(&format!("{after}\n"));
+    if !global.json {
         if merged.changed {
             eprintln!("{diff}");
         } else {
             eprintln!("(the policy already has these statements: unchanged)");
         }
+    }
+    print(
+        global,
+        &Printed {
+            policy: Some(merged.policy.to_value()),
+            statements: None,
+            changed: Some(merged.changed),
+            diff: Some(diff),
+        },
+        &after,
+    )
+}
+
+/// Prints the document as it is (for KMS), or with `--json` the report.
+fn print(global: &Global, printed: &Printed, document: &str) -> Result<(), Failure> {
+    if global.json {
+        render::json(render::format::POLICY, printed)?;
+    } else {
+        render::emit(&format!("{document}\n"));
     }
     Ok(())
 }

@@ -108,7 +108,7 @@ pub(crate) async fn run(
         return Ok(());
     }
     if global.json {
-        render::json(&report)?;
+        render::json(render::format::SHARE, &report)?;
         return Ok(());
     }
     let mut out = String::new();
@@ -140,6 +140,7 @@ pub(crate) async fn run(
             .map(ToString::to_string)
             .collect();
         let _ = writeln!(out, "  launch permission: {}", who.join(", "));
+        render::key_policy(&mut out, &region.key, &region.key_policy);
     }
     let _ = writeln!(out, "{} mutating calls.", report.mutating_calls);
     render::warnings(&mut out, &report.warnings);

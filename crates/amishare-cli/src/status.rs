@@ -9,7 +9,7 @@ use amishare_core::{
     LaunchPermission, Region, SnapshotId, VolumePermission, TAG_KEY, TAG_SMOKE_KEEP,
     TAG_SMOKE_TEST,
 };
-use amishare_policy::{Policy, SID_PREFIX};
+use amishare_policy::{amishare_statements, Policy, Statement};
 use clap::ArgGroup;
 use serde::Serialize;
 
@@ -86,8 +86,8 @@ struct SnapshotStatus {
 struct KeyStatus {
     state: Option<String>,
     manager: Option<String>,
-    /// The key-policy statements amishare wrote, by Sid, with who they name.
-    amishare_statements: Readable<BTreeMap<String, Vec<String>>>,
+    /// The key-policy statements amishare wrote (Sid `amishare:…`), whole.
+    amishare_statements: Readable<Vec<Statement>>,
     /// How many other statements the policy has (never touched by amishare).
     other_statements: Option<usize>,
     grants: Readable<Vec<String>>,
@@ -201,7 +201,7 @@ pub(crate) async fn run(
         report.keys.insert(key.to_string(), status);
     }
     if global.json {
-        render::json(&report)?;
+        render::json(render::format::STATUS, &report)?;
     } else {
         render::emit(&text(&report));
     }
@@ -269,18 +269,9 @@ async fn key_status(side: &Side, key: &KeyArn, caller: Option<&AccountId>) -> Ke
     match side.keys.get_key_policy(key).await {
         Ok(text) => match Policy::parse(&text) {
             Ok(policy) => {
-                let mut ours = BTreeMap::new();
-                let mut others = 0;
-                for statement in &policy.statements {
-                    match statement.sid.as_deref() {
-                        Some(sid) if sid.starts_with(SID_PREFIX) => {
-                            ours.insert(sid.to_owned(), grantees(statement));
-                        }
-                        _ => others += 1,
-                    }
-                }
+                let ours: Vec<Statement> = amishare_statements(&policy).cloned().collect();
+                status.other_statements = Some(policy.statements.len() - ours.len());
                 status.amishare_statements = Readable::Known(ours);
-                status.other_statements = Some(others);
             }
             Err(err) => status.amishare_statements = Readable::Unknown(err.to_string()),
         },
@@ -314,26 +305,6 @@ async fn key_status(side: &Side, key: &KeyArn, caller: Option<&AccountId>) -> Ke
             .collect();
     }
     status
-}
-
-/// Who a statement names: AWS principals, and organization or OU conditions.
-fn grantees(statement: &amishare_policy::Statement) -> Vec<String> {
-    let mut who: Vec<String> = statement
-        .principal
-        .as_ref()
-        .map(|p| p.aws().into_iter().map(str::to_owned).collect())
-        .unwrap_or_default();
-    if let Some(conditions) = &statement.condition {
-        let value = serde_json::to_value(conditions).unwrap_or_default();
-        for (_, keys) in value.as_object().into_iter().flatten() {
-            for (key, values) in keys.as_object().into_iter().flatten() {
-                if key == "aws:PrincipalOrgID" || key == "aws:PrincipalOrgPaths" {
-                    who.push(format!("{key}={values}"));
-                }
-            }
-        }
-    }
-    who
 }
 
 fn text(report: &StatusReport) -> String {
@@ -393,14 +364,18 @@ fn text(report: &StatusReport) -> String {
         );
         match &key.amishare_statements {
             Readable::Known(statements) => {
-                for (sid, who) in statements {
-                    let _ = writeln!(out, "  statement {sid}: {}", who.join(", "));
-                }
                 let _ = writeln!(
                     out,
-                    "  {} other statements (not amishare's)",
+                    "  key policy: {} statements of amishare's, {} others (not amishare's)",
+                    statements.len(),
                     key.other_statements.unwrap_or(0)
                 );
+                if !statements.is_empty() {
+                    render::indented(
+                        &mut out,
+                        &serde_json::to_string_pretty(statements).unwrap_or_default(),
+                    );
+                }
             }
             Readable::Unknown(why) => {
                 let _ = writeln!(out, "  key policy: unknown ({why})");

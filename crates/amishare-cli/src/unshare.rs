@@ -112,7 +112,7 @@ pub(crate) async fn run(
         return Ok(());
     }
     if global.json {
-        render::json(&report)?;
+        render::json(render::format::UNSHARE, &report)?;
         return Ok(());
     }
     let mut out = String::new();

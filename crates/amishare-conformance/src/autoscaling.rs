@@ -3,10 +3,10 @@
 //! (`docs/spec/production.md` §C1, `docs/spec/choices.md` §D6).
 
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Verdict};
-use amishare_core::scaling::ServiceLinkedRole;
+use amishare_core::scaling::{LaunchFailure as ActivityFailure, ServiceLinkedRole};
 use amishare_core::{
-    AcceptRequest, CopyKey, Flow, ImageId, ImageSource, KeyArn, KeyStore, LaunchOptions, LaunchVia,
-    RegionImage, Sharer, Target, UnshareRequest,
+    AcceptRequest, CopyKey, ErrorKind, Flow, ImageId, ImageSource, KeyArn, KeyStore, LaunchOptions,
+    LaunchVia, RegionImage, Sharer, Target, UnshareRequest,
 };
 
 use crate::doctor::{render, stores};
@@ -99,6 +99,12 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
         .await
         .expect_err("a group launches as its role, which has no grant");
     assert_eq!(err.code(), Some("Client.InternalError"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::LaunchFailed, "{err}");
+    let failed = err
+        .failed_group_launch()
+        .expect("the group and its activity");
+    assert_eq!(failed.image, shared.image);
+    assert_eq!(failed.cause, Some(ActivityFailure::KeyAccess), "{err}");
     coverage.check("under the seed's policy the group's launch ends Client.InternalError");
     let diagnosis = diagnose(h, &shared.image).await;
     let shown = render(&diagnosis);

@@ -6,16 +6,16 @@ use std::collections::BTreeMap;
 
 use amishare_core::{
     AcceptRequest, CopyImageRequest, CopyKey, CreateKeyRequest, ErrorKind, ImageQuery, ImageSource,
-    ImageState, KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission, Narrowing,
-    PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest, VolumePermission,
-    TAG_ALIAS,
+    ImageState, InstanceState, KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission,
+    Narrowing, PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest,
+    VolumePermission, TAG_ALIAS,
 };
 
 use crate::harness::{Capability, Coverage, Harness, VolumeSeed};
 use crate::support::{
-    assert_aws_message, assert_code, assert_gate_refused, assert_terminated_at_launch, flow,
-    manual_share, owner_image, seed_share, settle_image, share_or_gate, target_launch,
-    unique_alias, Shared,
+    assert_aws_message, assert_code, assert_gate_refused, assert_kms_launch_reason,
+    assert_terminated_at_launch, flow, manual_share, owner_image, seed_share, settle_image,
+    share_or_gate, target_launch, unique_alias, Shared,
 };
 
 /// What a backend that does not encrypt copies cannot go past.
@@ -513,8 +513,30 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
         })
         .await
         .expect_err("the smoke launch fails");
-    assert_eq!(accepted.kind(), ErrorKind::Failed, "{accepted}");
-    assert_eq!(accepted.code(), Some("Server.InternalError"), "{accepted}");
+    assert_eq!(accepted.kind(), ErrorKind::LaunchFailed, "{accepted}");
+    let launch = accepted
+        .failed_launch()
+        .expect("a failed launch carries its fields");
+    assert_eq!(launch.image, image.id);
+    assert_eq!(launch.region, h.region());
+    let reason = launch.reason.as_ref().expect("EC2 says why");
+    assert_kms_launch_reason(reason);
+    assert_eq!(accepted.code(), Some(reason.code.as_str()), "{accepted}");
+    let seen = h
+        .target()
+        .images
+        .describe_instances(&h.region(), std::slice::from_ref(&launch.instance))
+        .await
+        .expect("the failed instance is the target's");
+    assert_eq!(seen.len(), 1, "the error names the instance launched");
+    assert!(
+        matches!(
+            seen[0].state,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        ),
+        "{:?}",
+        seen[0].state
+    );
     assert!(accepted.message().contains(&key.to_string()), "{accepted}");
     assert!(
         accepted.message().contains("DescribeKey"),

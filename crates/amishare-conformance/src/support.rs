@@ -8,7 +8,7 @@ use amishare_core::{
     CopyImageRequest, CreateImageRequest, CreateKeyRequest, Error, ErrorKind, Flow, Image, ImageId,
     ImageQuery, ImageSource, ImageState, Instance, InstanceId, InstanceState, KeyArn, KeyChoice,
     KeyRef, LaunchPermission, Narrowing, PermissionChange, Region, RunInstancesRequest,
-    ShareReport, ShareRequest, Sharer, Target,
+    ShareReport, ShareRequest, Sharer, StateReason, Target,
 };
 
 use crate::harness::{Coverage, Harness, Party, VolumeSeed};
@@ -264,7 +264,22 @@ pub(crate) fn assert_terminated_at_launch(instance: &Instance) {
         .state_reason
         .as_ref()
         .expect("a terminated instance has a state reason");
-    assert_eq!(reason.code, "Server.InternalError");
+    assert_kms_launch_reason(reason);
+}
+
+/// Asserts that a state reason is the one EC2 gives a launch KMS refused
+/// (§B11): the message `Client.InternalError: Client error on launch`, with
+/// the code the knowledge center shows (`Client.InternalError`) or the one
+/// users also report (`Server.InternalError`).
+#[track_caller]
+pub(crate) fn assert_kms_launch_reason(reason: &StateReason) {
+    assert!(
+        matches!(
+            reason.code.as_str(),
+            "Client.InternalError" | "Server.InternalError"
+        ),
+        "{reason}"
+    );
     assert_eq!(
         reason.message,
         "Client.InternalError: Client error on launch"

@@ -2,9 +2,18 @@
 //!
 //! Backends keep the service's own error code (`InvalidAMIID.NotFound`,
 //! `AccessDeniedException`, …) so that callers and tests can be exact, and the
-//! message always names the input that failed.
+//! message always names the input that failed. What a caller may want to act
+//! on beyond the kind and the code is a field: a launch or a copy that failed
+//! after its call returned ([`Error::failure`]), and a call the retry layer
+//! gave up on ([`Error::retries_exhausted`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
+
+use crate::id::{ImageId, InstanceId, Region, SnapshotId};
+use crate::model::{ImageState, InstanceState, StateReason};
+use crate::scaling::{ActivityStatus, LaunchFailure as ActivityFailure, ServiceLinkedRole};
 
 /// `Result` with amishare's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,8 +36,17 @@ pub enum ErrorKind {
     Throttled,
     /// The service or amishare does not support the operation (e.g. sharing an image encrypted with `aws/ebs`).
     Unsupported,
-    /// An asynchronous operation ended badly: an image went `failed`, an instance terminated at launch.
+    /// An asynchronous operation ended badly: an image went `failed`. A
+    /// launch and a copy have kinds of their own.
     Failed,
+    /// An instance went `shutting-down` or `terminated` at launch (EC2
+    /// accepted `RunInstances`; KMS may have refused EC2 later), or an Auto
+    /// Scaling group's launch activity failed: see [`Error::failure`] for
+    /// the instance and EC2's state reason, or the group and its activity.
+    LaunchFailed,
+    /// An image copy went `failed` after `CopyImage` returned its ID: see
+    /// [`Error::failure`] for the copy, its snapshots and EC2's state reason.
+    CopyFailed,
     /// A wait ran past its deadline.
     Timeout,
     /// Any other service-side failure.
@@ -53,6 +71,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Throttled => "throttled",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Failed => "failed",
+            ErrorKind::LaunchFailed => "launch failed",
+            ErrorKind::CopyFailed => "copy failed",
             ErrorKind::Timeout => "timed out",
             ErrorKind::Service => "service error",
         };
@@ -68,7 +88,125 @@ pub struct Error {
     message: String,
     retryable: bool,
     after_changes: bool,
+    failure: Option<Box<Failure>>,
+    exhausted: Option<Box<Exhausted>>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// What a launch or a copy that failed after its call returned left to see:
+/// the fields of an [`ErrorKind::LaunchFailed`] or [`ErrorKind::CopyFailed`]
+/// error, to match on instead of its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// An instance that did not reach `running`.
+    Launch(FailedLaunch),
+    /// An Auto Scaling group whose launch activity failed.
+    GroupLaunch(FailedGroupLaunch),
+    /// An image copy that went `failed`.
+    Copy(FailedCopy),
+}
+
+/// An instance that went `shutting-down` or `terminated` at launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailedLaunch {
+    /// The region of the launch.
+    pub region: Region,
+    /// The image launched.
+    pub image: ImageId,
+    /// The instance `RunInstances` returned.
+    pub instance: InstanceId,
+    /// The state it was seen in.
+    pub state: InstanceState,
+    /// EC2's `StateReason`, code and message as EC2 gives them (for a KMS
+    /// refusal `Client.InternalError`, `Client.InternalError: Client error on
+    /// launch`), when EC2 gave one.
+    pub reason: Option<StateReason>,
+    /// The likely cause, when the backend can tell (the simulation names the
+    /// KMS refusal behind it; EC2 does not say).
+    pub cause: Option<String>,
+}
+
+/// An Auto Scaling group's launch that failed: the activity as Auto
+/// Scaling reports it (`docs/spec/production.md` §C1.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailedGroupLaunch {
+    /// The region of the group.
+    pub region: Region,
+    /// The image launched.
+    pub image: ImageId,
+    /// The group's name.
+    pub group: String,
+    /// The service-linked role the group launched as.
+    pub role: ServiceLinkedRole,
+    /// The failed (or cancelled) activity's ID.
+    pub activity: String,
+    /// Its status.
+    pub status: ActivityStatus,
+    /// Its status message, as Auto Scaling gives it.
+    pub status_message: Option<String>,
+    /// The instance it launched, when it got that far.
+    pub instance: Option<InstanceId>,
+    /// The cause in KMS's terms, as far as the status message tells it.
+    pub cause: Option<ActivityFailure>,
+}
+
+/// An image copy that went `failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailedCopy {
+    /// The region of the copy.
+    pub region: Region,
+    /// The copy's image ID, as `CopyImage` returned it.
+    pub image: ImageId,
+    /// The image copied.
+    pub source: ImageId,
+    /// The state it was seen in (`failed`, or `deregistered`).
+    pub state: ImageState,
+    /// EC2's `StateReason`, as EC2 gives it, when it gave one.
+    pub reason: Option<StateReason>,
+    /// The copy's snapshots.
+    pub snapshots: Vec<SnapshotId>,
+    /// The state message of each of those snapshots that gives one (EC2's
+    /// `StateMessage`, such as `Given key ID is not accessible`).
+    pub snapshot_messages: BTreeMap<SnapshotId, String>,
+    /// The likely cause, when the backend can tell (the simulation names the
+    /// KMS refusal behind it).
+    pub cause: Option<String>,
+}
+
+/// A call the retry layer ([`crate::retry::Retrying`]) repeated until its
+/// budget (attempts or deadline) was spent: the fields of the error it
+/// returns, which keeps the last attempt's kind and code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Exhausted {
+    /// The API operation, such as `DescribeImages`.
+    pub operation: &'static str,
+    /// What the call named (an image, a key, snapshots), when it named something.
+    pub resource: Option<String>,
+    /// The region the call went to, for a regional call.
+    pub region: Option<Region>,
+    /// How many times the call was sent.
+    pub attempts: u32,
+    /// How long it went on, from the first attempt to the last failure, on
+    /// the flow's clock.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.operation)?;
+        if let Some(resource) = &self.resource {
+            write!(f, " {resource}")?;
+        }
+        if let Some(region) = &self.region {
+            write!(f, " in {region}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Error {
@@ -80,8 +218,83 @@ impl Error {
             message: message.into(),
             retryable: kind.is_retryable(),
             after_changes: false,
+            failure: None,
+            exhausted: None,
             source: None,
         }
+    }
+
+    /// An instance that went `shutting-down` or `terminated` at launch:
+    /// [`ErrorKind::LaunchFailed`], with EC2's state reason code as its code.
+    pub(crate) fn launch_failed(failure: FailedLaunch) -> Error {
+        let mut message = format!(
+            "instance {} from image {} in {} went {} at launch",
+            failure.instance, failure.image, failure.region, failure.state
+        );
+        push_reason(&mut message, failure.reason.as_ref());
+        push_cause(&mut message, failure.cause.as_deref());
+        let code = failure.reason.as_ref().map(|r| r.code.clone());
+        Error::failed(
+            ErrorKind::LaunchFailed,
+            message,
+            code,
+            Failure::Launch(failure),
+        )
+    }
+
+    /// An Auto Scaling group's launch activity that failed:
+    /// [`ErrorKind::LaunchFailed`], its code the EC2 reason the status
+    /// message carries (`Client.InternalError`,
+    /// `Client.InvalidKMSKey.InvalidState`), else `ScalingActivityFailed`.
+    pub(crate) fn group_launch_failed(failure: FailedGroupLaunch) -> Error {
+        let mut message = format!(
+            "Auto Scaling group {} in {} could not launch {} as {}: activity {} {}: {}",
+            failure.group,
+            failure.region,
+            failure.image,
+            failure.role,
+            failure.activity,
+            failure.status,
+            failure.status_message.as_deref().unwrap_or("no message")
+        );
+        if let Some(cause) = failure.cause {
+            message.push_str(&format!(" ({cause})"));
+        }
+        let code = match failure.cause {
+            Some(ActivityFailure::KeyState) => "Client.InvalidKMSKey.InvalidState",
+            Some(ActivityFailure::KeyAccess) => "Client.InternalError",
+            _ => "ScalingActivityFailed",
+        };
+        Error::failed(
+            ErrorKind::LaunchFailed,
+            message,
+            Some(code.to_owned()),
+            Failure::GroupLaunch(failure),
+        )
+    }
+
+    /// An image copy that went `failed`: [`ErrorKind::CopyFailed`], with
+    /// EC2's state reason code as its code.
+    pub(crate) fn copy_failed(failure: FailedCopy) -> Error {
+        let mut message = format!(
+            "copy {} of image {} in {} is {}",
+            failure.image, failure.source, failure.region, failure.state
+        );
+        push_reason(&mut message, failure.reason.as_ref());
+        for (snapshot, text) in &failure.snapshot_messages {
+            message.push_str(&format!("; snapshot {snapshot}: {text}"));
+        }
+        push_cause(&mut message, failure.cause.as_deref());
+        let code = failure.reason.as_ref().map(|r| r.code.clone());
+        Error::failed(ErrorKind::CopyFailed, message, code, Failure::Copy(failure))
+    }
+
+    /// A failure of `kind` with its fields, its code EC2's state reason code.
+    fn failed(kind: ErrorKind, message: String, code: Option<String>, failure: Failure) -> Error {
+        let mut err = Error::new(kind, message);
+        err.code = code;
+        err.failure = Some(Box::new(failure));
+        err
     }
 
     /// An error carrying a service error code such as `InvalidAMIID.NotFound`.
@@ -132,6 +345,24 @@ impl Error {
         self
     }
 
+    /// Records that the retry layer gave up on the call after `exhausted`'s
+    /// attempts. The message then names the operation and its resource
+    /// (unless it already begins with the operation, as the AWS backend's
+    /// do) and says how many attempts were made.
+    pub(crate) fn with_exhausted(mut self, exhausted: Exhausted) -> Error {
+        if !self.message.starts_with(exhausted.operation) {
+            self.message = format!("{exhausted}: {}", self.message);
+        }
+        self.message.push_str(&format!(
+            " (gave up after {} attempt{} in {} s)",
+            exhausted.attempts,
+            if exhausted.attempts == 1 { "" } else { "s" },
+            exhausted.elapsed.as_secs()
+        ));
+        self.exhausted = Some(Box::new(exhausted));
+        self
+    }
+
     /// Prefixes the message with context, keeping kind, code and source.
     pub fn context(mut self, context: impl fmt::Display) -> Error {
         self.message = format!("{context}: {}", self.message);
@@ -157,6 +388,66 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.retryable
     }
+
+    /// The launch or copy that failed, for [`ErrorKind::LaunchFailed`] and
+    /// [`ErrorKind::CopyFailed`].
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_deref()
+    }
+
+    /// The launch that failed, for [`ErrorKind::LaunchFailed`].
+    pub fn failed_launch(&self) -> Option<&FailedLaunch> {
+        match self.failure() {
+            Some(Failure::Launch(launch)) => Some(launch),
+            _ => None,
+        }
+    }
+
+    /// The Auto Scaling group launch that failed, for [`ErrorKind::LaunchFailed`].
+    pub fn failed_group_launch(&self) -> Option<&FailedGroupLaunch> {
+        match self.failure() {
+            Some(Failure::GroupLaunch(launch)) => Some(launch),
+            _ => None,
+        }
+    }
+
+    /// The copy that failed, for [`ErrorKind::CopyFailed`].
+    pub fn failed_copy(&self) -> Option<&FailedCopy> {
+        match self.failure() {
+            Some(Failure::Copy(copy)) => Some(copy),
+            _ => None,
+        }
+    }
+
+    /// The call the retry layer gave up on, when it did: the operation, its
+    /// resource and the attempts made.
+    pub fn retries_exhausted(&self) -> Option<&Exhausted> {
+        self.exhausted.as_deref()
+    }
+}
+
+/// Appends EC2's reason: its message, without a leading copy of its code,
+/// which the error's code already shows.
+fn push_reason(message: &mut String, reason: Option<&StateReason>) {
+    match reason {
+        Some(reason) => {
+            let text = reason
+                .message
+                .strip_prefix(&reason.code)
+                .and_then(|rest| rest.strip_prefix(": "))
+                .unwrap_or(&reason.message);
+            message.push_str(": ");
+            message.push_str(text);
+        }
+        None => message.push_str(": EC2 gave no reason"),
+    }
+}
+
+/// Appends the likely cause, when the backend told it.
+fn push_cause(message: &mut String, cause: Option<&str>) {
+    if let Some(cause) = cause {
+        message.push_str(&format!(" (likely cause: {cause})"));
+    }
 }
 
 impl fmt::Debug for Error {
@@ -167,6 +458,8 @@ impl fmt::Debug for Error {
             .field("message", &self.message)
             .field("retryable", &self.retryable)
             .field("after_changes", &self.after_changes)
+            .field("failure", &self.failure)
+            .field("exhausted", &self.exhausted)
             .field("source", &self.source)
             .finish()
     }

@@ -147,7 +147,7 @@ impl fmt::Display for ImageState {
 /// Why a resource is in its state: EC2's `StateReason`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateReason {
-    /// The code, e.g. `Server.InternalError`.
+    /// The code, e.g. `Client.InternalError`.
     pub code: String,
     /// The message, e.g. `Client.InternalError: Client error on launch`.
     pub message: String,
@@ -187,6 +187,11 @@ pub struct Image {
     pub state: ImageState,
     /// Why the image is in its state, when it failed.
     pub state_reason: Option<StateReason>,
+    /// Why it failed beyond EC2's state reason, when the backend can tell
+    /// (the simulation names the KMS refusal behind a failed copy; EC2 does
+    /// not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_cause: Option<String>,
     /// Whether the image is public.
     pub public: bool,
     /// The EBS devices.
@@ -447,6 +452,11 @@ pub struct Instance {
     pub state: InstanceState,
     /// Why it is in its state (set when it terminated at launch).
     pub state_reason: Option<StateReason>,
+    /// Why it terminated at launch beyond EC2's state reason, when the
+    /// backend can tell (the simulation names the KMS refusal of EC2's call
+    /// on the launching principal's behalf; EC2 does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_cause: Option<String>,
     /// Its EBS volumes.
     pub volumes: Vec<AttachedVolume>,
     /// Its tags (the caller's own instances only).

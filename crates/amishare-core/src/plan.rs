@@ -384,6 +384,7 @@ impl PlanningImages {
             name: name.to_owned(),
             state: ImageState::Available,
             state_reason: None,
+            failure_cause: None,
             public: false,
             block_devices,
             tags: tags.clone(),
@@ -707,6 +708,7 @@ impl ImageStore for PlanningImages {
             image: request.image.clone(),
             state: InstanceState::Running,
             state_reason: None,
+            failure_cause: None,
             volumes,
             tags: request.tags.clone(),
         };

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Exhausted, Result};
 use crate::id::{
     AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, PrincipalArn, Region,
     SnapshotId,
@@ -96,6 +96,56 @@ fn retryable(err: &Error, repeat: Repeat) -> bool {
     match repeat {
         Repeat::Safe => err.is_retryable(),
         Repeat::Unsafe => err.kind() == ErrorKind::Throttled,
+    }
+}
+
+/// The call being retried, as an error names it once the budget is spent.
+struct Call<'a> {
+    operation: &'static str,
+    resource: Option<String>,
+    region: Option<&'a Region>,
+}
+
+impl<'a> Call<'a> {
+    /// A call that names no resource (`GetCallerIdentity`, `ListKeys`, `CreateKey`).
+    fn new(operation: &'static str, region: Option<&'a Region>) -> Call<'a> {
+        Call {
+            operation,
+            resource: None,
+            region,
+        }
+    }
+
+    /// A call on `resource`.
+    fn on(
+        operation: &'static str,
+        region: Option<&'a Region>,
+        resource: impl std::fmt::Display,
+    ) -> Call<'a> {
+        Call {
+            operation,
+            resource: Some(resource.to_string()),
+            region,
+        }
+    }
+
+    /// A call on each of `ids`, or on none when there are none.
+    fn on_each<T: std::fmt::Display>(
+        operation: &'static str,
+        region: &'a Region,
+        ids: &[T],
+    ) -> Call<'a> {
+        let resource = (!ids.is_empty()).then(|| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        Call {
+            operation,
+            resource,
+            region: Some(region),
+        }
     }
 }
 
@@ -196,39 +246,50 @@ impl Retrying {
     }
 
     /// [`Retrying::run`] for a call that changes something, counted.
-    async fn write<T, F, Fut>(&self, operation: &'static str, repeat: Repeat, call: F) -> Result<T>
+    async fn write<T, F, Fut>(&self, call: Call<'_>, repeat: Repeat, send: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.run(operation, repeat, call).await
+        self.run(call, repeat, send).await
     }
 
-    async fn run<T, F, Fut>(
-        &self,
-        operation: &'static str,
-        repeat: Repeat,
-        mut call: F,
-    ) -> Result<T>
+    /// Sends `call` until it succeeds, fails in a way not worth repeating,
+    /// or spends the budget; an error worth repeating that spent it names
+    /// the call and the attempts made ([`Error::retries_exhausted`]).
+    async fn run<T, F, Fut>(&self, call: Call<'_>, repeat: Repeat, mut send: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let operation = call.operation;
         let start = self.clock.now();
         let mut attempt = 1;
         loop {
-            let err = match call().await {
+            let err = match send().await {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
-            if attempt >= self.options.max_attempts || !retryable(&err, repeat) {
+            if !retryable(&err, repeat) {
                 return Err(err);
             }
-            let delay = self.backoff(attempt);
             let elapsed = self.clock.now().saturating_sub(start);
+            let spent = |err: Error| {
+                err.with_exhausted(Exhausted {
+                    operation,
+                    resource: call.resource.clone(),
+                    region: call.region.cloned(),
+                    attempts: attempt,
+                    elapsed,
+                })
+            };
+            if attempt >= self.options.max_attempts {
+                return Err(spent(err));
+            }
+            let delay = self.backoff(attempt);
             if elapsed + delay > self.options.deadline {
-                return Err(err);
+                return Err(spent(err));
             }
             tracing::debug!(operation, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
             self.clock.sleep(delay).await;
@@ -270,65 +331,79 @@ where
 #[async_trait]
 impl KeyStore for Retrying {
     async fn caller(&self) -> Result<Caller> {
-        self.run("GetCallerIdentity", Repeat::Safe, || self.keys.caller())
-            .await
+        self.run(Call::new("GetCallerIdentity", None), Repeat::Safe, || {
+            self.keys.caller()
+        })
+        .await
     }
     async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
-        self.write("CreateKey", Repeat::Unsafe, || {
+        self.write(Call::new("CreateKey", Some(region)), Repeat::Unsafe, || {
             self.keys.create_key(region, request)
         })
         .await
     }
     async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
-        self.run("DescribeKey", Repeat::Safe, || {
-            self.keys.describe_key(region, key)
-        })
+        self.run(
+            Call::on("DescribeKey", Some(region), key),
+            Repeat::Safe,
+            || self.keys.describe_key(region, key),
+        )
         .await
     }
     async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
         // A repeat after a lost answer meets the alias it made: the flow
         // checks where an existing alias points.
-        self.write("CreateAlias", Repeat::Safe, || {
-            self.keys.create_alias(region, alias, key)
-        })
+        self.write(
+            Call::on("CreateAlias", Some(region), alias),
+            Repeat::Safe,
+            || self.keys.create_alias(region, alias, key),
+        )
         .await
     }
     async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
-        self.run("GetKeyPolicy", Repeat::Safe, || {
+        self.run(Call::on("GetKeyPolicy", None, key), Repeat::Safe, || {
             self.keys.get_key_policy(key)
         })
         .await
     }
     async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
-        self.write("PutKeyPolicy", Repeat::Safe, || {
+        self.write(Call::on("PutKeyPolicy", None, key), Repeat::Safe, || {
             self.keys.put_key_policy(key, policy)
         })
         .await
     }
     async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
-        self.run("ListGrants", Repeat::Safe, || self.keys.list_grants(key))
-            .await
+        self.run(Call::on("ListGrants", None, key), Repeat::Safe, || {
+            self.keys.list_grants(key)
+        })
+        .await
     }
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
-        self.write("CreateGrant", Repeat::Unsafe, || {
+        self.write(Call::on("CreateGrant", None, key), Repeat::Unsafe, || {
             self.keys.create_grant(key, request)
         })
         .await
     }
     async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
-        self.run("ListKeys", Repeat::Safe, || self.keys.list_keys(region))
-            .await
-    }
-    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
-        self.run("ListResourceTags", Repeat::Safe, || {
-            self.keys.list_resource_tags(key)
+        self.run(Call::new("ListKeys", Some(region)), Repeat::Safe, || {
+            self.keys.list_keys(region)
         })
         .await
     }
+    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
+        self.run(
+            Call::on("ListResourceTags", None, key),
+            Repeat::Safe,
+            || self.keys.list_resource_tags(key),
+        )
+        .await
+    }
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
-        self.write("RevokeGrant", Repeat::Safe, || {
-            self.keys.revoke_grant(key, grant)
-        })
+        self.write(
+            Call::on("RevokeGrant", None, format!("{grant} on {key}")),
+            Repeat::Safe,
+            || self.keys.revoke_grant(key, grant),
+        )
         .await
     }
     async fn list_retirable_grants(
@@ -336,9 +411,11 @@ impl KeyStore for Retrying {
         region: &Region,
         retiring: &PrincipalArn,
     ) -> Result<Vec<Grant>> {
-        self.run("ListRetirableGrants", Repeat::Safe, || {
-            self.keys.list_retirable_grants(region, retiring)
-        })
+        self.run(
+            Call::on("ListRetirableGrants", Some(region), retiring),
+            Repeat::Safe,
+            || self.keys.list_retirable_grants(region, retiring),
+        )
         .await
     }
 }
@@ -350,17 +427,21 @@ impl ImageStore for Retrying {
         region: &Region,
         ids: &[InstanceId],
     ) -> Result<Vec<Instance>> {
-        self.run("DescribeInstances", Repeat::Safe, || {
-            self.images.describe_instances(region, ids)
-        })
+        self.run(
+            Call::on_each("DescribeInstances", region, ids),
+            Repeat::Safe,
+            || self.images.describe_instances(region, ids),
+        )
         .await
     }
     async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
         // A repeat after a lost answer is refused as a duplicate name, and
         // the flow then adopts the image by its tag.
-        self.write("CreateImage", Repeat::Safe, || {
-            self.images.create_image(region, request)
-        })
+        self.write(
+            Call::on("CreateImage", Some(region), &request.instance),
+            Repeat::Safe,
+            || self.images.create_image(region, request),
+        )
         .await
     }
     async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
@@ -369,15 +450,19 @@ impl ImageStore for Retrying {
         } else {
             Repeat::Unsafe
         };
-        self.write("CopyImage", repeat, || {
-            self.images.copy_image(region, request)
-        })
+        self.write(
+            Call::on("CopyImage", Some(region), &request.source_image),
+            repeat,
+            || self.images.copy_image(region, request),
+        )
         .await
     }
     async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
-        self.run("DescribeImages", Repeat::Safe, || {
-            self.images.describe_images(region, query)
-        })
+        self.run(
+            Call::on_each("DescribeImages", region, &query.image_ids),
+            Repeat::Safe,
+            || self.images.describe_images(region, query),
+        )
         .await
     }
     async fn describe_snapshots(
@@ -385,9 +470,11 @@ impl ImageStore for Retrying {
         region: &Region,
         ids: &[SnapshotId],
     ) -> Result<Vec<Snapshot>> {
-        self.run("DescribeSnapshots", Repeat::Safe, || {
-            self.images.describe_snapshots(region, ids)
-        })
+        self.run(
+            Call::on_each("DescribeSnapshots", region, ids),
+            Repeat::Safe,
+            || self.images.describe_snapshots(region, ids),
+        )
         .await
     }
     async fn modify_launch_permission(
@@ -396,9 +483,11 @@ impl ImageStore for Retrying {
         image: &ImageId,
         change: &PermissionChange<LaunchPermission>,
     ) -> Result<()> {
-        self.write("ModifyImageAttribute", Repeat::Safe, || {
-            self.images.modify_launch_permission(region, image, change)
-        })
+        self.write(
+            Call::on("ModifyImageAttribute", Some(region), image),
+            Repeat::Safe,
+            || self.images.modify_launch_permission(region, image, change),
+        )
         .await
     }
     async fn describe_launch_permission(
@@ -406,9 +495,11 @@ impl ImageStore for Retrying {
         region: &Region,
         image: &ImageId,
     ) -> Result<Vec<LaunchPermission>> {
-        self.run("DescribeImageAttribute", Repeat::Safe, || {
-            self.images.describe_launch_permission(region, image)
-        })
+        self.run(
+            Call::on("DescribeImageAttribute", Some(region), image),
+            Repeat::Safe,
+            || self.images.describe_launch_permission(region, image),
+        )
         .await
     }
     async fn modify_create_volume_permission(
@@ -417,10 +508,14 @@ impl ImageStore for Retrying {
         snapshot: &SnapshotId,
         change: &PermissionChange<VolumePermission>,
     ) -> Result<()> {
-        self.write("ModifySnapshotAttribute", Repeat::Safe, || {
-            self.images
-                .modify_create_volume_permission(region, snapshot, change)
-        })
+        self.write(
+            Call::on("ModifySnapshotAttribute", Some(region), snapshot),
+            Repeat::Safe,
+            || {
+                self.images
+                    .modify_create_volume_permission(region, snapshot, change)
+            },
+        )
         .await
     }
     async fn describe_create_volume_permission(
@@ -428,10 +523,14 @@ impl ImageStore for Retrying {
         region: &Region,
         snapshot: &SnapshotId,
     ) -> Result<Vec<VolumePermission>> {
-        self.run("DescribeSnapshotAttribute", Repeat::Safe, || {
-            self.images
-                .describe_create_volume_permission(region, snapshot)
-        })
+        self.run(
+            Call::on("DescribeSnapshotAttribute", Some(region), snapshot),
+            Repeat::Safe,
+            || {
+                self.images
+                    .describe_create_volume_permission(region, snapshot)
+            },
+        )
         .await
     }
     async fn run_instances(
@@ -444,15 +543,19 @@ impl ImageStore for Retrying {
         } else {
             Repeat::Unsafe
         };
-        self.write("RunInstances", repeat, || {
-            self.images.run_instances(region, request)
-        })
+        self.write(
+            Call::on("RunInstances", Some(region), &request.image),
+            repeat,
+            || self.images.run_instances(region, request),
+        )
         .await
     }
     async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
-        self.write("TerminateInstances", Repeat::Safe, || {
-            self.images.terminate_instances(region, ids)
-        })
+        self.write(
+            Call::on_each("TerminateInstances", region, ids),
+            Repeat::Safe,
+            || self.images.terminate_instances(region, ids),
+        )
         .await
     }
     async fn deregister_image(
@@ -463,22 +566,30 @@ impl ImageStore for Retrying {
     ) -> Result<()> {
         // A repeat after a lost answer finds the image gone, which the flow
         // takes as done.
-        self.write("DeregisterImage", Repeat::Safe, || {
-            self.images
-                .deregister_image(region, image, delete_snapshots)
-        })
+        self.write(
+            Call::on("DeregisterImage", Some(region), image),
+            Repeat::Safe,
+            || {
+                self.images
+                    .deregister_image(region, image, delete_snapshots)
+            },
+        )
         .await
     }
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
-        self.write("DeleteSnapshot", Repeat::Unsafe, || {
-            self.images.delete_snapshot(region, snapshot)
-        })
+        self.write(
+            Call::on("DeleteSnapshot", Some(region), snapshot),
+            Repeat::Unsafe,
+            || self.images.delete_snapshot(region, snapshot),
+        )
         .await
     }
     async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
-        self.run("GetEbsDefaultKmsKeyId", Repeat::Safe, || {
-            self.images.ebs_defaults(region)
-        })
+        self.run(
+            Call::new("GetEbsDefaultKmsKeyId", Some(region)),
+            Repeat::Safe,
+            || self.images.ebs_defaults(region),
+        )
         .await
     }
 }
@@ -497,9 +608,11 @@ impl ScalingStore for Retrying {
         } else {
             Repeat::Unsafe
         };
-        self.write("CreateLaunchTemplate", repeat, || {
-            scaling.create_launch_template(region, request)
-        })
+        self.write(
+            Call::on("CreateLaunchTemplate", Some(region), &request.name),
+            repeat,
+            || scaling.create_launch_template(region, request),
+        )
         .await
     }
     async fn describe_launch_templates(
@@ -508,17 +621,21 @@ impl ScalingStore for Retrying {
         names: &[String],
     ) -> Result<Vec<LaunchTemplate>> {
         let scaling = self.scaling()?;
-        self.run("DescribeLaunchTemplates", Repeat::Safe, || {
-            scaling.describe_launch_templates(region, names)
-        })
+        self.run(
+            Call::on_each("DescribeLaunchTemplates", region, names),
+            Repeat::Safe,
+            || scaling.describe_launch_templates(region, names),
+        )
         .await
     }
     async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
         let scaling = self.scaling()?;
         // A repeat after a lost answer finds it gone, which the flow takes as done.
-        self.write("DeleteLaunchTemplate", Repeat::Safe, || {
-            scaling.delete_launch_template(region, name)
-        })
+        self.write(
+            Call::on("DeleteLaunchTemplate", Some(region), name),
+            Repeat::Safe,
+            || scaling.delete_launch_template(region, name),
+        )
         .await
     }
     async fn create_auto_scaling_group(
@@ -529,9 +646,11 @@ impl ScalingStore for Retrying {
         let scaling = self.scaling()?;
         // A repeat is refused with AlreadyExists, which the flow settles by
         // looking the group up; a 5xx may have created it.
-        self.write("CreateAutoScalingGroup", Repeat::Unsafe, || {
-            scaling.create_auto_scaling_group(region, request)
-        })
+        self.write(
+            Call::on("CreateAutoScalingGroup", Some(region), &request.name),
+            Repeat::Unsafe,
+            || scaling.create_auto_scaling_group(region, request),
+        )
         .await
     }
     async fn describe_auto_scaling_groups(
@@ -540,9 +659,11 @@ impl ScalingStore for Retrying {
         names: &[String],
     ) -> Result<Vec<Group>> {
         let scaling = self.scaling()?;
-        self.run("DescribeAutoScalingGroups", Repeat::Safe, || {
-            scaling.describe_auto_scaling_groups(region, names)
-        })
+        self.run(
+            Call::on_each("DescribeAutoScalingGroups", region, names),
+            Repeat::Safe,
+            || scaling.describe_auto_scaling_groups(region, names),
+        )
         .await
     }
     async fn describe_scaling_activities(
@@ -551,9 +672,11 @@ impl ScalingStore for Retrying {
         group: &str,
     ) -> Result<Vec<Activity>> {
         let scaling = self.scaling()?;
-        self.run("DescribeScalingActivities", Repeat::Safe, || {
-            scaling.describe_scaling_activities(region, group)
-        })
+        self.run(
+            Call::on("DescribeScalingActivities", Some(region), group),
+            Repeat::Safe,
+            || scaling.describe_scaling_activities(region, group),
+        )
         .await
     }
     async fn delete_auto_scaling_group(
@@ -564,9 +687,11 @@ impl ScalingStore for Retrying {
     ) -> Result<()> {
         let scaling = self.scaling()?;
         // A repeat after a lost answer finds the group gone (or going).
-        self.write("DeleteAutoScalingGroup", Repeat::Safe, || {
-            scaling.delete_auto_scaling_group(region, name, force)
-        })
+        self.write(
+            Call::on("DeleteAutoScalingGroup", Some(region), name),
+            Repeat::Safe,
+            || scaling.delete_auto_scaling_group(region, name, force),
+        )
         .await
     }
 }

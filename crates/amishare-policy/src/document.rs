@@ -356,6 +356,8 @@ impl PartialEq for Policy {
     }
 }
 
+impl Eq for Policy {}
+
 /// The current IAM policy language version.
 const POLICY_VERSION: &str = "2012-10-17";
 

@@ -18,7 +18,7 @@ pub use eval::{
     GrantView, Missing, Outcome, PolicySource, Request, StatementRef,
 };
 pub use share::{
-    amishare_principals, check_lockout, check_lockout_on, least_privilege_statements, merge,
-    merge_key, remove, Grantee, MergeError, Merged, Narrowing, MAX_POLICY_BYTES,
-    SERVICE_ROLE_GRANT_OPERATIONS, SID_PREFIX,
+    amishare_principals, amishare_statements, check_lockout, check_lockout_on,
+    least_privilege_statements, merge, merge_key, new_key_policy, remove, Grantee, MergeError,
+    Merged, Narrowing, MAX_POLICY_BYTES, SERVICE_ROLE_GRANT_OPERATIONS, SID_PREFIX,
 };

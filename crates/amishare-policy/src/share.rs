@@ -250,18 +250,42 @@ fn fitting(policy: &Policy, grantees: &[Grantee], narrowing: &Narrowing) -> usiz
     low
 }
 
+/// The policy of a key created for these grantees: KMS's default key
+/// policy for `owner_account` (`docs/spec/kms.md` §A2.1) with amishare's
+/// statements merged in, refused as [`merge`] refuses (over
+/// [`MAX_POLICY_BYTES`], or locking `owner_caller` out). It is a complete
+/// document: `CreateKey` and `PutKeyPolicy` take it as it is.
+pub fn new_key_policy(
+    grantees: &[Grantee],
+    narrowing: &Narrowing,
+    owner_account: &str,
+    owner_caller: &str,
+) -> Result<Policy, MergeError> {
+    merge(
+        &Policy::default_key_policy(owner_account),
+        grantees,
+        narrowing,
+        owner_account,
+        owner_caller,
+    )
+    .map(|merged| merged.policy)
+}
+
+/// The statements of `policy` that amishare wrote (Sid beginning
+/// [`SID_PREFIX`]), in document order.
+pub fn amishare_statements(policy: &Policy) -> impl Iterator<Item = &Statement> {
+    policy.statements.iter().filter(|st| {
+        st.sid
+            .as_deref()
+            .is_some_and(|sid| sid.starts_with(SID_PREFIX))
+    })
+}
+
 /// The principals amishare's statements name (account roots written as
 /// root ARNs): who a key policy still shares the key with, as far as
 /// amishare wrote it. Organization and OU statements name no principal.
 pub fn amishare_principals(policy: &Policy) -> BTreeSet<String> {
-    policy
-        .statements
-        .iter()
-        .filter(|st| {
-            st.sid
-                .as_deref()
-                .is_some_and(|sid| sid.starts_with(SID_PREFIX))
-        })
+    amishare_statements(policy)
         .flat_map(existing_principals)
         .filter(|principal| principal != "*")
         .collect()

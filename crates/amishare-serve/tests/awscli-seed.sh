@@ -13,6 +13,9 @@
 #                       `target/debug/amishare sim serve`): the script then serves a temporary
 #                       copy of the seed world itself, stops the server at the end
 #                       and checks that the saved world kept the state.
+#   AMISHARE_BIN        the amishare command, whose `amishare policy` writes
+#                       the key policy the script puts (default: the first word
+#                       of AMISHARE_SERVE).
 #   AWS_CLI             the aws binary (default: aws), e.g. a venv's
 #                       (python3 -m venv V && V/bin/pip install awscli).
 #   AMISHARE_OWNER_KEY, AMISHARE_TARGET_KEY
@@ -33,10 +36,17 @@ target_account=222222222222
 owner_arn=arn:aws:iam::111111111111:user/a-admin
 target_arn=arn:aws:iam::222222222222:user/b-user
 seed_instance=i-0c0ffee0123456789
-policy_file=$here/data/seed-key-policy.json
+seed_policy=$here/data/seed-key-policy.json
 started=$SECONDS
 
 source "$here/awscli-common.sh"
+
+amishare_bin=${AMISHARE_BIN:-}
+if [[ -z "$amishare_bin" && -n "${AMISHARE_SERVE:-}" ]]; then
+    read -r -a serve_words <<<"$AMISHARE_SERVE"
+    amishare_bin=${serve_words[0]}
+fi
+[[ -n "$amishare_bin" ]] || fail "set AMISHARE_BIN to the amishare command (or AMISHARE_SERVE)"
 
 # ------------------------------------------------------------------ server
 
@@ -132,11 +142,17 @@ wait_for "instance $doomed launched before the key policy" terminated running \
     target ec2 describe-instances --instance-ids "$doomed" --query 'Reservations[0].Instances[0].State.Name'
 check "why $doomed terminated" \
     "$(target ec2 describe-instances --instance-ids "$doomed" --query 'Reservations[0].Instances[0].StateReason.[Code,Message]')" \
-    "Server.InternalError	Client.InternalError: Client error on launch"
+    "Client.InternalError	Client.InternalError: Client error on launch"
 
 # ------------------------------------------------------------------ owner: key policy
 
+# The whole key policy as `amishare policy` prints it, put as it is.
+policy_file=$(mktemp)
+"$amishare_bin" policy --principal "$target_arn" --owner-account "$owner_account" >"$policy_file"
+check "amishare policy prints the seed's key policy" \
+    "$(diff "$seed_policy" "$policy_file" >&2 && echo same)" same
 owner kms put-key-policy --key-id "$key_id" --policy-name default --policy "file://$policy_file"
+rm -f "$policy_file"
 check "key policy statements" \
     "$(owner kms get-key-policy --key-id "$key_arn" --policy-name default --query Policy --output json \
         | grep -o 'amishare: Allow [a-z ]*' | sort | tr '\n' ';')" \

@@ -208,6 +208,10 @@ impl Ctx<'_> {
             owner: image.owner.clone(),
             name: image.name.clone(),
             state,
+            // The KMS refusal behind a failed copy, shown with its state reason.
+            failure_cause: state_reason
+                .as_ref()
+                .and_then(|_| image.failure_detail.clone()),
             state_reason,
             public: image.is_public(),
             block_devices: image

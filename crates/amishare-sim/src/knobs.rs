@@ -97,7 +97,9 @@ pub struct Knobs {
     /// The exception for a key pending deletion (§A3).
     pub pending_deletion_error: PendingDeletionError,
     /// The state reason of an instance terminated at launch because KMS
-    /// refused EC2 on the launching principal's behalf (§B11: the message is confirmed, the code is not).
+    /// refused EC2 on the launching principal's behalf (§B11: AWS's
+    /// knowledge-center articles show code `Client.InternalError` with the
+    /// message `Client.InternalError: Client error on launch`).
     pub launch_kms_failure: StateReason,
     /// The state reason of an instance terminated at launch because a key is
     /// disabled or pending deletion (§B11; AWS may report
@@ -177,8 +179,9 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Knobs {
+        // §B11: what `DescribeInstances` shows for a KMS-caused launch failure.
         let launch_failure = StateReason {
-            code: "Server.InternalError".to_owned(),
+            code: "Client.InternalError".to_owned(),
             message: "Client.InternalError: Client error on launch".to_owned(),
         };
         Knobs {

@@ -544,6 +544,10 @@ impl InstanceRecord {
             image: self.image.clone(),
             state: self.state(now),
             state_reason: self.state_reason(now),
+            // The KMS refusal behind a failed launch, shown with its state reason.
+            failure_cause: self
+                .state_reason(now)
+                .and_then(|_| self.failure_detail.clone()),
             volumes: self.volumes.iter().map(|v| v.volume.clone()).collect(),
             tags: self.tags.clone(),
         }

@@ -184,7 +184,7 @@ fn default_knobs_follow_the_spec() {
         knobs.failed_launch_terminated_after,
         Duration::from_secs(30)
     );
-    assert_eq!(knobs.launch_kms_failure.code, "Server.InternalError");
+    assert_eq!(knobs.launch_kms_failure.code, "Client.InternalError");
     assert_eq!(
         knobs.launch_kms_failure.message,
         "Client.InternalError: Client error on launch"

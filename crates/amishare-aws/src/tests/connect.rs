@@ -19,9 +19,12 @@ fn loader() -> aws_config::ConfigLoader {
 }
 
 #[test]
-fn by_default_three_attempts_and_nothing_else() {
+fn by_default_one_attempt_and_nothing_else() {
     let options = ConnectOptions::default();
-    assert_eq!(options.max_attempts, 3);
+    assert_eq!(
+        options.max_attempts, 1,
+        "amishare's retry layer retries, not the SDK"
+    );
     assert_eq!(options.profile, None);
     assert_eq!(options.endpoint_url, None);
     assert_eq!(options.operation_timeout, None);

@@ -355,3 +355,88 @@ async fn a_profile_gives_credentials_and_region_over_other_credentials() {
         "the call's region, not the profile's: {authorization}"
     );
 }
+
+/// One layer retries: a call that is always throttled is sent as many
+/// times as amishare's retry layer (`Retrying`, which every `Flow` puts in
+/// front of its stores) allows, because `load`'s default turns the SDK's
+/// own retries off. The store alone sends it once. Raising the SDK's
+/// attempts as well multiplies them, which is why the default is one.
+#[tokio::test]
+async fn a_throttled_call_is_sent_as_often_as_the_one_retry_layer_allows() {
+    use std::sync::Arc;
+
+    use amishare_aws::WallClock;
+    use amishare_core::retry::{RetryOptions, Retrying};
+
+    let server = MockServer::start().await;
+    always_throttled(&server).await;
+    let options = ConnectOptions {
+        endpoint_url: Some(server.uri()),
+        region: Some(region()),
+        ..ConnectOptions::default()
+    };
+    assert_eq!(options.max_attempts, 1);
+    let config = load_with(test_loader(), &options).await;
+    let retry = RetryOptions {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        ..RetryOptions::default()
+    };
+    let behind_retries = |config: &amishare_aws::SdkConfig| {
+        Retrying::new(
+            Arc::new(AwsKeyStore::new(config)),
+            Arc::new(AwsImageStore::new(config)),
+            Arc::new(WallClock),
+            retry,
+        )
+    };
+    let by_arn = KeyRef::Arn(key());
+
+    let err = AwsKeyStore::new(&config)
+        .describe_key(&region(), &by_arn)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Throttled);
+    assert_eq!(requests(&server).await.len(), 1, "the store alone: once");
+
+    always_throttled(&server).await;
+    let err = behind_retries(&config)
+        .describe_key(&region(), &by_arn)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
+    assert_eq!(
+        requests(&server).await.len(),
+        4,
+        "behind the retry layer: its max_attempts, not more"
+    );
+
+    always_throttled(&server).await;
+    let both = load_with(
+        test_loader(),
+        &ConnectOptions {
+            max_attempts: 3,
+            ..options
+        },
+    )
+    .await;
+    behind_retries(&both)
+        .describe_key(&region(), &by_arn)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        requests(&server).await.len(),
+        12,
+        "with the SDK's retries on too, 4 × 3"
+    );
+}
+
+/// `server` forgets what it answered and was asked, then throttles every `DescribeKey`.
+async fn always_throttled(server: &MockServer) {
+    server.reset().await;
+    kms("DescribeKey")
+        .respond_with(json(400, "errors/kms/ThrottlingException.json"))
+        .mount(server)
+        .await;
+}

@@ -61,6 +61,15 @@ fn the_grant_route_through_the_commands() {
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("Client.InternalError"), "{stderr}");
     assert!(stderr.contains("asg.grant"), "{stderr}");
+    // As JSON: the group, its activity and the cause its message tells, as fields.
+    let failed = accept(&["--launch", "--launch-via", "autoscaling", "--json"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let failure: Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(failure["format"], "amishare-launch-failure/1");
+    assert!(failure["group"].is_string(), "{failure}");
+    assert!(failure["activity"].is_string(), "{failure}");
+    assert_eq!(failure["activity_cause"], "key-access", "{failure}");
+    assert!(failure["state_reason_code"].is_null(), "{failure}");
     let failing = doctor();
     assert_eq!(failing.status.code(), Some(1));
     let checklist = String::from_utf8_lossy(&failing.stdout);

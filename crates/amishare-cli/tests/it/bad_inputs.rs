@@ -79,3 +79,33 @@ fn expand(args: &str, world: &str) -> Vec<String> {
     }
     argv
 }
+
+/// A build without the AWS backend refuses `--backend aws`, given or by
+/// default, as bad input before any call, and says how to get the backend.
+#[cfg(not(feature = "aws"))]
+#[test]
+fn a_build_without_the_aws_backend_refuses_it_and_says_how_to_get_it() {
+    let share = [
+        "--region",
+        "ap-northeast-1",
+        "share",
+        "--image",
+        "ami-0123456789abcdef0",
+        "--create-key",
+        "alias/cross-ami",
+        "--to",
+        "222222222222",
+    ];
+    for backend in [&["--backend", "aws"][..], &[]] {
+        let argv: Vec<&str> = backend.iter().chain(&share).copied().collect();
+        let out = amishare(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {stderr}");
+        assert!(stderr.contains("without the AWS backend"), "{stderr}");
+        assert!(
+            stderr.contains("cargo install --path crates/amishare-cli"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

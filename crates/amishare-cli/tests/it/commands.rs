@@ -33,9 +33,29 @@ fn keep_statements(world: &Path, key: &str, keep: impl Fn(&Value) -> bool) {
     std::fs::write(world, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
 }
 
+/// The `Sid` of each statement of a JSON array of statements.
+fn sids(statements: &Value) -> Vec<&str> {
+    statements
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap())
+        .collect()
+}
+
 /// The owner's share, as JSON: returns the shared image and the key ARN.
 fn share(world: &Path) -> (String, String) {
-    let report = json(&sim(
+    let report = share_report(world);
+    let region = &report["regions"][0];
+    (
+        region["image"].as_str().unwrap().to_owned(),
+        region["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The owner's share of the seed instance with B's user: its JSON report.
+fn share_report(world: &Path) -> Value {
+    json(&sim(
         world,
         "a-admin",
         &[
@@ -49,12 +69,48 @@ fn share(world: &Path) -> (String, String) {
             B_USER,
             "--volume-permission",
         ],
-    ));
-    let region = &report["regions"][0];
-    (
-        region["image"].as_str().unwrap().to_owned(),
-        region["key"].as_str().unwrap().to_owned(),
-    )
+    ))
+}
+
+/// `share --json` shows the key policy it wrote: the whole policy of a key
+/// it created; amishare's statements when it merged them into a key's
+/// policy; and, on a rerun that writes nothing, the statements in place.
+#[test]
+fn share_json_shows_the_key_policy_statements_it_wrote() {
+    let (_dir, world) = seed_world();
+    let run = || share_report(&world);
+    let names_b = |statements: &Value| {
+        let statements = statements.as_array().unwrap();
+        statements.len() == 2
+            && statements.iter().all(|s| {
+                s["Sid"].as_str().unwrap().starts_with("amishare:")
+                    && s["Principal"]["AWS"] == B_USER
+            })
+    };
+    let created = run();
+    assert_eq!(created["format"], "amishare-share/1");
+    let policy = &created["regions"][0]["key_policy"];
+    assert_eq!(policy["written"], "created", "{created}");
+    assert!(names_b(&policy["statements"]), "{policy}");
+    assert_eq!(policy["policy"]["Statement"].as_array().unwrap().len(), 3);
+
+    let key = created["regions"][0]["key"].as_str().unwrap().to_owned();
+    keep_statements(&world, &key, |s| {
+        !s["Sid"].as_str().unwrap_or("").starts_with("amishare:")
+    });
+    let merged = run();
+    let policy = &merged["regions"][0]["key_policy"];
+    assert_eq!(policy["written"], "merged", "{merged}");
+    assert!(names_b(&policy["statements"]), "{policy}");
+    assert!(
+        policy.get("policy").is_none(),
+        "only a created key's whole policy"
+    );
+
+    let rerun = run();
+    let policy = &rerun["regions"][0]["key_policy"];
+    assert_eq!(policy["written"], "unchanged", "{rerun}");
+    assert!(names_b(&policy["statements"]), "{policy}");
 }
 
 #[test]
@@ -164,7 +220,13 @@ fn status_shows_both_sides_and_unshare_takes_everything_back() {
         key.as_str()
     );
     let statements = &status["keys"][&key]["amishare_statements"]["known"];
-    assert_eq!(statements.as_object().unwrap().len(), 2, "{status}");
+    assert_eq!(statements.as_array().unwrap().len(), 2, "{status}");
+    assert!(
+        statements[0]["Sid"]
+            .as_str()
+            .is_some_and(|sid| sid.starts_with("amishare:")),
+        "{status}"
+    );
     assert!(status["target_view"][&image]["known"]
         .as_str()
         .unwrap()
@@ -279,6 +341,25 @@ fn a_launch_the_key_policy_does_not_allow_fails_with_the_reason() {
         !stderr.contains("FAIL kms.key-policy [kms:Decrypt]"),
         "{stderr}"
     );
+    // As JSON: the instance and EC2's state reason as fields, and the cause the simulation knows.
+    let out = sim(
+        &world,
+        "b-user",
+        &["accept", "--image", &image, "--launch", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let failure: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failure["format"], "amishare-launch-failure/1");
+    assert!(
+        failure["instance"].as_str().unwrap().starts_with("i-"),
+        "{failure}"
+    );
+    assert_eq!(failure["state_reason_code"], "Client.InternalError");
+    assert_eq!(
+        failure["state_reason_message"],
+        "Client.InternalError: Client error on launch"
+    );
+    assert!(failure["cause"].is_string(), "{failure}");
 
     // Without the use statement, the key check itself names the denial.
     keep_statements(&world, &key, |s| {
@@ -294,10 +375,70 @@ fn a_launch_the_key_policy_does_not_allow_fails_with_the_reason() {
 }
 
 #[test]
-fn policy_prints_statements_and_merges_a_file_with_a_diff() {
-    let statements: Value = serde_json::from_slice(
-        &amishare(&["policy", "--principal", B_USER, "--caller-account"]).stdout,
-    )
+fn policy_prints_a_whole_key_policy_statements_on_request_and_merges_a_file_with_a_diff() {
+    // By default a whole key policy: KMS's default statement for the key's
+    // account, then amishare's.
+    let whole: Value = serde_json::from_str(&ok(&amishare(&[
+        "policy",
+        "--principal",
+        B_USER,
+        "--owner-account",
+        "111111111111",
+    ])))
+    .unwrap();
+    assert_eq!(whole["Version"], "2012-10-17");
+    let sids = sids(&whole["Statement"]);
+    assert_eq!(
+        sids,
+        [
+            "Enable IAM User Permissions",
+            "amishare: Allow use of the key",
+            "amishare: Allow attachment of persistent resources"
+        ]
+    );
+    assert_eq!(
+        whole["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::111111111111:root"
+    );
+    // The key's account comes from --owner-account or --caller; without
+    // either, exit 2 naming both and --statements.
+    let out = amishare(&["policy", "--principal", B_USER]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--owner-account") && stderr.contains("--statements"),
+        "{stderr}"
+    );
+    let by_caller: Value = serde_json::from_str(&ok(&amishare(&[
+        "policy",
+        "--principal",
+        B_USER,
+        "--caller",
+        "arn:aws:iam::111111111111:role/KeyAdmin",
+    ])))
+    .unwrap();
+    assert_eq!(by_caller, whole);
+    // --json wraps the document in a versioned report.
+    let report: Value = serde_json::from_str(&ok(&amishare(&[
+        "--json",
+        "policy",
+        "--principal",
+        B_USER,
+        "--owner-account",
+        "111111111111",
+    ])))
+    .unwrap();
+    assert_eq!(report["format"], "amishare-policy/1");
+    assert_eq!(report["policy"], whole);
+
+    // The statements alone, when asked.
+    let statements: Value = serde_json::from_str(&ok(&amishare(&[
+        "policy",
+        "--principal",
+        B_USER,
+        "--caller-account",
+        "--statements",
+    ])))
     .unwrap();
     assert_eq!(statements.as_array().unwrap().len(), 2);
     assert!(statements.to_string().contains("kms:CallerAccount"));
@@ -467,6 +608,28 @@ fn doctor_names_the_broken_link_and_fix_mends_the_key_policy() {
         "the plan lists the write: {stdout}"
     );
     assert_eq!(std::fs::read_to_string(&world).unwrap(), before);
+    // In JSON, with amishare's statements as the fix would leave them.
+    let mut dry_json = vec!["--json"];
+    dry_json.extend_from_slice(&dry);
+    let out = sim(&world, "a-admin", &dry_json);
+    let plan_and_report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report: Value = serde_json::Deserializer::from_str(&plan_and_report)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .find(|doc| doc["format"] == "amishare-doctor/1")
+        .unwrap_or_else(|| panic!("a doctor report: {plan_and_report}"));
+    let fixed = &report["fixed"][0];
+    assert_eq!(fixed["key"], key.as_str());
+    let sids = sids(&fixed["statements"]);
+    assert_eq!(
+        sids,
+        [
+            "amishare: Allow use of the key",
+            "amishare: Allow attachment of persistent resources"
+        ],
+        "{report}"
+    );
+    assert_eq!(std::fs::read_to_string(&world).unwrap(), before);
 
     // --fix as the owner merges the statements back; the target can launch.
     let out = sim(&world, "a-admin", &args);
@@ -475,6 +638,7 @@ fn doctor_names_the_broken_link_and_fix_mends_the_key_policy() {
         text.contains("+      \"Sid\": \"amishare: Allow attachment of persistent resources\""),
         "{text}"
     );
+    assert!(text.contains("amishare's statements in it now:"), "{text}");
     assert!(text.contains("every link holds"), "{text}");
     let out = sim(&world, "b-user", &["accept", "--image", &image, "--launch"]);
     ok(&out);

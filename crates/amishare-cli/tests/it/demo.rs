@@ -101,6 +101,49 @@ fn bad_arguments_exit_2_and_name_the_argument() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The seed's whole point is its key policy: the demo prints the policy the
+/// key was created with, in text and in JSON, naming B's user.
+#[test]
+fn demo_shows_the_key_policy_it_created() {
+    let out = amishare(&["demo"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    let step1 = &text[text.find("Step 1").unwrap()..text.find("Step 2").unwrap()];
+    assert!(
+        step1.contains("created with the key: its whole policy"),
+        "{step1}"
+    );
+    for sid in [
+        "Enable IAM User Permissions",
+        "amishare: Allow use of the key",
+        "amishare: Allow attachment of persistent resources",
+    ] {
+        assert!(step1.contains(sid), "{sid} missing:\n{step1}");
+    }
+
+    let out = amishare(&["demo", "--json"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["format"], "amishare-demo/1");
+    let written = &report["share"]["regions"][0]["key_policy"];
+    assert_eq!(written["written"], "created", "{written}");
+    let statements = written["statements"].as_array().unwrap();
+    assert_eq!(statements.len(), 2, "{written}");
+    for statement in statements {
+        assert!(statement["Sid"].as_str().unwrap().starts_with("amishare:"));
+        assert_eq!(
+            statement["Principal"]["AWS"],
+            "arn:aws:iam::222222222222:user/b-user"
+        );
+    }
+    let whole = written["policy"]["Statement"].as_array().unwrap();
+    assert_eq!(whole.len(), 3, "KMS's default statement and amishare's two");
+    assert_eq!(
+        whole[0]["Principal"]["AWS"],
+        "arn:aws:iam::111111111111:root"
+    );
+}
+
 #[test]
 fn demo_autoscaling_adds_the_grant_and_the_group_launch() {
     let out = amishare(&["demo", "--autoscaling"]);

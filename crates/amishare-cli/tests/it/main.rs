@@ -1,15 +1,18 @@
 //! End-to-end tests of the `amishare` binary.
 
 mod autoscaling;
+#[cfg(feature = "aws")]
 mod aws;
 mod bad_inputs;
 mod commands;
 mod concurrency;
 mod demo;
+mod json;
 mod killed;
 #[cfg(feature = "localstack")]
 mod localstack;
 mod promises;
+mod reference;
 mod serve;
 
 use std::path::{Path, PathBuf};

@@ -86,10 +86,12 @@ fn raw(endpoint: &str, request: &str) -> String {
     answer
 }
 
+#[cfg(feature = "aws")]
 fn as_principal(endpoint: &str, access_key: &str, args: &[&str]) -> std::process::Output {
     as_signed(endpoint, access_key, "unused", args)
 }
 
+#[cfg(feature = "aws")]
 fn as_signed(
     endpoint: &str,
     access_key: &str,
@@ -117,6 +119,7 @@ fn as_signed(
         .expect("the binary runs")
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn sim_serve_serves_the_world_to_the_aws_backend_and_saves_it_on_stop() {
     let (_dir, world) = seed_world();
@@ -309,22 +312,26 @@ fn off_loopback_only_requests_signed_with_the_world_s_secrets_are_answered() {
     let server = Served::start(&world, &["--listen", "0.0.0.0:0", "--allow-remote"]);
     let port = server.endpoint.rsplit(':').next().unwrap().to_owned();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let status = ["--json", "status", "--key", "alias/nothing-here"];
 
-    // Signed by the AWS SDK for Rust (this command) with the right secret:
-    // the server answers, here that there is no such alias.
-    let out = as_signed(&endpoint, A_ADMIN_KEY, A_ADMIN_SECRET, &status);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("NotFoundException"), "{stderr}");
+    // Signed by the AWS SDK for Rust (this command, built with its AWS
+    // backend) with the right secret: the server answers, here that there
+    // is no such alias.
+    #[cfg(feature = "aws")]
+    {
+        let status = ["--json", "status", "--key", "alias/nothing-here"];
+        let out = as_signed(&endpoint, A_ADMIN_KEY, A_ADMIN_SECRET, &status);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("NotFoundException"), "{stderr}");
 
-    // A wrong secret, an unknown key, a 12-digit key: refused before anything.
-    let out = as_signed(&endpoint, A_ADMIN_KEY, "not the secret", &status);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("InvalidSignatureException"), "{stderr}");
-    let out = as_signed(&endpoint, "111111111111", "anything", &status);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("UnrecognizedClientException"), "{stderr}");
+        // A wrong secret, an unknown key, a 12-digit key: refused before anything.
+        let out = as_signed(&endpoint, A_ADMIN_KEY, "not the secret", &status);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("InvalidSignatureException"), "{stderr}");
+        let out = as_signed(&endpoint, "111111111111", "anything", &status);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("UnrecognizedClientException"), "{stderr}");
+    }
 
     // Unsigned.
     let unsigned = raw(
@@ -388,4 +395,89 @@ fn off_loopback_only_requests_signed_with_the_world_s_secrets_are_answered() {
 fn aws_cli() -> Option<std::path::PathBuf> {
     let found = Command::new("aws").arg("--version").output().ok()?;
     found.status.success().then(|| "aws".into())
+}
+
+/// `amishare policy … > p.json` prints a whole key policy that KMS's
+/// `PutKeyPolicy` takes as it is: sent through the AWS SDK for Rust (the
+/// AWS backend's KMS client) to a served world, it lets the target
+/// describe a key it could not describe before; amishare's statements alone
+/// are not a key policy, and KMS refuses them.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_command_prints_a_document_put_key_policy_takes_unchanged() {
+    use amishare_aws::{AwsKeyStore, ConnectOptions};
+    use amishare_core::{CreateKeyRequest, ErrorKind, KeyRef, KeyStore};
+
+    let (dir, world) = seed_world();
+    let b_user = "arn:aws:iam::222222222222:user/b-user";
+    let printed = amishare(&[
+        "policy",
+        "--principal",
+        b_user,
+        "--owner-account",
+        "111111111111",
+    ]);
+    assert!(printed.status.success(), "{printed:?}");
+    let file = dir.path().join("p.json");
+    std::fs::write(&file, &printed.stdout).unwrap();
+    let statements = amishare(&["policy", "--principal", b_user, "--statements"]);
+    assert!(statements.status.success(), "{statements:?}");
+
+    let server = Served::start(&world, &["--listen", "127.0.0.1:0"]);
+    let profiles = dir.path().join("config");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[profile a-admin]\naws_access_key_id = {A_ADMIN_KEY}\naws_secret_access_key = {A_ADMIN_SECRET}\n\
+             [profile b-user]\naws_access_key_id = AKIABUSEREXAMPLE0001\naws_secret_access_key = unchecked\n"
+        ),
+    )
+    .unwrap();
+    let region = amishare_core::Region::parse("ap-northeast-1").unwrap();
+    let store = |profile: &str| {
+        let options = ConnectOptions {
+            profile: Some(profile.to_owned()),
+            profile_file: Some(profiles.clone()),
+            region: Some(region.clone()),
+            endpoint_url: Some(server.endpoint.clone()),
+            ..ConnectOptions::default()
+        };
+        async move { AwsKeyStore::new(&amishare_aws::load(&options).await) }
+    };
+    let owner = store("a-admin").await;
+    let target = store("b-user").await;
+    let key = owner
+        .create_key(
+            &region,
+            &CreateKeyRequest {
+                description: "a key whose policy a file gives".to_owned(),
+                policy: None,
+                tags: Default::default(),
+            },
+        )
+        .await
+        .unwrap()
+        .arn;
+    let by_arn = KeyRef::Arn(key.clone());
+    let refused = target.describe_key(&region, &by_arn).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::AccessDenied, "{refused}");
+
+    let text = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
+    owner.put_key_policy(&key, &text).await.unwrap();
+    let stored = owner.get_key_policy(&key).await.unwrap();
+    assert_eq!(
+        amishare_policy::Policy::parse(&stored).unwrap(),
+        amishare_policy::Policy::parse(&text).unwrap()
+    );
+    let described = target.describe_key(&region, &by_arn).await.unwrap();
+    assert_eq!(described.arn, key);
+
+    let alone = String::from_utf8(statements.stdout).unwrap();
+    let err = owner.put_key_policy(&key, &alone).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("MalformedPolicyDocumentException"),
+        "{err}"
+    );
+    server.stop();
 }

@@ -27,6 +27,8 @@ pub struct Mended {
     pub key: KeyArn,
     /// Whether the policy was written.
     pub changed: bool,
+    /// amishare's statements (Sid `amishare:…`) in the policy after the fix.
+    pub statements: Vec<amishare_policy::Statement>,
     /// The policy before, pretty-printed.
     pub before: String,
     /// The policy after, pretty-printed.
@@ -136,6 +138,9 @@ impl Flow {
             mended.push(Mended {
                 key: key.clone(),
                 changed: merged.changed,
+                statements: amishare_policy::amishare_statements(&merged.policy)
+                    .cloned()
+                    .collect(),
                 before: policy.to_json_pretty(),
                 after: merged.policy.to_json_pretty(),
             });

@@ -21,6 +21,7 @@ pub use self::fix::{FixReport, FixRequest, Mended};
 pub use self::target::smoke_instances;
 mod wait;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,8 +32,8 @@ use tracing::info;
 
 pub use self::request::*;
 use self::wait::{fnv1a, poll_with_progress, Pending, Poll, ProgressReads, Schedule};
-use crate::error::{Error, ErrorKind, Result};
-use crate::id::{AccountId, ImageId, Region};
+use crate::error::{Error, ErrorKind, FailedCopy, Result};
+use crate::id::{AccountId, ImageId, Region, SnapshotId};
 use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState};
 use crate::retry::{RetryOptions, Retrying};
 use crate::scaling::{GroupWait, ScalingStore};
@@ -438,7 +439,7 @@ pub(super) enum Start {
     /// Just created: it cannot be available yet.
     Created,
     /// Just described: no need to describe it again if it is available.
-    Seen(Image),
+    Seen(Box<Image>),
     /// Nothing: poll at once.
     Unknown,
 }
@@ -455,15 +456,17 @@ pub(crate) fn aws_managed_refusal(key: &str) -> Error {
 impl Flow {
     /// Polls an image until it is available, sleeping towards the end its
     /// snapshots' progress predicts while it is pending; a `failed` image
-    /// ends the wait with its state reason.
+    /// ends the wait with its state reason: for a copy of `copy_of`, an
+    /// [`ErrorKind::CopyFailed`] error with the copy's fields.
     pub(super) async fn wait_image(
         &self,
         region: &Region,
         id: &ImageId,
         start: Start,
+        copy_of: Option<&ImageId>,
     ) -> Result<Image> {
         let fresh = match start {
-            Start::Seen(image) if image.state == ImageState::Available => return Ok(image),
+            Start::Seen(image) if image.state == ImageState::Available => return Ok(*image),
             Start::Seen(_) | Start::Created => true,
             Start::Unknown => false,
         };
@@ -511,21 +514,23 @@ impl Flow {
                             None => Poll::Pending(state),
                         })
                     }
-                    ImageState::Failed | ImageState::Deregistered => {
-                        let (code, reason) = match &image.state_reason {
-                            Some(r) => (r.code.clone(), r.message.clone()),
-                            None => (String::new(), "no reason given".to_owned()),
-                        };
-                        let err = Error::new(
-                            ErrorKind::Failed,
-                            format!("{what} is {}: {code}: {reason}", image.state),
-                        );
-                        Err(if code.is_empty() {
-                            err
-                        } else {
-                            err.with_code(code)
-                        })
-                    }
+                    ImageState::Failed | ImageState::Deregistered => match copy_of {
+                        Some(source) => Err(self.copy_failure(region, image, source).await),
+                        None => {
+                            let reason = image.state_reason.as_ref().map_or_else(
+                                || "EC2 gave no reason".to_owned(),
+                                |r| r.message.clone(),
+                            );
+                            let err = Error::new(
+                                ErrorKind::Failed,
+                                format!("{what} is {}: {reason}", image.state),
+                            );
+                            Err(match image.state_reason {
+                                Some(r) => err.with_code(r.code),
+                                None => err,
+                            })
+                        }
+                    },
                 }
             },
         )
@@ -554,8 +559,11 @@ impl Flow {
             }
             let id = self.images().copy_image(region, &request).await?;
             journal.record(Some(region), "copy-image", &id, detail, true);
-            match self.wait_image(region, &id, Start::Created).await {
-                Err(err) if err.kind() == ErrorKind::Failed => {
+            match self
+                .wait_image(region, &id, Start::Created, Some(&request.source_image))
+                .await
+            {
+                Err(err) if err.kind() == ErrorKind::CopyFailed => {
                     self.discard_failed(region, &id, journal).await?;
                     if attempt >= attempts {
                         return Err(err.context(format!(
@@ -605,14 +613,49 @@ impl Flow {
             false,
         );
         let id = found.id.clone();
-        match self.wait_image(region, &id, Start::Seen(found)).await {
+        match self
+            .wait_image(region, &id, Start::Seen(Box::new(found)), Some(source))
+            .await
+        {
             Ok(image) => Ok(Some(image)),
-            Err(err) if err.kind() == ErrorKind::Failed => {
+            Err(err) if err.kind() == ErrorKind::CopyFailed => {
                 self.discard_failed(region, &id, journal).await?;
                 Ok(None)
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// The error for a copy seen `failed`: its state reason, its snapshots
+    /// and their state messages (read with one `DescribeSnapshots`, before
+    /// the copy is deregistered; a refused read leaves them out).
+    async fn copy_failure(&self, region: &Region, image: Image, source: &ImageId) -> Error {
+        let snapshots: Vec<SnapshotId> = image
+            .block_devices
+            .iter()
+            .map(|d| d.snapshot_id.clone())
+            .collect();
+        let snapshot_messages = if snapshots.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.images().describe_snapshots(region, &snapshots).await {
+                Ok(found) => found
+                    .into_iter()
+                    .filter_map(|s| Some((s.id, s.state_message.filter(|m| !m.is_empty())?)))
+                    .collect(),
+                Err(_) => BTreeMap::new(),
+            }
+        };
+        Error::copy_failed(FailedCopy {
+            region: region.clone(),
+            image: image.id,
+            source: source.clone(),
+            state: image.state,
+            reason: image.state_reason,
+            snapshots,
+            snapshot_messages,
+            cause: image.failure_cause,
+        })
     }
 
     /// Deregisters a failed image amishare made, with its snapshots.

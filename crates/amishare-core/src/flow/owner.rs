@@ -8,8 +8,9 @@ use crate::flow::request::{grantees_in, target_accounts};
 use crate::flow::wait::fnv1a;
 use crate::flow::{
     aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, Kept, KeyChoice,
-    RegionImage, RegionShare, ShareRequest, Start, Target, UnshareRequest, LAUNCH_PERMISSION_BATCH,
-    TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    KeyPolicyReport, PolicyWrite, RegionImage, RegionShare, ShareRequest, Start, Target,
+    UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE,
+    TAG_SOURCE_INSTANCE,
 };
 use crate::id::{
     AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, PrincipalArn, Region, SnapshotId,
@@ -37,7 +38,7 @@ impl Flow {
                     .await?
             }
         };
-        let image = self.wait_image(region, &id, start).await?;
+        let image = self.wait_image(region, &id, start, None).await?;
         if image.owner != caller.account {
             return Err(Error::new(
                 ErrorKind::AccessDenied,
@@ -82,7 +83,7 @@ impl Flow {
                 format!("found the image made earlier from {instance}"),
                 false,
             );
-            return Ok((image.id.clone(), Start::Seen(image)));
+            return Ok((image.id.clone(), Start::Seen(Box::new(image))));
         }
         let found = self
             .images()
@@ -139,7 +140,7 @@ impl Flow {
                     format!("found the image made from {instance} under the name {name}"),
                     false,
                 );
-                return Ok((image.id.clone(), Start::Seen(image)));
+                return Ok((image.id.clone(), Start::Seen(Box::new(image))));
             }
             Err(err) => return Err(err),
         };
@@ -221,28 +222,34 @@ impl Flow {
         found: KeyFound,
         journal: &Journal,
     ) -> Result<RegionShare> {
-        let key = match found {
+        let (key, key_policy) = match found {
             KeyFound::Existing(meta) => {
-                self.merge_key_policy(request, caller, &meta.arn, region, journal)
+                let policy = self
+                    .merge_key_policy(request, caller, &meta.arn, region, journal)
                     .await?;
-                meta
+                (meta, policy)
             }
             KeyFound::Unnamed(meta) => {
                 self.name_unnamed(key_alias(request), &meta, journal)
                     .await?;
-                self.merge_key_policy(request, caller, &meta.arn, region, journal)
+                let policy = self
+                    .merge_key_policy(request, caller, &meta.arn, region, journal)
                     .await?;
-                meta
+                (meta, policy)
             }
             KeyFound::Missing(alias) => {
-                let (meta, created) = self
+                match self
                     .create_named_key(request, caller, region, &alias, journal)
-                    .await?;
-                if !created {
-                    self.merge_key_policy(request, caller, &meta.arn, region, journal)
-                        .await?;
+                    .await?
+                {
+                    (meta, Some(policy)) => (meta, policy),
+                    (meta, None) => {
+                        let policy = self
+                            .merge_key_policy(request, caller, &meta.arn, region, journal)
+                            .await?;
+                        (meta, policy)
+                    }
                 }
-                meta
             }
         };
         journal.record(
@@ -268,6 +275,7 @@ impl Flow {
         Ok(RegionShare {
             region: region.clone(),
             key: key.arn,
+            key_policy,
             image: image.id,
             snapshots,
             launch_permissions,
@@ -275,10 +283,10 @@ impl Flow {
     }
 
     /// Creates the key for `alias` with the targets' statements in its
-    /// policy and names it; the second value says whether this call created
-    /// it. A `CreateKey` that fails with a transient error may have made the
-    /// key all the same, so before each new attempt the key is looked for
-    /// by its tag.
+    /// policy and names it; the second value is the policy it was created
+    /// with, or `None` when an earlier attempt had made it. A `CreateKey`
+    /// that fails with a transient error may have made the key all the
+    /// same, so before each new attempt the key is looked for by its tag.
     async fn create_named_key(
         &self,
         request: &ShareRequest,
@@ -286,7 +294,7 @@ impl Flow {
         region: &Region,
         alias: &AliasName,
         journal: &Journal,
-    ) -> Result<(KeyMetadata, bool)> {
+    ) -> Result<(KeyMetadata, Option<KeyPolicyReport>)> {
         let policy =
             request.new_key_policy(caller.account.as_str(), caller.arn.as_str(), region)?;
         let create = CreateKeyRequest {
@@ -305,7 +313,7 @@ impl Flow {
                         .await;
                     if let Some(meta) = self.find_unnamed(region, alias).await? {
                         self.name_unnamed(Some(alias), &meta, journal).await?;
-                        return Ok((meta, false));
+                        return Ok((meta, None));
                     }
                     attempt += 1;
                 }
@@ -337,7 +345,10 @@ impl Flow {
             format!("→ {}", meta.arn),
             true,
         );
-        Ok((meta, true))
+        Ok((
+            meta,
+            Some(KeyPolicyReport::of(PolicyWrite::Created, &policy)),
+        ))
     }
 
     /// A key an earlier run created for `alias` but stopped before naming,
@@ -437,7 +448,7 @@ impl Flow {
         key: &KeyArn,
         region: &Region,
         journal: &Journal,
-    ) -> Result<()> {
+    ) -> Result<KeyPolicyReport> {
         let text = self.keys().get_key_policy(key).await?;
         let merged = merged_policy(request, caller, key, region, &text)?;
         if !merged.changed {
@@ -448,7 +459,7 @@ impl Flow {
                 "already allows the targets",
                 false,
             );
-            return Ok(());
+            return Ok(KeyPolicyReport::of(PolicyWrite::Unchanged, &merged.policy));
         }
         self.keys()
             .put_key_policy(key, &policy_text(&merged.policy))
@@ -461,7 +472,7 @@ impl Flow {
             format!("allows {}", who.join(", ")),
             true,
         );
-        Ok(())
+        Ok(KeyPolicyReport::of(PolicyWrite::Merged, &merged.policy))
     }
 
     /// The image to share in `region`: the source itself when it is already

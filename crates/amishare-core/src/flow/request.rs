@@ -341,15 +341,12 @@ impl ShareRequest {
         caller: &str,
         region: &Region,
     ) -> Result<amishare_policy::Policy> {
-        let grantees = self.grantees(region);
-        amishare_policy::merge(
-            &amishare_policy::Policy::default_key_policy(owner_account),
-            &grantees,
+        amishare_policy::new_key_policy(
+            &self.grantees(region),
             &self.policy_narrowing(region),
             owner_account,
             caller,
         )
-        .map(|merged| merged.policy)
         .map_err(|e| {
             Error::new(
                 ErrorKind::InvalidInput,
@@ -649,6 +646,55 @@ pub struct Step {
     pub changed: bool,
 }
 
+/// How a share left its key's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyWrite {
+    /// The share created the key with this policy (`CreateKey`).
+    Created,
+    /// The share merged its statements into the key's policy (`PutKeyPolicy`).
+    Merged,
+    /// The policy already allowed the targets: nothing was written.
+    Unchanged,
+}
+
+impl fmt::Display for PolicyWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PolicyWrite::Created => "created with the key",
+            PolicyWrite::Merged => "merged into the key policy",
+            PolicyWrite::Unchanged => "already in the key policy",
+        })
+    }
+}
+
+/// The key policy of a share's key, as the share left it: what amishare
+/// wrote is always in plain sight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPolicyReport {
+    /// How the share wrote it.
+    pub written: PolicyWrite,
+    /// amishare's statements (Sid `amishare:…`), as the policy now has them.
+    pub statements: Vec<amishare_policy::Statement>,
+    /// The whole policy, when the share created the key with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<amishare_policy::Policy>,
+}
+
+impl KeyPolicyReport {
+    /// The report of `policy`, written as `written`; the whole policy is
+    /// kept only for a key created with it.
+    pub fn of(written: PolicyWrite, policy: &amishare_policy::Policy) -> KeyPolicyReport {
+        KeyPolicyReport {
+            written,
+            statements: amishare_policy::amishare_statements(policy)
+                .cloned()
+                .collect(),
+            policy: (written == PolicyWrite::Created).then(|| policy.clone()),
+        }
+    }
+}
+
 /// What a share did in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionShare {
@@ -656,6 +702,8 @@ pub struct RegionShare {
     pub region: Region,
     /// The key that encrypts the shared image.
     pub key: KeyArn,
+    /// The key's policy as the share left it.
+    pub key_policy: KeyPolicyReport,
     /// The image shared (a copy, or the source itself when it already was encrypted with the key).
     pub image: ImageId,
     /// Each snapshot of the shared image and the key that was verified on it.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::ec2_kms;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, FailedGroupLaunch, Result};
 use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::flow::{
     AcceptRequest, Flow, GrantReport, Journal, LaunchOptions, LaunchReport, TAG_SMOKE_TEST,
@@ -377,26 +377,17 @@ impl Flow {
                         "a launch failed, and the grant made just now may not apply yet",
                     )));
                 }
-                let message = failed.status_message.as_deref().unwrap_or("no message");
-                let cause = failed
-                    .failure_cause()
-                    .map(|cause| format!(" ({cause})"))
-                    .unwrap_or_default();
-                let code = if message.contains("Client.InvalidKMSKey.InvalidState") {
-                    "Client.InvalidKMSKey.InvalidState"
-                } else if message.contains("Client.InternalError") {
-                    "Client.InternalError"
-                } else {
-                    "ScalingActivityFailed"
-                };
-                Err(Error::new(
-                    ErrorKind::Failed,
-                    format!(
-                        "{what} could not launch {} as {role}: activity {} {}: {message}{cause}",
-                        image.id, failed.id, failed.status
-                    ),
-                )
-                .with_code(code))
+                Err(Error::group_launch_failed(FailedGroupLaunch {
+                    region: region.clone(),
+                    image: image.id.clone(),
+                    group: name.to_owned(),
+                    role: role.clone(),
+                    activity: failed.id.clone(),
+                    status: failed.status,
+                    status_message: failed.status_message.clone(),
+                    instance: failed.instance.clone(),
+                    cause: failed.failure_cause(),
+                }))
             },
         )
         .await;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, FailedLaunch, Result};
 use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
 use crate::flow::{
     AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, TAG_KEY,
@@ -250,23 +250,14 @@ impl Flow {
                 match instance.state {
                     InstanceState::Running => Ok(Poll::Ready(instance.state)),
                     InstanceState::Pending => Ok(Poll::Pending(Pending::Instance(instance.state))),
-                    state => {
-                        let reason = instance.state_reason.clone();
-                        let text = reason
-                            .as_ref()
-                            .map_or_else(|| "no reason given".to_owned(), ToString::to_string);
-                        let err = Error::new(
-                            ErrorKind::Failed,
-                            format!(
-                                "{what} from image {} went {state} at launch: {text}",
-                                image.id
-                            ),
-                        );
-                        Err(match reason {
-                            Some(r) => err.with_code(r.code),
-                            None => err,
-                        })
-                    }
+                    state => Err(Error::launch_failed(FailedLaunch {
+                        region: region.clone(),
+                        image: image.id.clone(),
+                        instance: instance.id,
+                        state,
+                        reason: instance.state_reason,
+                        cause: instance.failure_cause,
+                    })),
                 }
             },
         )
@@ -275,7 +266,7 @@ impl Flow {
             Ok(state) => state,
             // An instance that terminated at launch is gone already; any
             // other failed wait must not leave a smoke instance running.
-            Err(err) if err.kind() != ErrorKind::Failed && !options.keep => {
+            Err(err) if err.kind() != ErrorKind::LaunchFailed && !options.keep => {
                 let stopped = self
                     .images()
                     .terminate_instances(region, std::slice::from_ref(&id))

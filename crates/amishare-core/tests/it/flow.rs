@@ -226,6 +226,7 @@ fn image(state: ImageState, reason: Option<StateReason>) -> Image {
         name: "golden".to_owned(),
         state,
         state_reason: reason,
+        failure_cause: None,
         public: false,
         block_devices: vec![BlockDevice {
             device_name: "/dev/xvda".to_owned(),

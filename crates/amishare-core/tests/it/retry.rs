@@ -128,7 +128,13 @@ async fn retries_stop_after_the_last_attempt_with_the_last_error() {
         .await
         .expect_err("still throttled");
     assert_eq!(err.kind(), ErrorKind::Throttled);
+    assert_eq!(err.code(), Some("ThrottlingException"));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let spent = err.retries_exhausted().expect("the budget was spent");
+    assert_eq!(spent.operation, "DescribeKey");
+    assert_eq!(spent.resource, Some(key().to_string()));
+    assert_eq!(spent.region, Some(region()));
+    assert_eq!(spent.attempts, 3);
 }
 
 #[tokio::test]
@@ -147,12 +153,15 @@ async fn retries_stop_at_the_deadline() {
         clock.clone(),
         options,
     );
-    store
+    let err = store
         .describe_key(&region(), &KeyRef::Arn(key()))
         .await
         .expect_err("never succeeds");
     assert!(clock.now() <= Duration::from_secs(30), "{:?}", clock.now());
     assert!(calls.load(Ordering::SeqCst) >= 3);
+    let spent = err.retries_exhausted().expect("the deadline was reached");
+    assert_eq!(spent.attempts as usize, calls.load(Ordering::SeqCst));
+    assert_eq!(spent.elapsed, clock.now());
 }
 
 #[tokio::test]
@@ -181,6 +190,7 @@ async fn a_transient_error_is_retried_for_a_read_but_not_for_create_key() {
         .expect_err("CreateKey may have acted: a 5xx is not retried");
     assert_eq!(err.code(), Some("KMSInternalException"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(err.retries_exhausted().is_none(), "not retried: {err}");
 
     // Throttling is retried even for CreateKey: KMS refused before acting.
     let calls = Arc::new(AtomicUsize::new(0));
@@ -224,6 +234,84 @@ async fn errors_that_are_not_transient_are_never_retried() {
         .await
         .expect_err("denied");
     assert_eq!(err.kind(), ErrorKind::AccessDenied);
+    assert!(err.retries_exhausted().is_none(), "not retried: {err}");
+}
+
+/// Every call the layer gives up on names its operation, what it named
+/// (when it named something) and its region, and the attempts made; the
+/// message says them for people.
+#[tokio::test]
+async fn an_exhausted_call_names_its_operation_resource_and_attempts() {
+    let image: amishare_core::ImageId = "ami-0123456789abcdef0".parse().unwrap();
+    let instance: amishare_core::InstanceId = "i-0123456789abcdef0".parse().unwrap();
+    let mut keys = MockKeyStore::new();
+    keys.expect_create_key().returning(|_, _| Err(throttled()));
+    keys.expect_get_key_policy().returning(|_| Err(throttled()));
+    let mut images = MockImageStore::new();
+    images
+        .expect_describe_images()
+        .returning(|_, _| Err(throttled()));
+    images
+        .expect_terminate_instances()
+        .returning(|_, _| Err(throttled()));
+    let store = Retrying::new(
+        Arc::new(keys),
+        Arc::new(images),
+        Arc::new(Recording::default()),
+        RetryOptions {
+            max_attempts: 2,
+            ..RetryOptions::default()
+        },
+    );
+    let rows: Vec<(Error, &str, Option<String>, Option<Region>)> = vec![
+        (
+            store
+                .create_key(&region(), &CreateKeyRequest::default())
+                .await
+                .unwrap_err(),
+            "CreateKey",
+            None,
+            Some(region()),
+        ),
+        (
+            store.get_key_policy(&key()).await.unwrap_err(),
+            "GetKeyPolicy",
+            Some(key().to_string()),
+            None,
+        ),
+        (
+            store
+                .describe_images(&region(), &amishare_core::ImageQuery::ids([image.clone()]))
+                .await
+                .unwrap_err(),
+            "DescribeImages",
+            Some(image.to_string()),
+            Some(region()),
+        ),
+        (
+            store
+                .terminate_instances(&region(), std::slice::from_ref(&instance))
+                .await
+                .unwrap_err(),
+            "TerminateInstances",
+            Some(instance.to_string()),
+            Some(region()),
+        ),
+    ];
+    for (err, operation, resource, region) in rows {
+        assert_eq!(err.kind(), ErrorKind::Throttled, "{operation}");
+        let spent = err.retries_exhausted().expect(operation);
+        assert_eq!(spent.operation, operation);
+        assert_eq!(spent.resource, resource, "{operation}");
+        assert_eq!(spent.region, region, "{operation}");
+        assert_eq!(spent.attempts, 2, "{operation}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("ThrottlingException: {spent}: Rate exceeded")),
+            "{text}"
+        );
+        assert!(text.contains("2 attempts"), "{text}");
+    }
 }
 
 /// Auto Scaling's writes repeat as safely as they are: a launch template

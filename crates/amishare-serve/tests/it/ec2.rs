@@ -814,7 +814,7 @@ async fn a_doomed_launch_terminates_with_ec2_s_state_reason() {
     let dead = server.ec2(TARGET_KEY, REGION, &params).await.ok();
     assert_eq!(
         dead.text("reservationSet/item/instancesSet/item/stateReason/code"),
-        "Server.InternalError"
+        "Client.InternalError"
     );
     assert_eq!(
         dead.text("reservationSet/item/instancesSet/item/stateReason/message"),
@@ -822,6 +822,6 @@ async fn a_doomed_launch_terminates_with_ec2_s_state_reason() {
     );
     assert_eq!(
         dead.text("reservationSet/item/instancesSet/item/reason"),
-        "Server.InternalError: Client.InternalError: Client error on launch"
+        "Client.InternalError: Client.InternalError: Client error on launch"
     );
 }

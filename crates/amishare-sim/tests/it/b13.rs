@@ -92,7 +92,7 @@ struct LaunchRow {
 }
 
 const CLIENT_ERROR: Option<(&str, &str)> = Some((
-    "Server.InternalError",
+    "Client.InternalError",
     "Client.InternalError: Client error on launch",
 ));
 

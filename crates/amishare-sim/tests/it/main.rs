@@ -7,6 +7,7 @@ mod conformance;
 mod determinism;
 mod doctor;
 mod ec2;
+mod failures;
 mod faults;
 mod fixture;
 mod key_admin;

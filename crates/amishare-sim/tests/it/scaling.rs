@@ -638,10 +638,10 @@ mod flow {
 
     use std::sync::Arc;
 
-    use amishare_core::scaling::{ScalingStore, ServiceLinkedRole};
+    use amishare_core::scaling::{ActivityStatus, LaunchFailure, ScalingStore, ServiceLinkedRole};
     use amishare_core::{
-        AcceptRequest, CopyKey, CreateGrantRequest, Flow, ImageSource, KeyChoice, KeyStore,
-        LaunchOptions, LaunchVia, Narrowing, RegionImage, ShareRequest, Sharer, Target,
+        AcceptRequest, CopyKey, CreateGrantRequest, ErrorKind, Flow, ImageSource, KeyChoice,
+        KeyStore, LaunchOptions, LaunchVia, Narrowing, RegionImage, ShareRequest, Sharer, Target,
         UnshareRequest,
     };
     use amishare_sim::World;
@@ -782,6 +782,19 @@ mod flow {
             err.message().contains("no grant for it on the key"),
             "{err}"
         );
+        // A library user matches the group's failure by kind and fields.
+        assert_eq!(err.kind(), ErrorKind::LaunchFailed);
+        let failed = err
+            .failed_group_launch()
+            .expect("the group and its activity");
+        assert_eq!(failed.image, image);
+        assert_eq!(failed.role, ServiceLinkedRole::auto_scaling());
+        assert_eq!(failed.cause, Some(LaunchFailure::KeyAccess));
+        assert!(matches!(
+            failed.status,
+            ActivityStatus::Failed | ActivityStatus::Cancelled
+        ));
+        assert!(!failed.group.is_empty() && !failed.activity.is_empty());
         let err = t
             .target
             .accept(&accept(&image, &key, true, false))
