@@ -5,13 +5,19 @@
 //!    for amishare-aws and amishare-cli with their `localstack` features (the e2e tests)
 //!    and for the command without its AWS backend (`--no-default-features`)
 //! 3. `cargo test --workspace` (this includes the tidy tests in xtask), then
-//!    the command's tests without its AWS backend
+//!    the command's tests without its AWS backend, and
+//!    `cargo test --doc --workspace`: the READMEs' examples, which are the
+//!    crates' front pages
 //! 4. `cargo xtask first-run`: the README's first command from a cold target
 //!    directory, within its time and memory budget
-//! 5. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
-//! 6. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
-//! 7. `cargo deny check bans licenses sources`, only when `cargo deny --version`
-//!    succeeds; otherwise the step is skipped with the reason printed.
+//! 5. `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`
+//! 6. `cargo build --workspace --examples`, then each example in
+//!    [`RUNNABLE_EXAMPLES`] runs to success (the others act on AWS)
+//! 7. `cargo package --offline` of every published crate (see [`package`])
+//! 8. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
+//! 9. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
+//! 10. `cargo deny check bans licenses sources`, only when `cargo deny --version`
+//!     succeeds; otherwise the step is skipped with the reason printed.
 //!
 //! The advisories check is left out because it needs the advisory database
 //! from the network.
@@ -71,6 +77,36 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
             "ci step `cargo xtask first-run` failed: {err:#}"
         ));
     }
+    step("cargo test --doc --workspace", || {
+        cmd!(sh, "{cargo} test --doc --workspace").run()
+    })?;
+    step(
+        "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
+        || {
+            cmd!(sh, "{cargo} doc --workspace --no-deps")
+                .env("RUSTDOCFLAGS", "-D warnings")
+                .run()
+        },
+    )?;
+    step("cargo build --workspace --examples", || {
+        cmd!(sh, "{cargo} build --workspace --examples").run()
+    })?;
+    // The examples the workspace build just made, run as `cargo run -p
+    // PACKAGE --example NAME` would run them: `cargo run` would build them
+    // again with the features of their package alone, which differ from the
+    // workspace's and so rebuild the AWS SDK (minutes, 8 GB) for nothing.
+    for (package, example) in RUNNABLE_EXAMPLES {
+        let binary = crate::project_root()
+            .join("target/debug/examples")
+            .join(example);
+        step(&format!("{package} example {example}"), || {
+            cmd!(sh, "{binary}").run()
+        })?;
+    }
+    for (package, example) in AWS_EXAMPLES {
+        eprintln!("built, not run (it acts on AWS): {package} example {example}");
+    }
+    package(sh, &cargo)?;
     let fuzz_args = ["--seconds".into(), "15".into()];
     if let Err(err) = crate::fuzz::run(&crate::project_root(), &fuzz_args) {
         return Err(format_err!(
@@ -93,6 +129,97 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     }
 
     eprintln!("ci: all steps passed");
+    Ok(())
+}
+
+/// The examples CI runs, by package: each must exit 0. Every other example
+/// (`crates/*/examples/*.rs`) acts on AWS and is only built.
+pub(crate) const RUNNABLE_EXAMPLES: &[(&str, &str)] = &[
+    ("amishare-sim", "own_automation"),
+    ("amishare-aws", "serve_to_sdk"),
+];
+
+/// The examples that only build, since they act on real AWS accounts.
+pub(crate) const AWS_EXAMPLES: &[(&str, &str)] = &[("amishare-aws", "share_on_aws")];
+
+/// The published crates whose packages are built alone, in dependency order.
+const VERIFIED: &[&str] = &[
+    "amishare-policy",
+    "amishare-core",
+    "amishare-sim",
+    "amishare-conformance",
+    "amishare-serve",
+];
+
+/// The published crates that link the AWS SDK, packaged without the build
+/// of the packaged crate: that build happens outside the workspace's
+/// profile, so it compiles the SDK once more from scratch, which took
+/// 12 min 6 s of wall time (460 s of CPU) and 8.3 GB of peak memory on
+/// the 2-core CI machine (`/usr/bin/time -v cargo package --offline -p
+/// amishare-aws …`, a cold run), while every other step already builds
+/// their sources in the workspace.
+const UNVERIFIED: &[&str] = &["amishare-aws", "amishare-cli"];
+
+/// `cargo package --offline` of every published crate (xtask is not):
+/// cargo packages crates that depend on each other together, resolving
+/// them to the ones just packaged. The crates in [`VERIFIED`] are then
+/// built from their packages alone; all are packaged again with
+/// `--no-verify`, for those in [`UNVERIFIED`].
+pub(crate) fn package(sh: &Shell, cargo: &OsString) -> anyhow::Result<()> {
+    let args = |names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|name| ["-p".to_owned(), (*name).to_owned()])
+            .collect()
+    };
+    forget_packaged_sources()?;
+    let verified = args(VERIFIED);
+    // Cargo takes a registry crate's build for that version's, whatever its
+    // sources: the builds of the last run's packages go too (and with them
+    // the workspace's builds of these crates, rebuilt in seconds).
+    let clean = verified.clone();
+    step(&format!("cargo clean {}", verified.join(" ")), || {
+        cmd!(sh, "{cargo} clean {clean...}").run()
+    })?;
+    step(
+        &format!("cargo package --offline {}", verified.join(" ")),
+        || cmd!(sh, "{cargo} package --offline {verified...}").run(),
+    )?;
+    let all = args(&[VERIFIED, UNVERIFIED].concat());
+    step(
+        &format!("cargo package --offline --no-verify {}", all.join(" ")),
+        || cmd!(sh, "{cargo} package --offline --no-verify {all...}").run(),
+    )
+}
+
+/// Removes the sources cargo extracted from its temporary registry of the
+/// crates it packaged last time (`$CARGO_HOME/registry/src/*/amishare-*`):
+/// a local registry unpacks a crate only where its directory does not exist
+/// yet, so the packages of this version would otherwise be verified against
+/// the sources of an earlier run.
+fn forget_packaged_sources() -> anyhow::Result<()> {
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            if krate.file_name().to_string_lossy().starts_with("amishare-") {
+                std::fs::remove_dir_all(krate.path()).map_err(|err| {
+                    format_err!("cannot remove {}: {err}", krate.path().display())
+                })?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -129,6 +129,64 @@ fn confirmed_spec_sections_list_sources() {
     );
 }
 
+/// Every example is run by CI (both `cargo xtask ci` and `.ci/run`), or
+/// listed as one that acts on AWS and is only built.
+#[test]
+fn every_example_is_run_or_only_built_for_a_reason() {
+    report(
+        "examples CI does not know",
+        &example_violations(&project_root()),
+    );
+}
+
+/// The examples under `crates/*/examples/` that [`crate::ci`] does not
+/// list, and the runnable ones `.ci/run` does not run.
+fn example_violations(root: &Path) -> Vec<String> {
+    let listed = |package: &str, name: &str| {
+        crate::ci::RUNNABLE_EXAMPLES
+            .iter()
+            .chain(crate::ci::AWS_EXAMPLES)
+            .any(|(p, n)| *p == package && *n == name)
+    };
+    let mut violations = Vec::new();
+    let crates =
+        std::fs::read_dir(root.join("crates")).map(|dir| dir.flatten().collect::<Vec<_>>());
+    for krate in crates.unwrap_or_default() {
+        let package = krate.file_name().to_string_lossy().into_owned();
+        let Ok(examples) = std::fs::read_dir(krate.path().join("examples")) else {
+            continue;
+        };
+        for example in examples.flatten() {
+            let path = example.path();
+            if !has_extension(&path, &["rs"]) {
+                continue;
+            }
+            let name = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if !listed(&package, &name) {
+                violations.push(format!(
+                    "{}: neither in RUNNABLE_EXAMPLES nor in AWS_EXAMPLES (xtask/src/ci.rs)",
+                    relative(root, &path)
+                ));
+            }
+        }
+    }
+    let ci_run = read(&root.join(".ci/run"));
+    for (package, name) in crate::ci::RUNNABLE_EXAMPLES {
+        let command = format!("target/debug/examples/{name}");
+        if !ci_run.lines().any(|line| line.trim() == command) {
+            violations.push(format!(
+                ".ci/run: does not run `{command}` ({package}'s example)"
+            ));
+        }
+    }
+    violations.sort();
+    violations
+}
+
 /// Checks `crates/<name>/Cargo.toml` of every crate in [`DEPENDENCY_RULES`] under `root`.
 fn dependency_rule_violations(root: &Path) -> Vec<String> {
     let mut res = Vec::new();
@@ -541,6 +599,10 @@ fn file_module_doc_violation(file: &str, text: &str) -> Option<String> {
         }
         if line.is_empty() {
             continue;
+        }
+        // A crate's front page included from its README is its module doc.
+        if line.starts_with("#![doc") {
+            return None;
         }
         if line.starts_with("#![") {
             open_attribute = bracket_balance(line, false);
@@ -1008,7 +1070,9 @@ proptest.workspace = true
     );
 }
 
-/// Attributes and blank lines may precede the module doc; anything else is reported.
+/// Attributes and blank lines may precede the module doc, which may be a
+/// `#![doc = …]` (a README included as the crate's front page); anything
+/// else is reported.
 #[test]
 fn module_doc_check_reports_the_first_offending_line() {
     let fixture = Fixture::new(&[
@@ -1018,6 +1082,14 @@ fn module_doc_check_reports_the_first_offending_line() {
             "#![allow(dead_code)]\n\n#![cfg_attr(\n    test,\n    allow(unused)\n)]\n\n//! Docs after attributes.\n",
         ),
         ("crates/a/src/bare.rs", "\n\nfn main() {}\n"),
+        (
+            "crates/a/src/readme.rs",
+            "#![doc = include_str!(\"../README.md\")]\npub fn f() {}\n",
+        ),
+        (
+            "crates/a/src/later_doc_attr.rs",
+            "#![allow(dead_code)]\n#![doc = \"Docs.\"]\n",
+        ),
         ("crates/a/src/plain_comment.rs", "// Not a module doc.\n//! Too late.\n"),
         ("crates/a/src/outer_doc.rs", "/// An item doc.\nfn f() {}\n"),
         ("crates/a/src/empty.rs", ""),
@@ -1036,9 +1108,11 @@ fn module_doc_check_reports_the_first_offending_line() {
             "crates/a/src/attrs.rs",
             "crates/a/src/bare.rs",
             "crates/a/src/empty.rs",
+            "crates/a/src/later_doc_attr.rs",
             "crates/a/src/lib.rs",
             "crates/a/src/outer_doc.rs",
             "crates/a/src/plain_comment.rs",
+            "crates/a/src/readme.rs",
             "crates/a/tests/it/main.rs",
             "crates/a/tests/it/nodoc.rs",
             "xtask/src/main.rs",
@@ -1313,6 +1387,31 @@ fn source_check_reports_confirmed_sections_without_links() {
         [
             "docs/spec/ec2.md:10: section `B2. Copy` marks a claim [C] but lists no https source",
             "docs/spec/ec2.md:17: section `B3. Fence` marks a claim [C] but lists no https source",
+        ]
+    );
+}
+
+/// An example CI does not know is reported, and so is a runnable example
+/// `.ci/run` does not run.
+#[test]
+fn example_check_names_unknown_and_unrun_examples() {
+    let fixture = Fixture::new(&[
+        (
+            "crates/amishare-sim/examples/own_automation.rs",
+            "//! Runs.\n",
+        ),
+        ("crates/amishare-sim/examples/stray.rs", "//! Unknown.\n"),
+        ("crates/amishare-aws/examples/share_on_aws.rs", "//! AWS.\n"),
+        (
+            ".ci/run",
+            "cargo build --workspace --examples\ntarget/debug/examples/own_automation\n",
+        ),
+    ]);
+    assert_eq!(
+        example_violations(&fixture.root),
+        [
+            ".ci/run: does not run `target/debug/examples/serve_to_sdk` (amishare-aws's example)",
+            "crates/amishare-sim/examples/stray.rs: neither in RUNNABLE_EXAMPLES nor in AWS_EXAMPLES (xtask/src/ci.rs)",
         ]
     );
 }

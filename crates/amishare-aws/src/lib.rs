@@ -1,25 +1,4 @@
-//! amishare's AWS backend: [`AwsKeyStore`] (KMS, and STS for the caller's
-//! identity), [`AwsImageStore`] (EC2) and [`AwsScalingStore`] (EC2 Auto
-//! Scaling and launch templates), built from an [`SdkConfig`].
-//!
-//! ```no_run
-//! # async fn example() -> amishare_core::Result<()> {
-//! use std::sync::Arc;
-//! use amishare_aws::{load, AwsImageStore, AwsKeyStore, ConnectOptions, WallClock};
-//! use amishare_core::{Flow, KeyStore};
-//!
-//! let config = load(&ConnectOptions {
-//!     profile: Some("owner".to_owned()),
-//!     ..ConnectOptions::default()
-//! })
-//! .await;
-//! let keys = Arc::new(AwsKeyStore::new(&config));
-//! println!("acting as {}", keys.caller().await?.arn);
-//! let flow = Flow::new(keys, Arc::new(AwsImageStore::new(&config)), Arc::new(WallClock));
-//! # let _ = flow;
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # Design
 //!
@@ -50,6 +29,13 @@
 //!   keeps the SDK's.
 //! * **No SDK types in the API** but the configuration: [`SdkConfig`] in, and
 //!   amishare's own types through the traits.
+
+// The repository README's Rust examples use this crate and the simulation
+// (a dev-dependency): they compile, and run where they need no AWS, as this
+// crate's doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct RepositoryReadme;
 
 mod clock;
 mod connect;

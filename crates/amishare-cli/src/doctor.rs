@@ -117,10 +117,7 @@ async fn account_of(side: &Side) -> Result<(AccountId, PrincipalArn), Failure> {
 }
 
 fn stores(side: &Side) -> Stores {
-    Stores {
-        keys: side.keys.clone(),
-        images: side.images.clone(),
-    }
+    Stores::new(side.keys.clone(), side.images.clone())
 }
 
 /// Key policies name roles, not their sessions.
@@ -140,10 +137,7 @@ pub(crate) async fn doctor_for(
     if let Some((world, _)) = &session.world {
         let root = |account: &AccountId| -> Result<Stores, Failure> {
             let client = Arc::new(world.root_client(account)?);
-            Ok(Stores {
-                keys: client.clone(),
-                images: client,
-            })
+            Ok(Stores::new(client.clone(), client))
         };
         let mut doctor = Doctor::new().with_directory(Arc::new(world.clone()));
         if world.accounts().contains(request.principal.account()) {

@@ -50,7 +50,7 @@ pub(crate) mod format {
 }
 
 /// Prints `value` as pretty JSON on stdout, an object whose first field,
-/// `"format"`, names the document and its version (see [`format`]).
+/// `"format"`, names the document and its version (see [`format`](mod@format)).
 pub(crate) fn json(format: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut document = serde_json::Map::new();
     document.insert("format".to_owned(), format.into());

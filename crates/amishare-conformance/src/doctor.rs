@@ -30,10 +30,7 @@ const SEED_ACTIONS: [&str; 8] = [
 ];
 
 pub(crate) fn stores(party: &Party) -> Stores {
-    Stores {
-        keys: party.keys.clone(),
-        images: party.images.clone(),
-    }
+    party.stores.clone()
 }
 
 /// A coverage that notes, on a backend whose doctor cannot read the

@@ -4,30 +4,38 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use amishare_core::scaling::ScalingStore;
 use amishare_core::{
-    AccountId, Clock, ImageStore, InstanceId, KeyArn, KeyState, KeyStore, OrganizationArn, OuArn,
-    PrincipalArn, Region, Result,
+    AccountId, Clock, InstanceId, KeyArn, KeyState, OrganizationArn, OuArn, PrincipalArn, Region,
+    Result, Stores,
 };
 
-/// One side of the flow: stores acting as one principal.
+/// One side of the flow: a principal and the stores acting as it, whose
+/// fields (`keys`, `images`, `scaling`) read through the party.
 #[derive(Debug, Clone)]
 pub struct Party {
-    /// KMS as this principal.
-    pub keys: Arc<dyn KeyStore>,
-    /// EC2 as this principal.
-    pub images: Arc<dyn ImageStore>,
-    /// EC2 Auto Scaling and launch templates as this principal, where the
-    /// backend has them.
-    pub scaling: Option<Arc<dyn ScalingStore>>,
+    /// KMS, EC2 and, where the backend has it, Auto Scaling, as this principal.
+    pub stores: Stores,
     /// The principal.
     pub principal: PrincipalArn,
 }
 
 impl Party {
+    /// `principal`'s party over `stores`.
+    pub fn new(principal: PrincipalArn, stores: Stores) -> Party {
+        Party { stores, principal }
+    }
+
     /// The principal's account.
     pub fn account(&self) -> &AccountId {
         self.principal.account()
+    }
+}
+
+impl std::ops::Deref for Party {
+    type Target = Stores;
+
+    fn deref(&self) -> &Stores {
+        &self.stores
     }
 }
 
@@ -68,7 +76,7 @@ pub struct Capabilities {
     pub directory: bool,
     /// Auto Scaling groups launch as the account's service-linked role, and
     /// KMS authorizes the role's launches by key policy and grants
-    /// ([`Party::scaling`]).
+    /// ([`Stores::scaling`](amishare_core::Stores::scaling)).
     pub auto_scaling: bool,
 }
 

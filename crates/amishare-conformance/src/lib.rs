@@ -1,23 +1,4 @@
-//! One behavioural suite that every amishare backend runs.
-//!
-//! Each function is one behaviour: the seed flow, a row of AWS's outcome
-//! table for cross-account encrypted AMIs, the rerun, unshare. A backend
-//! provides a [`Harness`] (seeding, and the [`Capabilities`] it models) and
-//! runs every function from one test; see [`run_all`].
-//!
-//! Each function in [`all`] declares the capabilities it needs to check
-//! anything and those it needs to run in full, so that what it covers on a
-//! backend is known from the backend's capabilities alone ([`Function::plan`]).
-//! The runner holds every run to its plan: a function whose needs the
-//! backend lacks is not called and is reported skipped with why; one that
-//! runs must note at least one check, or it counts as skipped; and it must
-//! skip exactly when its plan says it runs in part, only for what the
-//! backend lacks.
-//!
-//! **Warning:** the functions create keys, images and instances in the
-//! backend they are given, and change the target principal's identity
-//! policies. Never point them at accounts that matter. The suite is not part
-//! of amishare's stable API.
+#![doc = include_str!("../README.md")]
 
 mod autoscaling;
 mod doctor;

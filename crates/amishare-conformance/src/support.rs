@@ -18,7 +18,7 @@ pub(crate) const INSTANCE_TYPE: &str = "t3.micro";
 
 /// A flow acting as `party`, on the harness's clock.
 pub(crate) fn flow(h: &dyn Harness, party: &Party) -> Flow {
-    Flow::new(party.keys.clone(), party.images.clone(), h.clock())
+    Flow::over(&party.stores, h.clock())
 }
 
 /// A unique-enough alias per call, so scenarios never collide on a shared backend.

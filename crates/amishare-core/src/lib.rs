@@ -1,12 +1,5 @@
-//! amishare's core: domain types, errors, the backend traits and the
-//! cross-account sharing flow.
-//!
-//! This crate knows nothing about the AWS SDK, tokio or the network: backends
-//! implement [`KeyStore`] and [`ImageStore`] (and, to launch through Auto
-//! Scaling, [`scaling::ScalingStore`]); [`Flow`] runs the owner side
-//! ([`Sharer::share`], [`Sharer::unshare`]) and the target side
-//! ([`Sharer::accept`]) over them; [`plan::planning`] turns any pair of
-//! stores into a dry run.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod id;
@@ -22,8 +15,9 @@ pub use crate::id::{
     KNOWN_REGIONS,
 };
 pub use crate::model::*;
-pub use crate::store::{Clock, ImageStore, KeyStore};
+pub use crate::store::{Clock, ImageStore, KeyStore, Stores};
 #[cfg(any(test, feature = "mock"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use crate::store::{MockImageStore, MockKeyStore};
 
 pub mod diagnose;
@@ -34,6 +28,7 @@ pub mod retry;
 pub mod scaling;
 
 #[cfg(any(test, feature = "mock"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use crate::flow::MockSharer;
 pub use crate::flow::{
     check_partitions, smoke_instances, AcceptReport, AcceptRequest, CopyKey, CopyReport, FixReport,

@@ -1,4 +1,5 @@
-//! The backend traits: [`KeyStore`] (KMS), [`ImageStore`] (EC2) and [`Clock`].
+//! The backend traits: [`KeyStore`] (KMS), [`ImageStore`] (EC2) and [`Clock`],
+//! and [`Stores`], one principal's stores together.
 //!
 //! A store acts as one principal: every call is made with that principal's
 //! credentials and is authorized as that principal. Calls take the region
@@ -167,6 +168,47 @@ pub trait ImageStore: Send + Sync + Debug {
 
     /// The account's EBS encryption-by-default setting and default key in `region`.
     async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults>;
+}
+
+/// One principal's stores: KMS, EC2 and, where the backend has it, EC2 Auto
+/// Scaling. The one bundle the flow ([`Flow::over`](crate::Flow::over)),
+/// the doctor's sides ([`Doctor::with_owner`](crate::diagnose::Doctor::with_owner))
+/// and the conformance suite's parties take.
+///
+/// A backend whose one value is every store (the simulation's `SimClient`)
+/// makes it with [`Stores::of`]; the AWS backend's are separate values, made
+/// with [`Stores::new`].
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// KMS (and STS).
+    pub keys: Arc<dyn KeyStore>,
+    /// EC2.
+    pub images: Arc<dyn ImageStore>,
+    /// EC2 Auto Scaling and launch templates, where the backend has them.
+    pub scaling: Option<Arc<dyn crate::scaling::ScalingStore>>,
+}
+
+impl Stores {
+    /// KMS and EC2, without Auto Scaling.
+    pub fn new(keys: Arc<dyn KeyStore>, images: Arc<dyn ImageStore>) -> Stores {
+        Stores {
+            keys,
+            images,
+            scaling: None,
+        }
+    }
+
+    /// One value that is both the key store and the image store.
+    pub fn of<S: KeyStore + ImageStore + 'static>(stores: S) -> Stores {
+        let stores = Arc::new(stores);
+        Stores::new(stores.clone(), stores)
+    }
+
+    /// Adds Auto Scaling.
+    pub fn with_scaling(mut self, scaling: Arc<dyn crate::scaling::ScalingStore>) -> Stores {
+        self.scaling = Some(scaling);
+        self
+    }
 }
 
 /// Time, so that waits run on wall time against AWS and on virtual time in the simulation.

@@ -1,4 +1,4 @@
-//! amishare's simulated AWS over HTTP: `amishare sim serve`.
+#![doc = include_str!("../README.md")]
 //!
 //! # The server
 //!

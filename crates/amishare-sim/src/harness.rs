@@ -7,7 +7,7 @@ use std::sync::Arc;
 use amishare_conformance::{Capabilities, Harness, Party, VolumeSeed};
 use amishare_core::{
     AccountId, Clock, InstanceId, KeyArn, KeyState, OrganizationArn, OuArn, PrincipalArn, Region,
-    Result,
+    Result, Stores,
 };
 use async_trait::async_trait;
 
@@ -79,12 +79,10 @@ impl WorldHarness {
         let (owner, target) = two_accounts(&world)?;
         let party = |principal: &PrincipalArn| -> Result<Party> {
             let client = Arc::new(world.client(principal)?);
-            Ok(Party {
-                keys: client.clone(),
-                images: client.clone(),
-                scaling: Some(client),
-                principal: principal.clone(),
-            })
+            Ok(Party::new(
+                principal.clone(),
+                Stores::new(client.clone(), client.clone()).with_scaling(client),
+            ))
         };
         let parties = Parties {
             owner: party(&owner)?,

@@ -200,13 +200,11 @@ fn default_knobs_follow_the_spec() {
 
 #[test]
 fn counters_survive_when_recording_is_off() {
-    let world = World::with_knobs(
-        5,
-        Knobs {
-            record_calls: false,
-            ..Knobs::default()
-        },
-    );
+    let world = World::new(5);
+    world.set_knobs(Knobs {
+        record_calls: false,
+        ..Knobs::default()
+    });
     let owner = account("111111111111");
     let root = world.add_account(&owner).unwrap();
     let client = world.client(&root).unwrap();

@@ -80,10 +80,15 @@ struct Shared {
 /// [`SimClient`]s with [`World::client`] to act as a principal; seed state
 /// directly (bypassing authorization) with the other methods.
 ///
-/// Time is virtual: [`World::now`] is the time elapsed on the tokio clock
-/// since the world was made, plus whatever [`World::advance`] added. Run on a
-/// paused runtime (`#[tokio::test(start_paused = true)]`) and every wait is
-/// instant. A [`World::stepped`] world ignores the tokio clock.
+/// Time is virtual. A [`World::new`] world's [`now`](World::now) is the
+/// time elapsed on the tokio clock since the world was made, plus whatever
+/// [`World::advance`] added: run it on a paused runtime
+/// (`#[tokio::test(start_paused = true)]`, which needs tokio's `test-util`
+/// feature) and every wait on its [`World::clock`] is instant, waits in
+/// several regions overlapping as they would on AWS. Its clock panics rather
+/// than sleep in real time on a runtime whose clock is not paused. A
+/// [`World::stepped`] world ignores the tokio clock: its time moves only
+/// when something sleeps on it or calls [`World::advance`], on any runtime.
 #[derive(Clone)]
 pub struct World {
     shared: Arc<Shared>,
@@ -99,14 +104,11 @@ impl fmt::Debug for World {
 }
 
 impl World {
-    /// An empty world whose IDs derive from `seed`, with default [`Knobs`].
+    /// An empty world whose IDs derive from `seed`, with default [`Knobs`]
+    /// ([`World::set_knobs`] changes them), whose time follows the tokio
+    /// runtime's clock: the world for tests on a paused runtime.
     pub fn new(seed: u64) -> World {
-        World::with_knobs(seed, Knobs::default())
-    }
-
-    /// An empty world with these knobs.
-    pub fn with_knobs(seed: u64, knobs: Knobs) -> World {
-        World::build(seed, knobs, Some(tokio::time::Instant::now()))
+        World::build(seed, Knobs::default(), Some(tokio::time::Instant::now()))
     }
 
     /// An empty world whose time never follows the runtime's clock: it moves
@@ -192,7 +194,8 @@ impl World {
         self.advance(Duration::from_nanos(nanos));
     }
 
-    /// A [`Clock`](amishare_core::Clock) on the world's virtual time.
+    /// A [`Clock`](amishare_core::Clock) on the world's virtual time: the
+    /// clock to give a [`Flow`](amishare_core::Flow) in this world.
     pub fn clock(&self) -> SimClock {
         SimClock {
             world: self.clone(),
@@ -655,6 +658,12 @@ impl World {
 /// [`World::now`], [`sleep`](amishare_core::Clock::sleep) is
 /// `tokio::time::sleep`, which costs nothing on a paused runtime (or, in a
 /// [`World::stepped`] world, an advance of the world's time).
+///
+/// # Panics
+///
+/// A sleep panics, naming the fix, when the world follows the tokio clock
+/// and that clock is not paused: the wait would otherwise take its virtual
+/// time (minutes, for a copy) in real time.
 #[derive(Debug, Clone)]
 pub struct SimClock {
     world: World,
@@ -667,12 +676,38 @@ impl amishare_core::Clock for SimClock {
     }
 
     async fn sleep(&self, duration: Duration) {
-        if self.world.shared.start.is_some() {
-            tokio::time::sleep(duration).await;
-        } else {
+        if self.world.shared.start.is_none() {
             self.world.step(duration);
+            return;
         }
+        if !duration.is_zero() && tokio_clock_runs() {
+            panic!(
+                "amishare_sim::SimClock would sleep {duration:?} of virtual time in real time: \
+                 the tokio runtime's clock is not paused. Run the world on a paused \
+                 current-thread runtime (`#[tokio::test(start_paused = true)]`, or \
+                 `tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true)`, \
+                 with tokio's `test-util` feature), or make it with `World::stepped`, \
+                 whose clocks advance its time at once on any runtime"
+            );
+        }
+        tokio::time::sleep(duration).await;
     }
+}
+
+/// Whether the tokio clock moves by itself, as it does unless paused.
+///
+/// tokio has no query for this, but a paused clock reads the same until the
+/// runtime advances it, which it never does while this task runs, whereas a
+/// running one follows the monotonic clock: so the tokio clock is read, the
+/// monotonic clock is watched until it moves, and the tokio clock is read
+/// again. The answer is exact, and costs a few hundred nanoseconds.
+fn tokio_clock_runs() -> bool {
+    let before = tokio::time::Instant::now();
+    let real = std::time::Instant::now();
+    while std::time::Instant::now() == real {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() != before
 }
 
 /// A clock for one sequential flow: [`now`](amishare_core::Clock::now) is

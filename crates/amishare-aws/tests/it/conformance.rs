@@ -56,7 +56,7 @@ use amishare_conformance::{
 use amishare_core::{
     Clock, CreateKeyRequest, Error, ErrorKind, ImageId, ImageStore, InstanceId, InstanceState,
     KeyArn, KeyState, KeyStore, OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region,
-    Result,
+    Result, Stores,
 };
 use async_trait::async_trait;
 
@@ -283,15 +283,15 @@ fn localstack_plan_lists_what_runs_in_full_in_part_and_skipped() {
 pub(crate) async fn party(config: &SdkConfig, calls: &Arc<Calls>) -> Party {
     let keys = Arc::new(Counting::new(AwsKeyStore::new(config), calls.clone()));
     let caller = keys.caller().await.expect("GetCallerIdentity");
-    Party {
+    let stores = Stores::new(
         keys,
-        images: Arc::new(Counting::new(AwsImageStore::new(config), calls.clone())),
-        scaling: Some(Arc::new(Counting::new(
-            AwsScalingStore::new(config),
-            calls.clone(),
-        ))),
-        principal: caller.arn,
-    }
+        Arc::new(Counting::new(AwsImageStore::new(config), calls.clone())),
+    )
+    .with_scaling(Arc::new(Counting::new(
+        AwsScalingStore::new(config),
+        calls.clone(),
+    )));
+    Party::new(caller.arn, stores)
 }
 
 /// One harness per suite function; they share the settings and the stores.
@@ -387,7 +387,7 @@ impl Harness for AwsHarness {
     fn target(&self) -> Party {
         let mut target = self.settings.target.clone();
         if !self.settings.capabilities.auto_scaling {
-            target.scaling = None;
+            target.stores.scaling = None;
         }
         target
     }

@@ -31,10 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    AccountId, CopyKey, ImageId, ImageStore, KeyArn, KeyStore, PrincipalArn, Region, Result,
-    SnapshotId,
-};
+use crate::{AccountId, CopyKey, ImageId, KeyArn, PrincipalArn, Region, Result, SnapshotId};
 
 /// What the target wants to do with the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +90,46 @@ pub struct DiagnoseRequest {
     /// launches as (default: `AWSServiceRoleForAutoScaling`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_role: Option<crate::scaling::ServiceLinkedRole>,
+}
+
+impl DiagnoseRequest {
+    /// What `principal` needs to launch or copy (`intent`) the shared
+    /// `image` in `region`, a copy re-encrypted under the target's default
+    /// EBS key, with no keys reported by the owner.
+    pub fn new(
+        image: ImageId,
+        region: Region,
+        principal: PrincipalArn,
+        intent: Intent,
+    ) -> DiagnoseRequest {
+        DiagnoseRequest {
+            image,
+            region,
+            principal,
+            intent,
+            keys: Vec::new(),
+            copy_key: CopyKey::AccountDefault,
+            service_role: None,
+        }
+    }
+
+    /// The keys the owner reported for the image.
+    pub fn with_keys(mut self, keys: impl IntoIterator<Item = KeyArn>) -> DiagnoseRequest {
+        self.keys = keys.into_iter().collect();
+        self
+    }
+
+    /// The key a copy is re-encrypted under.
+    pub fn with_copy_key(mut self, copy_key: CopyKey) -> DiagnoseRequest {
+        self.copy_key = copy_key;
+        self
+    }
+
+    /// For [`Intent::AutoScaling`], the service-linked role the group launches as.
+    pub fn with_service_role(mut self, role: crate::scaling::ServiceLinkedRole) -> DiagnoseRequest {
+        self.service_role = Some(role);
+        self
+    }
 }
 
 /// A link of the chain. Its [`code`](Link::code) is stable: scripts may match on it.
@@ -396,14 +433,9 @@ pub trait Directory: Send + Sync + fmt::Debug {
     async fn principal(&self, principal: &PrincipalArn) -> Result<Option<PrincipalFacts>>;
 }
 
-/// The stores of one side.
-#[derive(Debug, Clone)]
-pub struct Stores {
-    /// KMS (and STS).
-    pub keys: Arc<dyn KeyStore>,
-    /// EC2.
-    pub images: Arc<dyn ImageStore>,
-}
+/// The stores of one side: [`crate::Stores`], under the name the doctor's
+/// users know.
+pub use crate::Stores;
 
 /// Checks the chain from whichever sides it is given.
 #[derive(Debug, Clone, Default)]

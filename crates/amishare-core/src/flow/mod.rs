@@ -37,7 +37,7 @@ use crate::id::{AccountId, ImageId, Region, SnapshotId};
 use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState};
 use crate::retry::{RetryOptions, Retrying};
 use crate::scaling::{GroupWait, ScalingStore};
-use crate::store::{Clock, ImageStore, KeyStore};
+use crate::store::{Clock, ImageStore, KeyStore, Stores};
 
 /// Tag on every image amishare makes, naming the image it came from.
 pub const TAG_SOURCE_IMAGE: &str = "amishare:source-image";
@@ -106,6 +106,16 @@ impl Flow {
     pub fn with_group_wait(mut self, wait: GroupWait) -> Flow {
         self.group_wait = wait;
         self
+    }
+
+    /// A flow acting as the principal behind `stores`, through Auto Scaling
+    /// too when they have it.
+    pub fn over(stores: &Stores, clock: Arc<dyn Clock>) -> Flow {
+        let flow = Flow::new(stores.keys.clone(), stores.images.clone(), clock);
+        match &stores.scaling {
+            Some(scaling) => flow.with_scaling(scaling.clone()),
+            None => flow,
+        }
     }
 
     /// Replaces the retry options.

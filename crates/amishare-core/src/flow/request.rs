@@ -169,6 +169,76 @@ pub struct ShareRequest {
 const SOME_ACCOUNT: &str = "000000000000";
 
 impl ShareRequest {
+    /// A share of `source` (in `source_region`) with `targets`, its copies
+    /// encrypted under `key`: in the source region alone, without
+    /// create-volume permission, under the default name and with no extra
+    /// conditions, until the `with_*` methods say otherwise.
+    ///
+    /// ```
+    /// use amishare_core::{AliasName, ImageSource, InstanceId, KeyChoice, PrincipalArn, Region, ShareRequest, Target};
+    ///
+    /// let request = ShareRequest::new(
+    ///     ImageSource::Instance(InstanceId::parse("i-0c0ffee0123456789").unwrap()),
+    ///     Region::parse("ap-northeast-1").unwrap(),
+    ///     KeyChoice::Create(AliasName::parse("alias/cross-ami").unwrap()),
+    ///     [Target::Principal(PrincipalArn::parse("arn:aws:iam::222222222222:user/b-user").unwrap())],
+    /// )
+    /// .with_volume_permission(true);
+    /// assert!(request.validate().is_ok());
+    /// ```
+    pub fn new(
+        source: ImageSource,
+        source_region: Region,
+        key: KeyChoice,
+        targets: impl IntoIterator<Item = Target>,
+    ) -> ShareRequest {
+        ShareRequest {
+            source,
+            source_region,
+            regions: Vec::new(),
+            key,
+            targets: targets.into_iter().collect(),
+            volume_permission: false,
+            name: None,
+            narrowing: Narrowing::default(),
+            service_roles: Vec::new(),
+        }
+    }
+
+    /// Shares in these regions (the source region only when listed).
+    pub fn with_regions(mut self, regions: impl IntoIterator<Item = Region>) -> ShareRequest {
+        self.regions = regions.into_iter().collect();
+        self
+    }
+
+    /// Also lets account targets create volumes from the snapshots.
+    pub fn with_volume_permission(mut self, volume_permission: bool) -> ShareRequest {
+        self.volume_permission = volume_permission;
+        self
+    }
+
+    /// Names the shared copy.
+    pub fn with_name(mut self, name: impl Into<String>) -> ShareRequest {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Narrows the key-policy statements amishare writes.
+    pub fn with_narrowing(mut self, narrowing: Narrowing) -> ShareRequest {
+        self.narrowing = narrowing;
+        self
+    }
+
+    /// Lets the targets create grants on the key for these service-linked
+    /// roles of their accounts (Auto Scaling's, say).
+    pub fn with_service_roles(
+        mut self,
+        roles: impl IntoIterator<Item = ServiceLinkedRole>,
+    ) -> ShareRequest {
+        self.service_roles = roles.into_iter().collect();
+        self
+    }
+
     /// Refuses, before any call, a request no share could carry out: no
     /// target; a target, key or region of another partition than the
     /// source's (nothing crosses partitions); an AWS-managed key; a key ID or ARN for several
@@ -388,6 +458,56 @@ pub enum LaunchVia {
     AutoScaling(ServiceLinkedRole),
 }
 
+impl AcceptRequest {
+    /// A check of the shared `image` in `region`, encrypted under `keys` (as
+    /// the owner's share reported them), that neither launches nor copies it
+    /// until [`with_launch`](AcceptRequest::with_launch) or
+    /// [`with_copy`](AcceptRequest::with_copy) asks.
+    pub fn new(
+        image: ImageId,
+        region: Region,
+        keys: impl IntoIterator<Item = KeyArn>,
+    ) -> AcceptRequest {
+        AcceptRequest {
+            image,
+            region,
+            keys: keys.into_iter().collect(),
+            launch: None,
+            copy: None,
+            copy_name: None,
+            grants: Vec::new(),
+        }
+    }
+
+    /// Also launches a smoke instance.
+    pub fn with_launch(mut self, launch: LaunchOptions) -> AcceptRequest {
+        self.launch = Some(launch);
+        self
+    }
+
+    /// Also copies the image into the target's ownership, under `key`.
+    pub fn with_copy(mut self, key: CopyKey) -> AcceptRequest {
+        self.copy = Some(key);
+        self
+    }
+
+    /// Names the target's copy.
+    pub fn with_copy_name(mut self, name: impl Into<String>) -> AcceptRequest {
+        self.copy_name = Some(name.into());
+        self
+    }
+
+    /// Also creates, from the target account, a grant on each key of the
+    /// image for these service-linked roles of the target's account.
+    pub fn with_grants(
+        mut self,
+        roles: impl IntoIterator<Item = ServiceLinkedRole>,
+    ) -> AcceptRequest {
+        self.grants = roles.into_iter().collect();
+        self
+    }
+}
+
 /// How to launch the smoke instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchOptions {
@@ -443,6 +563,34 @@ pub struct UnshareRequest {
     pub narrowing: Narrowing,
     /// Also deregister the copies amishare made, and delete their snapshots.
     pub deregister: bool,
+}
+
+impl UnshareRequest {
+    /// Takes `images` (one per region) back from `targets`, for a share
+    /// made without narrowing, and keeps the copies.
+    pub fn new(
+        images: impl IntoIterator<Item = RegionImage>,
+        targets: impl IntoIterator<Item = Target>,
+    ) -> UnshareRequest {
+        UnshareRequest {
+            images: images.into_iter().collect(),
+            targets: targets.into_iter().collect(),
+            narrowing: Narrowing::default(),
+            deregister: false,
+        }
+    }
+
+    /// The narrowing the share used.
+    pub fn with_narrowing(mut self, narrowing: Narrowing) -> UnshareRequest {
+        self.narrowing = narrowing;
+        self
+    }
+
+    /// Also deregisters amishare's copies and deletes their snapshots.
+    pub fn with_deregister(mut self, deregister: bool) -> UnshareRequest {
+        self.deregister = deregister;
+        self
+    }
 }
 
 /// An image in a region.

@@ -281,10 +281,7 @@ fn doctor(world: &World) -> Doctor {
                 .root_client(&AccountId::parse(account).unwrap())
                 .unwrap(),
         );
-        Stores {
-            keys: client.clone(),
-            images: client,
-        }
+        Stores::new(client.clone(), client)
     };
     Doctor::new()
         .with_owner(side(OWNER_ACCOUNT))

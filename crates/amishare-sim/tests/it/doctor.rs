@@ -113,10 +113,7 @@ const CASES: &[Case] = &[
 
 fn stores(client: SimClient) -> Stores {
     let client = Arc::new(client);
-    Stores {
-        keys: client.clone(),
-        images: client,
-    }
+    Stores::new(client.clone(), client)
 }
 
 fn request(

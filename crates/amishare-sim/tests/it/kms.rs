@@ -303,13 +303,11 @@ async fn grants_allow_operations_and_are_idempotent_by_name() {
 
 #[tokio::test(start_paused = true)]
 async fn grants_can_take_time_to_propagate() {
-    let world = World::with_knobs(
-        1,
-        Knobs {
-            grant_propagation_delay: crate::fixture::secs(300),
-            ..Knobs::default()
-        },
-    );
+    let world = World::new(1);
+    world.set_knobs(Knobs {
+        grant_propagation_delay: crate::fixture::secs(300),
+        ..Knobs::default()
+    });
     let a = account(A);
     let b = account(B);
     let r = region(crate::fixture::REGION);

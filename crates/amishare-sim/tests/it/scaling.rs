@@ -1163,14 +1163,8 @@ mod flow {
             // B's root reads what b-user may not: its own keys' policies.
             let target_stores = Arc::new(t.world.root_client(&account(B)).unwrap());
             let diagnosis = Doctor::new()
-                .with_owner(Stores {
-                    keys: owner_client.clone(),
-                    images: owner_client,
-                })
-                .with_target(Stores {
-                    keys: target_stores.clone(),
-                    images: target_stores,
-                })
+                .with_owner(Stores::new(owner_client.clone(), owner_client))
+                .with_target(Stores::new(target_stores.clone(), target_stores))
                 .with_directory(Arc::new(t.world.clone()))
                 .diagnose(&DiagnoseRequest {
                     image: image.clone(),

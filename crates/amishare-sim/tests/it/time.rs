@@ -155,6 +155,31 @@ async fn the_clock_sleeps_in_virtual_time() {
     );
 }
 
+/// On a runtime whose clock is not paused, a world that follows the
+/// runtime's clock refuses to sleep in real time, and says how to fix it;
+/// a stepped world's clock steps on any runtime.
+#[tokio::test]
+async fn the_clock_refuses_to_sleep_in_real_time() {
+    let world = amishare_sim::World::new(1);
+    let clock = world.clock();
+    let slept = tokio::spawn(async move { clock.sleep(secs(500)).await });
+    let panic = slept.await.unwrap_err().into_panic();
+    let message = panic
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(message.contains("would sleep 500s of virtual time in real time"));
+    assert!(message.contains("start_paused = true"));
+    assert!(message.contains("World::stepped"));
+    assert_eq!(world.now().as_secs(), 0);
+
+    // Not sleeping at all needs no paused clock.
+    world.clock().sleep(Duration::ZERO).await;
+
+    let stepped = amishare_sim::World::stepped(1);
+    stepped.clock().sleep(secs(500)).await;
+    assert_eq!(stepped.now(), secs(500));
+}
+
 #[test]
 fn advance_works_without_a_runtime() {
     let fx = Fx::new();
