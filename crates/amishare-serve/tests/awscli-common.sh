@@ -129,3 +129,28 @@ saved_world_has() {
     checks=$((checks + 1))
     echo "ok: the world saved on shutdown has $what"
 }
+
+# share_encrypted_copy NAME: as the owner, a key under the seed's key policy,
+# an image of the seed instance, its copy encrypted with the key, and the
+# copy's launch permission for the target account, which then sees it. Sets
+# `key_arn`, `key_id`, `image` and `copy`; needs `here`, `seed_instance`,
+# `owner_account` and `target_account`.
+share_encrypted_copy() {
+    local name=$1
+    key_arn=$(owner kms create-key --description "amishare $name key" --query KeyMetadata.Arn)
+    key_id=${key_arn##*/}
+    owner kms put-key-policy --key-id "$key_id" --policy-name default \
+        --policy "file://$here/data/seed-key-policy.json"
+    image=$(owner ec2 create-image --instance-id "$seed_instance" --name "$name-golden" --query ImageId)
+    wait_for "image $image" available failed \
+        owner ec2 describe-images --image-ids "$image" --query 'Images[0].State'
+    copy=$(owner ec2 copy-image --source-image-id "$image" --source-region "$region" \
+        --name "$name-golden-encrypted" --encrypted --kms-key-id "$key_arn" --query ImageId)
+    wait_for "copy $copy" available failed \
+        owner ec2 describe-images --image-ids "$copy" --query 'Images[0].State'
+    owner ec2 modify-image-attribute --image-id "$copy" \
+        --launch-permission "Add=[{UserId=$target_account}]"
+    check "the target sees the shared copy" \
+        "$(target ec2 describe-images --image-ids "$copy" --query 'Images[0].OwnerId')" \
+        "$owner_account"
+}

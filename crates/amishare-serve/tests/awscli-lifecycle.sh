@@ -60,22 +60,7 @@ start_server
 
 # ------------------------------------------------------------------ owner: the shared image
 
-key_arn=$(owner kms create-key --description "amishare lifecycle key" --query KeyMetadata.Arn)
-key_id=${key_arn##*/}
-owner kms put-key-policy --key-id "$key_id" --policy-name default \
-    --policy "file://$here/data/seed-key-policy.json"
-image=$(owner ec2 create-image --instance-id "$seed_instance" --name lifecycle-golden --query ImageId)
-wait_for "image $image" available failed \
-    owner ec2 describe-images --image-ids "$image" --query 'Images[0].State'
-copy=$(owner ec2 copy-image --source-image-id "$image" --source-region $region \
-    --name lifecycle-golden-encrypted --encrypted --kms-key-id "$key_arn" --query ImageId)
-wait_for "copy $copy" available failed \
-    owner ec2 describe-images --image-ids "$copy" --query 'Images[0].State'
-owner ec2 modify-image-attribute --image-id "$copy" \
-    --launch-permission "Add=[{UserId=$target_account}]"
-check "the target sees the shared copy" \
-    "$(target ec2 describe-images --image-ids "$copy" --query 'Images[0].OwnerId')" \
-    "$owner_account"
+share_encrypted_copy lifecycle
 launch_reaches "with the key enabled" running
 
 # ------------------------------------------------------------------ tags and aliases
