@@ -16,8 +16,7 @@ use amishare_aws::{
 use amishare_core::diagnose::Directory;
 use amishare_core::plan::{planning, Planner};
 use amishare_core::retry::{RetryOptions, Retrying};
-use amishare_core::scaling::ScalingStore;
-use amishare_core::{Clock, Flow, ImageStore, KeyStore, PrincipalArn, Region};
+use amishare_core::{Clock, Flow, PrincipalArn, Region, Stores};
 use amishare_sim::{LockHolder, World, WorldLock};
 
 use crate::args;
@@ -76,15 +75,20 @@ pub(crate) struct Global {
 /// The stores of one principal.
 #[derive(Debug, Clone)]
 pub(crate) struct Side {
-    /// KMS (and STS).
-    pub(crate) keys: Arc<dyn KeyStore>,
-    /// EC2.
-    pub(crate) images: Arc<dyn ImageStore>,
-    /// EC2 Auto Scaling and launch templates.
-    pub(crate) scaling: Arc<dyn ScalingStore>,
+    /// KMS (and STS), EC2, and EC2 Auto Scaling with launch templates: core's
+    /// one bundle of a principal's stores.
+    pub(crate) stores: Stores,
     /// IAM, where the doctor reads principals' policies (AWS only: on the
     /// simulation the world itself is the directory).
     pub(crate) directory: Option<Arc<dyn Directory>>,
+}
+
+impl std::ops::Deref for Side {
+    type Target = Stores;
+
+    fn deref(&self) -> &Stores {
+        &self.stores
+    }
 }
 
 #[cfg(feature = "aws")]
@@ -92,9 +96,11 @@ impl Side {
     /// The AWS stores of one SDK configuration.
     fn aws(config: &amishare_aws::SdkConfig) -> Side {
         Side {
-            keys: Arc::new(AwsKeyStore::new(config)),
-            images: Arc::new(AwsImageStore::new(config)),
-            scaling: Arc::new(AwsScalingStore::new(config)),
+            stores: Stores::new(
+                Arc::new(AwsKeyStore::new(config)),
+                Arc::new(AwsImageStore::new(config)),
+            )
+            .with_scaling(Arc::new(AwsScalingStore::new(config))),
             directory: Some(Arc::new(AwsDirectory::new(config))),
         }
     }
@@ -105,19 +111,22 @@ impl Side {
     /// makes outside a `Flow` (which puts its own in front of the stores):
     /// every call is retried by that one layer, never by two.
     fn behind_retries(&self, clock: Arc<dyn Clock>) -> Side {
-        let retrying = Arc::new(
-            Retrying::new(
-                self.keys.clone(),
-                self.images.clone(),
-                clock,
-                RetryOptions::default(),
-            )
-            .with_scaling(self.scaling.clone()),
+        let mut retrying = Retrying::new(
+            self.keys.clone(),
+            self.images.clone(),
+            clock,
+            RetryOptions::default(),
         );
+        if let Some(scaling) = &self.scaling {
+            retrying = retrying.with_scaling(scaling.clone());
+        }
+        let retrying = Arc::new(retrying);
+        let mut stores = Stores::new(retrying.clone(), retrying.clone());
+        if self.scaling.is_some() {
+            stores = stores.with_scaling(retrying);
+        }
         Side {
-            keys: retrying.clone(),
-            images: retrying.clone(),
-            scaling: retrying,
+            stores,
             directory: self.directory.clone(),
         }
     }
@@ -160,10 +169,12 @@ impl Session {
         if global.dry_run {
             let (planner, keys, images) =
                 planning(session.side.keys.clone(), session.side.images.clone());
+            let mut stores = Stores::new(keys, images);
+            if let Some(scaling) = &session.side.scaling {
+                stores = stores.with_scaling(planner.scaling(scaling.clone()));
+            }
             session.side = Side {
-                keys,
-                images,
-                scaling: planner.scaling(session.side.scaling.clone()),
+                stores,
                 directory: session.side.directory.clone(),
             };
             session.planner = Some(planner);
@@ -183,12 +194,7 @@ impl Session {
 
     /// The flow acting as `--profile`.
     pub(crate) fn flow(&self) -> Flow {
-        Flow::new(
-            self.stores.keys.clone(),
-            self.stores.images.clone(),
-            self.clock.clone(),
-        )
-        .with_scaling(self.stores.scaling.clone())
+        Flow::over(&self.stores, self.clock.clone())
     }
 
     /// The region, or a usage error naming `--region`.
@@ -314,9 +320,7 @@ fn sim_side(
         .map_err(|err| usage(format!("{flag} {name}: {err}")))?;
     let client = Arc::new(client);
     Ok(Some(Side {
-        keys: client.clone(),
-        images: client.clone(),
-        scaling: client,
+        stores: Stores::new(client.clone(), client.clone()).with_scaling(client),
         directory: None,
     }))
 }

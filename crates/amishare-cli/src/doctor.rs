@@ -116,10 +116,6 @@ async fn account_of(side: &Side) -> Result<(AccountId, PrincipalArn), Failure> {
     Ok((caller.account, caller.arn))
 }
 
-fn stores(side: &Side) -> Stores {
-    Stores::new(side.keys.clone(), side.images.clone())
-}
-
 /// Key policies name roles, not their sessions.
 pub(crate) fn as_principal(arn: PrincipalArn) -> PrincipalArn {
     match arn.kind() {
@@ -168,12 +164,12 @@ pub(crate) async fn doctor_for(
             // The target's own credentials may read its IAM policies.
             match &side.directory {
                 Some(directory) => doctor
-                    .with_target(stores(side))
+                    .with_target(side.stores.clone())
                     .with_directory(directory.clone()),
-                None => doctor.with_target(stores(side)),
+                None => doctor.with_target(side.stores.clone()),
             }
         } else {
-            doctor.with_owner(stores(side))
+            doctor.with_owner(side.stores.clone())
         };
     }
     Ok(doctor)
