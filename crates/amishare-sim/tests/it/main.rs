@@ -2,7 +2,6 @@
 //! `KeyStore` / `ImageStore` traits.
 
 mod agreement;
-mod b13;
 mod conformance;
 mod determinism;
 mod doctor;
@@ -13,6 +12,7 @@ mod fixture;
 mod key_admin;
 mod kms;
 mod least_calls;
+mod outcome_table;
 mod scaling;
 mod seed_flow;
 mod time;
