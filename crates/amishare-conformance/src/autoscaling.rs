@@ -5,7 +5,7 @@
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Verdict};
 use amishare_core::scaling::{LaunchFailure as ActivityFailure, ServiceLinkedRole};
 use amishare_core::{
-    AcceptRequest, CopyKey, ErrorKind, Flow, ImageId, ImageSource, KeyArn, KeyStore, LaunchOptions,
+    AcceptRequest, ErrorKind, Flow, ImageId, ImageSource, KeyArn, KeyStore, LaunchOptions,
     LaunchVia, RegionImage, Sharer, Target, UnshareRequest,
 };
 
@@ -20,22 +20,18 @@ fn accept(
     grant: bool,
     launch: bool,
 ) -> AcceptRequest {
-    AcceptRequest {
-        image: image.clone(),
-        region: h.region(),
-        keys: vec![key.clone()],
-        launch: launch.then(|| LaunchOptions {
-            via: LaunchVia::AutoScaling(ServiceLinkedRole::auto_scaling()),
+    let role = ServiceLinkedRole::auto_scaling();
+    let mut request = AcceptRequest::new(image.clone(), h.region(), [key.clone()]);
+    if launch {
+        request = request.with_launch(LaunchOptions {
+            via: LaunchVia::AutoScaling(role.clone()),
             ..LaunchOptions::default()
-        }),
-        copy: None::<CopyKey>,
-        copy_name: None,
-        grants: if grant {
-            vec![ServiceLinkedRole::auto_scaling()]
-        } else {
-            Vec::new()
-        },
+        });
     }
+    if grant {
+        request = request.with_grants([role]);
+    }
+    request
 }
 
 async fn diagnose(h: &dyn Harness, image: &ImageId) -> Diagnosis {
@@ -46,15 +42,12 @@ async fn diagnose(h: &dyn Harness, image: &ImageId) -> Diagnosis {
         doctor = doctor.with_directory(directory);
     }
     doctor
-        .diagnose(&DiagnoseRequest {
-            image: image.clone(),
-            region: h.region(),
-            principal: h.target().principal,
-            intent: Intent::AutoScaling,
-            keys: Vec::new(),
-            copy_key: CopyKey::AccountDefault,
-            service_role: None,
-        })
+        .diagnose(&DiagnoseRequest::new(
+            image.clone(),
+            h.region(),
+            h.target().principal,
+            Intent::AutoScaling,
+        ))
         .await
         .expect("the doctor only reads")
 }

@@ -745,22 +745,18 @@ mod flow {
         grant: bool,
         launch: bool,
     ) -> AcceptRequest {
-        AcceptRequest {
-            image: image.clone(),
-            region: region(REGION),
-            keys: vec![key.clone()],
-            launch: launch.then(|| LaunchOptions {
-                via: LaunchVia::AutoScaling(ServiceLinkedRole::auto_scaling()),
+        let role = ServiceLinkedRole::auto_scaling();
+        let mut request = AcceptRequest::new(image.clone(), region(REGION), [key.clone()]);
+        if launch {
+            request = request.with_launch(LaunchOptions {
+                via: LaunchVia::AutoScaling(role.clone()),
                 ..LaunchOptions::default()
-            }),
-            copy: None::<CopyKey>,
-            copy_name: None,
-            grants: if grant {
-                vec![ServiceLinkedRole::auto_scaling()]
-            } else {
-                Vec::new()
-            },
+            });
         }
+        if grant {
+            request = request.with_grants([role]);
+        }
+        request
     }
 
     #[tokio::test(start_paused = true)]
