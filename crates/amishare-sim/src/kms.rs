@@ -255,6 +255,19 @@ pub(crate) fn require_enabled(key: &Key, knobs: &Knobs) -> Result<()> {
     }
 }
 
+/// KMS's answer to a call that manages a key (`CreateAlias`, `EnableKey`,
+/// `TagResource`, …) on a key pending deletion (§A3, footnote 3 of the
+/// key-state table).
+pub(crate) fn refuse_pending_deletion(key: &Key) -> Result<()> {
+    if key.state == KeyState::PendingDeletion {
+        return Err(errors::pending_deletion_with(
+            &key.arn,
+            "KMSInvalidStateException",
+        ));
+    }
+    Ok(())
+}
+
 /// The checks KMS applies to a key policy in `CreateKey` and `PutKeyPolicy`.
 pub(crate) fn validate_policy(
     text: &str,
@@ -332,7 +345,7 @@ fn direct_grant_context() -> Context {
 
 impl Ctx<'_> {
     /// Authorizes a direct KMS call on `key`.
-    fn authorize_kms(&self, key: &Key, action: &str, context: Context) -> Result<()> {
+    pub(crate) fn authorize_kms(&self, key: &Key, action: &str, context: Context) -> Result<()> {
         kms_allows(&self.who, key, &[action], context, self.now, self.knobs)
             .map_err(errors::kms_access_denied)
     }
@@ -467,12 +480,7 @@ impl Ctx<'_> {
             .resolve(self.ids, account, region, &KeyRef::Id(key_id.clone()))?;
         let key = &self.kms.keys[&id];
         self.authorize_kms(key, "kms:CreateAlias", Context::new())?;
-        if key.state == KeyState::PendingDeletion {
-            return Err(errors::pending_deletion_with(
-                &key.arn,
-                "KMSInvalidStateException",
-            ));
-        }
+        refuse_pending_deletion(key)?;
         if self.kms.alias_target(account, region, alias).is_some() {
             return Err(errors::alias_exists(&AliasArn::new(
                 region.clone(),

@@ -12,8 +12,9 @@ use amishare_policy::Context;
 
 use crate::client::SimClient;
 use crate::errors;
+use crate::kms::refuse_pending_deletion;
 use crate::limits;
-use crate::state::{Ctx, Key};
+use crate::state::Ctx;
 
 /// The waiting period `ScheduleKeyDeletion` takes when none is given, and
 /// its bounds, in days (§A3).
@@ -39,18 +40,6 @@ pub struct ScheduledDeletion {
     pub window_days: u32,
 }
 
-/// KMS's answer to a key-administration call on a key pending deletion
-/// (§A3, footnote 3 of the key-state table).
-fn refuse_pending_deletion(key: &Key) -> Result<()> {
-    if key.state == KeyState::PendingDeletion {
-        return Err(errors::pending_deletion_with(
-            &key.arn,
-            "KMSInvalidStateException",
-        ));
-    }
-    Ok(())
-}
-
 impl Ctx<'_> {
     /// Resolves a key named by ID or ARN for an administration call and
     /// authorizes `action` on it by its key policy (the evaluation refuses
@@ -59,16 +48,7 @@ impl Ctx<'_> {
         let id = self
             .kms
             .resolve(self.ids, self.who.account_id(), region, key)?;
-        let key = &self.kms.keys[&id];
-        crate::kms::kms_allows(
-            &self.who,
-            key,
-            &[action],
-            Context::new(),
-            self.now,
-            self.knobs,
-        )
-        .map_err(errors::kms_access_denied)?;
+        self.authorize_kms(&self.kms.keys[&id], action, Context::new())?;
         Ok(id)
     }
 
