@@ -16,19 +16,10 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../../.." && pwd)
-aws_cli=${AWS_CLI:-aws}
-owner_key=${AMISHARE_OWNER_KEY:-AKIAAADMINEXAMPLE001}
-target_key=${AMISHARE_TARGET_KEY:-AKIABUSEREXAMPLE0001}
-region=ap-northeast-1
-owner_account=111111111111
-target_account=222222222222
 target_arn=arn:aws:iam::222222222222:user/b-user
 role_arn=arn:aws:iam::222222222222:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling
 operations="Encrypt Decrypt ReEncryptFrom ReEncryptTo GenerateDataKey GenerateDataKeyWithoutPlaintext DescribeKey CreateGrant"
-seed_instance=i-0c0ffee0123456789
 group=asg-smoke
-started=$SECONDS
 
 source "$here/awscli-common.sh"
 

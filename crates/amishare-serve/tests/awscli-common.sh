@@ -1,10 +1,20 @@
 # Shared by the aws CLI scripts run against `amishare sim serve`
-# (awscli-seed.sh, awscli-autoscaling.sh, awscli-lifecycle.sh): checks, the CLI as each of the
+# (awscli-seed.sh, awscli-autoscaling.sh, awscli-lifecycle.sh): the seed
+# world's accounts, principals and instance, checks, the CLI as each of the
 # seed world's principals, the server, waits for a state, and the world the
-# server saved. A script sets `aws_cli`,
-# `owner_key`, `target_key`, `region` and `repo` and sources this file;
+# server saved. A script sets `here` (its directory) and sources this file;
 # `checks` counts what passed, and `endpoint` is the server's URL after
 # `start_server`.
+
+repo=$(cd "$here/../../.." && pwd)
+aws_cli=${AWS_CLI:-aws}
+owner_key=${AMISHARE_OWNER_KEY:-AKIAAADMINEXAMPLE001}
+target_key=${AMISHARE_TARGET_KEY:-AKIABUSEREXAMPLE0001}
+region=ap-northeast-1
+owner_account=111111111111
+target_account=222222222222
+seed_instance=i-0c0ffee0123456789
+started=$SECONDS
 
 checks=0
 

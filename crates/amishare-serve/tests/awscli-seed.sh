@@ -26,18 +26,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../../.." && pwd)
-aws_cli=${AWS_CLI:-aws}
-owner_key=${AMISHARE_OWNER_KEY:-AKIAAADMINEXAMPLE001}
-target_key=${AMISHARE_TARGET_KEY:-AKIABUSEREXAMPLE0001}
-region=ap-northeast-1
-owner_account=111111111111
-target_account=222222222222
 owner_arn=arn:aws:iam::111111111111:user/a-admin
 target_arn=arn:aws:iam::222222222222:user/b-user
-seed_instance=i-0c0ffee0123456789
 seed_policy=$here/data/seed-key-policy.json
-started=$SECONDS
 
 source "$here/awscli-common.sh"
 
