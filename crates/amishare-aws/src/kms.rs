@@ -1,8 +1,11 @@
 //! [`AwsKeyStore`]: amishare's [`KeyStore`] over aws-sdk-kms, with the caller's
-//! identity from STS `GetCallerIdentity`.
+//! identity from STS `GetCallerIdentity`, and core's [`KeyAdmin`] over the
+//! same clients.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use amishare_core::key_admin::{KeyAdmin, ScheduledDeletion};
 use amishare_core::{
     AccountId, AliasName, Caller, CreateGrantRequest, CreateKeyRequest, Error, ErrorKind, Grant,
     GrantId, KeyArn, KeyId, KeyManager, KeyMetadata, KeyRef, KeyState, KeyStore, PrincipalArn,
@@ -272,6 +275,75 @@ impl KeyStore for AwsKeyStore {
             .send()
             .await
             .map_err(|e| from_sdk(OP, &format!("{grant} on {key}"), e))?;
+        Ok(())
+    }
+}
+
+/// Key administration on the caller's own keys (`docs/spec/kms.md` §A7),
+/// each call in the key's region with its full ARN.
+#[async_trait]
+impl KeyAdmin for AwsKeyStore {
+    async fn enable_key(&self, key: &KeyArn) -> Result<()> {
+        self.kms
+            .get(key.region())
+            .enable_key()
+            .key_id(key.to_string())
+            .send()
+            .await
+            .map_err(|e| from_sdk("EnableKey", key, e))?;
+        Ok(())
+    }
+
+    async fn disable_key(&self, key: &KeyArn) -> Result<()> {
+        self.kms
+            .get(key.region())
+            .disable_key()
+            .key_id(key.to_string())
+            .send()
+            .await
+            .map_err(|e| from_sdk("DisableKey", key, e))?;
+        Ok(())
+    }
+
+    async fn schedule_key_deletion(
+        &self,
+        key: &KeyArn,
+        window_days: Option<u32>,
+    ) -> Result<ScheduledDeletion> {
+        const OP: &str = "ScheduleKeyDeletion";
+        // Past i32, KMS's own range check answers, as for any other day count.
+        let days = window_days.map(|days| i32::try_from(days).unwrap_or(i32::MAX));
+        let out = self
+            .kms
+            .get(key.region())
+            .schedule_key_deletion()
+            .key_id(key.to_string())
+            .set_pending_window_in_days(days)
+            .send()
+            .await
+            .map_err(|e| from_sdk(OP, key, e))?;
+        let window_days = out
+            .pending_window_in_days()
+            .and_then(|days| u32::try_from(days).ok())
+            .ok_or_else(|| missing(OP, "PendingWindowInDays"))?;
+        Ok(ScheduledDeletion {
+            key: parse(OP, "KeyId", out.key_id(), KeyArn::parse)?,
+            // Since the Unix epoch, as `WallClock` counts.
+            deletion_at: out.deletion_date().map(|date| {
+                Duration::new(u64::try_from(date.secs()).unwrap_or(0), date.subsec_nanos())
+            }),
+            window_days,
+        })
+    }
+
+    async fn cancel_key_deletion(&self, key: &KeyArn) -> Result<()> {
+        self.kms
+            .get(key.region())
+            .cancel_key_deletion()
+            .key_id(key.to_string())
+            .send()
+            .await
+            .map_err(|e| from_sdk("CancelKeyDeletion", key, e))?;
         Ok(())
     }
 }

@@ -7,7 +7,9 @@
 //!   [`ImageStore`](amishare_core::ImageStore), each built from the same
 //!   [`SdkConfig`]. They share nothing but the configuration, and each can be
 //!   used, mocked or replaced alone, as in the simulation, where one client
-//!   plays both roles only because one world backs both.
+//!   plays both roles only because one world backs both. [`AwsKeyStore`]
+//!   implements core's [`KeyAdmin`](amishare_core::key_admin::KeyAdmin)
+//!   too: enabling, disabling and deleting keys, which the flow never does.
 //! * **One client per region.** Every trait method takes the region (or a key
 //!   ARN, whose region it uses). A store builds the client of a region from the
 //!   configuration with the region overridden, on first use, and keeps it.

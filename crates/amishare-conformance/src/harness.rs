@@ -78,6 +78,9 @@ pub struct Capabilities {
     /// KMS authorizes the role's launches by key policy and grants
     /// ([`Stores::scaling`](amishare_core::Stores::scaling)).
     pub auto_scaling: bool,
+    /// The parties' stores administer keys: enable, disable, schedule and
+    /// cancel their deletion ([`Stores::key_admin`](amishare_core::Stores::key_admin)).
+    pub administers_keys: bool,
 }
 
 impl Capabilities {
@@ -94,6 +97,7 @@ impl Capabilities {
             other_target: true,
             directory: true,
             auto_scaling: true,
+            administers_keys: true,
         }
     }
 
@@ -110,6 +114,7 @@ impl Capabilities {
             Capability::OtherTarget => self.other_target,
             Capability::Directory => self.directory,
             Capability::AutoScaling => self.auto_scaling,
+            Capability::AdministersKeys => self.administers_keys,
         }
     }
 
@@ -142,6 +147,8 @@ pub enum Capability {
     Directory,
     /// [`Capabilities::auto_scaling`].
     AutoScaling,
+    /// [`Capabilities::administers_keys`].
+    AdministersKeys,
 }
 
 impl Capability {
@@ -166,6 +173,7 @@ impl Capability {
             Capability::AutoScaling => {
                 "no Auto Scaling group launches as a service-linked role under KMS authorization"
             }
+            Capability::AdministersKeys => "the parties' stores do not administer keys",
         }
     }
 }

@@ -3,6 +3,7 @@
 mod autoscaling;
 mod doctor;
 mod harness;
+mod lifecycle;
 mod promises;
 mod scenarios;
 mod support;
@@ -10,6 +11,7 @@ mod support;
 pub use crate::autoscaling::autoscaling_grant_route;
 pub use crate::doctor::{doctor_key_policy_actions, doctor_outcome_table, doctor_seed_passes};
 pub use crate::harness::{Capabilities, Capability, Coverage, Harness, Party, Skip, VolumeSeed};
+pub use crate::lifecycle::{key_deletion_cancelled, key_disabled_and_enabled};
 pub use crate::promises::{
     fix_waits_for_the_share, share_options_agree_with_accept,
     unshare_keeps_what_another_principal_needs,
@@ -17,8 +19,8 @@ pub use crate::promises::{
 pub use crate::scenarios::*;
 
 use Capability::{
-    AsyncStates, AutoScaling, CountsCalls, CrossAccountVisibility, Directory, EncryptsCopies,
-    EnforcesKeyPolicy, Organizations, OtherTarget, TagsCopies,
+    AdministersKeys, AsyncStates, AutoScaling, CountsCalls, CrossAccountVisibility, Directory,
+    EncryptsCopies, EnforcesKeyPolicy, Organizations, OtherTarget, TagsCopies,
 };
 
 /// What the doctor's and the flow's promises need: authorization, encrypted
@@ -133,6 +135,16 @@ pub fn all() -> Vec<Function> {
             AutoScaling,
         ])
         .full(&[CountsCalls, Directory]),
+        Function::new("key_disabled_and_enabled", |h| {
+            Box::pin(key_disabled_and_enabled(h))
+        })
+        .needs(&[AdministersKeys])
+        .full(MODELLED),
+        Function::new("key_deletion_cancelled", |h| {
+            Box::pin(key_deletion_cancelled(h))
+        })
+        .needs(&[AdministersKeys])
+        .full(MODELLED),
     ]
 }
 
@@ -344,6 +356,10 @@ fn check_offers(h: &dyn Harness, capabilities: &Capabilities) {
         (Directory, h.directory().is_some()),
         (CountsCalls, h.mutating_calls().is_some()),
         (AutoScaling, h.target().scaling.is_some()),
+        (
+            AdministersKeys,
+            h.owner().key_admin.is_some() && h.target().key_admin.is_some(),
+        ),
     ];
     for (capability, offered) in offers {
         assert_eq!(

@@ -23,6 +23,7 @@ pub use crate::store::{MockImageStore, MockKeyStore};
 pub mod diagnose;
 pub mod ec2_kms;
 mod flow;
+pub mod key_admin;
 pub mod plan;
 pub mod retry;
 pub mod scaling;

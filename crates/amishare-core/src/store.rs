@@ -170,8 +170,8 @@ pub trait ImageStore: Send + Sync + Debug {
     async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults>;
 }
 
-/// One principal's stores: KMS, EC2 and, where the backend has it, EC2 Auto
-/// Scaling. The one bundle the flow ([`Flow::over`](crate::Flow::over)),
+/// One principal's stores: KMS, EC2 and, where the backend has them, EC2
+/// Auto Scaling and key administration. The one bundle the flow ([`Flow::over`](crate::Flow::over)),
 /// the doctor's sides ([`Doctor::with_owner`](crate::diagnose::Doctor::with_owner))
 /// and the conformance suite's parties take.
 ///
@@ -186,6 +186,9 @@ pub struct Stores {
     pub images: Arc<dyn ImageStore>,
     /// EC2 Auto Scaling and launch templates, where the backend has them.
     pub scaling: Option<Arc<dyn crate::scaling::ScalingStore>>,
+    /// Key administration (enabling, disabling and deleting keys), where
+    /// the backend has it. The flow never uses it.
+    pub key_admin: Option<Arc<dyn crate::key_admin::KeyAdmin>>,
 }
 
 impl Stores {
@@ -195,6 +198,7 @@ impl Stores {
             keys,
             images,
             scaling: None,
+            key_admin: None,
         }
     }
 
@@ -207,6 +211,12 @@ impl Stores {
     /// Adds Auto Scaling.
     pub fn with_scaling(mut self, scaling: Arc<dyn crate::scaling::ScalingStore>) -> Stores {
         self.scaling = Some(scaling);
+        self
+    }
+
+    /// Adds key administration.
+    pub fn with_key_admin(mut self, key_admin: Arc<dyn crate::key_admin::KeyAdmin>) -> Stores {
+        self.key_admin = Some(key_admin);
         self
     }
 }

@@ -341,7 +341,7 @@ impl Call<'_> {
             .map_err(sim)?;
         Ok(Some(json!({
             "KeyId": scheduled.key.to_string(),
-            "DeletionDate": scheduled.deletion_at.as_secs(),
+            "DeletionDate": scheduled.deletion_at.map(|at| at.as_secs()),
             "KeyState": KeyState::PendingDeletion.to_string(),
             "PendingWindowInDays": scheduled.window_days,
         })))

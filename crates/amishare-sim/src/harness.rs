@@ -81,7 +81,9 @@ impl WorldHarness {
             let client = Arc::new(world.client(principal)?);
             Ok(Party::new(
                 principal.clone(),
-                Stores::new(client.clone(), client.clone()).with_scaling(client),
+                Stores::new(client.clone(), client.clone())
+                    .with_scaling(client.clone())
+                    .with_key_admin(client),
             ))
         };
         let parties = Parties {

@@ -2,13 +2,17 @@
 //! disabling and scheduling the deletion of a key, its tags and its aliases
 //! (`docs/spec/kms.md` §A3, §A7). They are the simulation's own API, which
 //! `amishare sim serve` and a library user's tests call directly; amishare's
-//! flow needs none of them, so they are not part of core's `KeyStore`.
+//! flow needs none of them, so they are not part of core's `KeyStore`. The
+//! key-state ones are core's `KeyAdmin` too, which every backend implements.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use amishare_core::key_admin::KeyAdmin;
+pub use amishare_core::key_admin::ScheduledDeletion;
 use amishare_core::{AliasArn, AliasName, KeyArn, KeyId, KeyRef, KeyState, Region, Result};
 use amishare_policy::Context;
+use async_trait::async_trait;
 
 use crate::client::SimClient;
 use crate::errors;
@@ -27,17 +31,6 @@ pub struct AliasEntry {
     pub arn: AliasArn,
     /// The key it points to.
     pub target: KeyId,
-}
-
-/// What `ScheduleKeyDeletion` answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScheduledDeletion {
-    /// The key.
-    pub key: KeyArn,
-    /// When the waiting period ends, on the world's virtual clock.
-    pub deletion_at: Duration,
-    /// The waiting period, in days.
-    pub window_days: u32,
 }
 
 impl Ctx<'_> {
@@ -94,7 +87,7 @@ impl Ctx<'_> {
         key.deletion_at = Some(deletion_at);
         Ok(ScheduledDeletion {
             key: key.arn.clone(),
-            deletion_at,
+            deletion_at: Some(deletion_at),
             window_days: days,
         })
     }
@@ -320,5 +313,32 @@ impl SimClient {
         self.call("kms:DeleteAlias", true, Some(region), |ctx| {
             ctx.delete_alias(region, alias)
         })
+    }
+}
+
+/// Core's key administration: the operations above, on a key named by ARN
+/// in its own region.
+#[async_trait]
+impl KeyAdmin for SimClient {
+    async fn enable_key(&self, key: &KeyArn) -> Result<()> {
+        SimClient::enable_key(self, key.region(), &key.clone().into()).await
+    }
+
+    async fn disable_key(&self, key: &KeyArn) -> Result<()> {
+        SimClient::disable_key(self, key.region(), &key.clone().into()).await
+    }
+
+    async fn schedule_key_deletion(
+        &self,
+        key: &KeyArn,
+        window_days: Option<u32>,
+    ) -> Result<ScheduledDeletion> {
+        SimClient::schedule_key_deletion(self, key.region(), &key.clone().into(), window_days).await
+    }
+
+    async fn cancel_key_deletion(&self, key: &KeyArn) -> Result<()> {
+        SimClient::cancel_key_deletion(self, key.region(), &key.clone().into())
+            .await
+            .map(drop)
     }
 }

@@ -3,23 +3,29 @@
 
 use std::collections::BTreeMap;
 
+use amishare_core::key_admin::{KeyAdmin, ScheduledDeletion};
 use amishare_core::{
     AliasName, CreateGrantRequest, CreateKeyRequest, ErrorKind, GrantId, KeyId, KeyManager, KeyRef,
     KeyState, KeyStore, PrincipalArn,
 };
 use aws_sdk_kms::config::retry::RetryConfig;
 use aws_sdk_kms::error::ErrorMetadata;
+use aws_sdk_kms::operation::cancel_key_deletion::CancelKeyDeletionOutput;
 use aws_sdk_kms::operation::create_alias::{CreateAliasError, CreateAliasOutput};
 use aws_sdk_kms::operation::create_grant::{CreateGrantError, CreateGrantOutput};
 use aws_sdk_kms::operation::create_key::{CreateKeyError, CreateKeyOutput};
 use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
+use aws_sdk_kms::operation::disable_key::DisableKeyOutput;
+use aws_sdk_kms::operation::enable_key::{EnableKeyError, EnableKeyOutput};
 use aws_sdk_kms::operation::get_key_policy::{GetKeyPolicyError, GetKeyPolicyOutput};
 use aws_sdk_kms::operation::list_grants::{ListGrantsError, ListGrantsOutput};
 use aws_sdk_kms::operation::put_key_policy::{PutKeyPolicyError, PutKeyPolicyOutput};
 use aws_sdk_kms::operation::revoke_grant::{RevokeGrantError, RevokeGrantOutput};
+use aws_sdk_kms::operation::schedule_key_deletion::ScheduleKeyDeletionOutput;
+use aws_sdk_kms::primitives::DateTime;
 use aws_sdk_kms::types::error::{
-    AlreadyExistsException, DisabledException, InvalidGrantIdException, LimitExceededException,
-    MalformedPolicyDocumentException, NotFoundException,
+    AlreadyExistsException, DisabledException, InvalidGrantIdException, KmsInvalidStateException,
+    LimitExceededException, MalformedPolicyDocumentException, NotFoundException,
 };
 use aws_sdk_kms::types::{self as kms, GrantOperation, KeyManagerType};
 use aws_sdk_kms::Client;
@@ -562,4 +568,90 @@ async fn throttling_is_classified_retryable_once_retries_are_spent() {
         KEY,
     );
     assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn key_admin_sends_the_key_arn_and_reads_the_scheduled_deletion() {
+    let enabled = mock!(Client::enable_key)
+        .match_requests(|r| r.key_id() == Some(KEY))
+        .then_output(|| EnableKeyOutput::builder().build());
+    let disabled = mock!(Client::disable_key)
+        .match_requests(|r| r.key_id() == Some(KEY))
+        .then_output(|| DisableKeyOutput::builder().build());
+    let scheduled = mock!(Client::schedule_key_deletion)
+        .match_requests(|r| r.key_id() == Some(KEY) && r.pending_window_in_days() == Some(7))
+        .then_output(|| {
+            ScheduleKeyDeletionOutput::builder()
+                .key_id(KEY)
+                .deletion_date(DateTime::from_secs(1_800_000_000))
+                .key_state(kms::KeyState::PendingDeletion)
+                .pending_window_in_days(7)
+                .build()
+        });
+    let cancelled = mock!(Client::cancel_key_deletion)
+        .match_requests(|r| r.key_id() == Some(KEY))
+        .then_output(|| CancelKeyDeletionOutput::builder().key_id(KEY).build());
+    let store = store(&[&enabled, &disabled, &scheduled, &cancelled], &[]);
+    KeyAdmin::disable_key(&store, &key()).await.unwrap();
+    KeyAdmin::enable_key(&store, &key()).await.unwrap();
+    let deletion = store.schedule_key_deletion(&key(), Some(7)).await.unwrap();
+    assert_eq!(
+        deletion,
+        ScheduledDeletion {
+            key: key(),
+            deletion_at: Some(std::time::Duration::from_secs(1_800_000_000)),
+            window_days: 7,
+        }
+    );
+    store.cancel_key_deletion(&key()).await.unwrap();
+    for (rule, name) in [
+        (&enabled, "EnableKey"),
+        (&disabled, "DisableKey"),
+        (&scheduled, "ScheduleKeyDeletion"),
+        (&cancelled, "CancelKeyDeletion"),
+    ] {
+        assert_eq!(rule.num_calls(), 1, "{name}");
+    }
+}
+
+/// A multi-Region primary key with replicas has no deletion date yet.
+#[tokio::test]
+async fn a_scheduled_deletion_without_a_date_has_none() {
+    let scheduled = mock!(Client::schedule_key_deletion)
+        .match_requests(|r| r.pending_window_in_days().is_none())
+        .then_output(|| {
+            ScheduleKeyDeletionOutput::builder()
+                .key_id(KEY)
+                .key_state(kms::KeyState::PendingReplicaDeletion)
+                .pending_window_in_days(30)
+                .build()
+        });
+    let deletion = store(&[&scheduled], &[])
+        .schedule_key_deletion(&key(), None)
+        .await
+        .unwrap();
+    assert_eq!(deletion.deletion_at, None);
+    assert_eq!(deletion.window_days, 30);
+}
+
+#[tokio::test]
+async fn key_admin_of_a_key_pending_deletion_is_an_invalid_key_state() {
+    const MESSAGE: &str = "is pending deletion.";
+    let refused = mock!(Client::enable_key).then_error(|| {
+        EnableKeyError::KmsInvalidStateException(
+            KmsInvalidStateException::builder()
+                .message(format!("{KEY} {MESSAGE}"))
+                .meta(error_metadata(
+                    "KMSInvalidStateException",
+                    &format!("{KEY} {MESSAGE}"),
+                ))
+                .build(),
+        )
+    });
+    assert_error(
+        KeyAdmin::enable_key(&store(&[&refused], &[]), &key()).await,
+        ErrorKind::InvalidKeyState,
+        "KMSInvalidStateException",
+        KEY,
+    );
 }

@@ -123,7 +123,7 @@ async fn scheduling_a_deletion_answers_its_date_and_a_world_file_keeps_it() {
     assert_eq!(default.key, arn);
     assert_eq!(
         default.deletion_at,
-        Duration::from_secs(100 + 30 * 86_400),
+        Some(Duration::from_secs(100 + 30 * 86_400)),
         "the end of the waiting period, on the virtual clock"
     );
     let saved = fx.world.to_file().to_json();
