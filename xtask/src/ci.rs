@@ -1,22 +1,25 @@
-//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
+//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first
+//! failure. [`steps`] is the one list of them: `.ci/run` only checks the
+//! toolchain and runs `cargo xtask ci`, and `cargo xtask ci --list` prints
+//! the steps without running them.
 //!
 //! 1. `cargo fmt --all --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`, then the same
 //!    for amishare-aws and amishare-cli with their `localstack` features (the e2e tests)
 //!    and for the command without its AWS backend (`--no-default-features`)
 //! 3. `cargo test --workspace` (this includes the tidy tests in xtask), then
-//!    the command's tests without its AWS backend, and
-//!    `cargo test --doc --workspace`: the READMEs' examples, which are the
-//!    crates' front pages
+//!    the command's tests without its AWS backend
 //! 4. `cargo xtask first-run`: the README's first command from a cold target
 //!    directory, within its time and memory budget
-//! 5. `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`
-//! 6. `cargo build --workspace --examples`, then each example in
+//! 5. `cargo test --doc --workspace`: the READMEs' examples, which are the
+//!    crates' front pages
+//! 6. `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps`
+//! 7. `cargo build --workspace --examples`, then each example in
 //!    [`RUNNABLE_EXAMPLES`] runs to success (the others act on AWS)
-//! 7. `cargo package --offline` of every published crate (see [`package`])
-//! 8. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
-//! 9. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
-//! 10. `cargo deny check bans licenses sources`, only when `cargo deny --version`
+//! 8. `cargo package --offline` of every published crate (see [`package`])
+//! 9. `cargo xtask fuzz --seconds 15`: a short run of each fuzz target
+//! 10. `cargo xtask e2e`: amishare-aws against LocalStack (needs Python 3.12+)
+//! 11. `cargo deny check bans licenses sources`, only when `cargo deny --version`
 //!     succeeds; otherwise the step is skipped with the reason printed.
 //!
 //! The advisories check is left out because it needs the advisory database
@@ -29,68 +32,89 @@ use xshell::{cmd, Shell};
 
 use crate::cargo;
 
-/// Runs every CI step in order and returns an error naming the first step that fails.
-pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
-    let cargo = cargo();
+/// What a step does, given the shell (at the repository root) and cargo.
+type Action = Box<dyn Fn(&Shell, &OsString) -> anyhow::Result<()>>;
 
-    step("cargo fmt --all --check", || {
-        cmd!(sh, "{cargo} fmt --all --check").run()
-    })?;
-    step(
-        "cargo clippy --workspace --all-targets -- -D warnings",
-        || {
-            cmd!(
-                sh,
-                "{cargo} clippy --workspace --all-targets -- -D warnings"
-            )
-            .run()
-        },
-    )?;
-    step(
-        "cargo clippy -p amishare-aws -p amishare-cli --all-targets --features amishare-aws/localstack,amishare-cli/localstack -- -D warnings",
-        || {
-            cmd!(
-                sh,
-                "{cargo} clippy -p amishare-aws -p amishare-cli --all-targets --features amishare-aws/localstack,amishare-cli/localstack -- -D warnings"
-            )
-            .run()
-        },
-    )?;
-    step(
-        "cargo clippy -p amishare-cli --no-default-features --all-targets -- -D warnings",
-        || {
-            cmd!(
-                sh,
-                "{cargo} clippy -p amishare-cli --no-default-features --all-targets -- -D warnings"
-            )
-            .run()
-        },
-    )?;
-    step("cargo test --workspace", || {
-        cmd!(sh, "{cargo} test --workspace").run()
-    })?;
-    step("cargo test -p amishare-cli --no-default-features", || {
-        cmd!(sh, "{cargo} test -p amishare-cli --no-default-features").run()
-    })?;
-    if let Err(err) = crate::first_run::run(&crate::project_root(), &[]) {
-        return Err(format_err!(
-            "ci step `cargo xtask first-run` failed: {err:#}"
-        ));
+/// One CI step: the command it runs, as listed and reported, and how.
+pub(crate) struct Step {
+    /// The command, as a user would type it.
+    pub(crate) name: String,
+    action: Action,
+}
+
+impl Step {
+    /// A step that runs cargo with the arguments after `cargo ` in `name`,
+    /// and with `env` set.
+    fn cargo(name: &str, env: &'static [(&'static str, &'static str)]) -> Step {
+        let args = cargo_args(name);
+        let shown = name.to_owned();
+        Step {
+            name: name.to_owned(),
+            action: Box::new(move |sh, cargo| {
+                let args = &args;
+                let mut command = cmd!(sh, "{cargo} {args...}");
+                for (key, value) in env {
+                    command = command.env(key, value);
+                }
+                command
+                    .run()
+                    .map_err(|err| format_err!("ci step `{shown}` failed: {err}"))
+            }),
+        }
     }
-    step("cargo test --doc --workspace", || {
-        cmd!(sh, "{cargo} test --doc --workspace").run()
-    })?;
-    step(
-        "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
-        || {
-            cmd!(sh, "{cargo} doc --workspace --no-deps")
-                .env("RUSTDOCFLAGS", "-D warnings")
-                .run()
-        },
-    )?;
-    step("cargo build --workspace --examples", || {
-        cmd!(sh, "{cargo} build --workspace --examples").run()
-    })?;
+
+    /// A step that runs `action`, whose errors name the step.
+    fn task(
+        name: &str,
+        action: impl Fn(&Shell, &OsString) -> anyhow::Result<()> + 'static,
+    ) -> Step {
+        let shown = name.to_owned();
+        Step {
+            name: name.to_owned(),
+            action: Box::new(move |sh, cargo| {
+                action(sh, cargo).map_err(|err| format_err!("ci step `{shown}` failed: {err:#}"))
+            }),
+        }
+    }
+}
+
+/// The arguments after `cargo` in a step's command, without the
+/// environment assignments before it (which the step sets itself).
+pub(crate) fn cargo_args(command: &str) -> Vec<String> {
+    command
+        .split_whitespace()
+        .skip_while(|word| *word != "cargo")
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every CI step, in order: the one list `cargo xtask ci` runs and lists.
+pub(crate) fn steps() -> Vec<Step> {
+    let mut steps = vec![
+        Step::cargo("cargo fmt --all --check", &[]),
+        Step::cargo("cargo clippy --workspace --all-targets -- -D warnings", &[]),
+        Step::cargo(
+            "cargo clippy -p amishare-aws -p amishare-cli --all-targets --features amishare-aws/localstack,amishare-cli/localstack -- -D warnings",
+            &[],
+        ),
+        Step::cargo(
+            "cargo clippy -p amishare-cli --no-default-features --all-targets -- -D warnings",
+            &[],
+        ),
+        Step::cargo("cargo test --workspace", &[]),
+        // The command without its AWS backend: the simulation, the demo, sim serve.
+        Step::cargo("cargo test -p amishare-cli --no-default-features", &[]),
+        Step::task("cargo xtask first-run", |_, _| {
+            crate::first_run::run(&crate::project_root(), &[])
+        }),
+        Step::cargo("cargo test --doc --workspace", &[]),
+        Step::cargo(
+            "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        ),
+        Step::cargo("cargo build --workspace --examples", &[]),
+    ];
     // The examples the workspace build just made, run as `cargo run -p
     // PACKAGE --example NAME` would run them: `cargo run` would build them
     // again with the features of their package alone, which differ from the
@@ -99,35 +123,57 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         let binary = crate::project_root()
             .join("target/debug/examples")
             .join(example);
-        step(&format!("{package} example {example}"), || {
-            cmd!(sh, "{binary}").run()
-        })?;
-    }
-    for (package, example) in AWS_EXAMPLES {
-        eprintln!("built, not run (it acts on AWS): {package} example {example}");
-    }
-    package(sh, &cargo)?;
-    let fuzz_args = ["--seconds".into(), "15".into()];
-    if let Err(err) = crate::fuzz::run(&crate::project_root(), &fuzz_args) {
-        return Err(format_err!(
-            "ci step `cargo xtask fuzz --seconds 15` failed: {err:#}"
+        steps.push(Step::task(
+            &format!("{package} example {example}"),
+            move |sh, _| Ok(cmd!(sh, "{binary}").run()?),
         ));
     }
-    match crate::e2e::run(&crate::project_root()) {
-        Ok(()) => {}
-        Err(err) => return Err(format_err!("ci step `cargo xtask e2e` failed: {err:#}")),
-    }
+    steps.push(Step::task(
+        "cargo package --offline (the published crates)",
+        |sh, cargo| {
+            for (package, example) in AWS_EXAMPLES {
+                eprintln!("built, not run (it acts on AWS): {package} example {example}");
+            }
+            package(sh, cargo)
+        },
+    ));
+    steps.push(Step::task("cargo xtask fuzz --seconds 15", |_, _| {
+        crate::fuzz::run(&crate::project_root(), &["--seconds".into(), "15".into()])
+    }));
+    steps.push(Step::task("cargo xtask e2e", |_, _| {
+        crate::e2e::run(&crate::project_root())
+    }));
+    steps.push(Step::task(
+        "cargo deny check bans licenses sources (when cargo-deny is installed)",
+        |sh, cargo| {
+            match cargo_deny_missing(sh, cargo) {
+                None => cmd!(sh, "{cargo} deny check bans licenses sources").run()?,
+                Some(reason) => eprintln!(
+                    "skipped `cargo deny check bans licenses sources`: {reason}; \
+                     install it with `cargo install cargo-deny --locked`"
+                ),
+            }
+            Ok(())
+        },
+    ));
+    steps
+}
 
-    match cargo_deny_missing(sh, &cargo) {
-        None => step("cargo deny check bans licenses sources", || {
-            cmd!(sh, "{cargo} deny check bans licenses sources").run()
-        })?,
-        Some(reason) => eprintln!(
-            "skipped `cargo deny check bans licenses sources`: {reason}; \
-             install it with `cargo install cargo-deny --locked`"
-        ),
-    }
+/// The steps' commands, one a line, as `cargo xtask ci --list` prints them.
+pub(crate) fn list() -> String {
+    steps()
+        .iter()
+        .map(|step| format!("{}\n", step.name))
+        .collect()
+}
 
+/// Runs every CI step in order and returns an error naming the first step that fails.
+pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+    let cargo = cargo();
+    for step in steps() {
+        eprintln!("== {}", step.name);
+        (step.action)(sh, &cargo)?;
+    }
     eprintln!("ci: all steps passed");
     Ok(())
 }
@@ -223,12 +269,10 @@ fn forget_packaged_sources() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one step, turning its failure into an error that names the step.
+/// Runs one part of a step, turning its failure into an error that names it.
 fn step(name: &str, f: impl FnOnce() -> xshell::Result<()>) -> anyhow::Result<()> {
-    match f() {
-        Ok(()) => Ok(()),
-        Err(err) => Err(format_err!("ci step `{name}` failed: {err}")),
-    }
+    eprintln!("== {name}");
+    f().map_err(|err| format_err!("`{name}` failed: {err}"))
 }
 
 /// Returns why cargo-deny cannot be used, or `None` when `cargo deny --version` succeeds.

@@ -34,11 +34,14 @@ Repository automation for amishare.
 Usage: cargo xtask <TASK> [ARGS]
 
 Tasks:
-  ci      Run the checks CI runs: rustfmt, clippy with -D warnings
+  ci [--list]
+          Run the checks CI runs: rustfmt, clippy with -D warnings
           (also of the command without its AWS backend), the workspace
-          tests and the sim-only command's, the first run, a short fuzz
-          run, the LocalStack e2e and, when cargo-deny is installed,
-          `cargo deny check bans licenses sources`.
+          tests and the sim-only command's, the first run, the docs,
+          the examples, the packages, a short fuzz run, the LocalStack
+          e2e and, when cargo-deny is installed, `cargo deny check bans
+          licenses sources`. `.ci/run` runs this task. With --list,
+          print the steps, one a line, without running them.
   e2e     Run amishare-aws against LocalStack, without Docker: find
           Python 3.12+, install LocalStack in target/e2e/venv (once,
           about 90 s), start it on 127.0.0.1, run the e2e tests, print
@@ -96,10 +99,17 @@ fn try_main() -> anyhow::Result<()> {
             print!("{HELP}");
             Ok(())
         }
-        "ci" => {
-            no_more_args(&task, &rest)?;
-            ci::run(&sh)
-        }
+        "ci" => match rest.first().and_then(|arg| arg.to_str()) {
+            Some("--list") => {
+                no_more_args("ci --list", &rest[1..])?;
+                print!("{}", ci::list());
+                Ok(())
+            }
+            _ => {
+                no_more_args(&task, &rest)?;
+                ci::run(&sh)
+            }
+        },
         "e2e" => {
             no_more_args(&task, &rest)?;
             e2e::run(&project_root())

@@ -129,10 +129,11 @@ fn confirmed_spec_sections_list_sources() {
     );
 }
 
-/// Every example is run by CI (both `cargo xtask ci` and `.ci/run`), or
-/// listed as one that acts on AWS and is only built.
+/// Every example is run by CI (`cargo xtask ci`, which `.ci/run` runs), or
+/// listed as one that acts on AWS and is only built; and `.ci/run` lists no
+/// step of its own.
 #[test]
-fn every_example_is_run_or_only_built_for_a_reason() {
+fn ci_run_wraps_xtask_ci_and_every_example_is_run_or_only_built() {
     report(
         "examples CI does not know",
         &example_violations(&project_root()),
@@ -140,7 +141,8 @@ fn every_example_is_run_or_only_built_for_a_reason() {
 }
 
 /// The examples under `crates/*/examples/` that [`crate::ci`] does not
-/// list, and the runnable ones `.ci/run` does not run.
+/// list, and whatever keeps `.ci/run` from being a wrapper of `cargo xtask
+/// ci`: it must run that task, and no other cargo command but `--version`s.
 fn example_violations(root: &Path) -> Vec<String> {
     let listed = |package: &str, name: &str| {
         crate::ci::RUNNABLE_EXAMPLES
@@ -175,11 +177,30 @@ fn example_violations(root: &Path) -> Vec<String> {
         }
     }
     let ci_run = read(&root.join(".ci/run"));
-    for (package, name) in crate::ci::RUNNABLE_EXAMPLES {
-        let command = format!("target/debug/examples/{name}");
-        if !ci_run.lines().any(|line| line.trim() == command) {
+    let commands: Vec<&str> = ci_run
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#') && !line.starts_with("echo"))
+        .collect();
+    if !commands
+        .iter()
+        .any(|line| line.trim_start_matches("exec ") == "cargo xtask ci")
+    {
+        violations.push(".ci/run: does not run `cargo xtask ci`".to_owned());
+    }
+    for (number, line) in ci_run.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with("echo") {
+            continue;
+        }
+        let command = line.trim_start_matches("exec ");
+        if command.starts_with("cargo ")
+            && command != "cargo xtask ci"
+            && !command.ends_with(" --version")
+        {
             violations.push(format!(
-                ".ci/run: does not run `{command}` ({package}'s example)"
+                ".ci/run:{}: runs `{command}`, which belongs in the steps of `cargo xtask ci` (xtask/src/ci.rs)",
+                number + 1
             ));
         }
     }
@@ -1391,10 +1412,10 @@ fn source_check_reports_confirmed_sections_without_links() {
     );
 }
 
-/// An example CI does not know is reported, and so is a runnable example
-/// `.ci/run` does not run.
+/// An example CI does not know is reported, and so is a `.ci/run` that
+/// runs steps of its own instead of `cargo xtask ci`.
 #[test]
-fn example_check_names_unknown_and_unrun_examples() {
+fn example_check_names_unknown_examples_and_steps_of_ci_run_s_own() {
     let fixture = Fixture::new(&[
         (
             "crates/amishare-sim/examples/own_automation.rs",
@@ -1404,14 +1425,55 @@ fn example_check_names_unknown_and_unrun_examples() {
         ("crates/amishare-aws/examples/share_on_aws.rs", "//! AWS.\n"),
         (
             ".ci/run",
-            "cargo build --workspace --examples\ntarget/debug/examples/own_automation\n",
+            "# builds\necho \"== cargo build\"\ncargo --version\ncargo build --workspace --examples\ntarget/debug/examples/own_automation\n",
         ),
     ]);
     assert_eq!(
         example_violations(&fixture.root),
         [
-            ".ci/run: does not run `target/debug/examples/serve_to_sdk` (amishare-aws's example)",
+            ".ci/run: does not run `cargo xtask ci`",
+            ".ci/run:4: runs `cargo build --workspace --examples`, which belongs in the steps of `cargo xtask ci` (xtask/src/ci.rs)",
             "crates/amishare-sim/examples/stray.rs: neither in RUNNABLE_EXAMPLES nor in AWS_EXAMPLES (xtask/src/ci.rs)",
         ]
     );
+}
+
+/// A step's command runs cargo with the words after `cargo`, its
+/// environment set apart.
+#[test]
+fn ci_cargo_steps_run_the_words_after_cargo() {
+    assert_eq!(
+        crate::ci::cargo_args("RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps"),
+        ["doc", "--workspace", "--no-deps"]
+    );
+    assert_eq!(
+        crate::ci::cargo_args("cargo fmt --all --check"),
+        ["fmt", "--all", "--check"]
+    );
+}
+
+/// `cargo xtask ci --list` prints every step once, in the order it runs
+/// them: the lints first, each runnable example after the build of the
+/// examples, LocalStack last but for the optional cargo-deny.
+#[test]
+fn ci_list_names_every_step_in_order() {
+    let list = crate::ci::list();
+    let steps: Vec<&str> = list.lines().collect();
+    assert_eq!(steps.first(), Some(&"cargo fmt --all --check"));
+    let position = |name: &str| {
+        steps
+            .iter()
+            .position(|step| *step == name)
+            .unwrap_or_else(|| panic!("`{name}` is a step:\n{list}"))
+    };
+    let build = position("cargo build --workspace --examples");
+    for (package, example) in crate::ci::RUNNABLE_EXAMPLES {
+        assert!(build < position(&format!("{package} example {example}")));
+    }
+    assert!(position("cargo test --workspace") < build);
+    assert_eq!(position("cargo xtask e2e"), steps.len() - 2);
+    let mut unique = steps.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), steps.len(), "no step twice:\n{list}");
 }
