@@ -514,22 +514,27 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        if request.request.client_token.is_some() && max > 1 {
-            return Err(Error::service(
-                ErrorKind::Unsupported,
-                "InvalidParameterCombination",
-                "The simulation takes a ClientToken for one instance at a time.",
-            ));
-        }
+        crate::limits::client_token(request.request.client_token.as_deref())?;
         let launch = RunInstancesRequest {
             kms_key: self.launch_key(region, request)?,
             ..request.request.clone()
         };
         // What refuses one launch refuses them all, so the first answers for
-        // every one: MaxCount instances, or none.
+        // every one: MaxCount instances, or none. A ClientToken covers the
+        // whole call: the n-th instance is kept under `<token>#<n>` (the
+        // token cut to 60 characters), so a retry finds every one again.
         let mut launched = Vec::with_capacity(max as usize);
-        for _ in 0..max {
-            launched.push(self.run_instances(region, &launch)?);
+        for n in 0..max {
+            let token = match (&request.request.client_token, n) {
+                // Within the token's 64 characters (it is ASCII, checked above).
+                (Some(token), n) if n > 0 => Some(format!("{}#{n}", &token[..token.len().min(60)])),
+                (token, _) => token.clone(),
+            };
+            let one = RunInstancesRequest {
+                client_token: token,
+                ..launch.clone()
+            };
+            launched.push(self.run_instances(region, &one)?);
         }
         Ok(launched)
     }
