@@ -234,19 +234,21 @@ fn functions(code: &str) -> Vec<Function<'_>> {
     functions
 }
 
-/// The index of the `}` closing the `{` at `open`.
+/// The index of the bracket closing the one (`{` or `(`) at `open`.
 fn matching_brace(code: &str, open: usize) -> Option<usize> {
+    let (opening, closing) = match code[open..].chars().next()? {
+        '(' => ('(', ')'),
+        _ => ('{', '}'),
+    };
     let mut depth = 0usize;
     for (at, c) in code[open..].char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(open + at);
-                }
+        if c == opening {
+            depth += 1;
+        } else if c == closing {
+            depth -= 1;
+            if depth == 0 {
+                return Some(open + at);
             }
-            _ => {}
         }
     }
     None
@@ -316,30 +318,12 @@ fn loops(body: &str) -> Vec<&str> {
     ] {
         for (at, _) in body.match_indices(adapter) {
             let open = at + adapter.len() - 1;
-            if let Some(close) = matching_paren(body, open) {
+            if let Some(close) = matching_brace(body, open) {
                 blocks.push(&body[open..=close]);
             }
         }
     }
     blocks
-}
-
-/// The index of the `)` closing the `(` at `open`.
-fn matching_paren(code: &str, open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (at, c) in code[open..].char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(open + at);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
