@@ -16,6 +16,8 @@ mod first_run;
 mod fuzz;
 #[cfg(test)]
 mod tidy;
+#[cfg(test)]
+mod tidy_serve;
 
 use std::{
     env,

@@ -245,7 +245,7 @@ fn trailing_whitespace_violations(root: &Path) -> Vec<String> {
 
 /// Panics with one line per violation when there are any.
 #[track_caller]
-fn report(what: &str, violations: &[String]) {
+pub(crate) fn report(what: &str, violations: &[String]) {
     if let Some(message) = report_message(what, violations) {
         panic!("{message}");
     }
@@ -265,7 +265,7 @@ fn report_message(what: &str, violations: &[String]) -> Option<String> {
 
 /// Reads a file the checks need, panicking with its path when it cannot be read.
 #[track_caller]
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     match fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) => panic!("cannot read {}: {err}", path.display()),

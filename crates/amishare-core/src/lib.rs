@@ -22,6 +22,7 @@ pub use crate::store::{MockImageStore, MockKeyStore};
 
 pub mod diagnose;
 pub mod ec2_kms;
+pub mod filter;
 mod flow;
 pub mod key_admin;
 pub mod plan;

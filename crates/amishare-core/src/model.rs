@@ -362,7 +362,8 @@ pub struct ImageQuery {
     pub owners: Vec<ImageOwner>,
     /// Launch permissions.
     pub executable_by: Vec<ExecutableBy>,
-    /// Tag filters: every tag must match one of its values.
+    /// Tag filters: every tag must match one of its values, with EC2's
+    /// patterns ([`crate::filter`]); a key with no values matches any value.
     pub tags: BTreeMap<String, Vec<String>>,
 }
 
@@ -381,7 +382,7 @@ impl ImageQuery {
             && self
                 .tags
                 .iter()
-                .all(|(key, values)| image.tags.get(key).is_some_and(|v| values.contains(v)))
+                .all(|(key, values)| crate::filter::tag_matches(key, values, &image.tags))
     }
 
     /// A query for these image IDs.

@@ -9,7 +9,7 @@ use amishare_core::scaling::{
     Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
 };
 use amishare_core::{PrincipalArn, Region};
-use amishare_sim::SimClient;
+use amishare_sim::{api, SimClient};
 
 use crate::ec2::{parse_image_id, tags};
 use crate::query::Params;
@@ -56,161 +56,15 @@ pub(crate) async fn handle(
     params: &Params,
     out: &mut Xml,
 ) -> Result<(), WireError> {
-    let to_wire = sim(Service::AutoScaling);
     match action {
-        "CreateAutoScalingGroup" => {
-            let name = params
-                .get("AutoScalingGroupName")
-                .ok_or_else(|| validation("1 validation error detected: Value null at 'autoScalingGroupName' failed to satisfy constraint: Member must not be null"))?;
-            let template =
-                match (
-                    params.get("LaunchTemplate.LaunchTemplateName"),
-                    params.get("LaunchTemplate.LaunchTemplateId"),
-                ) {
-                    (Some(name), None) => name.to_owned(),
-                    (None, Some(id)) => {
-                    template_name(client, region, id, Service::AutoScaling, || {
-                        validation(format!(
-                            "You must use a valid fully-formed launch template. The specified launch template, with template ID {id}, does not exist."
-                        ))
-                    })
-                    .await?
-                }
-                    _ => return Err(validation(
-                        "Valid requests must contain either launchTemplateId or LaunchTemplateName",
-                    )),
-                };
-            if let Some(version) = params.get("LaunchTemplate.Version") {
-                if !matches!(version, "$Default" | "$Latest" | "1") {
-                    return Err(validation(format!(
-                        "The simulation keeps one version of each launch template, not {version}"
-                    )));
-                }
-            }
-            for unmodelled in ["LaunchConfigurationName", "InstanceId"] {
-                if params.get(unmodelled).is_some() {
-                    return Err(validation(format!(
-                        "The simulation launches from launch templates only, not {unmodelled}"
-                    )));
-                }
-            }
-            if !params.members("MixedInstancesPolicy").is_empty()
-                || params.get("MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateName").is_some()
-            {
-                return Err(validation(
-                    "The simulation launches from one launch template, not a MixedInstancesPolicy",
-                ));
-            }
-            let min = size(params, "MinSize")?;
-            let max = size(params, "MaxSize")?;
-            let desired = match params.get("DesiredCapacity") {
-                Some(_) => size(params, "DesiredCapacity")?,
-                None => min,
-            };
-            let role = params
-                .get("ServiceLinkedRoleARN")
-                .map(|arn| {
-                    PrincipalArn::parse(arn).map_err(|_| {
-                        validation(format!(
-                            "ARN specified is not a valid service-linked role: {arn}"
-                        ))
-                    })
-                })
-                .transpose()?;
-            let mut group_tags = BTreeMap::new();
-            for tag in params.members("Tags.member") {
-                let key = tag
-                    .get("Key")
-                    .ok_or_else(|| missing_parameter("Tags.member.Key"))?;
-                group_tags.insert(
-                    key.to_owned(),
-                    tag.get("Value").unwrap_or_default().to_owned(),
-                );
-            }
-            let request = GroupRequest {
-                name: name.to_owned(),
-                launch_template: template,
-                min_size: min,
-                max_size: max,
-                desired_capacity: desired,
-                availability_zones: params
-                    .list("AvailabilityZones.member")
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-                subnets: params.get("VPCZoneIdentifier").map(str::to_owned),
-                service_linked_role: role,
-                tags: group_tags,
-            };
-            client
-                .create_auto_scaling_group(region, &request)
-                .await
-                .map_err(&to_wire)
-        }
+        "CreateAutoScalingGroup" => create_auto_scaling_group(client, region, params, out).await,
         "DescribeAutoScalingGroups" => {
-            if !params.members("Filters.member").is_empty() {
-                return Err(validation(
-                    "The simulation does not filter groups: name them",
-                ));
-            }
-            let names: Vec<String> = params
-                .list("AutoScalingGroupNames.member")
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-            let groups = client
-                .describe_auto_scaling_groups(region, &names)
-                .await
-                .map_err(&to_wire)?;
-            out.element("AutoScalingGroups", |out| {
-                for group in &groups {
-                    out.element("member", |out| group_member(out, region, group));
-                }
-            });
-            Ok(())
+            describe_auto_scaling_groups(client, region, params, out).await
         }
         "DescribeScalingActivities" => {
-            let Some(group) = params.get("AutoScalingGroupName") else {
-                return Err(validation(
-                    "The simulation lists the activities of one group: give AutoScalingGroupName",
-                ));
-            };
-            if !params.list("ActivityIds.member").is_empty() {
-                return Err(validation(
-                    "The simulation lists activities by group, not by ID",
-                ));
-            }
-            let activities = client
-                .describe_scaling_activities(region, group)
-                .await
-                .map_err(&to_wire)?;
-            // Without IncludeDeletedGroups, a deleted group shows none.
-            let deleted = client
-                .describe_auto_scaling_groups(region, &[group.to_owned()])
-                .await
-                .map_err(&to_wire)?
-                .is_empty();
-            let include_deleted = params.bool("IncludeDeletedGroups")? == Some(true);
-            out.element("Activities", |out| {
-                if deleted && !include_deleted {
-                    return;
-                }
-                for activity in &activities {
-                    out.element("member", |out| activity_member(out, activity, deleted));
-                }
-            });
-            Ok(())
+            describe_scaling_activities(client, region, params, out).await
         }
-        "DeleteAutoScalingGroup" => {
-            let name = params
-                .get("AutoScalingGroupName")
-                .ok_or_else(|| validation("1 validation error detected: Value null at 'autoScalingGroupName' failed to satisfy constraint: Member must not be null"))?;
-            let force = params.bool("ForceDelete")? == Some(true);
-            client
-                .delete_auto_scaling_group(region, name, force)
-                .await
-                .map_err(&to_wire)
-        }
+        "DeleteAutoScalingGroup" => delete_auto_scaling_group(client, region, params, out).await,
         _ => Err(WireError::new(
             "InvalidAction",
             format!("Could not find operation {action} for version 2011-01-01"),
@@ -218,23 +72,263 @@ pub(crate) async fn handle(
     }
 }
 
-/// The name of the caller's launch template `id`, or `missing` when it has none.
-async fn template_name(
+/// `CreateAutoScalingGroup`.
+async fn create_auto_scaling_group(
     client: &SimClient,
     region: &Region,
-    id: &str,
-    service: Service,
-    missing: impl FnOnce() -> WireError,
-) -> Result<String, WireError> {
-    let templates = client
-        .describe_launch_templates(region, &[])
-        .await
-        .map_err(sim(service))?;
-    templates
+    params: &Params,
+    _out: &mut Xml,
+) -> Result<(), WireError> {
+    let name = params
+            .get("AutoScalingGroupName")
+            .ok_or_else(|| validation("1 validation error detected: Value null at 'autoScalingGroupName' failed to satisfy constraint: Member must not be null"))?;
+    let template = match (
+        params.get("LaunchTemplate.LaunchTemplateName"),
+        params.get("LaunchTemplate.LaunchTemplateId"),
+    ) {
+        (Some(name), None) => api::TemplateRef::Name(name.to_owned()),
+        (None, Some(id)) => api::TemplateRef::Id(id.to_owned()),
+        _ => {
+            return Err(validation(
+                "Valid requests must contain either launchTemplateId or LaunchTemplateName",
+            ))
+        }
+    };
+    if let Some(version) = params.get("LaunchTemplate.Version") {
+        if !matches!(version, "$Default" | "$Latest" | "1") {
+            return Err(validation(format!(
+                "The simulation keeps one version of each launch template, not {version}"
+            )));
+        }
+    }
+    for unmodelled in ["LaunchConfigurationName", "InstanceId"] {
+        if params.get(unmodelled).is_some() {
+            return Err(validation(format!(
+                "The simulation launches from launch templates only, not {unmodelled}"
+            )));
+        }
+    }
+    if !params.members("MixedInstancesPolicy").is_empty()
+            || params.get("MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateName").is_some()
+        {
+            return Err(validation(
+                "The simulation launches from one launch template, not a MixedInstancesPolicy",
+            ));
+        }
+    let min = size(params, "MinSize")?;
+    let max = size(params, "MaxSize")?;
+    let desired = match params.get("DesiredCapacity") {
+        Some(_) => size(params, "DesiredCapacity")?,
+        None => min,
+    };
+    let role = params
+        .get("ServiceLinkedRoleARN")
+        .map(|arn| {
+            PrincipalArn::parse(arn).map_err(|_| {
+                validation(format!(
+                    "ARN specified is not a valid service-linked role: {arn}"
+                ))
+            })
+        })
+        .transpose()?;
+    let mut group_tags = BTreeMap::new();
+    for tag in params.members("Tags.member") {
+        let key = tag
+            .get("Key")
+            .ok_or_else(|| missing_parameter("Tags.member.Key"))?;
+        group_tags.insert(
+            key.to_owned(),
+            tag.get("Value").unwrap_or_default().to_owned(),
+        );
+    }
+    let request = GroupRequest {
+        name: name.to_owned(),
+        launch_template: String::new(),
+        min_size: min,
+        max_size: max,
+        desired_capacity: desired,
+        availability_zones: params
+            .list("AvailabilityZones.member")
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        subnets: params.get("VPCZoneIdentifier").map(str::to_owned),
+        service_linked_role: role,
+        tags: group_tags,
+    };
+    client
+        .autoscaling_create_group(region, &api::CreateAutoScalingGroup { request, template })
+        .map_err(sim(Service::AutoScaling))
+}
+
+/// `DescribeAutoScalingGroups`.
+async fn describe_auto_scaling_groups(
+    client: &SimClient,
+    region: &Region,
+    params: &Params,
+    out: &mut Xml,
+) -> Result<(), WireError> {
+    if !params.members("Filters.member").is_empty() {
+        return Err(validation(
+            "The simulation does not filter groups: name them",
+        ));
+    }
+    let names: Vec<String> = params
+        .list("AutoScalingGroupNames.member")
         .into_iter()
-        .find(|t| t.id == id)
-        .map(|t| t.name)
-        .ok_or_else(missing)
+        .map(str::to_owned)
+        .collect();
+    let groups = client
+        .describe_auto_scaling_groups(region, &names)
+        .await
+        .map_err(sim(Service::AutoScaling))?;
+    out.element("AutoScalingGroups", |out| {
+        for group in &groups {
+            out.element("member", |out| group_member(out, region, group));
+        }
+    });
+    Ok(())
+}
+
+/// `DescribeScalingActivities`.
+async fn describe_scaling_activities(
+    client: &SimClient,
+    region: &Region,
+    params: &Params,
+    out: &mut Xml,
+) -> Result<(), WireError> {
+    let Some(group) = params.get("AutoScalingGroupName") else {
+        return Err(validation(
+            "The simulation lists the activities of one group: give AutoScalingGroupName",
+        ));
+    };
+    if !params.list("ActivityIds.member").is_empty() {
+        return Err(validation(
+            "The simulation lists activities by group, not by ID",
+        ));
+    }
+    let include_deleted = params.bool("IncludeDeletedGroups")? == Some(true);
+    // Without IncludeDeletedGroups, a deleted group shows none.
+    let answer = client
+        .autoscaling_describe_scaling_activities(region, group, include_deleted)
+        .map_err(sim(Service::AutoScaling))?;
+    out.element("Activities", |out| {
+        for activity in &answer.activities {
+            out.element("member", |out| {
+                activity_member(out, activity, answer.group_deleted)
+            });
+        }
+    });
+    Ok(())
+}
+
+/// `DeleteAutoScalingGroup`.
+async fn delete_auto_scaling_group(
+    client: &SimClient,
+    region: &Region,
+    params: &Params,
+    _out: &mut Xml,
+) -> Result<(), WireError> {
+    let name = params
+            .get("AutoScalingGroupName")
+            .ok_or_else(|| validation("1 validation error detected: Value null at 'autoScalingGroupName' failed to satisfy constraint: Member must not be null"))?;
+    let force = params.bool("ForceDelete")? == Some(true);
+    client
+        .delete_auto_scaling_group(region, name, force)
+        .await
+        .map_err(sim(Service::AutoScaling))
+}
+
+/// EC2 `CreateLaunchTemplate`.
+async fn create_launch_template(
+    client: &SimClient,
+    region: &Region,
+    params: &Params,
+    out: &mut Xml,
+) -> Result<(), WireError> {
+    let name = params.required("LaunchTemplateName")?;
+    let image = parse_image_id(params.required("LaunchTemplateData.ImageId")?)?;
+    let instance_type = params
+        .get("LaunchTemplateData.InstanceType")
+        .unwrap_or("m1.small")
+        .to_owned();
+    if params
+        .get("LaunchTemplateData.BlockDeviceMapping.1.DeviceName")
+        .is_some()
+    {
+        return Err(WireError::new(
+            "UnsupportedOperation",
+            "The simulation's launch templates take the image's own block devices.",
+        ));
+    }
+    let request = LaunchTemplateRequest {
+        name: name.to_owned(),
+        image,
+        instance_type,
+        tags: tags(params, "launch-template")?,
+        client_token: params.get("ClientToken").map(str::to_owned),
+    };
+    let template = client
+        .create_launch_template(region, &request)
+        .await
+        .map_err(sim(Service::Ec2))?;
+    out.element("launchTemplate", |out| {
+        template_item(out, client, &template)
+    });
+    Ok(())
+}
+
+/// EC2 `DescribeLaunchTemplates`.
+async fn describe_launch_templates(
+    client: &SimClient,
+    region: &Region,
+    params: &Params,
+    out: &mut Xml,
+) -> Result<(), WireError> {
+    if !params.list("LaunchTemplateId").is_empty() || !params.members("Filter").is_empty() {
+        return Err(invalid_value(
+            "LaunchTemplateId",
+            "…",
+            "The simulation finds launch templates by name only.",
+        ));
+    }
+    let names: Vec<String> = params
+        .list("LaunchTemplateName")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let templates = client
+        .describe_launch_templates(region, &names)
+        .await
+        .map_err(sim(Service::Ec2))?;
+    out.element("launchTemplates", |out| {
+        for template in &templates {
+            out.element("item", |out| template_item(out, client, template));
+        }
+    });
+    Ok(())
+}
+
+/// EC2 `DeleteLaunchTemplate`.
+async fn delete_launch_template(
+    client: &SimClient,
+    region: &Region,
+    params: &Params,
+    out: &mut Xml,
+) -> Result<(), WireError> {
+    let template = match (
+        params.get("LaunchTemplateName"),
+        params.get("LaunchTemplateId"),
+    ) {
+        (Some(name), _) => api::TemplateRef::Name(name.to_owned()),
+        (None, Some(id)) => api::TemplateRef::Id(id.to_owned()),
+        (None, None) => return Err(missing_parameter("LaunchTemplateName")),
+    };
+    let deleted = client
+        .ec2_delete_launch_template(region, &template)
+        .map_err(sim(Service::Ec2))?;
+    out.element("launchTemplate", |out| template_item(out, client, &deleted));
+    Ok(())
 }
 
 fn group_member(out: &mut Xml, region: &Region, group: &Group) {
@@ -320,96 +414,10 @@ pub(crate) async fn handle_ec2(
     params: &Params,
     out: &mut Xml,
 ) -> Result<(), WireError> {
-    let to_wire = sim(Service::Ec2);
     match action {
-        "CreateLaunchTemplate" => {
-            let name = params.required("LaunchTemplateName")?;
-            let image = parse_image_id(params.required("LaunchTemplateData.ImageId")?)?;
-            let instance_type = params
-                .get("LaunchTemplateData.InstanceType")
-                .unwrap_or("m1.small")
-                .to_owned();
-            if params
-                .get("LaunchTemplateData.BlockDeviceMapping.1.DeviceName")
-                .is_some()
-            {
-                return Err(WireError::new(
-                    "UnsupportedOperation",
-                    "The simulation's launch templates take the image's own block devices.",
-                ));
-            }
-            let request = LaunchTemplateRequest {
-                name: name.to_owned(),
-                image,
-                instance_type,
-                tags: tags(params, "launch-template")?,
-                client_token: params.get("ClientToken").map(str::to_owned),
-            };
-            let template = client
-                .create_launch_template(region, &request)
-                .await
-                .map_err(&to_wire)?;
-            out.element("launchTemplate", |out| {
-                template_item(out, client, &template)
-            });
-            Ok(())
-        }
-        "DescribeLaunchTemplates" => {
-            if !params.list("LaunchTemplateId").is_empty() || !params.members("Filter").is_empty() {
-                return Err(invalid_value(
-                    "LaunchTemplateId",
-                    "…",
-                    "The simulation finds launch templates by name only.",
-                ));
-            }
-            let names: Vec<String> = params
-                .list("LaunchTemplateName")
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-            let templates = client
-                .describe_launch_templates(region, &names)
-                .await
-                .map_err(&to_wire)?;
-            out.element("launchTemplates", |out| {
-                for template in &templates {
-                    out.element("item", |out| template_item(out, client, template));
-                }
-            });
-            Ok(())
-        }
-        "DeleteLaunchTemplate" => {
-            let name = match (
-                params.get("LaunchTemplateName"),
-                params.get("LaunchTemplateId"),
-            ) {
-                (Some(name), _) => name.to_owned(),
-                (None, Some(id)) => {
-                    template_name(client, region, id, Service::Ec2, || {
-                        WireError::new(
-                            "InvalidLaunchTemplateId.NotFound",
-                            format!(
-                            "The specified launch template, with template ID {id}, does not exist."
-                        ),
-                        )
-                    })
-                    .await?
-                }
-                (None, None) => return Err(missing_parameter("LaunchTemplateName")),
-            };
-            let found = client
-                .describe_launch_templates(region, std::slice::from_ref(&name))
-                .await
-                .map_err(sim(Service::Ec2))?;
-            client
-                .delete_launch_template(region, &name)
-                .await
-                .map_err(&to_wire)?;
-            if let Some(template) = found.first() {
-                out.element("launchTemplate", |out| template_item(out, client, template));
-            }
-            Ok(())
-        }
+        "CreateLaunchTemplate" => create_launch_template(client, region, params, out).await,
+        "DescribeLaunchTemplates" => describe_launch_templates(client, region, params, out).await,
+        "DeleteLaunchTemplate" => delete_launch_template(client, region, params, out).await,
         _ => Err(WireError::new(
             "InvalidAction",
             format!("The action {action} is not valid for this web service."),

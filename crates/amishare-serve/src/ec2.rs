@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use amishare_core::filter::{self, Filter};
 use amishare_core::{
-    AccountId, CopyImageRequest, CreateImageRequest, ExecutableBy, Image, ImageId, ImageOwner,
-    ImageQuery, ImageStore, Instance, InstanceId, InstanceState, KeyRef, LaunchPermission,
-    OrganizationArn, OuArn, PermissionChange, Region, RunInstancesRequest, Snapshot, SnapshotId,
-    SnapshotState, VolumeId, VolumePermission,
+    AccountId, CopyImageRequest, CreateImageRequest, ExecutableBy, Image, ImageId, ImageQuery,
+    ImageStore, Instance, InstanceId, InstanceState, KeyRef, LaunchPermission, OrganizationArn,
+    OuArn, PermissionChange, Region, RunInstancesRequest, Snapshot, SnapshotId, SnapshotState,
+    VolumeId, VolumePermission,
 };
-use amishare_sim::SimClient;
+use amishare_sim::{api, SimClient};
 
 use crate::query::Params;
 use crate::wire::{invalid_value, missing_parameter, Service, WireError};
@@ -39,9 +40,6 @@ pub(crate) const ACTIONS: &[&str] = &[
     "TerminateInstances",
 ];
 
-/// How many instances one `RunInstances` may launch here.
-const MAX_INSTANCES_PER_CALL: u32 = 20;
-
 /// Runs one EC2 action as `client` in `region`, writing the answer's
 /// elements (after the request ID) to `out`.
 pub(crate) async fn handle(
@@ -51,12 +49,16 @@ pub(crate) async fn handle(
     params: &Params,
     out: &mut Xml,
 ) -> Result<(), WireError> {
-    if params.bool("DryRun")? == Some(true) {
-        return Err(WireError::new(
-            "UnsupportedOperation",
-            "The simulation does not support DryRun.",
-        ));
-    }
+    // A dry run is the same call, which the simulation stops at its
+    // authorization.
+    let dry_run;
+    let client = match params.bool("DryRun")? {
+        Some(true) => {
+            dry_run = client.dry_run();
+            &dry_run
+        }
+        _ => client,
+    };
     let call = Call { client, region };
     match action {
         "CopyImage" => call.copy_image(params, out).await,
@@ -99,82 +101,57 @@ impl Call<'_> {
     // ------------------------------------------------------------ instances
 
     async fn describe_instances(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
-        let ids = ids(params, "InstanceId", parse_instance_id)?;
-        let filters = filters(params, &["instance-id", "image-id", "instance-state-name"])?;
-        let tags = tag_filters(params)?;
-        let instances = self
+        let request = api::DescribeInstances {
+            instance_ids: ids(params, "InstanceId", parse_instance_id)?,
+            filters: filters(params)?,
+            page: page(params)?,
+        };
+        let answer = self
             .client
-            .describe_instances(self.region, &ids)
-            .await
+            .ec2_describe_instances(self.region, &request)
             .map_err(sim)?;
         out.element("reservationSet", |out| {
-            for instance in &instances {
-                let keep = filters.iter().all(|filter| match filter.name.as_str() {
-                    "instance-id" => filter.matches(instance.id.as_str()),
-                    "image-id" => filter.matches(instance.image.as_str()),
-                    _ => filter.matches(&instance.state.to_string()),
-                }) && tags.iter().all(|(key, values)| {
-                    instance.tags.get(key).is_some_and(|value| {
-                        values.is_empty() || values.iter().any(|pattern| glob(pattern, value))
-                    })
-                });
-                if keep {
-                    out.element("item", |out| reservation(out, &[instance], None));
-                }
+            for instance in &answer.items {
+                out.element("item", |out| reservation(out, &[instance], None));
             }
         });
+        out.leaf_opt("nextToken", answer.next_token.as_ref());
         Ok(())
     }
 
     async fn run_instances(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
-        let image = parse_image_id(params.required("ImageId")?)?;
-        let min = params
-            .integer("MinCount")?
-            .ok_or_else(|| missing_parameter("MinCount"))?;
-        let max = params
-            .integer("MaxCount")?
-            .ok_or_else(|| missing_parameter("MaxCount"))?;
-        if min == 0 || max < min {
-            return Err(invalid_value(
-                "MinCount",
-                &min.to_string(),
-                "MinCount must be at least 1 and at most MaxCount.",
-            ));
-        }
-        if max > MAX_INSTANCES_PER_CALL {
-            return Err(WireError::new(
-                "InstanceLimitExceeded",
-                format!(
-                    "The simulation launches at most {MAX_INSTANCES_PER_CALL} instances per call."
-                ),
-            ));
-        }
+        let count = |name: &str| params.integer(name)?.ok_or_else(|| missing_parameter(name));
         let instance_type = params.get("InstanceType").unwrap_or("m1.small").to_owned();
-        let kms_key = self.launch_key(params).await?;
-        let request = RunInstancesRequest {
-            image,
-            instance_type: instance_type.clone(),
-            subnet: params.get("SubnetId").map(str::to_owned),
-            kms_key,
-            tags: tags(params, "instance")?,
-            client_token: params.get("ClientToken").map(str::to_owned),
+        let mut block_devices = Vec::new();
+        for mapping in params.members("BlockDeviceMapping") {
+            block_devices.push(api::EbsMapping {
+                encrypted: mapping.bool("Ebs.Encrypted")?,
+                kms_key: mapping
+                    .get("Ebs.KmsKeyId")
+                    .map(|key| parse_key_ref("KmsKeyId", key))
+                    .transpose()?,
+            });
+        }
+        let request = api::RunInstances {
+            request: RunInstancesRequest {
+                image: parse_image_id(params.required("ImageId")?)?,
+                instance_type: instance_type.clone(),
+                subnet: params.get("SubnetId").map(str::to_owned),
+                kms_key: None,
+                tags: tags(params, "instance")?,
+                client_token: params.get("ClientToken").map(str::to_owned),
+            },
+            block_devices,
+            min_count: count("MinCount")?,
+            max_count: count("MaxCount")?,
         };
-        if request.client_token.is_some() && max > 1 {
-            return Err(WireError::new(
-                "InvalidParameterCombination",
-                "The simulation takes a ClientToken for one instance at a time.",
-            ));
-        }
-        let mut launched: Vec<Instance> = Vec::new();
-        for _ in 0..max {
-            match self.client.run_instances(self.region, &request).await {
-                Ok(instance) => launched.push(instance),
-                // EC2 launches as many as it can, and fails below MinCount.
-                Err(_) if launched.len() >= min as usize => break,
-                Err(err) => return Err(sim(err)),
-            }
-        }
-        let first = &launched[0];
+        let launched = self
+            .client
+            .ec2_run_instances(self.region, &request)
+            .map_err(sim)?;
+        let Some(first) = launched.first() else {
+            return Err(WireError::new("InternalError", "No instance was launched."));
+        };
         out.leaf("reservationId", reservation_id(&first.id));
         out.leaf("ownerId", &first.owner);
         out.empty("groupSet");
@@ -186,78 +163,18 @@ impl Call<'_> {
         Ok(())
     }
 
-    /// The one key `RunInstances` encrypts every volume with, from the block
-    /// device mappings: `Ebs.KmsKeyId` (which needs `Ebs.Encrypted=true`),
-    /// or the account's default EBS key for `Ebs.Encrypted=true` alone.
-    async fn launch_key(&self, params: &Params) -> Result<Option<KeyRef>, WireError> {
-        let mut keys = Vec::new();
-        let mut encrypted_without_key = false;
-        for mapping in params.members("BlockDeviceMapping") {
-            let encrypted = mapping.bool("Ebs.Encrypted")?;
-            match (mapping.get("Ebs.KmsKeyId"), encrypted) {
-                (Some(key), Some(true)) => keys.push(parse_key_ref("KmsKeyId", key)?),
-                (Some(_), _) => {
-                    return Err(WireError::new(
-                        "InvalidParameterDependency",
-                        "The parameter [KmsKeyId] requires the parameter Encrypted to be set.",
-                    ))
-                }
-                (None, Some(true)) => encrypted_without_key = true,
-                (None, _) => {}
-            }
-        }
-        keys.dedup();
-        if keys.len() > 1 {
-            return Err(WireError::new(
-                "InvalidParameterCombination",
-                "The simulation encrypts every volume of an instance with one key; the block device mappings name several.",
-            ));
-        }
-        if let Some(key) = keys.pop() {
-            return Ok(Some(key));
-        }
-        if encrypted_without_key {
-            let defaults = self.client.ebs_defaults(self.region).await.map_err(sim)?;
-            return Ok(Some(defaults.kms_key));
-        }
-        Ok(None)
-    }
-
     async fn terminate_instances(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
         let ids = ids(params, "InstanceId", parse_instance_id)?;
-        if ids.is_empty() {
-            return Err(missing_parameter("InstanceId"));
-        }
-        // The states before, for the answer; the termination itself decides
-        // what the caller may do.
-        let before = self
+        let changes = self
             .client
-            .describe_instances(self.region, &ids)
-            .await
-            .unwrap_or_default();
-        self.client
-            .terminate_instances(self.region, &ids)
-            .await
+            .ec2_terminate_instances(self.region, &ids)
             .map_err(sim)?;
-        let after = self
-            .client
-            .describe_instances(self.region, &ids)
-            .await
-            .unwrap_or_default();
-        let state_of = |instances: &[Instance], id: &InstanceId| {
-            instances
-                .iter()
-                .find(|instance| &instance.id == id)
-                .map(|instance| instance.state)
-        };
         out.element("instancesSet", |out| {
-            for id in &ids {
+            for change in &changes {
                 out.element("item", |out| {
-                    out.leaf("instanceId", id);
-                    let current = state_of(&after, id).unwrap_or(InstanceState::ShuttingDown);
-                    out.element("currentState", |out| instance_state(out, current));
-                    let previous = state_of(&before, id).unwrap_or(current);
-                    out.element("previousState", |out| instance_state(out, previous));
+                    out.leaf("instanceId", &change.instance);
+                    out.element("currentState", |out| instance_state(out, change.current));
+                    out.element("previousState", |out| instance_state(out, change.previous));
                 });
             }
         });
@@ -265,52 +182,30 @@ impl Call<'_> {
     }
 
     async fn describe_volumes(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
-        let ids = ids(params, "VolumeId", |value| {
-            VolumeId::parse(value).map_err(|_| malformed("InvalidVolumeID.Malformed", value, "vol"))
-        })?;
-        let filters = filters(params, &["attachment.instance-id", "volume-id"])?;
-        let instances = self
+        let request = api::DescribeVolumes {
+            volume_ids: ids(params, "VolumeId", |value| {
+                VolumeId::parse(value)
+                    .map_err(|_| malformed("InvalidVolumeID.Malformed", value, "vol"))
+            })?,
+            filters: filters(params)?,
+            page: page(params)?,
+        };
+        let answer = self
             .client
-            .describe_instances(self.region, &[])
-            .await
+            .ec2_describe_volumes(self.region, &request)
             .map_err(sim)?;
-        let attached: Vec<(&Instance, &amishare_core::AttachedVolume)> = instances
-            .iter()
-            .flat_map(|instance| {
-                instance
-                    .volumes
-                    .iter()
-                    .map(move |volume| (instance, volume))
-            })
-            .collect();
-        if let Some(missing) = ids
-            .iter()
-            .find(|id| !attached.iter().any(|(_, volume)| &volume.volume_id == *id))
-        {
-            return Err(WireError::new(
-                "InvalidVolume.NotFound",
-                format!("The volume '{missing}' does not exist."),
-            ));
-        }
         out.element("volumeSet", |out| {
-            for (instance, volume) in &attached {
-                let wanted = ids.is_empty() || ids.contains(&volume.volume_id);
-                let keep = filters.iter().all(|filter| match filter.name.as_str() {
-                    "attachment.instance-id" => filter.matches(instance.id.as_str()),
-                    _ => filter.matches(volume.volume_id.as_str()),
-                });
-                if !(wanted && keep) {
-                    continue;
-                }
+            for found in &answer.items {
+                let volume = &found.volume;
                 out.element("item", |out| {
                     out.leaf("volumeId", &volume.volume_id);
                     out.leaf("size", volume.size);
-                    out.leaf("availabilityZone", format!("{}a", self.region));
+                    out.leaf("availabilityZone", &found.availability_zone);
                     out.leaf("status", "in-use");
                     out.element("attachmentSet", |out| {
                         out.element("item", |out| {
                             out.leaf("volumeId", &volume.volume_id);
-                            out.leaf("instanceId", &instance.id);
+                            out.leaf("instanceId", &found.instance);
                             out.leaf("device", &volume.device_name);
                             out.leaf("status", "attached");
                             out.leaf("deleteOnTermination", true);
@@ -321,6 +216,7 @@ impl Call<'_> {
                 });
             }
         });
+        out.leaf_opt("nextToken", answer.next_token.as_ref());
         Ok(())
     }
 
@@ -367,29 +263,7 @@ impl Call<'_> {
     }
 
     async fn describe_images(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
-        let mut query = ImageQuery {
-            image_ids: ids(params, "ImageId", parse_image_id)?,
-            ..ImageQuery::default()
-        };
-        // Owner aliases name AWS's own images, which the simulation has none of.
-        let owners = params.list("Owner");
-        for owner in &owners {
-            match *owner {
-                "self" => query.owners.push(ImageOwner::Me),
-                "amazon" | "aws-marketplace" | "aws-backup-vault" => {}
-                other => query
-                    .owners
-                    .push(ImageOwner::Account(AccountId::parse(other).map_err(
-                        |_| {
-                            invalid_value(
-                                "Owner",
-                                other,
-                                "Expected self, an owner alias or an account ID.",
-                            )
-                        },
-                    )?)),
-            }
-        }
+        let mut query = ImageQuery::ids(ids(params, "ImageId", parse_image_id)?);
         for user in params.list("ExecutableBy") {
             query.executable_by.push(match user {
                 "self" => ExecutableBy::Me,
@@ -403,74 +277,42 @@ impl Call<'_> {
                 })?),
             });
         }
-        let other_filters = filters(
-            params,
-            &["name", "state", "image-id", "owner-id", "is-public"],
-        )?;
-        query.tags = tag_filters(params)?;
-        let images = if !owners.is_empty() && query.owners.is_empty() {
-            Vec::new()
-        } else {
-            self.client
-                .describe_images(self.region, &query)
-                .await
-                .map_err(sim)?
+        let request = api::DescribeImages {
+            query,
+            owners: owners(params, "Owner")?,
+            filters: filters(params)?,
+            page: page(params)?,
         };
+        let answer = self
+            .client
+            .ec2_describe_images(self.region, &request)
+            .map_err(sim)?;
         out.element("imagesSet", |out| {
-            for image in &images {
-                let keep = other_filters
-                    .iter()
-                    .all(|filter| match filter.name.as_str() {
-                        "name" => filter.matches(&image.name),
-                        "state" => filter.matches(&image.state.to_string()),
-                        "image-id" => filter.matches(image.id.as_str()),
-                        "owner-id" => filter.matches(image.owner.as_str()),
-                        _ => filter.matches(if image.public { "true" } else { "false" }),
-                    });
-                if keep {
-                    image_item(out, image);
-                }
+            for image in &answer.items {
+                image_item(out, image);
             }
         });
+        out.leaf_opt("nextToken", answer.next_token.as_ref());
         Ok(())
     }
 
     async fn deregister_image(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
         let image = parse_image_id(params.required("ImageId")?)?;
         let delete_snapshots = params.bool("DeleteAssociatedSnapshots")? == Some(true);
-        // The snapshots behind the image, to report what became of each.
-        let snapshots: Vec<SnapshotId> = if delete_snapshots {
-            self.client
-                .describe_images(self.region, &ImageQuery::ids([image.clone()]))
-                .await
-                .unwrap_or_default()
-                .iter()
-                .flat_map(|image| image.block_devices.iter())
-                .map(|device| device.snapshot_id.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        self.client
-            .deregister_image(self.region, &image, delete_snapshots)
-            .await
+        let answer = self
+            .client
+            .ec2_deregister_image(self.region, &image, delete_snapshots)
             .map_err(sim)?;
         out.leaf("return", true);
         if delete_snapshots {
-            let mut results = Vec::new();
-            for snapshot in snapshots {
-                let kept = self
-                    .client
-                    .describe_snapshots(self.region, std::slice::from_ref(&snapshot))
-                    .await
-                    .is_ok_and(|found| !found.is_empty());
-                results.push((snapshot, if kept { "skipped" } else { "success" }));
-            }
             out.element("deleteSnapshotResultSet", |out| {
-                for (snapshot, code) in &results {
+                for result in &answer.snapshots {
                     out.element("item", |out| {
-                        out.leaf("snapshotId", snapshot);
-                        out.leaf("returnCode", code);
+                        out.leaf("snapshotId", &result.snapshot);
+                        out.leaf(
+                            "returnCode",
+                            if result.deleted { "success" } else { "skipped" },
+                        );
                     });
                 }
             });
@@ -538,70 +380,23 @@ impl Call<'_> {
     // ------------------------------------------------------------ snapshots
 
     async fn describe_snapshots(&self, params: &Params, out: &mut Xml) -> Result<(), WireError> {
-        let ids = ids(params, "SnapshotId", parse_snapshot_id)?;
-        let caller = self.client.principal().account().clone();
-        let mut owners = Vec::new();
-        for owner in params.list("Owner") {
-            match owner {
-                "self" => owners.push(Some(caller.clone())),
-                "amazon" | "aws-marketplace" | "aws-backup-vault" => owners.push(None),
-                other => owners.push(Some(AccountId::parse(other).map_err(|_| {
-                    invalid_value(
-                        "Owner",
-                        other,
-                        "Expected self, an owner alias or an account ID.",
-                    )
-                })?)),
-            }
-        }
-        // What the caller can read is what it can restore; the simulation
-        // cannot answer for other accounts.
-        for user in params.list("RestorableBy") {
-            if user != "self" && user != caller.as_str() {
-                return Err(WireError::new(
-                    "UnsupportedOperation",
-                    format!("The simulation answers RestorableBy only for the caller, not {user}."),
-                ));
-            }
-        }
-        let filters = filters(
-            params,
-            &[
-                "snapshot-id",
-                "owner-id",
-                "status",
-                "encrypted",
-                "kms-key-id",
-            ],
-        )?;
-        let snapshots = self
+        let request = api::DescribeSnapshots {
+            snapshot_ids: ids(params, "SnapshotId", parse_snapshot_id)?,
+            owners: owners(params, "Owner")?,
+            restorable_by: owners(params, "RestorableBy")?,
+            filters: filters(params)?,
+            page: page(params)?,
+        };
+        let answer = self
             .client
-            .describe_snapshots(self.region, &ids)
-            .await
+            .ec2_describe_snapshots(self.region, &request)
             .map_err(sim)?;
         out.element("snapshotSet", |out| {
-            for snapshot in &snapshots {
-                let owner_ok = owners.is_empty()
-                    || owners
-                        .iter()
-                        .any(|owner| owner.as_ref() == Some(&snapshot.owner));
-                let keep = filters.iter().all(|filter| match filter.name.as_str() {
-                    "snapshot-id" => filter.matches(snapshot.id.as_str()),
-                    "owner-id" => filter.matches(snapshot.owner.as_str()),
-                    "status" => filter.matches(snapshot_state(snapshot.state)),
-                    "encrypted" => {
-                        filter.matches(if snapshot.encrypted { "true" } else { "false" })
-                    }
-                    _ => snapshot
-                        .kms_key
-                        .as_ref()
-                        .is_some_and(|key| filter.matches(&key.to_string())),
-                });
-                if owner_ok && keep {
-                    snapshot_item(out, snapshot);
-                }
+            for snapshot in &answer.items {
+                snapshot_item(out, snapshot);
             }
         });
+        out.leaf_opt("nextToken", answer.next_token.as_ref());
         Ok(())
     }
 
@@ -828,18 +623,10 @@ fn image_item(out: &mut Xml, image: &Image) {
     });
 }
 
-fn snapshot_state(state: SnapshotState) -> &'static str {
-    match state {
-        SnapshotState::Pending => "pending",
-        SnapshotState::Completed => "completed",
-        SnapshotState::Error => "error",
-    }
-}
-
 fn snapshot_item(out: &mut Xml, snapshot: &Snapshot) {
     out.element("item", |out| {
         out.leaf("snapshotId", &snapshot.id);
-        out.leaf("status", snapshot_state(snapshot.state));
+        out.leaf("status", filter::snapshot_status(snapshot.state));
         out.leaf_opt("statusMessage", snapshot.state_message.as_ref());
         let progress = snapshot.progress.unwrap_or(match snapshot.state {
             SnapshotState::Completed => 100,
@@ -1014,103 +801,49 @@ pub(crate) fn tags(params: &Params, resource: &str) -> Result<BTreeMap<String, S
     Ok(tags)
 }
 
-/// A `Filter.N` the server applies to the simulation's answer.
-struct Filter {
-    name: String,
-    values: Vec<String>,
+/// `Filter.N`, each with its `Value.N`.
+fn filters(params: &Params) -> Result<Vec<Filter>, WireError> {
+    params
+        .members("Filter")
+        .iter()
+        .map(|member| {
+            let name = member
+                .get("Name")
+                .ok_or_else(|| missing_parameter("Filter.Name"))?;
+            Ok(Filter::new(name, member.list("Value")))
+        })
+        .collect()
 }
 
-impl Filter {
-    /// Whether `text` matches one of the values (`*` and `?` are wildcards).
-    fn matches(&self, text: &str) -> bool {
-        self.values.iter().any(|pattern| glob(pattern, text))
-    }
+/// `MaxResults` and `NextToken`.
+fn page(params: &Params) -> Result<api::Page, WireError> {
+    Ok(api::Page {
+        max_results: params.integer("MaxResults")?,
+        next_token: params.get("NextToken").map(str::to_owned),
+    })
 }
 
-/// The filters other than tag filters, each of a name in `known`.
-fn filters(params: &Params, known: &[&str]) -> Result<Vec<Filter>, WireError> {
-    let mut filters = Vec::new();
-    for member in params.members("Filter") {
-        let name = member
-            .get("Name")
-            .ok_or_else(|| missing_parameter("Filter.Name"))?;
-        if name == "tag-key" || name.starts_with("tag:") {
-            continue;
-        }
-        if !known.contains(&name) {
-            return Err(WireError::new(
-                "InvalidParameterValue",
-                format!("The filter '{name}' is invalid"),
-            ));
-        }
-        filters.push(Filter {
-            name: name.to_owned(),
-            values: member
-                .list("Value")
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        });
-    }
-    Ok(filters)
-}
-
-/// `tag:<key>` and `tag-key` filters, as the simulation's image query takes
-/// them: a key with its values, or with none for any value. Every one must
-/// match, so `tag-key` takes one key per filter.
-fn tag_filters(params: &Params) -> Result<BTreeMap<String, Vec<String>>, WireError> {
-    let mut tags = BTreeMap::new();
-    for member in params.members("Filter") {
-        let values: Vec<String> = member
-            .list("Value")
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        match member.get("Name") {
-            Some("tag-key") => match <[String; 1]>::try_from(values) {
-                Ok([key]) => {
-                    tags.insert(key, Vec::new());
-                }
-                Err(_) => {
-                    return Err(WireError::new(
-                        "UnsupportedOperation",
-                        "The simulation takes one key per tag-key filter.",
-                    ))
-                }
-            },
-            Some(name) => {
-                if let Some(key) = name.strip_prefix("tag:") {
-                    tags.insert(key.to_owned(), values);
-                }
+/// `Owner.N` or `RestorableBy.N`: `self`, an owner alias or an account ID.
+fn owners(params: &Params, prefix: &str) -> Result<Vec<api::Owner>, WireError> {
+    params
+        .list(prefix)
+        .into_iter()
+        .map(|owner| match owner {
+            "self" => Ok(api::Owner::Me),
+            "amazon" | "aws-marketplace" | "aws-backup-vault" => {
+                Ok(api::Owner::Alias(owner.to_owned()))
             }
-            None => {}
-        }
-    }
-    Ok(tags)
-}
-
-/// EC2's filter wildcards: `*` any run of characters, `?` any one.
-fn glob(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
+            other => AccountId::parse(other)
+                .map(api::Owner::Account)
+                .map_err(|_| {
+                    invalid_value(
+                        prefix,
+                        other,
+                        "Expected self, an owner alias or an account ID.",
+                    )
+                }),
+        })
+        .collect()
 }
 
 /// Adds permissions of the older form (`OperationType` with `UserId.N`,
@@ -1140,24 +873,4 @@ fn merge_legacy<T>(
         return Err(missing_parameter(what));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::ec2::glob;
-
-    #[test]
-    fn globs_match_like_ec2_filters() {
-        for (pattern, text, expected) in [
-            ("golden*", "golden-copy", true),
-            ("*copy", "golden-copy", true),
-            ("g?lden-*", "golden-copy", true),
-            ("golden", "golden-copy", false),
-            ("*", "", true),
-            ("a*b*c", "abxbc", true),
-            ("a*b*c", "abxbd", false),
-        ] {
-            assert_eq!(glob(pattern, text), expected, "{pattern} ~ {text}");
-        }
-    }
 }

@@ -30,8 +30,9 @@
 //!   `DescribeLaunchTemplates` and `DeleteLaunchTemplate`. Groups launch as
 //!   the account's service-linked role (`docs/spec/production.md` §C1).
 //!
-//! Each request becomes one call of the caller's
-//! [`SimClient`](amishare_sim::SimClient), so it is authorized as the
+//! Each request becomes at most one call of the caller's
+//! [`SimClient`](amishare_sim::SimClient) (its AWS-shaped operations are in
+//! [`amishare_sim::api`]), so it is authorized as the
 //! simulation authorizes it (key policies, IAM policies, grants, key states)
 //! and fails with AWS's codes and messages. Bad input (a missing parameter,
 //! a malformed ID, a body that does not decode) gets the error AWS gives,
@@ -79,10 +80,12 @@
 //! `tests/awscli-seed.sh`, the seed flow with the stock `aws` CLI against
 //! `amishare sim serve`, which `cargo xtask e2e` runs.
 //!
-//! What is left out: pagination (every answer is one page), `DryRun`, and
-//! the fields the simulation does not model (creation dates, architectures,
-//! instance types after launch); filters are those amishare and the seed
-//! flow use, and any other filter is refused, never ignored.
+//! EC2's `Describe*` calls take filters (AWS's semantics, from
+//! `amishare_core::filter`) and `MaxResults`/`NextToken`; every EC2 call
+//! takes `DryRun`. What is left out: KMS paging (every KMS list is one
+//! page) and the fields the simulation does not model (creation dates,
+//! architectures, instance types after launch); a filter name an operation
+//! does not model is refused, never ignored.
 
 mod auth;
 mod autoscaling;

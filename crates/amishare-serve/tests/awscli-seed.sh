@@ -168,6 +168,20 @@ check "terminating it" \
     "$(target ec2 terminate-instances --instance-ids "$instance" --query 'TerminatingInstances[0].[PreviousState.Name,CurrentState.Name]')" \
     "running	shutting-down"
 
+# ------------------------------------------------------------------ DryRun and paging
+
+instances=$(target ec2 describe-instances --query 'length(Reservations)')
+expect_error "a dry run of a launch the target may make" DryRunOperation \
+    target ec2 run-instances --dry-run --image-id "$copy" --instance-type t3.micro
+check "the dry run launched nothing" "$(target ec2 describe-instances --query 'length(Reservations)')" "$instances"
+target ec2 run-instances --image-id "$copy" --instance-type t3.micro --count 6 --query 'length(Instances)' >/dev/null
+check "one page of five instances" \
+    "$(target ec2 describe-instances --no-paginate --max-results 5 --query '[length(Reservations), NextToken != null]')" \
+    "5	True"
+check "every instance, five a page" \
+    "$(target ec2 describe-instances --page-size 5 --query 'Reservations[].Instances[].InstanceId' | wc -w | tr -d ' ')" \
+    "$((instances + 6))"
+
 # ------------------------------------------------------------------ saved state
 
 saved_world_has "the copy and the key" "\"$copy\"" "$key_arn"

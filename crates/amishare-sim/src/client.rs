@@ -32,6 +32,8 @@ pub struct SimClient {
     /// Whose identity policies apply: the principal itself, or the role of a
     /// role session.
     identity: PrincipalArn,
+    /// EC2's `DryRun`: see [`SimClient::dry_run`].
+    dry_run: bool,
 }
 
 impl fmt::Debug for SimClient {
@@ -48,6 +50,19 @@ impl SimClient {
             world,
             arn,
             identity,
+            dry_run: false,
+        }
+    }
+
+    /// This principal making EC2 calls with `DryRun`: each call is
+    /// authorized exactly as without it, then stops before any effect with
+    /// `DryRunOperation` (allowed) or `UnauthorizedOperation` (refused), as
+    /// EC2 answers (`docs/spec/ec2.md` §B16). Calls to other services are
+    /// refused, since they have no dry run.
+    pub fn dry_run(&self) -> SimClient {
+        SimClient {
+            dry_run: true,
+            ..self.clone()
         }
     }
 
@@ -72,6 +87,35 @@ impl SimClient {
         self.call_after(operation, mutating, region, |_, _| Ok(None), run)
     }
 
+    /// `CreateAutoScalingGroup`: `run` creates the group, after the first
+    /// group that names no role has created the default one, if the caller
+    /// may (`docs/spec/production.md` §C1.1).
+    pub(crate) fn create_group_with<T>(
+        &self,
+        region: &Region,
+        request: &GroupRequest,
+        run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.call_after(
+            "autoscaling:CreateAutoScalingGroup",
+            true,
+            Some(region),
+            |iam, who| {
+                if request.service_linked_role.is_some() {
+                    return Ok(None);
+                }
+                let role = ServiceLinkedRole::auto_scaling().arn(who.account_id(), "aws")?;
+                if iam.is_service_linked(&role) {
+                    return Ok(None);
+                }
+                let may = who.is_unrestricted()
+                    || crate::kms::identity_allows(who, "iam:CreateServiceLinkedRole", "*");
+                Ok(may.then_some(role))
+            },
+            run,
+        )
+    }
+
     /// [`SimClient::call`] with a step that may change IAM first, for an
     /// operation that creates a role as it goes (as the first Auto Scaling
     /// group creates the service-linked role).
@@ -83,6 +127,14 @@ impl SimClient {
         setup: impl FnOnce(&Iam, &Who<'_>) -> Result<Option<PrincipalArn>>,
         run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
     ) -> Result<T> {
+        if self.dry_run && !operation.starts_with("ec2:") {
+            return Err(Error::service(
+                ErrorKind::Unsupported,
+                "UnsupportedOperation",
+                format!("{operation} has no dry run"),
+            ));
+        }
+        let mutating = mutating && !self.dry_run;
         let now = self.world.now();
         let mut guard = self.world.lock();
         let state = &mut *guard;
@@ -117,9 +169,19 @@ impl SimClient {
                         ids,
                         knobs,
                         now,
+                        dry_run: self.dry_run,
                     };
                     ctx.advance_groups();
-                    run(&mut ctx)
+                    match run(&mut ctx) {
+                        // Every EC2 operation authorizes before its effect,
+                        // so a dry run never gets here.
+                        Ok(_) if self.dry_run => Err(Error::service(
+                            ErrorKind::Unsupported,
+                            "UnsupportedOperation",
+                            format!("{operation} has no dry run in the simulation"),
+                        )),
+                        result => result,
+                    }
                 }
                 None => Err(Error::new(
                     ErrorKind::NotFound,
@@ -396,26 +458,9 @@ impl ScalingStore for SimClient {
         region: &Region,
         request: &GroupRequest,
     ) -> Result<()> {
-        self.call_after(
-            "autoscaling:CreateAutoScalingGroup",
-            true,
-            Some(region),
-            |iam, who| {
-                // The first group that names no role creates the default
-                // one, if the caller may (`docs/spec/production.md` §C1.1).
-                if request.service_linked_role.is_some() {
-                    return Ok(None);
-                }
-                let role = ServiceLinkedRole::auto_scaling().arn(who.account_id(), "aws")?;
-                if iam.is_service_linked(&role) {
-                    return Ok(None);
-                }
-                let may = who.is_unrestricted()
-                    || crate::kms::identity_allows(who, "iam:CreateServiceLinkedRole", "*");
-                Ok(may.then_some(role))
-            },
-            |ctx| ctx.create_auto_scaling_group(region, request),
-        )
+        self.create_group_with(region, request, |ctx| {
+            ctx.create_auto_scaling_group(region, request)
+        })
     }
 
     async fn describe_auto_scaling_groups(

@@ -125,13 +125,23 @@ fn validate_image_name(name: &str) -> Result<()> {
 
 impl Ctx<'_> {
     /// Authorizes an EC2 action with the caller's identity policies.
+    /// In a dry run, the allowed call stops here, before any effect
+    /// (`docs/spec/ec2.md` §B16).
     fn authorize_ec2(&mut self, action: &'static str, resource: Resource<'_>) -> Result<()> {
-        if self.who.is_unrestricted() {
-            return Ok(());
+        if !self.who.is_unrestricted() {
+            resource
+                .with_arn(|arn| self.authorize_identity(action, arn))
+                .map_err(|detail| errors::unauthorized(&detail))?;
         }
-        resource
-            .with_arn(|arn| self.authorize_identity(action, arn))
-            .map_err(|detail| errors::unauthorized(&detail))
+        self.stop_if_dry_run()
+    }
+
+    /// `DryRunOperation` in a dry run, once the caller is authorized.
+    pub(crate) fn stop_if_dry_run(&self) -> Result<()> {
+        match self.dry_run {
+            true => Err(errors::dry_run_operation()),
+            false => Ok(()),
+        }
     }
 
     /// Whether the caller may launch (and so see) an image.

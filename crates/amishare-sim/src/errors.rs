@@ -108,6 +108,15 @@ pub(crate) fn unauthorized(detail: &str) -> Error {
     )
 }
 
+/// EC2's answer to an authorized call made with `DryRun`.
+pub(crate) fn dry_run_operation() -> Error {
+    Error::service(
+        ErrorKind::Conflict,
+        "DryRunOperation",
+        "Request would have succeeded, but DryRun flag is set.",
+    )
+}
+
 pub(crate) fn images_not_found(ids: &[&ImageId]) -> Error {
     let list = ids
         .iter()

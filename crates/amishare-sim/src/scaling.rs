@@ -76,7 +76,7 @@ fn validation(message: impl Into<String>) -> Error {
     Error::service(ErrorKind::InvalidInput, "ValidationError", message)
 }
 
-fn template_not_found() -> Error {
+pub(crate) fn template_not_found() -> Error {
     Error::service(
         ErrorKind::NotFound,
         "InvalidLaunchTemplateName.NotFoundException",
@@ -117,16 +117,16 @@ fn ever_ran(instance: &InstanceRecord, now: Duration) -> bool {
 
 impl Ctx<'_> {
     fn authorize_scaling(&mut self, action: &'static str) -> Result<()> {
-        if self.who.is_unrestricted() {
-            return Ok(());
+        if !self.who.is_unrestricted() {
+            self.authorize_identity(action, "*").map_err(|detail| {
+                Error::service(
+                    ErrorKind::AccessDenied,
+                    "AccessDenied",
+                    format!("You are not authorized to perform this operation. {detail}"),
+                )
+            })?;
         }
-        self.authorize_identity(action, "*").map_err(|detail| {
-            Error::service(
-                ErrorKind::AccessDenied,
-                "AccessDenied",
-                format!("You are not authorized to perform this operation. {detail}"),
-            )
-        })
+        self.stop_if_dry_run()
     }
 
     fn scoped(&self, region: &Region, name: &str) -> String {
@@ -216,6 +216,29 @@ impl Ctx<'_> {
                     .ok_or_else(template_not_found)
             })
             .collect()
+    }
+
+    /// The name of the caller's launch template `id` in `region`.
+    pub(crate) fn template_name(&self, region: &Region, id: &str) -> Option<String> {
+        let account = self.who.account_id();
+        self.scaling
+            .templates
+            .values()
+            .find(|t| t.id == id && &t.owner == account && &t.region == region)
+            .map(|t| t.name.clone())
+    }
+
+    /// The caller's launch template `name` in `region`.
+    pub(crate) fn launch_template(&self, region: &Region, name: &str) -> Option<LaunchTemplate> {
+        self.scaling
+            .templates
+            .get(&self.scoped(region, name))
+            .map(template_view)
+    }
+
+    /// Whether the caller has a group `name` in `region` (not deleted).
+    pub(crate) fn group_exists(&self, region: &Region, name: &str) -> bool {
+        self.scaling.groups.contains_key(&self.scoped(region, name))
     }
 
     pub(crate) fn delete_launch_template(&mut self, region: &Region, name: &str) -> Result<()> {
@@ -494,6 +517,7 @@ impl Ctx<'_> {
                         ids: &mut *self.ids,
                         knobs: self.knobs,
                         now: at,
+                        dry_run: false,
                     };
                     let subnet = group
                         .subnets

@@ -574,6 +574,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) ids: &'a mut IdGen,
     pub(crate) knobs: &'a Knobs,
     pub(crate) now: Duration,
+    /// EC2's `DryRun`: the operation stops at its authorization, answering
+    /// `DryRunOperation` when it would have been allowed.
+    pub(crate) dry_run: bool,
 }
 
 // ---------------------------------------------------------------- Auto Scaling

@@ -301,6 +301,7 @@ fn cached_identity_decisions_equal_fresh_ones() {
             ids,
             knobs,
             now: Duration::ZERO,
+            dry_run: false,
         };
         let cached = ctx.authorize_identity(action, resource);
         let fresh = ctx.evaluate_identity_policies(action, resource);

@@ -1,5 +1,6 @@
 //! Integration tests of amishare-core through its public API.
 
+mod filter;
 mod flow;
 mod ids;
 mod retry;

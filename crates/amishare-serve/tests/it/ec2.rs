@@ -612,13 +612,6 @@ const BAD_REQUESTS: &[BadRequest] = &[
         message: None,
     },
     BadRequest {
-        what: "a dry run, which the simulation cannot honour",
-        params: &[("Action", "DescribeImages"), ("DryRun", "true")],
-        status: 400,
-        code: "UnsupportedOperation",
-        message: None,
-    },
-    BadRequest {
         what: "an image attribute the simulation does not model",
         params: &[
             ("Action", "DescribeImageAttribute"),

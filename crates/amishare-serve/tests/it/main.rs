@@ -3,9 +3,12 @@
 //! keys, the sped-up clock, and saving the world.
 
 mod callers;
+mod dry_run;
 mod ec2;
+mod filters;
 mod guards;
 mod kms;
+mod paging;
 mod saving;
 #[path = "../slow_client.rs"]
 mod slow_client;

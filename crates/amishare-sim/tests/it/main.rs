@@ -8,6 +8,7 @@ mod doctor;
 mod ec2;
 mod failures;
 mod faults;
+mod filters;
 mod fixture;
 mod key_admin;
 mod kms;

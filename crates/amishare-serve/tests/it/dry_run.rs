@@ -1,0 +1,89 @@
+//! EC2's `DryRun`: the call is authorized as without it, then answers
+//! `DryRunOperation` (412) or `UnauthorizedOperation` (403) and changes
+//! nothing.
+
+use serde_json::{json, Value};
+
+use crate::support::{Harness, OWNER_KEY, REGION, SEED_INSTANCE, SEED_WORLD};
+
+/// An access key of the owner's account whose user may only describe.
+const READER_KEY: &str = "AKIAAREADEREXAMPLE01";
+
+/// The seed world with a user of the owner's account allowed `ec2:Describe*` only.
+fn world_with_reader() -> String {
+    let mut world: Value = serde_json::from_str(SEED_WORLD).unwrap();
+    let arn = "arn:aws:iam::111111111111:user/a-reader";
+    world["access_keys"][READER_KEY] = json!({ "principal": arn, "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYREADEREXAMPLE" });
+    let owner = world["accounts"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|account| account["id"] == "111111111111")
+        .unwrap();
+    owner["principals"].as_array_mut().unwrap().push(json!({
+        "arn": arn,
+        "policies": [{
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*" }]
+        }]
+    }));
+    world.to_string()
+}
+
+#[tokio::test]
+async fn a_dry_run_answers_whether_the_call_is_allowed_and_changes_nothing() {
+    let server = Harness::start(&world_with_reader(), 1.0).await;
+    let terminate = [
+        ("Action", "TerminateInstances"),
+        ("InstanceId.1", SEED_INSTANCE),
+        ("DryRun", "true"),
+    ];
+    let create_image = [
+        ("Action", "CreateImage"),
+        ("InstanceId", SEED_INSTANCE),
+        ("Name", "golden"),
+        ("DryRun", "true"),
+    ];
+    let describe = [("Action", "DescribeInstances"), ("DryRun", "true")];
+    for (key, params, status, code) in [
+        (OWNER_KEY, &terminate[..], 412, "DryRunOperation"),
+        (OWNER_KEY, &create_image[..], 412, "DryRunOperation"),
+        (OWNER_KEY, &describe[..], 412, "DryRunOperation"),
+        (READER_KEY, &describe[..], 412, "DryRunOperation"),
+        (READER_KEY, &terminate[..], 403, "UnauthorizedOperation"),
+        (READER_KEY, &create_image[..], 403, "UnauthorizedOperation"),
+    ] {
+        let answer = server.ec2(key, REGION, params).await;
+        assert_eq!(
+            (answer.status, answer.ec2_code()),
+            (status, code.to_owned()),
+            "{key} {params:?}: {}",
+            answer.body
+        );
+    }
+    // Nothing happened: the instance runs and no image was made.
+    let instances = server
+        .ec2(OWNER_KEY, REGION, &[("Action", "DescribeInstances")])
+        .await
+        .ok();
+    assert_eq!(
+        instances.texts("reservationSet/item/instancesSet/item/instanceState/name"),
+        ["running"]
+    );
+    let images = server
+        .ec2(
+            OWNER_KEY,
+            REGION,
+            &[("Action", "DescribeImages"), ("Owner.1", "self")],
+        )
+        .await
+        .ok();
+    assert!(
+        images.texts("imagesSet/item/imageId").is_empty(),
+        "{}",
+        images.body
+    );
+    // Without DryRun the same calls take effect.
+    let image = server.image_seed_instance().await;
+    assert!(image.starts_with("ami-"), "{image}");
+}
