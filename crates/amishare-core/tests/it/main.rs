@@ -2,4 +2,5 @@
 
 mod flow;
 mod ids;
+mod ops;
 mod retry;
