@@ -14,127 +14,16 @@ use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Classifies an AWS error code: the [`ErrorKind`] to branch on and whether
 /// the same call may succeed if retried (throttling and transient service
-/// failures). `None` for a code the table does not know.
+/// failures). `None` for a code the catalogue does not know.
 ///
-/// The table covers EC2's codes (`InvalidAMIID.NotFound`, `UnauthorizedOperation`,
-/// `RequestLimitExceeded`, …), KMS's exceptions (`NotFoundException`,
-/// `AccessDeniedException`, `DisabledException`, …) and the request-level
-/// codes every service shares (`ExpiredToken`, `Throttling`, …).
-///
-/// Kinds follow what the code says, not how it is spelled: `InvalidAMIID.Unavailable`
-/// (the image exists but cannot be used now) and `ResourceLimitExceeded`
-/// (a quota, not a rate) are conflicts with the account's state,
-/// `OperationNotPermitted` and `UnsupportedOperation` are unsupported operations,
-/// and KMS's `LimitExceededException` (a key-policy size or grant quota) is
-/// invalid input. `DryRunOperation` means the request would have succeeded;
-/// amishare never sends dry runs, so it is a service error here.
+/// The codes and their kinds live in core's one catalogue
+/// ([`amishare_core::catalogue`]): EC2's codes (`InvalidAMIID.NotFound`,
+/// `UnauthorizedOperation`, `RequestLimitExceeded`, …), KMS's exceptions
+/// (`NotFoundException`, `AccessDeniedException`, `DisabledException`, …),
+/// Auto Scaling's, and the request-level codes every service shares
+/// (`ExpiredToken`, `Throttling`, …).
 pub fn classify(code: &str) -> Option<(ErrorKind, bool)> {
-    use ErrorKind::*;
-    let classified = match code {
-        // EC2: resources that do not exist or are not visible to the caller.
-        "InvalidAMIID.NotFound"
-        | "InvalidSnapshot.NotFound"
-        | "InvalidInstanceID.NotFound"
-        | "InvalidVolume.NotFound"
-        | "InvalidSubnetID.NotFound" => (NotFound, false),
-        // EC2: identifiers that are not identifiers.
-        "InvalidAMIID.Malformed"
-        | "InvalidSnapshotID.Malformed"
-        | "InvalidInstanceID.Malformed"
-        | "InvalidVolumeID.Malformed"
-        | "InvalidAMIName.Malformed" => (InvalidInput, false),
-        // EC2: the request conflicts with the state of a resource or the account.
-        "InvalidAMIID.Unavailable"
-        | "InvalidSnapshot.InUse"
-        | "InvalidAMIName.Duplicate"
-        | "IncorrectState"
-        | "IncorrectInstanceState"
-        | "IdempotentParameterMismatch"
-        | "ResourceLimitExceeded"
-        | "InstanceLimitExceeded" => (Conflict, false),
-        // EC2: IAM or ownership refused the call.
-        "UnauthorizedOperation" | "AuthFailure" | "OptInRequired" => (AccessDenied, false),
-        // EC2: bad parameters.
-        "InvalidParameter"
-        | "InvalidParameterValue"
-        | "InvalidParameterDependency"
-        | "InvalidParameterCombination"
-        | "MissingParameter"
-        | "UnknownParameter"
-        | "InvalidRequest"
-        | "InvalidAMIAttributeItemValue" => (InvalidInput, false),
-        // EC2: operations the service refuses for this resource.
-        "UnsupportedOperation" | "OperationNotPermitted" => (Unsupported, false),
-        // EC2: throttling, retried by the SDK's retry strategy.
-        "RequestLimitExceeded" | "EC2ThrottledException" => (Throttled, true),
-        // EC2: transient service failures.
-        "InternalError"
-        | "InternalFailure"
-        | "ServiceUnavailable"
-        | "Unavailable"
-        | "InsufficientInstanceCapacity" => (Service, true),
-        "DryRunOperation" => (Service, false),
-
-        // KMS.
-        "NotFoundException" => (NotFound, false),
-        "AccessDeniedException" | "NotAuthorizedException" => (AccessDenied, false),
-        "DisabledException" | "KMSInvalidStateException" => (InvalidKeyState, false),
-        "MalformedPolicyDocumentException"
-        | "LimitExceededException"
-        | "InvalidArnException"
-        | "InvalidAliasNameException"
-        | "InvalidGrantTokenException"
-        | "InvalidKeyUsageException"
-        | "IncorrectKeyException"
-        | "TagException"
-        | "ValidationException" => (InvalidInput, false),
-        // A grant ID that names no grant of the key: what revoking an unknown grant answers.
-        "InvalidGrantIdException" => (NotFound, false),
-        "AlreadyExistsException" => (Conflict, false),
-        "UnsupportedOperationException" => (Unsupported, false),
-        "ThrottlingException" => (Throttled, true),
-        "KMSInternalException" | "DependencyTimeoutException" | "KeyUnavailableException" => {
-            (Service, true)
-        }
-        "DryRunOperationException" => (Service, false),
-
-        // EC2 launch templates.
-        "InvalidLaunchTemplateName.NotFoundException" | "InvalidLaunchTemplateId.NotFound" => {
-            (NotFound, false)
-        }
-        "InvalidLaunchTemplateName.AlreadyExistsException" => (Conflict, false),
-        "InvalidLaunchTemplateName.MalformedException" | "InvalidLaunchTemplateId.Malformed" => {
-            (InvalidInput, false)
-        }
-
-        // EC2 Auto Scaling (`docs/spec/production.md` §C1.7).
-        "AlreadyExists" | "ResourceInUse" | "ScalingActivityInProgress" | "LimitExceeded" => {
-            (Conflict, false)
-        }
-        "ValidationError" => (InvalidInput, false),
-        "ResourceContention" | "ServiceLinkedRoleFailure" => (Service, true),
-        "InvalidNextToken" => (InvalidInput, false),
-
-        // Codes every service may answer: credentials and signing, throttling.
-        "AccessDenied"
-        | "ExpiredToken"
-        | "ExpiredTokenException"
-        | "InvalidClientTokenId"
-        | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "MissingAuthenticationToken"
-        | "RegionDisabledException" => (AccessDenied, false),
-        "Throttling"
-        | "ThrottledException"
-        | "RequestThrottled"
-        | "RequestThrottledException"
-        | "TooManyRequestsException"
-        | "PriorRequestNotComplete"
-        | "SlowDown" => (Throttled, true),
-        _ => return None,
-    };
-    Some(classified)
+    amishare_core::catalogue::lookup(code).map(|row| (row.kind, row.retryable))
 }
 
 /// Refines a classification with the message where one code covers

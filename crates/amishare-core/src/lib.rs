@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod around;
 mod error;
 mod id;
 mod model;
@@ -20,11 +21,13 @@ pub use crate::store::{Clock, ImageStore, KeyStore, Stores};
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub use crate::store::{MockImageStore, MockKeyStore};
 
+pub mod catalogue;
 pub mod diagnose;
 pub mod ec2_kms;
 pub mod filter;
 mod flow;
 pub mod key_admin;
+pub mod ops;
 pub mod plan;
 pub mod retry;
 pub mod scaling;
@@ -39,3 +42,6 @@ pub use crate::flow::{
     ShareRequest, Sharer, Step, Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS,
     TAG_KEY, TAG_SMOKE_KEEP, TAG_SMOKE_TEST, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
 };
+
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;

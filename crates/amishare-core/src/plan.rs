@@ -27,6 +27,7 @@ use crate::model::{
     InstanceState, KeyManager, KeyMetadata, KeyState, LaunchPermission, PermissionChange,
     RunInstancesRequest, Snapshot, SnapshotState, VolumePermission,
 };
+use crate::ops::Operation;
 use crate::scaling::{
     Activity, ActivityStatus, Group, GroupInstance, GroupRequest, LaunchTemplate,
     LaunchTemplateRequest, LifecycleState, ScalingStore,
@@ -89,15 +90,17 @@ impl Overlay {
         self.counter
     }
 
+    /// Records a planned write; the table says which operations are writes.
     fn record(
         &mut self,
-        operation: &str,
+        operation: Operation,
         region: Option<&Region>,
         resource: impl ToString,
         detail: impl Into<String>,
     ) {
+        debug_assert!(operation.is_mutating(), "{operation} changes nothing");
         self.plan.calls.push(PlannedCall {
-            operation: operation.to_owned(),
+            operation: operation.action().to_owned(),
             region: region.cloned(),
             resource: resource.to_string(),
             detail: detail.into(),
@@ -177,7 +180,7 @@ impl KeyStore for PlanningKeys {
             ""
         };
         overlay.record(
-            "kms:CreateKey",
+            Operation::CreateKey,
             Some(region),
             &meta.arn,
             format!("symmetric key {:?}{with_policy}", request.description),
@@ -233,7 +236,12 @@ impl KeyStore for PlanningKeys {
             }
         };
         let mut overlay = self.planner.lock();
-        overlay.record("kms:CreateAlias", Some(region), alias, format!("→ {arn}"));
+        overlay.record(
+            Operation::CreateAlias,
+            Some(region),
+            alias,
+            format!("→ {arn}"),
+        );
         overlay.aliases.insert((region.clone(), alias.clone()), arn);
         Ok(())
     }
@@ -258,7 +266,7 @@ impl KeyStore for PlanningKeys {
         let before = self.get_key_policy(key).await?;
         let mut overlay = self.planner.lock();
         overlay.record(
-            "kms:PutKeyPolicy",
+            Operation::PutKeyPolicy,
             Some(key.region()),
             key,
             "replace the key policy (see the diff)",
@@ -293,7 +301,7 @@ impl KeyStore for PlanningKeys {
         let mut overlay = self.planner.lock();
         let n = overlay.next();
         overlay.record(
-            "kms:CreateGrant",
+            Operation::CreateGrant,
             Some(key.region()),
             key,
             format!("{} for {}", request.operations.join(", "), request.grantee),
@@ -303,7 +311,7 @@ impl KeyStore for PlanningKeys {
 
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
         self.planner.lock().record(
-            "kms:RevokeGrant",
+            Operation::RevokeGrant,
             Some(key.region()),
             key,
             format!("grant {grant}"),
@@ -478,7 +486,7 @@ impl ImageStore for PlanningImages {
             None,
         );
         overlay.record(
-            "ec2:CreateImage",
+            Operation::CreateImage,
             Some(region),
             &id,
             format!("{:?} from {}", request.name, request.instance),
@@ -519,7 +527,7 @@ impl ImageStore for PlanningImages {
             |key| format!("encrypted with {key}"),
         );
         overlay.record(
-            "ec2:CopyImage",
+            Operation::CopyImage,
             Some(region),
             &id,
             format!("{:?}: copy of {} {how}", request.name, request.source_image),
@@ -604,7 +612,7 @@ impl ImageStore for PlanningImages {
         );
         let mut overlay = self.planner.lock();
         overlay.record(
-            "ec2:ModifyImageAttribute",
+            Operation::ModifyImageAttribute,
             Some(region),
             image,
             describe_change("launch permission for", change, |p| p.to_string()),
@@ -643,7 +651,7 @@ impl ImageStore for PlanningImages {
         );
         let mut overlay = self.planner.lock();
         overlay.record(
-            "ec2:ModifySnapshotAttribute",
+            Operation::ModifySnapshotAttribute,
             Some(region),
             snapshot,
             describe_change("createVolumePermission for", change, |p| match p {
@@ -713,7 +721,7 @@ impl ImageStore for PlanningImages {
             tags: request.tags.clone(),
         };
         overlay.record(
-            "ec2:RunInstances",
+            Operation::RunInstances,
             Some(region),
             &id,
             format!("{} from {}", request.instance_type, request.image),
@@ -725,7 +733,7 @@ impl ImageStore for PlanningImages {
     async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
         let mut overlay = self.planner.lock();
         for id in ids {
-            overlay.record("ec2:TerminateInstances", Some(region), id, "terminate");
+            overlay.record(Operation::TerminateInstances, Some(region), id, "terminate");
             if let Some(instance) = overlay.instances.get_mut(id) {
                 instance.state = InstanceState::Terminated;
             }
@@ -746,7 +754,7 @@ impl ImageStore for PlanningImages {
         } else {
             "deregister"
         };
-        overlay.record("ec2:DeregisterImage", Some(region), image, detail);
+        overlay.record(Operation::DeregisterImage, Some(region), image, detail);
         overlay.gone_images.insert(image.clone());
         if delete_snapshots {
             overlay
@@ -758,7 +766,7 @@ impl ImageStore for PlanningImages {
 
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
         let mut overlay = self.planner.lock();
-        overlay.record("ec2:DeleteSnapshot", Some(region), snapshot, "delete");
+        overlay.record(Operation::DeleteSnapshot, Some(region), snapshot, "delete");
         overlay.gone_snapshots.insert(snapshot.clone());
         Ok(())
     }
@@ -842,7 +850,7 @@ impl ScalingStore for PlanningScaling {
             let mut overlay = self.planner.lock();
             let n = overlay.next();
             overlay.record(
-                "ec2:CreateLaunchTemplate",
+                Operation::CreateLaunchTemplate,
                 Some(region),
                 &request.name,
                 format!("{} from {}", request.instance_type, request.image),
@@ -890,9 +898,12 @@ impl ScalingStore for PlanningScaling {
     }
 
     async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
-        self.planner
-            .lock()
-            .record("ec2:DeleteLaunchTemplate", Some(region), name, "delete");
+        self.planner.lock().record(
+            Operation::DeleteLaunchTemplate,
+            Some(region),
+            name,
+            "delete",
+        );
         let mut overlay = self.lock();
         overlay.templates.remove(name);
         overlay.gone_templates.insert(name.to_owned());
@@ -908,7 +919,7 @@ impl ScalingStore for PlanningScaling {
             let mut overlay = self.planner.lock();
             let n = overlay.next();
             overlay.record(
-                "autoscaling:CreateAutoScalingGroup",
+                Operation::CreateAutoScalingGroup,
                 Some(region),
                 &request.name,
                 format!(
@@ -1001,12 +1012,9 @@ impl ScalingStore for PlanningScaling {
         } else {
             "delete"
         };
-        self.planner.lock().record(
-            "autoscaling:DeleteAutoScalingGroup",
-            Some(region),
-            name,
-            how,
-        );
+        self.planner
+            .lock()
+            .record(Operation::DeleteAutoScalingGroup, Some(region), name, how);
         let mut overlay = self.lock();
         overlay.groups.remove(name);
         overlay.gone_groups.insert(name.to_owned());

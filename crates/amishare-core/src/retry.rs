@@ -2,36 +2,26 @@
 //! retried with capped exponential backoff and full jitter, up to a number of
 //! attempts and a deadline, on the flow's clock.
 //!
-//! A call is retried only when repeating it is safe. Throttling is always
+//! A call is retried only when repeating it is safe, as the operation table
+//! says ([`crate::ops`], `docs/spec/ops.md` §E2). Throttling is always
 //! safe: the service refused the request before acting on it. A transient
 //! service error (a 5xx) may come after the service acted, so it is retried
-//! only for reads and for writes whose repetition changes nothing more
+//! only for reads, for writes whose repetition changes nothing more
 //! (`PutKeyPolicy` with the same document, adding a permission that is
-//! already there, `CopyImage` with the same client token); `CreateKey`,
-//! `CreateGrant` and `RunInstances` are retried only when throttled, and the
-//! flow finds or reports what a failed one may have left.
+//! already there), for writes whose repeat the flow settles (`CreateAlias`,
+//! `DeregisterImage`), and for `CopyImage`, `RunInstances` and `CreateGrant`
+//! that carry a client token or grant name; `CreateKey` and the others are
+//! retried only when throttled, and the flow finds or reports what a failed
+//! one may have left.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use crate::error::{Error, ErrorKind, Exhausted, Result};
-use crate::id::{
-    AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, PrincipalArn, Region,
-    SnapshotId,
-};
-use crate::model::{
-    Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
-    EbsDefaults, Grant, Image, ImageQuery, Instance, KeyMetadata, LaunchPermission,
-    PermissionChange, RunInstancesRequest, Snapshot, VolumePermission,
-};
-use crate::scaling::{
-    Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
-};
+use crate::ops::{Around, OpCall};
+use crate::scaling::ScalingStore;
 use crate::store::{Clock, ImageStore, KeyStore};
 
 /// How calls are retried, and how long something just made may stay
@@ -82,70 +72,13 @@ impl RetryOptions {
     }
 }
 
-/// Whether repeating a call after a transient service error is safe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repeat {
-    /// A read, or a write that changes nothing more when repeated.
-    Safe,
-    /// A write that may act twice: retried only when throttled.
-    Unsafe,
-}
-
-/// Whether `err` is worth another attempt of a call that repeats as `repeat`.
-fn retryable(err: &Error, repeat: Repeat) -> bool {
-    match repeat {
-        Repeat::Safe => err.is_retryable(),
-        Repeat::Unsafe => err.kind() == ErrorKind::Throttled,
-    }
-}
-
-/// The call being retried, as an error names it once the budget is spent.
-struct Call<'a> {
-    operation: &'static str,
-    resource: Option<String>,
-    region: Option<&'a Region>,
-}
-
-impl<'a> Call<'a> {
-    /// A call that names no resource (`GetCallerIdentity`, `ListKeys`, `CreateKey`).
-    fn new(operation: &'static str, region: Option<&'a Region>) -> Call<'a> {
-        Call {
-            operation,
-            resource: None,
-            region,
-        }
-    }
-
-    /// A call on `resource`.
-    fn on(
-        operation: &'static str,
-        region: Option<&'a Region>,
-        resource: impl std::fmt::Display,
-    ) -> Call<'a> {
-        Call {
-            operation,
-            resource: Some(resource.to_string()),
-            region,
-        }
-    }
-
-    /// A call on each of `ids`, or on none when there are none.
-    fn on_each<T: std::fmt::Display>(
-        operation: &'static str,
-        region: &'a Region,
-        ids: &[T],
-    ) -> Call<'a> {
-        let resource = (!ids.is_empty()).then(|| {
-            ids.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
-        Call {
-            operation,
-            resource,
-            region: Some(region),
-        }
+/// Whether `err` is worth another attempt of `call`: throttling always is;
+/// another retryable error only when repeating the call is safe (`docs/spec/ops.md` §E2).
+fn retryable(err: &Error, call: &OpCall<'_>) -> bool {
+    if call.is_safe_to_repeat() {
+        err.is_retryable()
+    } else {
+        err.kind() == ErrorKind::Throttled
     }
 }
 
@@ -245,25 +178,18 @@ impl Retrying {
         cap.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
     }
 
-    /// [`Retrying::run`] for a call that changes something, counted.
-    async fn write<T, F, Fut>(&self, call: Call<'_>, repeat: Repeat, send: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        self.run(call, repeat, send).await
-    }
-
     /// Sends `call` until it succeeds, fails in a way not worth repeating,
     /// or spends the budget; an error worth repeating that spent it names
     /// the call and the attempts made ([`Error::retries_exhausted`]).
-    async fn run<T, F, Fut>(&self, call: Call<'_>, repeat: Repeat, mut send: F) -> Result<T>
+    async fn run<T, F, Fut>(&self, call: OpCall<'_>, mut send: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let operation = call.operation;
+        if call.op.is_mutating() {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let operation = call.op.name();
         let start = self.clock.now();
         let mut attempt = 1;
         loop {
@@ -271,14 +197,14 @@ impl Retrying {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
-            if !retryable(&err, repeat) {
+            if !retryable(&err, &call) {
                 return Err(err);
             }
             let elapsed = self.clock.now().saturating_sub(start);
             let spent = |err: Error| {
                 err.with_exhausted(Exhausted {
                     operation,
-                    resource: call.resource.clone(),
+                    resource: call.resource(),
                     region: call.region.cloned(),
                     attempts: attempt,
                     elapsed,
@@ -328,370 +254,21 @@ where
     }
 }
 
-#[async_trait]
-impl KeyStore for Retrying {
-    async fn caller(&self) -> Result<Caller> {
-        self.run(Call::new("GetCallerIdentity", None), Repeat::Safe, || {
-            self.keys.caller()
-        })
-        .await
-    }
-    async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
-        self.write(Call::new("CreateKey", Some(region)), Repeat::Unsafe, || {
-            self.keys.create_key(region, request)
-        })
-        .await
-    }
-    async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
-        self.run(
-            Call::on("DescribeKey", Some(region), key),
-            Repeat::Safe,
-            || self.keys.describe_key(region, key),
-        )
-        .await
-    }
-    async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
-        // A repeat after a lost answer meets the alias it made: the flow
-        // checks where an existing alias points.
-        self.write(
-            Call::on("CreateAlias", Some(region), alias),
-            Repeat::Safe,
-            || self.keys.create_alias(region, alias, key),
-        )
-        .await
-    }
-    async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
-        self.run(Call::on("GetKeyPolicy", None, key), Repeat::Safe, || {
-            self.keys.get_key_policy(key)
-        })
-        .await
-    }
-    async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
-        self.write(Call::on("PutKeyPolicy", None, key), Repeat::Safe, || {
-            self.keys.put_key_policy(key, policy)
-        })
-        .await
-    }
-    async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
-        self.run(Call::on("ListGrants", None, key), Repeat::Safe, || {
-            self.keys.list_grants(key)
-        })
-        .await
-    }
-    async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
-        self.write(Call::on("CreateGrant", None, key), Repeat::Unsafe, || {
-            self.keys.create_grant(key, request)
-        })
-        .await
-    }
-    async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
-        self.run(Call::new("ListKeys", Some(region)), Repeat::Safe, || {
-            self.keys.list_keys(region)
-        })
-        .await
-    }
-    async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
-        self.run(
-            Call::on("ListResourceTags", None, key),
-            Repeat::Safe,
-            || self.keys.list_resource_tags(key),
-        )
-        .await
-    }
-    async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
-        self.write(
-            Call::on("RevokeGrant", None, format!("{grant} on {key}")),
-            Repeat::Safe,
-            || self.keys.revoke_grant(key, grant),
-        )
-        .await
-    }
-    async fn list_retirable_grants(
-        &self,
-        region: &Region,
-        retiring: &PrincipalArn,
-    ) -> Result<Vec<Grant>> {
-        self.run(
-            Call::on("ListRetirableGrants", Some(region), retiring),
-            Repeat::Safe,
-            || self.keys.list_retirable_grants(region, retiring),
-        )
-        .await
+impl Around for Retrying {
+    fn around<'a, T, F, Fut>(
+        &'a self,
+        call: OpCall<'a>,
+        send: F,
+    ) -> impl Future<Output = Result<T>> + Send + 'a
+    where
+        T: Send + 'static,
+        F: FnMut() -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T>> + Send + 'a,
+    {
+        self.run(call, send)
     }
 }
 
-#[async_trait]
-impl ImageStore for Retrying {
-    async fn describe_instances(
-        &self,
-        region: &Region,
-        ids: &[InstanceId],
-    ) -> Result<Vec<Instance>> {
-        self.run(
-            Call::on_each("DescribeInstances", region, ids),
-            Repeat::Safe,
-            || self.images.describe_instances(region, ids),
-        )
-        .await
-    }
-    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
-        // A repeat after a lost answer is refused as a duplicate name, and
-        // the flow then adopts the image by its tag.
-        self.write(
-            Call::on("CreateImage", Some(region), &request.instance),
-            Repeat::Safe,
-            || self.images.create_image(region, request),
-        )
-        .await
-    }
-    async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
-        let repeat = if request.client_token.is_some() {
-            Repeat::Safe
-        } else {
-            Repeat::Unsafe
-        };
-        self.write(
-            Call::on("CopyImage", Some(region), &request.source_image),
-            repeat,
-            || self.images.copy_image(region, request),
-        )
-        .await
-    }
-    async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
-        self.run(
-            Call::on_each("DescribeImages", region, &query.image_ids),
-            Repeat::Safe,
-            || self.images.describe_images(region, query),
-        )
-        .await
-    }
-    async fn describe_snapshots(
-        &self,
-        region: &Region,
-        ids: &[SnapshotId],
-    ) -> Result<Vec<Snapshot>> {
-        self.run(
-            Call::on_each("DescribeSnapshots", region, ids),
-            Repeat::Safe,
-            || self.images.describe_snapshots(region, ids),
-        )
-        .await
-    }
-    async fn modify_launch_permission(
-        &self,
-        region: &Region,
-        image: &ImageId,
-        change: &PermissionChange<LaunchPermission>,
-    ) -> Result<()> {
-        self.write(
-            Call::on("ModifyImageAttribute", Some(region), image),
-            Repeat::Safe,
-            || self.images.modify_launch_permission(region, image, change),
-        )
-        .await
-    }
-    async fn describe_launch_permission(
-        &self,
-        region: &Region,
-        image: &ImageId,
-    ) -> Result<Vec<LaunchPermission>> {
-        self.run(
-            Call::on("DescribeImageAttribute", Some(region), image),
-            Repeat::Safe,
-            || self.images.describe_launch_permission(region, image),
-        )
-        .await
-    }
-    async fn modify_create_volume_permission(
-        &self,
-        region: &Region,
-        snapshot: &SnapshotId,
-        change: &PermissionChange<VolumePermission>,
-    ) -> Result<()> {
-        self.write(
-            Call::on("ModifySnapshotAttribute", Some(region), snapshot),
-            Repeat::Safe,
-            || {
-                self.images
-                    .modify_create_volume_permission(region, snapshot, change)
-            },
-        )
-        .await
-    }
-    async fn describe_create_volume_permission(
-        &self,
-        region: &Region,
-        snapshot: &SnapshotId,
-    ) -> Result<Vec<VolumePermission>> {
-        self.run(
-            Call::on("DescribeSnapshotAttribute", Some(region), snapshot),
-            Repeat::Safe,
-            || {
-                self.images
-                    .describe_create_volume_permission(region, snapshot)
-            },
-        )
-        .await
-    }
-    async fn run_instances(
-        &self,
-        region: &Region,
-        request: &RunInstancesRequest,
-    ) -> Result<Instance> {
-        let repeat = if request.client_token.is_some() {
-            Repeat::Safe
-        } else {
-            Repeat::Unsafe
-        };
-        self.write(
-            Call::on("RunInstances", Some(region), &request.image),
-            repeat,
-            || self.images.run_instances(region, request),
-        )
-        .await
-    }
-    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
-        self.write(
-            Call::on_each("TerminateInstances", region, ids),
-            Repeat::Safe,
-            || self.images.terminate_instances(region, ids),
-        )
-        .await
-    }
-    async fn deregister_image(
-        &self,
-        region: &Region,
-        image: &ImageId,
-        delete_snapshots: bool,
-    ) -> Result<()> {
-        // A repeat after a lost answer finds the image gone, which the flow
-        // takes as done.
-        self.write(
-            Call::on("DeregisterImage", Some(region), image),
-            Repeat::Safe,
-            || {
-                self.images
-                    .deregister_image(region, image, delete_snapshots)
-            },
-        )
-        .await
-    }
-    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
-        self.write(
-            Call::on("DeleteSnapshot", Some(region), snapshot),
-            Repeat::Unsafe,
-            || self.images.delete_snapshot(region, snapshot),
-        )
-        .await
-    }
-    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
-        self.run(
-            Call::new("GetEbsDefaultKmsKeyId", Some(region)),
-            Repeat::Safe,
-            || self.images.ebs_defaults(region),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl ScalingStore for Retrying {
-    async fn create_launch_template(
-        &self,
-        region: &Region,
-        request: &LaunchTemplateRequest,
-    ) -> Result<LaunchTemplate> {
-        let scaling = self.scaling()?;
-        // With a client token a repeat returns the template the first made.
-        let repeat = if request.client_token.is_some() {
-            Repeat::Safe
-        } else {
-            Repeat::Unsafe
-        };
-        self.write(
-            Call::on("CreateLaunchTemplate", Some(region), &request.name),
-            repeat,
-            || scaling.create_launch_template(region, request),
-        )
-        .await
-    }
-    async fn describe_launch_templates(
-        &self,
-        region: &Region,
-        names: &[String],
-    ) -> Result<Vec<LaunchTemplate>> {
-        let scaling = self.scaling()?;
-        self.run(
-            Call::on_each("DescribeLaunchTemplates", region, names),
-            Repeat::Safe,
-            || scaling.describe_launch_templates(region, names),
-        )
-        .await
-    }
-    async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
-        let scaling = self.scaling()?;
-        // A repeat after a lost answer finds it gone, which the flow takes as done.
-        self.write(
-            Call::on("DeleteLaunchTemplate", Some(region), name),
-            Repeat::Safe,
-            || scaling.delete_launch_template(region, name),
-        )
-        .await
-    }
-    async fn create_auto_scaling_group(
-        &self,
-        region: &Region,
-        request: &GroupRequest,
-    ) -> Result<()> {
-        let scaling = self.scaling()?;
-        // A repeat is refused with AlreadyExists, which the flow settles by
-        // looking the group up; a 5xx may have created it.
-        self.write(
-            Call::on("CreateAutoScalingGroup", Some(region), &request.name),
-            Repeat::Unsafe,
-            || scaling.create_auto_scaling_group(region, request),
-        )
-        .await
-    }
-    async fn describe_auto_scaling_groups(
-        &self,
-        region: &Region,
-        names: &[String],
-    ) -> Result<Vec<Group>> {
-        let scaling = self.scaling()?;
-        self.run(
-            Call::on_each("DescribeAutoScalingGroups", region, names),
-            Repeat::Safe,
-            || scaling.describe_auto_scaling_groups(region, names),
-        )
-        .await
-    }
-    async fn describe_scaling_activities(
-        &self,
-        region: &Region,
-        group: &str,
-    ) -> Result<Vec<Activity>> {
-        let scaling = self.scaling()?;
-        self.run(
-            Call::on("DescribeScalingActivities", Some(region), group),
-            Repeat::Safe,
-            || scaling.describe_scaling_activities(region, group),
-        )
-        .await
-    }
-    async fn delete_auto_scaling_group(
-        &self,
-        region: &Region,
-        name: &str,
-        force: bool,
-    ) -> Result<()> {
-        let scaling = self.scaling()?;
-        // A repeat after a lost answer finds the group gone (or going).
-        self.write(
-            Call::on("DeleteAutoScalingGroup", Some(region), name),
-            Repeat::Safe,
-            || scaling.delete_auto_scaling_group(region, name, force),
-        )
-        .await
-    }
-}
+crate::around_stores!(KeyStore for [] Retrying, |this| &this.keys);
+crate::around_stores!(ImageStore for [] Retrying, |this| &this.images);
+crate::around_stores!(ScalingStore for [] Retrying, |this| this.scaling()?);

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -489,65 +488,6 @@ pub trait ScalingStore: Send + Sync + fmt::Debug {
         force: bool,
     ) -> Result<()>;
 }
-
-macro_rules! forward_scaling_store {
-    ($ty:ty) => {
-        #[async_trait]
-        impl<T: ScalingStore + ?Sized> ScalingStore for $ty {
-            async fn create_launch_template(
-                &self,
-                region: &Region,
-                request: &LaunchTemplateRequest,
-            ) -> Result<LaunchTemplate> {
-                (**self).create_launch_template(region, request).await
-            }
-            async fn describe_launch_templates(
-                &self,
-                region: &Region,
-                names: &[String],
-            ) -> Result<Vec<LaunchTemplate>> {
-                (**self).describe_launch_templates(region, names).await
-            }
-            async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
-                (**self).delete_launch_template(region, name).await
-            }
-            async fn create_auto_scaling_group(
-                &self,
-                region: &Region,
-                request: &GroupRequest,
-            ) -> Result<()> {
-                (**self).create_auto_scaling_group(region, request).await
-            }
-            async fn describe_auto_scaling_groups(
-                &self,
-                region: &Region,
-                names: &[String],
-            ) -> Result<Vec<Group>> {
-                (**self).describe_auto_scaling_groups(region, names).await
-            }
-            async fn describe_scaling_activities(
-                &self,
-                region: &Region,
-                group: &str,
-            ) -> Result<Vec<Activity>> {
-                (**self).describe_scaling_activities(region, group).await
-            }
-            async fn delete_auto_scaling_group(
-                &self,
-                region: &Region,
-                name: &str,
-                force: bool,
-            ) -> Result<()> {
-                (**self)
-                    .delete_auto_scaling_group(region, name, force)
-                    .await
-            }
-        }
-    };
-}
-
-forward_scaling_store!(Arc<T>);
-forward_scaling_store!(Box<T>);
 
 /// How long an Auto Scaling smoke launch may take, and how long failed
 /// activities are tolerated after a grant was just made (grants take up

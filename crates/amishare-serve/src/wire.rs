@@ -1,7 +1,7 @@
 //! What goes back on the wire: each service's success and error envelopes,
-//! and the HTTP status of each error code.
+//! and the HTTP status of each error code (from core's error catalogue).
 
-use amishare_core::{Error, ErrorKind};
+use amishare_core::{catalogue, ops, Error, ErrorKind};
 use serde_json::json;
 
 use crate::xml::Xml;
@@ -40,6 +40,16 @@ impl Service {
             Service::AutoScaling => "autoscaling",
         }
     }
+
+    /// The service as core's operation table and error catalogue name it.
+    pub(crate) fn ops(self) -> ops::Service {
+        match self {
+            Service::Ec2 => ops::Service::Ec2,
+            Service::Kms => ops::Service::Kms,
+            Service::Sts => ops::Service::Sts,
+            Service::AutoScaling => ops::Service::AutoScaling,
+        }
+    }
 }
 
 /// An error as the service reports it: a code, a message and, where the code
@@ -74,13 +84,9 @@ impl WireError {
         if let Some(code) = err.code() {
             return WireError::new(code, err.message());
         }
-        let code = match (service, err.kind()) {
-            (Service::Ec2, ErrorKind::InvalidInput) => "InvalidParameterValue",
-            (Service::Kms, ErrorKind::InvalidInput) => "ValidationException",
-            (Service::Sts | Service::AutoScaling, ErrorKind::InvalidInput) => "ValidationError",
-            (Service::Ec2, _) => "InternalError",
-            (Service::Kms, _) => "KMSInternalException",
-            (Service::Sts | Service::AutoScaling, _) => "InternalFailure",
+        let code = match err.kind() {
+            ErrorKind::InvalidInput => catalogue::invalid_input_code(service.ops()),
+            _ => catalogue::internal_code(service.ops()),
         };
         WireError::new(code, err.message())
     }
@@ -90,29 +96,7 @@ impl WireError {
         if let Some(status) = self.status {
             return status;
         }
-        match (service, self.code.as_str()) {
-            (Service::Ec2, "UnauthorizedOperation") => 403,
-            (Service::Ec2, "DryRunOperation") => 412,
-            (Service::Ec2, "InternalError") => 500,
-            (Service::Ec2, "RequestLimitExceeded" | "ServiceUnavailable" | "Unavailable") => 503,
-            (Service::Kms, "KMSInternalException") => 500,
-            (Service::Kms, "DependencyTimeoutException") => 503,
-            (
-                Service::Sts,
-                "InvalidClientTokenId"
-                | "SignatureDoesNotMatch"
-                | "MissingAuthenticationToken"
-                | "AccessDenied",
-            ) => 403,
-            (Service::Sts, "InternalFailure") => 500,
-            (
-                Service::AutoScaling,
-                "InternalFailure" | "ResourceContention" | "ServiceLinkedRoleFailure",
-            ) => 500,
-            (Service::AutoScaling, "AccessDenied" | "InvalidClientTokenId") => 403,
-            (Service::AutoScaling, "Throttling") => 400,
-            _ => 400,
-        }
+        catalogue::status(service.ops(), &self.code)
     }
 }
 

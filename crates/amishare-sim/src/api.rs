@@ -8,6 +8,7 @@
 //! Core's store traits, which [`SimClient`] also implements, are the same
 //! operations seen through amishare's narrower requests.
 
+use amishare_core::ops::Operation;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
@@ -199,7 +200,7 @@ impl SimClient {
         region: &Region,
         request: &DescribeImages,
     ) -> Result<Paged<Image>> {
-        self.call("ec2:DescribeImages", false, Some(region), |ctx| {
+        self.call(Operation::DescribeImages, Some(region), |ctx| {
             ctx.api_describe_images(region, request)
         })
     }
@@ -210,7 +211,7 @@ impl SimClient {
         region: &Region,
         request: &DescribeInstances,
     ) -> Result<Paged<Instance>> {
-        self.call("ec2:DescribeInstances", false, Some(region), |ctx| {
+        self.call(Operation::DescribeInstances, Some(region), |ctx| {
             ctx.api_describe_instances(region, request)
         })
     }
@@ -221,7 +222,7 @@ impl SimClient {
         region: &Region,
         request: &DescribeSnapshots,
     ) -> Result<Paged<Snapshot>> {
-        self.call("ec2:DescribeSnapshots", false, Some(region), |ctx| {
+        self.call(Operation::DescribeSnapshots, Some(region), |ctx| {
             ctx.api_describe_snapshots(region, request)
         })
     }
@@ -232,7 +233,7 @@ impl SimClient {
         region: &Region,
         request: &DescribeVolumes,
     ) -> Result<Paged<Volume>> {
-        self.call("ec2:DescribeVolumes", false, Some(region), |ctx| {
+        self.call(Operation::DescribeVolumes, Some(region), |ctx| {
             ctx.api_describe_volumes(region, request)
         })
     }
@@ -244,7 +245,7 @@ impl SimClient {
         region: &Region,
         request: &RunInstances,
     ) -> Result<Vec<Instance>> {
-        self.call("ec2:RunInstances", true, Some(region), |ctx| {
+        self.call(Operation::RunInstances, Some(region), |ctx| {
             ctx.api_run_instances(region, request)
         })
     }
@@ -255,7 +256,7 @@ impl SimClient {
         region: &Region,
         ids: &[InstanceId],
     ) -> Result<Vec<StateChange>> {
-        self.call("ec2:TerminateInstances", true, Some(region), |ctx| {
+        self.call(Operation::TerminateInstances, Some(region), |ctx| {
             ctx.api_terminate_instances(region, ids)
         })
     }
@@ -267,7 +268,7 @@ impl SimClient {
         image: &amishare_core::ImageId,
         delete_associated_snapshots: bool,
     ) -> Result<Deregistered> {
-        self.call("ec2:DeregisterImage", true, Some(region), |ctx| {
+        self.call(Operation::DeregisterImage, Some(region), |ctx| {
             ctx.api_deregister_image(region, image, delete_associated_snapshots)
         })
     }
@@ -666,9 +667,7 @@ impl SimClient {
         group: &str,
         include_deleted_groups: bool,
     ) -> Result<ScalingActivities> {
-        self.call(
-            "autoscaling:DescribeScalingActivities",
-            false,
+        self.call(Operation::DescribeScalingActivities,
             Some(region),
             |ctx| {
                 let activities = ctx.describe_scaling_activities(region, group)?;
@@ -690,7 +689,7 @@ impl SimClient {
         region: &Region,
         template: &TemplateRef,
     ) -> Result<amishare_core::scaling::LaunchTemplate> {
-        self.call("ec2:DeleteLaunchTemplate", true, Some(region), |ctx| {
+        self.call(Operation::DeleteLaunchTemplate, Some(region), |ctx| {
             let name = match template {
                 TemplateRef::Name(name) => name.clone(),
                 TemplateRef::Id(id) => ctx.template_name(region, id).ok_or_else(|| {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use amishare_core::ops::Operation;
 use amishare_core::scaling::{
     Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
     ServiceLinkedRole,
@@ -76,15 +77,15 @@ impl SimClient {
         &self.world
     }
 
-    /// Runs one operation as this principal and records it.
+    /// Runs one operation as this principal and records it; whether it
+    /// mutates comes from the operation table.
     pub(crate) fn call<T>(
         &self,
-        operation: &'static str,
-        mutating: bool,
+        operation: Operation,
         region: Option<&Region>,
         run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.call_after(operation, mutating, region, |_, _| Ok(None), run)
+        self.call_after(operation, region, |_, _| Ok(None), run)
     }
 
     /// `CreateAutoScalingGroup`: `run` creates the group, after the first
@@ -97,8 +98,7 @@ impl SimClient {
         run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.call_after(
-            "autoscaling:CreateAutoScalingGroup",
-            true,
+            Operation::CreateAutoScalingGroup,
             Some(region),
             |iam, who| {
                 if request.service_linked_role.is_some() {
@@ -121,8 +121,7 @@ impl SimClient {
     /// group creates the service-linked role).
     fn call_after<T>(
         &self,
-        operation: &'static str,
-        mutating: bool,
+        operation: Operation,
         region: Option<&Region>,
         setup: impl FnOnce(&Iam, &Who<'_>) -> Result<Option<PrincipalArn>>,
         run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
@@ -189,6 +188,7 @@ impl SimClient {
                 )),
             }
         });
+        let mutating = operation.is_mutating();
         log.total += 1;
         if mutating {
             log.mutating += 1;
@@ -197,7 +197,7 @@ impl SimClient {
             log.records.push(CallRecord {
                 principal: self.arn.clone(),
                 region: region.cloned(),
-                operation,
+                operation: operation.action(),
                 mutating,
                 error: result
                     .as_ref()
@@ -206,7 +206,7 @@ impl SimClient {
             });
         }
         tracing::trace!(
-            operation,
+            operation = operation.action(),
             principal = self.arn.as_str(),
             ok = result.is_ok(),
             "simulated call"
@@ -218,7 +218,7 @@ impl SimClient {
 #[async_trait]
 impl KeyStore for SimClient {
     async fn caller(&self) -> Result<Caller> {
-        self.call("sts:GetCallerIdentity", false, None, |ctx| {
+        self.call(Operation::GetCallerIdentity, None, |ctx| {
             Ok(Caller {
                 account: ctx.who.account_id().clone(),
                 arn: self.arn.clone(),
@@ -227,61 +227,61 @@ impl KeyStore for SimClient {
     }
 
     async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
-        self.call("kms:CreateKey", true, Some(region), |ctx| {
+        self.call(Operation::CreateKey, Some(region), |ctx| {
             ctx.create_key(region, request)
         })
     }
 
     async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
-        self.call("kms:DescribeKey", false, Some(region), |ctx| {
+        self.call(Operation::DescribeKey, Some(region), |ctx| {
             ctx.describe_key(region, key)
         })
     }
 
     async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
-        self.call("kms:CreateAlias", true, Some(region), |ctx| {
+        self.call(Operation::CreateAlias, Some(region), |ctx| {
             ctx.create_alias(region, alias, key)
         })
     }
 
     async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
-        self.call("kms:GetKeyPolicy", false, Some(key.region()), |ctx| {
+        self.call(Operation::GetKeyPolicy, Some(key.region()), |ctx| {
             ctx.get_key_policy(key)
         })
     }
 
     async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
-        self.call("kms:PutKeyPolicy", true, Some(key.region()), |ctx| {
+        self.call(Operation::PutKeyPolicy, Some(key.region()), |ctx| {
             ctx.put_key_policy(key, policy)
         })
     }
 
     async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
-        self.call("kms:ListGrants", false, Some(key.region()), |ctx| {
+        self.call(Operation::ListGrants, Some(key.region()), |ctx| {
             ctx.list_grants(key)
         })
     }
 
     async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
-        self.call("kms:ListKeys", false, Some(region), |ctx| {
+        self.call(Operation::ListKeys, Some(region), |ctx| {
             ctx.list_keys(region).map(Some)
         })
     }
 
     async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
-        self.call("kms:ListResourceTags", false, Some(key.region()), |ctx| {
+        self.call(Operation::ListResourceTags, Some(key.region()), |ctx| {
             ctx.list_resource_tags(key)
         })
     }
 
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
-        self.call("kms:CreateGrant", true, Some(key.region()), |ctx| {
+        self.call(Operation::CreateGrant, Some(key.region()), |ctx| {
             ctx.create_grant(key, request)
         })
     }
 
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
-        self.call("kms:RevokeGrant", true, Some(key.region()), |ctx| {
+        self.call(Operation::RevokeGrant, Some(key.region()), |ctx| {
             ctx.revoke_grant(key, grant)
         })
     }
@@ -291,7 +291,7 @@ impl KeyStore for SimClient {
         region: &Region,
         retiring: &PrincipalArn,
     ) -> Result<Vec<Grant>> {
-        self.call("kms:ListRetirableGrants", false, Some(region), |ctx| {
+        self.call(Operation::ListRetirableGrants, Some(region), |ctx| {
             ctx.list_retirable_grants(region, retiring)
         })
     }
@@ -304,25 +304,25 @@ impl ImageStore for SimClient {
         region: &Region,
         ids: &[InstanceId],
     ) -> Result<Vec<Instance>> {
-        self.call("ec2:DescribeInstances", false, Some(region), |ctx| {
+        self.call(Operation::DescribeInstances, Some(region), |ctx| {
             ctx.describe_instances(region, ids)
         })
     }
 
     async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
-        self.call("ec2:CreateImage", true, Some(region), |ctx| {
+        self.call(Operation::CreateImage, Some(region), |ctx| {
             ctx.create_image(region, request)
         })
     }
 
     async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
-        self.call("ec2:CopyImage", true, Some(region), |ctx| {
+        self.call(Operation::CopyImage, Some(region), |ctx| {
             ctx.copy_image(region, request)
         })
     }
 
     async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
-        self.call("ec2:DescribeImages", false, Some(region), |ctx| {
+        self.call(Operation::DescribeImages, Some(region), |ctx| {
             ctx.describe_images(region, query)
         })
     }
@@ -332,7 +332,7 @@ impl ImageStore for SimClient {
         region: &Region,
         ids: &[SnapshotId],
     ) -> Result<Vec<Snapshot>> {
-        self.call("ec2:DescribeSnapshots", false, Some(region), |ctx| {
+        self.call(Operation::DescribeSnapshots, Some(region), |ctx| {
             ctx.describe_snapshots(region, ids)
         })
     }
@@ -343,7 +343,7 @@ impl ImageStore for SimClient {
         image: &ImageId,
         change: &PermissionChange<LaunchPermission>,
     ) -> Result<()> {
-        self.call("ec2:ModifyImageAttribute", true, Some(region), |ctx| {
+        self.call(Operation::ModifyImageAttribute, Some(region), |ctx| {
             ctx.modify_launch_permission(region, image, change)
         })
     }
@@ -353,7 +353,7 @@ impl ImageStore for SimClient {
         region: &Region,
         image: &ImageId,
     ) -> Result<Vec<LaunchPermission>> {
-        self.call("ec2:DescribeImageAttribute", false, Some(region), |ctx| {
+        self.call(Operation::DescribeImageAttribute, Some(region), |ctx| {
             ctx.describe_launch_permission(region, image)
         })
     }
@@ -364,7 +364,7 @@ impl ImageStore for SimClient {
         snapshot: &SnapshotId,
         change: &PermissionChange<VolumePermission>,
     ) -> Result<()> {
-        self.call("ec2:ModifySnapshotAttribute", true, Some(region), |ctx| {
+        self.call(Operation::ModifySnapshotAttribute, Some(region), |ctx| {
             ctx.modify_create_volume_permission(region, snapshot, change)
         })
     }
@@ -374,12 +374,9 @@ impl ImageStore for SimClient {
         region: &Region,
         snapshot: &SnapshotId,
     ) -> Result<Vec<VolumePermission>> {
-        self.call(
-            "ec2:DescribeSnapshotAttribute",
-            false,
-            Some(region),
-            |ctx| ctx.describe_create_volume_permission(region, snapshot),
-        )
+        self.call(Operation::DescribeSnapshotAttribute, Some(region), |ctx| {
+            ctx.describe_create_volume_permission(region, snapshot)
+        })
     }
 
     async fn run_instances(
@@ -387,13 +384,13 @@ impl ImageStore for SimClient {
         region: &Region,
         request: &RunInstancesRequest,
     ) -> Result<Instance> {
-        self.call("ec2:RunInstances", true, Some(region), |ctx| {
+        self.call(Operation::RunInstances, Some(region), |ctx| {
             ctx.run_instances(region, request)
         })
     }
 
     async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
-        self.call("ec2:TerminateInstances", true, Some(region), |ctx| {
+        self.call(Operation::TerminateInstances, Some(region), |ctx| {
             ctx.terminate_instances(region, ids)
         })
     }
@@ -404,24 +401,21 @@ impl ImageStore for SimClient {
         image: &ImageId,
         delete_snapshots: bool,
     ) -> Result<()> {
-        self.call("ec2:DeregisterImage", true, Some(region), |ctx| {
+        self.call(Operation::DeregisterImage, Some(region), |ctx| {
             ctx.deregister_image(region, image, delete_snapshots)
         })
     }
 
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
-        self.call("ec2:DeleteSnapshot", true, Some(region), |ctx| {
+        self.call(Operation::DeleteSnapshot, Some(region), |ctx| {
             ctx.delete_snapshot(region, snapshot)
         })
     }
 
     async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
-        self.call(
-            "ec2:GetEbsEncryptionByDefault",
-            false,
-            Some(region),
-            |ctx| ctx.ebs_defaults(region),
-        )
+        self.call(Operation::GetEbsEncryptionByDefault, Some(region), |ctx| {
+            ctx.ebs_defaults(region)
+        })
     }
 }
 
@@ -432,7 +426,7 @@ impl ScalingStore for SimClient {
         region: &Region,
         request: &LaunchTemplateRequest,
     ) -> Result<LaunchTemplate> {
-        self.call("ec2:CreateLaunchTemplate", true, Some(region), |ctx| {
+        self.call(Operation::CreateLaunchTemplate, Some(region), |ctx| {
             ctx.create_launch_template(region, request)
         })
     }
@@ -442,13 +436,13 @@ impl ScalingStore for SimClient {
         region: &Region,
         names: &[String],
     ) -> Result<Vec<LaunchTemplate>> {
-        self.call("ec2:DescribeLaunchTemplates", false, Some(region), |ctx| {
+        self.call(Operation::DescribeLaunchTemplates, Some(region), |ctx| {
             ctx.describe_launch_templates(region, names)
         })
     }
 
     async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
-        self.call("ec2:DeleteLaunchTemplate", true, Some(region), |ctx| {
+        self.call(Operation::DeleteLaunchTemplate, Some(region), |ctx| {
             ctx.delete_launch_template(region, name)
         })
     }
@@ -468,12 +462,9 @@ impl ScalingStore for SimClient {
         region: &Region,
         names: &[String],
     ) -> Result<Vec<Group>> {
-        self.call(
-            "autoscaling:DescribeAutoScalingGroups",
-            false,
-            Some(region),
-            |ctx| ctx.describe_auto_scaling_groups(region, names),
-        )
+        self.call(Operation::DescribeAutoScalingGroups, Some(region), |ctx| {
+            ctx.describe_auto_scaling_groups(region, names)
+        })
     }
 
     async fn describe_scaling_activities(
@@ -481,12 +472,9 @@ impl ScalingStore for SimClient {
         region: &Region,
         group: &str,
     ) -> Result<Vec<Activity>> {
-        self.call(
-            "autoscaling:DescribeScalingActivities",
-            false,
-            Some(region),
-            |ctx| ctx.describe_scaling_activities(region, group),
-        )
+        self.call(Operation::DescribeScalingActivities, Some(region), |ctx| {
+            ctx.describe_scaling_activities(region, group)
+        })
     }
 
     async fn delete_auto_scaling_group(
@@ -495,11 +483,8 @@ impl ScalingStore for SimClient {
         name: &str,
         force: bool,
     ) -> Result<()> {
-        self.call(
-            "autoscaling:DeleteAutoScalingGroup",
-            true,
-            Some(region),
-            |ctx| ctx.delete_auto_scaling_group(region, name, force),
-        )
+        self.call(Operation::DeleteAutoScalingGroup, Some(region), |ctx| {
+            ctx.delete_auto_scaling_group(region, name, force)
+        })
     }
 }

@@ -1,53 +1,39 @@
-//! AWS's errors, with their codes and messages, as amishare [`Error`]s.
+//! AWS's errors, with their codes and messages, as amishare [`Error`]s;
+//! each code's kind comes from core's error catalogue.
 
-use amishare_core::{AliasArn, Error, ErrorKind, ImageId, InstanceId, KeyArn, Region, SnapshotId};
+use amishare_core::{
+    catalogue, AliasArn, Error, ErrorKind, ImageId, InstanceId, KeyArn, Region, SnapshotId,
+};
 
 use crate::knobs::{Knobs, PendingDeletionError};
 
 // ---------------------------------------------------------------- KMS
 
 pub(crate) fn kms_access_denied(message: String) -> Error {
-    Error::service(ErrorKind::AccessDenied, "AccessDeniedException", message)
+    catalogue::error("AccessDeniedException", message)
 }
 
 pub(crate) fn key_not_found(arn: &KeyArn) -> Error {
-    Error::service(
-        ErrorKind::NotFound,
-        "NotFoundException",
-        format!("Key '{arn}' does not exist"),
-    )
+    catalogue::error("NotFoundException", format!("Key '{arn}' does not exist"))
 }
 
 pub(crate) fn invalid_arn(region: &Region) -> Error {
-    Error::service(
-        ErrorKind::NotFound,
-        "NotFoundException",
-        format!("Invalid arn {region}"),
-    )
+    catalogue::error("NotFoundException", format!("Invalid arn {region}"))
 }
 
 pub(crate) fn alias_not_found(arn: &AliasArn) -> Error {
-    Error::service(
-        ErrorKind::NotFound,
-        "NotFoundException",
-        format!("Alias {arn} is not found."),
-    )
+    catalogue::error("NotFoundException", format!("Alias {arn} is not found."))
 }
 
 pub(crate) fn alias_exists(arn: &AliasArn) -> Error {
-    Error::service(
-        ErrorKind::Conflict,
+    catalogue::error(
         "AlreadyExistsException",
         format!("An alias with the name {arn} already exists"),
     )
 }
 
 pub(crate) fn key_disabled(arn: &KeyArn) -> Error {
-    Error::service(
-        ErrorKind::InvalidKeyState,
-        "DisabledException",
-        format!("{arn} is disabled."),
-    )
+    catalogue::error("DisabledException", format!("{arn} is disabled."))
 }
 
 pub(crate) fn key_pending_deletion(arn: &KeyArn, knobs: &Knobs) -> Error {
@@ -59,33 +45,23 @@ pub(crate) fn key_pending_deletion(arn: &KeyArn, knobs: &Knobs) -> Error {
 }
 
 pub(crate) fn pending_deletion_with(arn: &KeyArn, code: &str) -> Error {
-    Error::service(
-        ErrorKind::InvalidKeyState,
-        code,
-        format!("{arn} is pending deletion."),
-    )
+    catalogue::error(code, format!("{arn} is pending deletion."))
 }
 
 /// `CancelKeyDeletion` on a key that is not pending deletion (§A3).
 pub(crate) fn not_pending_deletion(arn: &KeyArn) -> Error {
-    Error::service(
-        ErrorKind::InvalidKeyState,
+    catalogue::error(
         "KMSInvalidStateException",
         format!("{arn} is not pending deletion."),
     )
 }
 
 pub(crate) fn malformed_policy(message: impl Into<String>) -> Error {
-    Error::service(
-        ErrorKind::InvalidInput,
-        "MalformedPolicyDocumentException",
-        message,
-    )
+    catalogue::error("MalformedPolicyDocumentException", message)
 }
 
 pub(crate) fn policy_too_large(bytes: usize) -> Error {
-    Error::service(
-        ErrorKind::InvalidInput,
+    catalogue::error(
         "LimitExceededException",
         format!(
             "The key policy is {bytes} bytes, over the limit of {} bytes.",
@@ -95,14 +71,13 @@ pub(crate) fn policy_too_large(bytes: usize) -> Error {
 }
 
 pub(crate) fn validation(message: impl Into<String>) -> Error {
-    Error::service(ErrorKind::InvalidInput, "ValidationException", message)
+    catalogue::error("ValidationException", message)
 }
 
 // ---------------------------------------------------------------- EC2
 
 pub(crate) fn unauthorized(detail: &str) -> Error {
-    Error::service(
-        ErrorKind::AccessDenied,
+    catalogue::error(
         "UnauthorizedOperation",
         format!("You are not authorized to perform this operation. {detail}"),
     )
@@ -128,7 +103,7 @@ pub(crate) fn images_not_found(ids: &[&ImageId]) -> Error {
     } else {
         format!("The image ids '[{list}]' do not exist")
     };
-    Error::service(ErrorKind::NotFound, "InvalidAMIID.NotFound", message)
+    catalogue::error("InvalidAMIID.NotFound", message)
 }
 
 pub(crate) fn image_not_found(id: &ImageId) -> Error {
@@ -136,16 +111,14 @@ pub(crate) fn image_not_found(id: &ImageId) -> Error {
 }
 
 pub(crate) fn snapshot_not_found(id: &SnapshotId) -> Error {
-    Error::service(
-        ErrorKind::NotFound,
+    catalogue::error(
         "InvalidSnapshot.NotFound",
         format!("The snapshot '{id}' does not exist."),
     )
 }
 
 pub(crate) fn instance_not_found(id: &InstanceId) -> Error {
-    Error::service(
-        ErrorKind::NotFound,
+    catalogue::error(
         "InvalidInstanceID.NotFound",
         format!("The instance ID '{id}' does not exist"),
     )
@@ -156,5 +129,5 @@ pub(crate) fn invalid_request(kind: ErrorKind, message: impl Into<String>) -> Er
 }
 
 pub(crate) fn invalid_parameter_value(message: impl Into<String>) -> Error {
-    Error::service(ErrorKind::InvalidInput, "InvalidParameterValue", message)
+    catalogue::error("InvalidParameterValue", message)
 }

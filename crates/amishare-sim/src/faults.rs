@@ -15,6 +15,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use amishare_core::catalogue;
+use amishare_core::ops::{Operation, Service};
 use amishare_core::scaling::{
     Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
 };
@@ -41,12 +43,13 @@ pub struct Faults {
     pub throttle: f64,
     /// The chance that a call fails with a 5xx before the service acts.
     pub server_error: f64,
-    /// The chance that a write whose repetition is safe acts and then fails
-    /// with a 5xx, as when the answer is lost: `PutKeyPolicy`, `CreateAlias`,
+    /// The chance that a write whose repetition is safe, as the operation
+    /// table says (`docs/spec/ops.md` §E2), acts and then fails with a 5xx,
+    /// as when the answer is lost: `PutKeyPolicy`, `CreateAlias`,
     /// `CreateImage`, `CopyImage` and `RunInstances` with a client token,
-    /// `TerminateInstances` and the permission changes. (`CreateKey` and
-    /// `CreateGrant` take no client token, so a lost answer to them is not
-    /// injected.)
+    /// `CreateGrant` with a name, `TerminateInstances`, the permission
+    /// changes and the deletions the flow settles. (`CreateKey` takes no
+    /// client token, so a lost answer to it is not injected.)
     pub lost_answer: f64,
     /// How long a new key, alias, image, launch permission or grant stays
     /// invisible to reads.
@@ -96,14 +99,6 @@ impl std::ops::AddAssign for FaultTally {
         self.hidden += other.hidden;
         self.failed_copies += other.failed_copies;
     }
-}
-
-/// The service a call goes to, for the error codes it answers with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Kms,
-    Ec2,
-    AutoScaling,
 }
 
 #[derive(Debug)]
@@ -195,8 +190,9 @@ impl Faulty {
         self.inner.world()
     }
 
-    /// Throttles the call or fails it with a 5xx before it acts, by chance.
-    fn before(&self, service: Service) -> Result<()> {
+    /// Throttles the call or fails it with a 5xx before it acts, by chance,
+    /// with the codes of the operation's service.
+    fn before(&self, op: Operation) -> Result<()> {
         let mut shared = self.lock();
         if shared
             .faults
@@ -210,36 +206,30 @@ impl Faulty {
         }
         if shared.draw() < shared.faults.throttle {
             shared.tally.throttled += 1;
-            return Err(match service {
-                Service::Ec2 => Error::service(
-                    ErrorKind::Throttled,
-                    "RequestLimitExceeded",
-                    "Request limit exceeded.",
-                ),
-                Service::Kms => {
-                    Error::service(ErrorKind::Throttled, "ThrottlingException", "Rate exceeded")
-                }
-                Service::AutoScaling => {
-                    Error::service(ErrorKind::Throttled, "Throttling", "Rate exceeded")
-                }
-            });
+            let code = catalogue::throttle_code(op.service());
+            let message = match op.service() {
+                Service::Ec2 => "Request limit exceeded.",
+                _ => "Rate exceeded",
+            };
+            return Err(catalogue::error(code, message));
         }
         if shared.draw() < shared.faults.server_error {
             shared.tally.server_errors += 1;
-            return Err(server_error(service));
+            return Err(server_error(op));
         }
         Ok(())
     }
 
     /// Counts a write that acted, and turns its success into a lost answer
-    /// by chance when it repeats safely (`lossy`).
-    fn after<T>(&self, service: Service, lossy: bool, result: Result<T>) -> Result<T> {
+    /// by chance when the operation table says a repeat is safe (`keyed`:
+    /// the request carries the client token or grant name its row asks for).
+    fn after<T>(&self, op: Operation, keyed: bool, result: Result<T>) -> Result<T> {
         let value = result?;
         let mut shared = self.lock();
         shared.acted += 1;
-        if lossy && shared.draw() < shared.faults.lost_answer {
+        if op.repeat().is_safe(keyed) && shared.draw() < shared.faults.lost_answer {
             shared.tally.lost_answers += 1;
-            return Err(server_error(service));
+            return Err(server_error(op));
         }
         Ok(value)
     }
@@ -292,25 +282,12 @@ impl Faulty {
     }
 }
 
-fn server_error(service: Service) -> Error {
-    match service {
-        Service::Ec2 => Error::service(
-            ErrorKind::Service,
-            "InternalError",
-            "An internal error has occurred",
-        ),
-        Service::Kms => Error::service(
-            ErrorKind::Service,
-            "KMSInternalException",
-            "An internal error has occurred",
-        ),
-        Service::AutoScaling => Error::service(
-            ErrorKind::Service,
-            "InternalFailure",
-            "An internal error has occurred",
-        ),
-    }
-    .with_retryable(true)
+/// The 5xx of the operation's service.
+fn server_error(op: Operation) -> Error {
+    catalogue::error(
+        catalogue::internal_code(op.service()),
+        "An internal error has occurred",
+    )
 }
 
 fn alias_name(region: &Region, alias: &AliasName) -> String {
@@ -327,9 +304,9 @@ impl KeyStore for Faulty {
         self.inner.caller().await
     }
     async fn create_key(&self, region: &Region, request: &CreateKeyRequest) -> Result<KeyMetadata> {
-        self.before(Service::Kms)?;
+        self.before(Operation::CreateKey)?;
         let meta = self.after(
-            Service::Kms,
+            Operation::CreateKey,
             false,
             self.inner.create_key(region, request).await,
         )?;
@@ -337,34 +314,34 @@ impl KeyStore for Faulty {
         Ok(meta)
     }
     async fn describe_key(&self, region: &Region, key: &KeyRef) -> Result<KeyMetadata> {
-        self.before(Service::Kms)?;
+        self.before(Operation::DescribeKey)?;
         self.hide_key(region, key)?;
         let meta = self.inner.describe_key(region, key).await?;
         self.hide_key_arn(&meta.arn)?;
         Ok(meta)
     }
     async fn create_alias(&self, region: &Region, alias: &AliasName, key: &KeyId) -> Result<()> {
-        self.before(Service::Kms)?;
+        self.before(Operation::CreateAlias)?;
         self.hide_key(region, &KeyRef::Id(key.clone()))?;
         let result = self.inner.create_alias(region, alias, key).await;
         if result.is_ok() {
             self.made([alias_name(region, alias)]);
         }
-        self.after(Service::Kms, true, result)
+        self.after(Operation::CreateAlias, false, result)
     }
     async fn get_key_policy(&self, key: &KeyArn) -> Result<String> {
-        self.before(Service::Kms)?;
+        self.before(Operation::GetKeyPolicy)?;
         self.hide_key_arn(key)?;
         self.inner.get_key_policy(key).await
     }
     async fn put_key_policy(&self, key: &KeyArn, policy: &str) -> Result<()> {
-        self.before(Service::Kms)?;
+        self.before(Operation::PutKeyPolicy)?;
         self.hide_key_arn(key)?;
         let result = self.inner.put_key_policy(key, policy).await;
-        self.after(Service::Kms, true, result)
+        self.after(Operation::PutKeyPolicy, false, result)
     }
     async fn list_grants(&self, key: &KeyArn) -> Result<Vec<Grant>> {
-        self.before(Service::Kms)?;
+        self.before(Operation::ListGrants)?;
         self.hide_key_arn(key)?;
         let grants = self.inner.list_grants(key).await?;
         Ok(grants
@@ -373,17 +350,17 @@ impl KeyStore for Faulty {
             .collect())
     }
     async fn create_grant(&self, key: &KeyArn, request: &CreateGrantRequest) -> Result<GrantId> {
-        self.before(Service::Kms)?;
+        self.before(Operation::CreateGrant)?;
         let id = self.after(
-            Service::Kms,
-            false,
+            Operation::CreateGrant,
+            request.name.is_some(),
             self.inner.create_grant(key, request).await,
         )?;
         self.made([id.to_string()]);
         Ok(id)
     }
     async fn list_keys(&self, region: &Region) -> Result<Option<Vec<KeyArn>>> {
-        self.before(Service::Kms)?;
+        self.before(Operation::ListKeys)?;
         let keys = KeyStore::list_keys(&self.inner, region).await?;
         Ok(keys.map(|keys| {
             keys.into_iter()
@@ -392,21 +369,21 @@ impl KeyStore for Faulty {
         }))
     }
     async fn list_resource_tags(&self, key: &KeyArn) -> Result<BTreeMap<String, String>> {
-        self.before(Service::Kms)?;
+        self.before(Operation::ListResourceTags)?;
         self.hide_key_arn(key)?;
         KeyStore::list_resource_tags(&self.inner, key).await
     }
     async fn revoke_grant(&self, key: &KeyArn, grant: &GrantId) -> Result<()> {
-        self.before(Service::Kms)?;
+        self.before(Operation::RevokeGrant)?;
         let result = self.inner.revoke_grant(key, grant).await;
-        self.after(Service::Kms, false, result)
+        self.after(Operation::RevokeGrant, false, result)
     }
     async fn list_retirable_grants(
         &self,
         region: &Region,
         retiring: &PrincipalArn,
     ) -> Result<Vec<Grant>> {
-        self.before(Service::Kms)?;
+        self.before(Operation::ListRetirableGrants)?;
         let grants = KeyStore::list_retirable_grants(&self.inner, region, retiring).await?;
         Ok(grants
             .into_iter()
@@ -422,38 +399,42 @@ impl ScalingStore for Faulty {
         region: &Region,
         request: &LaunchTemplateRequest,
     ) -> Result<LaunchTemplate> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::CreateLaunchTemplate)?;
         let result = self.inner.create_launch_template(region, request).await;
-        self.after(Service::Ec2, request.client_token.is_some(), result)
+        self.after(
+            Operation::CreateLaunchTemplate,
+            request.client_token.is_some(),
+            result,
+        )
     }
     async fn describe_launch_templates(
         &self,
         region: &Region,
         names: &[String],
     ) -> Result<Vec<LaunchTemplate>> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DescribeLaunchTemplates)?;
         self.inner.describe_launch_templates(region, names).await
     }
     async fn delete_launch_template(&self, region: &Region, name: &str) -> Result<()> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DeleteLaunchTemplate)?;
         let result = self.inner.delete_launch_template(region, name).await;
-        self.after(Service::Ec2, true, result)
+        self.after(Operation::DeleteLaunchTemplate, false, result)
     }
     async fn create_auto_scaling_group(
         &self,
         region: &Region,
         request: &GroupRequest,
     ) -> Result<()> {
-        self.before(Service::AutoScaling)?;
+        self.before(Operation::CreateAutoScalingGroup)?;
         let result = self.inner.create_auto_scaling_group(region, request).await;
-        self.after(Service::AutoScaling, false, result)
+        self.after(Operation::CreateAutoScalingGroup, false, result)
     }
     async fn describe_auto_scaling_groups(
         &self,
         region: &Region,
         names: &[String],
     ) -> Result<Vec<Group>> {
-        self.before(Service::AutoScaling)?;
+        self.before(Operation::DescribeAutoScalingGroups)?;
         self.inner.describe_auto_scaling_groups(region, names).await
     }
     async fn describe_scaling_activities(
@@ -461,7 +442,7 @@ impl ScalingStore for Faulty {
         region: &Region,
         group: &str,
     ) -> Result<Vec<Activity>> {
-        self.before(Service::AutoScaling)?;
+        self.before(Operation::DescribeScalingActivities)?;
         self.inner.describe_scaling_activities(region, group).await
     }
     async fn delete_auto_scaling_group(
@@ -470,12 +451,12 @@ impl ScalingStore for Faulty {
         name: &str,
         force: bool,
     ) -> Result<()> {
-        self.before(Service::AutoScaling)?;
+        self.before(Operation::DeleteAutoScalingGroup)?;
         let result = self
             .inner
             .delete_auto_scaling_group(region, name, force)
             .await;
-        self.after(Service::AutoScaling, true, result)
+        self.after(Operation::DeleteAutoScalingGroup, false, result)
     }
 }
 
@@ -486,19 +467,19 @@ impl ImageStore for Faulty {
         region: &Region,
         ids: &[InstanceId],
     ) -> Result<Vec<Instance>> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DescribeInstances)?;
         self.inner.describe_instances(region, ids).await
     }
     async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::CreateImage)?;
         let result = self.inner.create_image(region, request).await;
         if let Ok(id) = &result {
             self.made([id.to_string()]);
         }
-        self.after(Service::Ec2, true, result)
+        self.after(Operation::CreateImage, false, result)
     }
     async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::CopyImage)?;
         let result = self.inner.copy_image(region, request).await;
         if let Ok(id) = &result {
             // A repeat with the same client token returns the copy already
@@ -518,10 +499,10 @@ impl ImageStore for Faulty {
                 self.world().fail_image(id)?;
             }
         }
-        self.after(Service::Ec2, request.client_token.is_some(), result)
+        self.after(Operation::CopyImage, request.client_token.is_some(), result)
     }
     async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DescribeImages)?;
         let hidden: Vec<&ImageId> = query
             .image_ids
             .iter()
@@ -541,7 +522,7 @@ impl ImageStore for Faulty {
         region: &Region,
         ids: &[SnapshotId],
     ) -> Result<Vec<Snapshot>> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DescribeSnapshots)?;
         self.inner.describe_snapshots(region, ids).await
     }
     async fn modify_launch_permission(
@@ -550,7 +531,7 @@ impl ImageStore for Faulty {
         image: &ImageId,
         change: &PermissionChange<LaunchPermission>,
     ) -> Result<()> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::ModifyImageAttribute)?;
         let result = self
             .inner
             .modify_launch_permission(region, image, change)
@@ -558,14 +539,14 @@ impl ImageStore for Faulty {
         if result.is_ok() {
             self.made(change.add.iter().map(|p| permission_name(image, p)));
         }
-        self.after(Service::Ec2, true, result)
+        self.after(Operation::ModifyImageAttribute, false, result)
     }
     async fn describe_launch_permission(
         &self,
         region: &Region,
         image: &ImageId,
     ) -> Result<Vec<LaunchPermission>> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DescribeImageAttribute)?;
         let permissions = self.inner.describe_launch_permission(region, image).await?;
         Ok(permissions
             .into_iter()
@@ -578,19 +559,19 @@ impl ImageStore for Faulty {
         snapshot: &SnapshotId,
         change: &PermissionChange<VolumePermission>,
     ) -> Result<()> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::ModifySnapshotAttribute)?;
         let result = self
             .inner
             .modify_create_volume_permission(region, snapshot, change)
             .await;
-        self.after(Service::Ec2, true, result)
+        self.after(Operation::ModifySnapshotAttribute, false, result)
     }
     async fn describe_create_volume_permission(
         &self,
         region: &Region,
         snapshot: &SnapshotId,
     ) -> Result<Vec<VolumePermission>> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DescribeSnapshotAttribute)?;
         self.inner
             .describe_create_volume_permission(region, snapshot)
             .await
@@ -600,14 +581,18 @@ impl ImageStore for Faulty {
         region: &Region,
         request: &RunInstancesRequest,
     ) -> Result<Instance> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::RunInstances)?;
         let result = self.inner.run_instances(region, request).await;
-        self.after(Service::Ec2, request.client_token.is_some(), result)
+        self.after(
+            Operation::RunInstances,
+            request.client_token.is_some(),
+            result,
+        )
     }
     async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::TerminateInstances)?;
         let result = self.inner.terminate_instances(region, ids).await;
-        self.after(Service::Ec2, true, result)
+        self.after(Operation::TerminateInstances, false, result)
     }
     async fn deregister_image(
         &self,
@@ -615,20 +600,20 @@ impl ImageStore for Faulty {
         image: &ImageId,
         delete_snapshots: bool,
     ) -> Result<()> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DeregisterImage)?;
         let result = self
             .inner
             .deregister_image(region, image, delete_snapshots)
             .await;
-        self.after(Service::Ec2, false, result)
+        self.after(Operation::DeregisterImage, false, result)
     }
     async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::DeleteSnapshot)?;
         let result = self.inner.delete_snapshot(region, snapshot).await;
-        self.after(Service::Ec2, false, result)
+        self.after(Operation::DeleteSnapshot, false, result)
     }
     async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
-        self.before(Service::Ec2)?;
+        self.before(Operation::GetEbsEncryptionByDefault)?;
         self.inner.ebs_defaults(region).await
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use amishare_core::key_admin::KeyAdmin;
 pub use amishare_core::key_admin::ScheduledDeletion;
+use amishare_core::ops::Operation;
 use amishare_core::{AliasArn, AliasName, KeyArn, KeyId, KeyRef, KeyState, Region, Result};
 use amishare_policy::Context;
 use async_trait::async_trait;
@@ -228,14 +229,14 @@ impl Ctx<'_> {
 impl SimClient {
     /// `EnableKey`.
     pub async fn enable_key(&self, region: &Region, key: &KeyRef) -> Result<()> {
-        self.call("kms:EnableKey", true, Some(region), |ctx| {
+        self.call(Operation::EnableKey, Some(region), |ctx| {
             ctx.enable_key(region, key)
         })
     }
 
     /// `DisableKey`.
     pub async fn disable_key(&self, region: &Region, key: &KeyRef) -> Result<()> {
-        self.call("kms:DisableKey", true, Some(region), |ctx| {
+        self.call(Operation::DisableKey, Some(region), |ctx| {
             ctx.disable_key(region, key)
         })
     }
@@ -249,14 +250,14 @@ impl SimClient {
         key: &KeyRef,
         window_days: Option<u32>,
     ) -> Result<ScheduledDeletion> {
-        self.call("kms:ScheduleKeyDeletion", true, Some(region), |ctx| {
+        self.call(Operation::ScheduleKeyDeletion, Some(region), |ctx| {
             ctx.schedule_key_deletion(region, key, window_days)
         })
     }
 
     /// `CancelKeyDeletion`: the key comes back `Disabled`.
     pub async fn cancel_key_deletion(&self, region: &Region, key: &KeyRef) -> Result<KeyArn> {
-        self.call("kms:CancelKeyDeletion", true, Some(region), |ctx| {
+        self.call(Operation::CancelKeyDeletion, Some(region), |ctx| {
             ctx.cancel_key_deletion(region, key)
         })
     }
@@ -268,7 +269,7 @@ impl SimClient {
         key: &KeyRef,
         tags: &BTreeMap<String, String>,
     ) -> Result<()> {
-        self.call("kms:TagResource", true, Some(region), |ctx| {
+        self.call(Operation::TagResource, Some(region), |ctx| {
             ctx.tag_resource(region, key, tags)
         })
     }
@@ -280,7 +281,7 @@ impl SimClient {
         key: &KeyRef,
         tag_keys: &[String],
     ) -> Result<()> {
-        self.call("kms:UntagResource", true, Some(region), |ctx| {
+        self.call(Operation::UntagResource, Some(region), |ctx| {
             ctx.untag_resource(region, key, tag_keys)
         })
     }
@@ -291,7 +292,7 @@ impl SimClient {
         region: &Region,
         key: Option<&KeyRef>,
     ) -> Result<Vec<AliasEntry>> {
-        self.call("kms:ListAliases", false, Some(region), |ctx| {
+        self.call(Operation::ListAliases, Some(region), |ctx| {
             ctx.list_aliases(region, key)
         })
     }
@@ -303,14 +304,14 @@ impl SimClient {
         alias: &AliasName,
         target: &KeyRef,
     ) -> Result<()> {
-        self.call("kms:UpdateAlias", true, Some(region), |ctx| {
+        self.call(Operation::UpdateAlias, Some(region), |ctx| {
             ctx.update_alias(region, alias, target)
         })
     }
 
     /// `DeleteAlias`.
     pub async fn delete_alias(&self, region: &Region, alias: &AliasName) -> Result<()> {
-        self.call("kms:DeleteAlias", true, Some(region), |ctx| {
+        self.call(Operation::DeleteAlias, Some(region), |ctx| {
             ctx.delete_alias(region, alias)
         })
     }

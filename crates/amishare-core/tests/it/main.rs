@@ -3,4 +3,5 @@
 mod filter;
 mod flow;
 mod ids;
+mod ops;
 mod retry;

@@ -1,0 +1,164 @@
+//! The one forwarding of the store traits: [`around_stores!`] makes a
+//! wrapper a [`KeyStore`](crate::KeyStore), [`ImageStore`](crate::ImageStore)
+//! or [`ScalingStore`](crate::scaling::ScalingStore) by sending each call
+//! through its [`Around`] hook with the call's [`Operation`] row.
+//!
+//! Every wrapper (`Arc`, `Box`, retries, the simulation's faults, the
+//! counting stores of the AWS tests) is made by it, so a method added to a
+//! trait is added here once. A new trait is one more arm.
+//!
+//! [`Operation`]: crate::ops::Operation
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::ops::{Around, OpCall};
+
+/// Implements a store trait for a wrapper that sends every call through its
+/// [`Around`](crate::ops::Around) hook.
+///
+/// `around_stores!(KeyStore for [generics] Wrapper, |this| inner)`: `inner`
+/// is the store to call, reached from `this: &Wrapper`; it may use `?`.
+/// The traits: `KeyStore`, `ImageStore`, `ScalingStore`.
+#[macro_export]
+macro_rules! around_stores {
+    (KeyStore for [$($gen:tt)*] $ty:ty, |$this:ident| $inner:expr) => {
+        $crate::__around_impl! {
+            $crate::KeyStore, [$($gen)*] $ty, $this, $inner;
+            fn caller() -> $crate::Caller;
+                GetCallerIdentity, None, false, None;
+            fn create_key(region: &$crate::Region, request: &$crate::CreateKeyRequest) -> $crate::KeyMetadata;
+                CreateKey, Some(region), false, None;
+            fn describe_key(region: &$crate::Region, key: &$crate::KeyRef) -> $crate::KeyMetadata;
+                DescribeKey, Some(region), false, Some(key.to_string());
+            fn create_alias(region: &$crate::Region, alias: &$crate::AliasName, key: &$crate::KeyId) -> ();
+                CreateAlias, Some(region), false, Some(alias.to_string());
+            fn get_key_policy(key: &$crate::KeyArn) -> String;
+                GetKeyPolicy, None, false, Some(key.to_string());
+            fn put_key_policy(key: &$crate::KeyArn, policy: &str) -> ();
+                PutKeyPolicy, None, false, Some(key.to_string());
+            fn list_grants(key: &$crate::KeyArn) -> Vec<$crate::Grant>;
+                ListGrants, None, false, Some(key.to_string());
+            fn create_grant(key: &$crate::KeyArn, request: &$crate::CreateGrantRequest) -> $crate::GrantId;
+                CreateGrant, None, request.name.is_some(), Some(key.to_string());
+            fn list_keys(region: &$crate::Region) -> Option<Vec<$crate::KeyArn>>;
+                ListKeys, Some(region), false, None;
+            fn list_resource_tags(key: &$crate::KeyArn) -> std::collections::BTreeMap<String, String>;
+                ListResourceTags, None, false, Some(key.to_string());
+            fn revoke_grant(key: &$crate::KeyArn, grant: &$crate::GrantId) -> ();
+                RevokeGrant, None, false, Some(format!("{grant} on {key}"));
+            fn list_retirable_grants(region: &$crate::Region, retiring: &$crate::PrincipalArn) -> Vec<$crate::Grant>;
+                ListRetirableGrants, Some(region), false, Some(retiring.to_string());
+        }
+    };
+    (ImageStore for [$($gen:tt)*] $ty:ty, |$this:ident| $inner:expr) => {
+        $crate::__around_impl! {
+            $crate::ImageStore, [$($gen)*] $ty, $this, $inner;
+            fn describe_instances(region: &$crate::Region, ids: &[$crate::InstanceId]) -> Vec<$crate::Instance>;
+                DescribeInstances, Some(region), false, $crate::ops::join_ids(ids);
+            fn create_image(region: &$crate::Region, request: &$crate::CreateImageRequest) -> $crate::ImageId;
+                CreateImage, Some(region), false, Some(request.instance.to_string());
+            fn copy_image(region: &$crate::Region, request: &$crate::CopyImageRequest) -> $crate::ImageId;
+                CopyImage, Some(region), request.client_token.is_some(), Some(request.source_image.to_string());
+            fn describe_images(region: &$crate::Region, query: &$crate::ImageQuery) -> Vec<$crate::Image>;
+                DescribeImages, Some(region), false, $crate::ops::join_ids(&query.image_ids);
+            fn describe_snapshots(region: &$crate::Region, ids: &[$crate::SnapshotId]) -> Vec<$crate::Snapshot>;
+                DescribeSnapshots, Some(region), false, $crate::ops::join_ids(ids);
+            fn modify_launch_permission(region: &$crate::Region, image: &$crate::ImageId, change: &$crate::PermissionChange<$crate::LaunchPermission>) -> ();
+                ModifyImageAttribute, Some(region), false, Some(image.to_string());
+            fn describe_launch_permission(region: &$crate::Region, image: &$crate::ImageId) -> Vec<$crate::LaunchPermission>;
+                DescribeImageAttribute, Some(region), false, Some(image.to_string());
+            fn modify_create_volume_permission(region: &$crate::Region, snapshot: &$crate::SnapshotId, change: &$crate::PermissionChange<$crate::VolumePermission>) -> ();
+                ModifySnapshotAttribute, Some(region), false, Some(snapshot.to_string());
+            fn describe_create_volume_permission(region: &$crate::Region, snapshot: &$crate::SnapshotId) -> Vec<$crate::VolumePermission>;
+                DescribeSnapshotAttribute, Some(region), false, Some(snapshot.to_string());
+            fn run_instances(region: &$crate::Region, request: &$crate::RunInstancesRequest) -> $crate::Instance;
+                RunInstances, Some(region), request.client_token.is_some(), Some(request.image.to_string());
+            fn terminate_instances(region: &$crate::Region, ids: &[$crate::InstanceId]) -> ();
+                TerminateInstances, Some(region), false, $crate::ops::join_ids(ids);
+            fn deregister_image(region: &$crate::Region, image: &$crate::ImageId, delete_snapshots: bool) -> ();
+                DeregisterImage, Some(region), false, Some(image.to_string());
+            fn delete_snapshot(region: &$crate::Region, snapshot: &$crate::SnapshotId) -> ();
+                DeleteSnapshot, Some(region), false, Some(snapshot.to_string());
+            fn ebs_defaults(region: &$crate::Region) -> $crate::EbsDefaults;
+                GetEbsEncryptionByDefault, Some(region), false, None;
+        }
+    };
+    (ScalingStore for [$($gen:tt)*] $ty:ty, |$this:ident| $inner:expr) => {
+        $crate::__around_impl! {
+            $crate::scaling::ScalingStore, [$($gen)*] $ty, $this, $inner;
+            fn create_launch_template(region: &$crate::Region, request: &$crate::scaling::LaunchTemplateRequest) -> $crate::scaling::LaunchTemplate;
+                CreateLaunchTemplate, Some(region), request.client_token.is_some(), Some(request.name.to_string());
+            fn describe_launch_templates(region: &$crate::Region, names: &[String]) -> Vec<$crate::scaling::LaunchTemplate>;
+                DescribeLaunchTemplates, Some(region), false, $crate::ops::join_ids(names);
+            fn delete_launch_template(region: &$crate::Region, name: &str) -> ();
+                DeleteLaunchTemplate, Some(region), false, Some(name.to_owned());
+            fn create_auto_scaling_group(region: &$crate::Region, request: &$crate::scaling::GroupRequest) -> ();
+                CreateAutoScalingGroup, Some(region), false, Some(request.name.to_string());
+            fn describe_auto_scaling_groups(region: &$crate::Region, names: &[String]) -> Vec<$crate::scaling::Group>;
+                DescribeAutoScalingGroups, Some(region), false, $crate::ops::join_ids(names);
+            fn describe_scaling_activities(region: &$crate::Region, group: &str) -> Vec<$crate::scaling::Activity>;
+                DescribeScalingActivities, Some(region), false, Some(group.to_owned());
+            fn delete_auto_scaling_group(region: &$crate::Region, name: &str, force: bool) -> ();
+                DeleteAutoScalingGroup, Some(region), false, Some(name.to_owned());
+        }
+    };
+}
+
+/// One method per row: the signature, then the operation, region, whether
+/// the request is keyed, and the resource.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __around_impl {
+    (
+        $trait:path, [$($gen:tt)*] $ty:ty, $this:ident, $inner:expr;
+        $(
+            fn $method:ident($($arg:ident: $argty:ty),*) -> $ret:ty;
+                $op:ident, $region:expr, $keyed:expr, $resource:expr;
+        )*
+    ) => {
+        #[$crate::__async_trait]
+        impl<$($gen)*> $trait for $ty {
+            $(
+                async fn $method(&self, $($arg: $argty),*) -> $crate::Result<$ret> {
+                    let $this = self;
+                    let inner = $inner;
+                    let resource = || -> Option<String> { $resource };
+                    let call = $crate::ops::OpCall::new(
+                        $crate::ops::Operation::$op,
+                        $region,
+                        $keyed,
+                        &resource,
+                    );
+                    $crate::ops::Around::around(self, call, || inner.$method($($arg),*)).await
+                }
+            )*
+        }
+    };
+}
+
+/// Sends the call once: `Arc` and `Box` only forward.
+macro_rules! forward {
+    ($($ty:ident),*) => {$(
+        impl<S: ?Sized + Send + Sync> Around for $ty<S> {
+            fn around<'a, T, F, Fut>(
+                &'a self,
+                _call: OpCall<'a>,
+                mut send: F,
+            ) -> impl Future<Output = Result<T>> + Send + 'a
+            where
+                T: Send + 'static,
+                F: FnMut() -> Fut + Send + 'a,
+                Fut: Future<Output = Result<T>> + Send + 'a,
+            {
+                send()
+            }
+        }
+        around_stores!(KeyStore for [S: crate::KeyStore + ?Sized] $ty<S>, |this| &**this);
+        around_stores!(ImageStore for [S: crate::ImageStore + ?Sized] $ty<S>, |this| &**this);
+        around_stores!(ScalingStore for [S: crate::scaling::ScalingStore + ?Sized] $ty<S>, |this| &**this);
+    )*};
+}
+
+forward!(Arc, Box);
