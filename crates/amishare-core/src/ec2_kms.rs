@@ -102,6 +102,18 @@ pub enum SourceKey {
     Foreign,
 }
 
+impl SourceKey {
+    /// A snapshot's key as the caller sees it: whether it is encrypted, and
+    /// whether the new volume or copy may keep its key.
+    pub fn new(encrypted: bool, keepable: bool) -> SourceKey {
+        match (encrypted, keepable) {
+            (false, _) => SourceKey::Plain,
+            (true, true) => SourceKey::Keepable,
+            (true, false) => SourceKey::Foreign,
+        }
+    }
+}
+
 /// How EC2 encrypts a new volume or snapshot copy (`docs/spec/ec2.md` §B18).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Encryption<K> {
@@ -205,6 +217,16 @@ mod tests {
         Option<&'a &'a str>,
         Vec<(&'a str, &'a [&'a str])>,
     );
+    /// The actions per key, with the keys as plain strings.
+    fn named<'a>(
+        needs: Vec<(&&'a str, &'static [&'static str])>,
+    ) -> Vec<(&'a str, &'static [&'static str])> {
+        needs
+            .into_iter()
+            .map(|(key, actions)| (*key, actions))
+            .collect()
+    }
+
     /// Source, `KmsKeyId`, `Encrypted`, encryption by default, and the result.
     type EncryptionCase<'a> = (SourceKey, Option<&'a str>, bool, bool, Encryption<&'a str>);
 
@@ -271,6 +293,23 @@ mod tests {
     }
 
     #[test]
+    fn a_source_key_is_kept_only_when_encrypted_and_keepable() {
+        let cases = [
+            (false, false, SourceKey::Plain),
+            (false, true, SourceKey::Plain),
+            (true, true, SourceKey::Keepable),
+            (true, false, SourceKey::Foreign),
+        ];
+        for (encrypted, keepable, want) in cases {
+            assert_eq!(
+                SourceKey::new(encrypted, keepable),
+                want,
+                "{encrypted} {keepable}"
+            );
+        }
+    }
+
+    #[test]
     fn launch_actions_name_each_key_once() {
         let (a, b) = ("a", "b");
         let cases: [ActionCase; 5] = [
@@ -288,10 +327,7 @@ mod tests {
             (None, None, vec![]),
         ];
         for (snapshot, volume, want) in cases {
-            let got: Vec<(&str, &[&str])> = launch_actions(snapshot, volume)
-                .into_iter()
-                .map(|(key, actions)| (*key, actions))
-                .collect();
+            let got = named(launch_actions(snapshot, volume));
             assert_eq!(got, want, "snapshot {snapshot:?} volume {volume:?}");
         }
     }
@@ -315,10 +351,7 @@ mod tests {
             (None, None, vec![]),
         ];
         for (snapshot, copy, want) in cases {
-            let got: Vec<(&str, &[&str])> = copy_actions(snapshot, copy)
-                .into_iter()
-                .map(|(key, actions)| (*key, actions))
-                .collect();
+            let got = named(copy_actions(snapshot, copy));
             assert_eq!(got, want, "snapshot {snapshot:?} copy {copy:?}");
         }
     }

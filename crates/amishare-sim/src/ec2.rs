@@ -415,11 +415,7 @@ impl Ctx<'_> {
         let mut used_keys: Vec<KeyId> = Vec::new();
         let mut volumes = Vec::with_capacity(devices.len());
         for source in &devices {
-            let source_key = match &source.key {
-                None => SourceKey::Plain,
-                Some(_) if source.own => SourceKey::Keepable,
-                Some(_) => SourceKey::Foreign,
-            };
+            let source_key = SourceKey::new(source.key.is_some(), source.own);
             let how = ec2_kms::encryption(
                 source_key,
                 request.kms_key.as_ref(),
@@ -730,11 +726,7 @@ impl Ctx<'_> {
         let mut doom: Option<Doom> = None;
         let mut planned = Vec::with_capacity(devices.len());
         for source in &devices {
-            let source_key = match &source.key {
-                None => SourceKey::Plain,
-                Some(_) if source.own && same_region => SourceKey::Keepable,
-                Some(_) => SourceKey::Foreign,
-            };
+            let source_key = SourceKey::new(source.key.is_some(), source.own && same_region);
             let how = ec2_kms::encryption(
                 source_key,
                 request.kms_key.as_ref(),

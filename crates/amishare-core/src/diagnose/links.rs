@@ -177,11 +177,7 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
                 continue;
             };
             let key = key.clone().map(KeyName::Arn);
-            let source = match &key {
-                None => SourceKey::Plain,
-                Some(_) if !cross_account => SourceKey::Keepable,
-                Some(_) => SourceKey::Foreign,
-            };
+            let source = SourceKey::new(key.is_some(), !cross_account);
             let how = ec2_kms::encryption(source, None::<&KeyName>, false, encryption_by_default);
             let volume: Option<&KeyName> = match (&how, &default_key) {
                 (Encryption::Plain, _) => None,
@@ -218,11 +214,7 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
                 continue;
             };
             let key = key.clone().map(KeyName::Arn);
-            let source = match &key {
-                None => SourceKey::Plain,
-                Some(_) if !cross_account => SourceKey::Keepable,
-                Some(_) => SourceKey::Foreign,
-            };
+            let source = SourceKey::new(key.is_some(), !cross_account);
             // amishare always copies with `Encrypted=true`.
             let how = ec2_kms::encryption(source, requested, true, encryption_by_default);
             let copy: Option<&KeyName> = match (&how, &copy_key) {
