@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use amishare_core::ec2_kms::{Encryption, KeyChoice, SourceKey};
 use amishare_core::{
     ec2_kms, AccountId, AliasName, AttachedVolume, BlockDevice, CopyImageRequest,
     CreateImageRequest, EbsDefaults, Error, ErrorKind, ExecutableBy, GrantId, Image, ImageId,
@@ -46,19 +47,6 @@ impl Doom {
             detail,
         }
     }
-}
-
-/// Which key encrypts a new volume or snapshot copy.
-#[derive(Debug)]
-enum Target<'r> {
-    /// None: it stays unencrypted.
-    Unencrypted,
-    /// The source snapshot's own key.
-    Same(&'r KeyArn),
-    /// The key the request names.
-    Given(&'r KeyRef),
-    /// The account's default EBS key in the region.
-    Default,
 }
 
 /// A device of a source image with what matters about its snapshot.
@@ -299,23 +287,32 @@ impl Ctx<'_> {
         }
     }
 
-    /// The key a target resolves to, as EC2 resolves it on the caller's
-    /// behalf in `region`.
+    /// The key EC2 encrypts under, as it resolves it on the caller's behalf
+    /// in `region` (`docs/spec/ec2.md` §B18).
     fn target_key(
         &mut self,
         region: &Region,
-        target: &Target<'_>,
+        how: &Encryption<&KeyRef>,
+        source: Option<&KeyArn>,
     ) -> std::result::Result<Option<KeyId>, Doom> {
-        match target {
-            Target::Unencrypted => Ok(None),
-            Target::Same(arn) => Ok(Some(arn.key_id().clone())),
-            Target::Given(key) => self
+        match (how, how.choice()) {
+            (Encryption::Plain, _) => Ok(None),
+            (Encryption::SameKey, _) => Ok(source.map(|arn| arn.key_id().clone())),
+            (_, Some(KeyChoice::Requested(key))) => self
                 .kms
                 .resolve(self.ids, self.who.account_id(), region, key)
                 .map(Some)
                 .map_err(|err| Doom::access(err.to_string())),
-            Target::Default => self.default_key(region).map(Some),
+            (_, _) => self.default_key(region).map(Some),
         }
+    }
+
+    /// Checks `needs` (keys with the actions EC2 performs on each) in order,
+    /// stopping at the first refusal.
+    fn check_all(&self, needs: &[(&KeyId, &[&str])]) -> std::result::Result<(), Doom> {
+        needs
+            .iter()
+            .try_for_each(|(key, actions)| self.check_via_ec2(key, actions))
     }
 
     /// What KMS answers when EC2 performs `actions` on `key` on the caller's
@@ -418,38 +415,26 @@ impl Ctx<'_> {
         let mut used_keys: Vec<KeyId> = Vec::new();
         let mut volumes = Vec::with_capacity(devices.len());
         for source in &devices {
-            let target = match (&request.kms_key, &source.key) {
-                (Some(key), _) => Target::Given(key),
-                (None, Some(key)) if source.own => Target::Same(key),
-                (None, Some(_)) => Target::Default,
-                (None, None) if encryption_by_default => Target::Default,
-                (None, None) => Target::Unencrypted,
-            };
-            let volume_key = match self.target_key(region, &target) {
+            let source_key = SourceKey::new(source.key.is_some(), source.own);
+            let how = ec2_kms::encryption(
+                source_key,
+                request.kms_key.as_ref(),
+                // The launch request carries `Encrypted` only with a key.
+                false,
+                encryption_by_default,
+            );
+            let volume_key = match self.target_key(region, &how, source.key.as_ref()) {
                 Ok(key) => key,
                 Err(failure) => {
                     doom.get_or_insert(failure);
                     None
                 }
             };
-            let encrypted = !matches!(target, Target::Unencrypted);
+            let encrypted = how.is_encrypted();
             if doom.is_none() {
                 let snapshot_key = source.key.as_ref().map(|arn| arn.key_id());
-                let checked = match (snapshot_key, &volume_key) {
-                    (Some(from), Some(to)) if from == to => {
-                        self.check_via_ec2(from, &ec2_kms::LAUNCH_SAME_KEY)
-                    }
-                    (Some(from), Some(to)) => self
-                        .check_via_ec2(from, &ec2_kms::LAUNCH_SOURCE)
-                        .and_then(|()| {
-                            self.check_via_ec2(to, &ec2_kms::LAUNCH_REENCRYPT_DESTINATION)
-                        }),
-                    (None, Some(to)) => {
-                        self.check_via_ec2(to, &ec2_kms::LAUNCH_ENCRYPT_DESTINATION)
-                    }
-                    (_, None) => Ok(()),
-                };
-                match checked {
+                let needs = ec2_kms::launch_actions(snapshot_key, volume_key.as_ref());
+                match self.check_all(&needs) {
                     Ok(()) => {
                         for key in snapshot_key.into_iter().chain(volume_key.as_ref()) {
                             if !used_keys.contains(key) {
@@ -741,17 +726,15 @@ impl Ctx<'_> {
         let mut doom: Option<Doom> = None;
         let mut planned = Vec::with_capacity(devices.len());
         for source in &devices {
-            let target = match (&request.kms_key, &source.key) {
-                (Some(key), _) => Target::Given(key),
-                (None, Some(key)) if source.own && same_region => Target::Same(key),
-                (None, Some(_)) => Target::Default,
-                (None, None) if request.encrypted == Some(true) || encryption_by_default => {
-                    Target::Default
-                }
-                (None, None) => Target::Unencrypted,
-            };
-            let encrypted = !matches!(target, Target::Unencrypted);
-            let target_key = match self.target_key(region, &target) {
+            let source_key = SourceKey::new(source.key.is_some(), source.own && same_region);
+            let how = ec2_kms::encryption(
+                source_key,
+                request.kms_key.as_ref(),
+                request.encrypted == Some(true),
+                encryption_by_default,
+            );
+            let encrypted = how.is_encrypted();
+            let target_key = match self.target_key(region, &how, source.key.as_ref()) {
                 Ok(key) => key,
                 Err(failure) => {
                     doom.get_or_insert(failure);
@@ -760,19 +743,8 @@ impl Ctx<'_> {
             };
             if doom.is_none() {
                 let source_key = source.key.as_ref().map(|arn| arn.key_id());
-                let mut checked = match source_key {
-                    Some(from) => self.check_via_ec2(from, &ec2_kms::COPY_SOURCE),
-                    None => Ok(()),
-                };
-                if let (Ok(()), Some(to)) = (&checked, &target_key) {
-                    let actions: &[&str] = if source_key.is_some() {
-                        &ec2_kms::COPY_REENCRYPT_DESTINATION
-                    } else {
-                        &ec2_kms::COPY_ENCRYPT_DESTINATION
-                    };
-                    checked = self.check_via_ec2(to, actions);
-                }
-                if let Err(failure) = checked {
+                let needs = ec2_kms::copy_actions(source_key, target_key.as_ref());
+                if let Err(failure) = self.check_all(&needs) {
                     doom = Some(failure);
                 }
             }

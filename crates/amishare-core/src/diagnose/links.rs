@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::gather::{Evidence, KeyName, Known};
 use super::{DiagnoseRequest, Finding, Fix, Link, Verdict};
+use crate::ec2_kms::{Encryption, SourceKey};
 use crate::{ec2_kms, CopyKey, Image, ImageState, KeyArn, KeyManager, KeyState, LaunchPermission};
 
 /// Findings in chain order.
@@ -164,9 +165,11 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
         }
     }
 
-    // Which keys EC2 uses on the target's behalf, as `docs/spec/ec2.md` §B3 and §B11 say.
+    // Which keys EC2 uses on the target's behalf, as `docs/spec/ec2.md` §B18 says.
     let destination = ev.destination.ok();
     let default_key = destination.map(|d| d.default_key.as_ref());
+    // Unknown settings count as on, so an unknown default key is reported.
+    let encryption_by_default = destination.is_none_or(|d| d.encryption_by_default);
     let mut destinations: Vec<(Role, KeyName)> = Vec::new();
     if request.intent.launches() {
         for snapshot in &ev.snapshots {
@@ -174,30 +177,25 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
                 continue;
             };
             let key = key.clone().map(KeyName::Arn);
-            match (&key, &default_key) {
-                (Some(key), _) if !cross_account => {
-                    needs.add(key, Role::Snapshot, &ec2_kms::LAUNCH_SAME_KEY)
-                }
-                (Some(key), Some(Known::Yes(volume))) if key == *volume => {
-                    needs.add(key, Role::Snapshot, &ec2_kms::LAUNCH_SAME_KEY);
-                }
-                (Some(key), Some(Known::Yes(volume))) => {
-                    needs.add(key, Role::Snapshot, &ec2_kms::LAUNCH_SOURCE);
-                    needs.add(volume, Role::Volume, &ec2_kms::LAUNCH_REENCRYPT_DESTINATION);
-                    push_unique(&mut destinations, Role::Volume, volume);
-                }
-                (Some(key), _) => {
-                    needs.add(key, Role::Snapshot, &ec2_kms::LAUNCH_SOURCE);
+            let source = SourceKey::new(key.is_some(), !cross_account);
+            let how = ec2_kms::encryption(source, None::<&KeyName>, false, encryption_by_default);
+            let volume: Option<&KeyName> = match (&how, &default_key) {
+                (Encryption::Plain, _) => None,
+                (Encryption::SameKey, _) => key.as_ref(),
+                (_, Some(Known::Yes(volume))) => Some(*volume),
+                (_, _) => {
                     destination_unknown(&mut chain, ev, Role::Volume);
+                    None
                 }
-                (None, _) => match (destination, &default_key) {
-                    (Some(d), _) if !d.encryption_by_default => {}
-                    (_, Some(Known::Yes(volume))) => {
-                        needs.add(volume, Role::Volume, &ec2_kms::LAUNCH_ENCRYPT_DESTINATION);
-                        push_unique(&mut destinations, Role::Volume, volume);
-                    }
-                    _ => destination_unknown(&mut chain, ev, Role::Volume),
-                },
+            };
+            for (needed, actions) in ec2_kms::launch_actions(key.as_ref(), volume) {
+                let role = if Some(needed) == key.as_ref() {
+                    Role::Snapshot
+                } else {
+                    push_unique(&mut destinations, Role::Volume, needed);
+                    Role::Volume
+                };
+                needs.add(needed, role, actions);
             }
         }
     }
@@ -207,32 +205,23 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
             (CopyKey::AccountDefault, Some(d)) => Some(d.default_key.as_ref()),
             (_, None) => None,
         };
+        let requested = match &request.copy_key {
+            CopyKey::Key(key) => Some(key),
+            CopyKey::AccountDefault => None,
+        };
         for snapshot in &ev.snapshots {
             let Some((key, _)) = snapshot.key.ok() else {
                 continue;
             };
-            if let Some(key) = key {
-                needs.add(
-                    &KeyName::Arn(key.clone()),
-                    Role::Snapshot,
-                    &ec2_kms::COPY_SOURCE,
-                );
-            }
-            // A copy of one's own encrypted image keeps its key unless told otherwise.
-            if !cross_account && key.is_some() && request.copy_key == CopyKey::AccountDefault {
-                continue;
-            }
-            let actions: &[&'static str] = if key.is_some() {
-                &ec2_kms::COPY_REENCRYPT_DESTINATION
-            } else {
-                &ec2_kms::COPY_ENCRYPT_DESTINATION
-            };
-            match &copy_key {
-                Some(Known::Yes(copy)) => {
-                    needs.add(copy, Role::Copy, actions);
-                    push_unique(&mut destinations, Role::Copy, copy);
-                }
-                Some(Known::No(why)) => {
+            let key = key.clone().map(KeyName::Arn);
+            let source = SourceKey::new(key.is_some(), !cross_account);
+            // amishare always copies with `Encrypted=true`.
+            let how = ec2_kms::encryption(source, requested, true, encryption_by_default);
+            let copy: Option<&KeyName> = match (&how, &copy_key) {
+                (Encryption::Plain, _) => None,
+                (Encryption::SameKey, _) => key.as_ref(),
+                (_, Some(Known::Yes(copy))) => Some(*copy),
+                (_, Some(Known::No(why))) => {
                     let copy = match &request.copy_key {
                         CopyKey::Key(key) => key.to_string(),
                         CopyKey::AccountDefault => "the default EBS key".to_owned(),
@@ -255,8 +244,25 @@ pub(super) fn judge(request: &DiagnoseRequest, ev: &Evidence) -> Vec<Finding> {
                             ),
                         });
                     }
+                    None
                 }
-                None => destination_unknown(&mut chain, ev, Role::Copy),
+                (_, None) => {
+                    destination_unknown(&mut chain, ev, Role::Copy);
+                    None
+                }
+            };
+            let needed_keys = ec2_kms::copy_actions(key.as_ref(), copy);
+            for (index, (needed, actions)) in needed_keys.into_iter().enumerate() {
+                let role = if index == 0 && key.is_some() {
+                    Role::Snapshot
+                } else if matches!(how, Encryption::SameKey) {
+                    // The copy keeps the key: it is no new destination.
+                    Role::Snapshot
+                } else {
+                    push_unique(&mut destinations, Role::Copy, needed);
+                    Role::Copy
+                };
+                needs.add(needed, role, actions);
             }
         }
     }
