@@ -667,20 +667,17 @@ impl SimClient {
         group: &str,
         include_deleted_groups: bool,
     ) -> Result<ScalingActivities> {
-        self.call(Operation::DescribeScalingActivities,
-            Some(region),
-            |ctx| {
-                let activities = ctx.describe_scaling_activities(region, group)?;
-                let group_deleted = !ctx.group_exists(region, group);
-                Ok(ScalingActivities {
-                    activities: match group_deleted && !include_deleted_groups {
-                        true => Vec::new(),
-                        false => activities,
-                    },
-                    group_deleted,
-                })
-            },
-        )
+        self.call(Operation::DescribeScalingActivities, Some(region), |ctx| {
+            let activities = ctx.describe_scaling_activities(region, group)?;
+            let group_deleted = !ctx.group_exists(region, group);
+            Ok(ScalingActivities {
+                activities: match group_deleted && !include_deleted_groups {
+                    true => Vec::new(),
+                    false => activities,
+                },
+                group_deleted,
+            })
+        })
     }
 
     /// EC2 `DeleteLaunchTemplate`: the template as it was.

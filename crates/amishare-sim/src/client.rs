@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use amishare_core::ops::Operation;
+use amishare_core::ops::{Operation, Service};
 use amishare_core::scaling::{
     Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
     ServiceLinkedRole,
@@ -126,14 +126,13 @@ impl SimClient {
         setup: impl FnOnce(&Iam, &Who<'_>) -> Result<Option<PrincipalArn>>,
         run: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
     ) -> Result<T> {
-        if self.dry_run && !operation.starts_with("ec2:") {
+        if self.dry_run && operation.service() != Service::Ec2 {
             return Err(Error::service(
                 ErrorKind::Unsupported,
                 "UnsupportedOperation",
                 format!("{operation} has no dry run"),
             ));
         }
-        let mutating = mutating && !self.dry_run;
         let now = self.world.now();
         let mut guard = self.world.lock();
         let state = &mut *guard;
@@ -188,7 +187,8 @@ impl SimClient {
                 )),
             }
         });
-        let mutating = operation.is_mutating();
+        // A dry run changes nothing, whatever the operation.
+        let mutating = operation.is_mutating() && !self.dry_run;
         log.total += 1;
         if mutating {
             log.mutating += 1;
