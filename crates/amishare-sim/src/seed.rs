@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use amishare_core::scaling::ServiceLinkedRole;
 use amishare_core::{
-    AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageSource,
-    InstanceId, KeyChoice, LaunchOptions, LaunchVia, Narrowing, PrincipalArn, Region, Result,
-    ShareReport, ShareRequest, Sharer, Target,
+    AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageName,
+    ImageSource, InstanceId, KeyChoice, LaunchOptions, LaunchVia, Narrowing, PrincipalArn, Region,
+    Result, ShareReport, ShareRequest, Sharer, Target,
 };
 use serde::Serialize;
 
@@ -104,7 +104,7 @@ impl SeedWorld {
             key: KeyChoice::Create(AliasName::parse(KEY_ALIAS).expect("valid alias")),
             targets: vec![Target::Principal(self.target.clone())],
             volume_permission: true,
-            name: Some("cross-test-encrypted".to_owned()),
+            name: Some(ImageName::parse("cross-test-encrypted").expect("valid name")),
             narrowing: Narrowing::default(),
         }
     }
