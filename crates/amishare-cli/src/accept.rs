@@ -279,7 +279,7 @@ async fn explain_launch_failure(
             "cause": launch.and_then(|launch| launch.cause.as_deref()),
         });
         match &diagnosis {
-            Ok(diagnosis) => value["diagnosis"] = json!(diagnosis),
+            Ok(diagnosis) => value["diagnosis"] = json!(json::Diagnosis::from(diagnosis)),
             Err(failure) => value["diagnosis_error"] = json!(failure.to_string()),
         }
         let _ = render::json(render::format::LAUNCH_FAILURE, &value);

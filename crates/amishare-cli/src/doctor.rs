@@ -15,6 +15,7 @@ use crate::accept::copy_key;
 use crate::args::{self, NarrowingArgs};
 use crate::backend::{Global, Session};
 use crate::fail::{usage, Failure};
+use crate::json;
 use crate::render;
 
 /// Options of `amishare doctor`.
@@ -78,7 +79,7 @@ struct Report<'d> {
     #[serde(skip_serializing_if = "Option::is_none")]
     fix_refused: Option<&'d str>,
     #[serde(flatten)]
-    diagnosis: &'d Diagnosis,
+    diagnosis: json::Diagnosis,
 }
 
 /// A key-policy change `--fix` made (or planned), with its diff.
@@ -194,7 +195,7 @@ pub(crate) async fn run(
             &Report {
                 fixed,
                 fix_refused: refused.as_deref(),
-                diagnosis: &diagnosis,
+                diagnosis: json::Diagnosis::from(&diagnosis),
             },
         )?;
     } else {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use amishare_core as core;
+use amishare_core::diagnose;
 use amishare_core::{AccountId, ImageId, InstanceId, KeyArn, Region, SnapshotId};
 use amishare_policy::Statement;
 use serde::Serialize;
@@ -443,6 +444,230 @@ impl From<&core::UnshareReport> for Unshare {
                 .collect(),
             mutating_calls: report.mutating_calls,
             warnings: report.warnings.clone(),
+        }
+    }
+}
+
+/// The doctor's answer, as `amishare-doctor/1` and the `diagnosis` of
+/// `amishare-launch-failure/1` have it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Diagnosis {
+    image: ImageId,
+    region: Region,
+    principal: String,
+    /// `launch`, `copy`, `both` or `auto-scaling`.
+    intent: &'static str,
+    verdict: &'static str,
+    sight: Sight,
+    findings: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize)]
+struct Sight {
+    owner: bool,
+    target: bool,
+    identity: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Finding {
+    code: &'static str,
+    verdict: &'static str,
+    subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
+    summary: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    evidence: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<Fix>,
+}
+
+/// The least change that mends a broken link, by its stable `kind`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum Fix {
+    KeyPolicyStatements {
+        key: KeyArn,
+        grantee: String,
+        statements: serde_json::Value,
+    },
+    IdentityPolicy {
+        principal: String,
+        policy: serde_json::Value,
+    },
+    RemoveDeny {
+        document: String,
+        statement: String,
+    },
+    LaunchPermission {
+        image: ImageId,
+        account: AccountId,
+    },
+    VolumePermission {
+        snapshot: SnapshotId,
+        account: AccountId,
+    },
+    EnableKey {
+        key: KeyArn,
+    },
+    Manual {
+        text: String,
+    },
+}
+
+impl From<&diagnose::Fix> for Fix {
+    fn from(fix: &diagnose::Fix) -> Fix {
+        match fix {
+            diagnose::Fix::KeyPolicyStatements {
+                key,
+                grantee,
+                statements,
+            } => Fix::KeyPolicyStatements {
+                key: key.clone(),
+                grantee: grantee.to_string(),
+                statements: statements.clone(),
+            },
+            diagnose::Fix::IdentityPolicy { principal, policy } => Fix::IdentityPolicy {
+                principal: principal.to_string(),
+                policy: policy.clone(),
+            },
+            diagnose::Fix::RemoveDeny {
+                document,
+                statement,
+            } => Fix::RemoveDeny {
+                document: document.clone(),
+                statement: statement.clone(),
+            },
+            diagnose::Fix::LaunchPermission { image, account } => Fix::LaunchPermission {
+                image: image.clone(),
+                account: account.clone(),
+            },
+            diagnose::Fix::VolumePermission { snapshot, account } => Fix::VolumePermission {
+                snapshot: snapshot.clone(),
+                account: account.clone(),
+            },
+            diagnose::Fix::EnableKey { key } => Fix::EnableKey { key: key.clone() },
+            diagnose::Fix::Manual { text } => Fix::Manual { text: text.clone() },
+        }
+    }
+}
+
+fn verdict(verdict: diagnose::Verdict) -> &'static str {
+    match verdict {
+        diagnose::Verdict::Pass => "pass",
+        diagnose::Verdict::Fail => "fail",
+        diagnose::Verdict::Unknown => "unknown",
+    }
+}
+
+impl From<&diagnose::Diagnosis> for Diagnosis {
+    fn from(diagnosis: &diagnose::Diagnosis) -> Diagnosis {
+        Diagnosis {
+            image: diagnosis.image.clone(),
+            region: diagnosis.region.clone(),
+            principal: diagnosis.principal.to_string(),
+            intent: match diagnosis.intent {
+                diagnose::Intent::Launch => "launch",
+                diagnose::Intent::Copy => "copy",
+                diagnose::Intent::Both => "both",
+                diagnose::Intent::AutoScaling => "auto-scaling",
+            },
+            verdict: verdict(diagnosis.verdict),
+            sight: Sight {
+                owner: diagnosis.sight.owner,
+                target: diagnosis.sight.target,
+                identity: diagnosis.sight.identity,
+            },
+            findings: diagnosis
+                .findings
+                .iter()
+                .map(|f| Finding {
+                    code: f.link.code(),
+                    verdict: verdict(f.verdict),
+                    subject: f.subject.clone(),
+                    action: f.action.clone(),
+                    summary: f.summary.clone(),
+                    evidence: f.evidence.clone(),
+                    fix: f.fix.as_ref().map(Into::into),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `amishare-demo/1`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Demo {
+    owner: String,
+    target: String,
+    region: Region,
+    share: Share,
+    accept: Accept,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    autoscaling: Option<Accept>,
+    /// Seconds.
+    simulated: f64,
+}
+
+impl From<&amishare_sim::seed::SeedFlowReport> for Demo {
+    fn from(report: &amishare_sim::seed::SeedFlowReport) -> Demo {
+        Demo {
+            owner: report.owner.to_string(),
+            target: report.target.to_string(),
+            region: report.region.clone(),
+            share: (&report.share).into(),
+            accept: (&report.accept).into(),
+            autoscaling: report.autoscaling.as_ref().map(Into::into),
+            simulated: report.simulated.as_secs_f64(),
+        }
+    }
+}
+
+/// `amishare-plan/1`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Plan {
+    calls: Vec<PlanCall>,
+    policy_changes: Vec<PlanPolicyChange>,
+}
+
+#[derive(Debug, Serialize)]
+struct PlanCall {
+    operation: String,
+    region: Option<Region>,
+    resource: String,
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PlanPolicyChange {
+    key: KeyArn,
+    before: String,
+    after: String,
+}
+
+impl From<&core::plan::Plan> for Plan {
+    fn from(plan: &core::plan::Plan) -> Plan {
+        Plan {
+            calls: plan
+                .calls
+                .iter()
+                .map(|call| PlanCall {
+                    operation: call.operation.to_string(),
+                    region: call.region.clone(),
+                    resource: call.resource.clone(),
+                    detail: call.detail.clone(),
+                })
+                .collect(),
+            policy_changes: plan
+                .policy_changes
+                .iter()
+                .map(|change| PlanPolicyChange {
+                    key: change.key.clone(),
+                    before: change.before.clone(),
+                    after: change.after.clone(),
+                })
+                .collect(),
         }
     }
 }
