@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use amishare_core::diagnose::{DiagnoseRequest, Intent};
 use amishare_core::scaling::ServiceLinkedRole;
 use amishare_core::{
-    AcceptRequest, CopyKey, ErrorKind, ImageId, KeyArn, LaunchOptions, LaunchVia, Sharer,
+    AcceptRequest, CopyKey, ErrorKind, ImageId, ImageName, KeyArn, LaunchOptions, LaunchVia, Sharer,
 };
 use serde_json::json;
 
@@ -13,8 +13,8 @@ use crate::args;
 use crate::backend::{Global, Session};
 use crate::doctor;
 use crate::fail::Failure;
+use crate::json;
 use crate::render;
-use crate::share::image_name;
 
 /// Options of `amishare accept`.
 #[derive(Debug, clap::Args)]
@@ -44,8 +44,8 @@ pub(crate) struct AcceptArgs {
     #[arg(long, value_name = "KEY|default", value_parser = copy_key)]
     copy_key: Option<CopyKey>,
     /// Name of the copy.
-    #[arg(long, value_parser = image_name, requires = "copy_key")]
-    copy_name: Option<String>,
+    #[arg(long, value_parser = args::image_name, requires = "copy_key")]
+    copy_name: Option<ImageName>,
     /// Create, from this account, the grant on each key of the image that
     /// lets this account's Auto Scaling groups launch it (for the
     /// service-linked role AWSServiceRoleForAutoScaling; the key's owner
@@ -170,7 +170,7 @@ pub(crate) async fn run(
         return Ok(());
     }
     if global.json {
-        render::json(render::format::ACCEPT, &report)?;
+        render::json(render::format::ACCEPT, &json::Accept::from(&report))?;
         return Ok(());
     }
     let mut out = String::new();
@@ -237,7 +237,7 @@ async fn explain_launch_failure(
     err: &amishare_core::Error,
 ) {
     let diagnosis = async {
-        let caller = session.side.keys.caller().await?;
+        let principal = session.flow().policy_principal().await?;
         let via_group = request.launch.as_ref().and_then(|l| match &l.via {
             LaunchVia::AutoScaling(role) => Some(role.clone()),
             LaunchVia::RunInstances => None,
@@ -251,7 +251,7 @@ async fn explain_launch_failure(
             service_role: via_group,
             image: request.image.clone(),
             region: request.region.clone(),
-            principal: doctor::as_principal(caller.arn),
+            principal,
             keys: request.keys.clone(),
             copy_key: CopyKey::AccountDefault,
         };
@@ -279,7 +279,7 @@ async fn explain_launch_failure(
             "cause": launch.and_then(|launch| launch.cause.as_deref()),
         });
         match &diagnosis {
-            Ok(diagnosis) => value["diagnosis"] = json!(diagnosis),
+            Ok(diagnosis) => value["diagnosis"] = json!(json::Diagnosis::from(diagnosis)),
             Err(failure) => value["diagnosis_error"] = json!(failure.to_string()),
         }
         let _ = render::json(render::format::LAUNCH_FAILURE, &value);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use amishare_core::scaling::ServiceLinkedRole;
 use amishare_core::{
-    AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
+    AccountId, AliasName, ImageId, ImageName, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
     PrincipalArn, PrincipalKind, Region, Target,
 };
 
@@ -61,6 +61,11 @@ pub(crate) fn ou(value: &str) -> Result<OuArn, String> {
 /// An image ID.
 pub(crate) fn image(value: &str) -> Result<ImageId, String> {
     ImageId::parse(value).map_err(message)
+}
+
+/// An image name, as EC2 takes it.
+pub(crate) fn image_name(value: &str) -> Result<ImageName, String> {
+    ImageName::parse(value).map_err(message)
 }
 
 /// An instance ID.

@@ -143,6 +143,8 @@ pub(crate) struct Session {
     /// The stores of `--profile` as the flow takes them, without retries:
     /// the flow retries itself.
     stores: Side,
+    /// The stores of the target side as its flow takes them, without retries.
+    target_stores: Option<Side>,
     /// Real time on AWS, the world's virtual time on the simulation.
     pub(crate) clock: Arc<dyn Clock>,
     /// The region of `--region`, or the AWS profile's.
@@ -195,6 +197,13 @@ impl Session {
     /// The flow acting as `--profile`.
     pub(crate) fn flow(&self) -> Flow {
         Flow::over(&self.stores, self.clock.clone())
+    }
+
+    /// The flow acting as the target side, when one was given.
+    pub(crate) fn target_flow(&self) -> Option<Flow> {
+        self.target_stores
+            .as_ref()
+            .map(|stores| Flow::over(stores, self.clock.clone()))
     }
 
     /// The region, or a usage error naming `--region`.
@@ -257,6 +266,7 @@ fn open_sim(global: &Global, command: &str) -> Result<Session, Failure> {
     Ok(Session {
         stores: side.clone(),
         side,
+        target_stores: target.clone(),
         target,
         clock: Arc::new(world.clock()),
         region: global.region.clone(),
@@ -369,6 +379,7 @@ async fn open_aws(global: &Global) -> Result<Session, Failure> {
     Ok(Session {
         stores: side.clone(),
         side,
+        target_stores: target.clone(),
         target,
         clock: Arc::new(WallClock),
         region,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use amishare_core::{ImageStore, InstanceState, Step};
+use amishare_core::{InstanceState, Step};
 use amishare_sim::seed::{SeedFlowReport, SeedWorld};
 use anyhow::Context as _;
 
@@ -53,18 +53,17 @@ pub(crate) fn run(args: &DemoArgs, json: bool) -> anyhow::Result<()> {
             .launch
             .as_ref()
             .context("the flow launched no instance")?;
-        let target = seed.world.client(&seed.target)?;
-        let instances = target
-            .describe_instances(&seed.region, std::slice::from_ref(&launched.instance))
-            .await?;
-        let state = instances
-            .first()
-            .map(|i| i.state)
-            .context("the launched instance is gone")?;
+        let state = seed
+            .instance_state(&launched.instance)
+            .await
+            .context("the launched instance")?;
         anyhow::Ok((report, state))
     })?;
     if json {
-        crate::render::json(crate::render::format::DEMO, &report)?;
+        crate::render::json(
+            crate::render::format::DEMO,
+            &crate::json::Demo::from(&report),
+        )?;
     } else {
         crate::render::emit(&render(&report, final_state));
     }

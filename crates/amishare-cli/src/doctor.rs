@@ -5,17 +5,17 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Stores, Verdict};
-use amishare_core::{
-    AccountId, CopyKey, FixRequest, ImageId, ImageQuery, KeyArn, Mended, PrincipalArn,
-    PrincipalKind,
+use amishare_core::diagnose::{
+    DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Side as DoctorSide, Stores, Verdict,
 };
+use amishare_core::{AccountId, CopyKey, FixRequest, ImageId, KeyArn, Mended, PrincipalArn};
 use serde::Serialize;
 
 use crate::accept::copy_key;
 use crate::args::{self, NarrowingArgs};
-use crate::backend::{Global, Session, Side};
+use crate::backend::{Global, Session};
 use crate::fail::{usage, Failure};
+use crate::json;
 use crate::render;
 
 /// Options of `amishare doctor`.
@@ -79,7 +79,7 @@ struct Report<'d> {
     #[serde(skip_serializing_if = "Option::is_none")]
     fix_refused: Option<&'d str>,
     #[serde(flatten)]
-    diagnosis: &'d Diagnosis,
+    diagnosis: json::Diagnosis,
 }
 
 /// A key-policy change `--fix` made (or planned), with its diff.
@@ -110,20 +110,6 @@ impl From<&Mended> for Applied {
     }
 }
 
-/// The account and principal a side acts as.
-async fn account_of(side: &Side) -> Result<(AccountId, PrincipalArn), Failure> {
-    let caller = side.keys.caller().await?;
-    Ok((caller.account, caller.arn))
-}
-
-/// Key policies name roles, not their sessions.
-pub(crate) fn as_principal(arn: PrincipalArn) -> PrincipalArn {
-    match arn.kind() {
-        PrincipalKind::AssumedRole => arn.role_arn().unwrap_or(arn),
-        _ => arn,
-    }
-}
-
 /// A doctor that sees what this session can: on the simulation, everything;
 /// on AWS, what the profiles' accounts can read.
 pub(crate) async fn doctor_for(
@@ -140,39 +126,23 @@ pub(crate) async fn doctor_for(
             doctor = doctor.with_target(root(request.principal.account())?);
         }
         // The owner is whichever account's root owns the image.
-        for account in world.accounts() {
-            let stores = root(&account)?;
-            let owned = stores
-                .images
-                .describe_images(&request.region, &ImageQuery::ids([request.image.clone()]))
-                .await
-                .is_ok_and(|images| images.iter().any(|image| image.owner == account));
-            if owned {
-                doctor = doctor.with_owner(stores);
-                break;
-            }
-        }
-        return Ok(doctor);
+        let roots = world
+            .accounts()
+            .into_iter()
+            .map(|account| Ok((account.clone(), root(&account)?)))
+            .collect::<Result<Vec<_>, Failure>>()?;
+        return Ok(doctor
+            .with_owner_among(&request.image, &request.region, roots)
+            .await);
     }
-    let mut doctor = Doctor::new();
-    for side in [Some(&session.side), session.target.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        let (account, _) = account_of(side).await?;
-        doctor = if &account == request.principal.account() {
-            // The target's own credentials may read its IAM policies.
-            match &side.directory {
-                Some(directory) => doctor
-                    .with_target(side.stores.clone())
-                    .with_directory(directory.clone()),
-                None => doctor.with_target(side.stores.clone()),
-            }
-        } else {
-            doctor.with_owner(side.stores.clone())
-        };
-    }
-    Ok(doctor)
+    let sides: Vec<DoctorSide> = std::iter::once(&session.side)
+        .chain(&session.target)
+        .map(|side| DoctorSide {
+            stores: side.stores.clone(),
+            directory: side.directory.clone(),
+        })
+        .collect();
+    Ok(Doctor::looking_from(&request.principal, &sides).await?)
 }
 
 /// Runs `doctor`.
@@ -194,11 +164,6 @@ pub(crate) async fn run(
             "--service-linked-role applies to --intent autoscaling",
         ));
     }
-    if args.fix && args.intent == IntentArg::Autoscaling {
-        return Err(usage(
-            "--fix writes key-policy statements; an Auto Scaling launch needs a grant the target creates: amishare accept --autoscaling-grant (and the owner's share --autoscaling)",
-        ));
-    }
     let request = DiagnoseRequest {
         service_role: args.service_role.clone(),
         image: args.image.clone(),
@@ -208,19 +173,17 @@ pub(crate) async fn run(
         keys: args.keys.clone(),
         copy_key: args.copy_key.clone(),
     };
+    let fix = args.fix.then(|| FixRequest {
+        diagnose: request.clone(),
+        narrowing: args.narrowing.narrowing(),
+        recheck: !global.dry_run,
+    });
+    if let Some(fix) = &fix {
+        fix.validate().map_err(|err| usage(err.message()))?;
+    }
     let doctor = doctor_for(session, &request).await?;
-    let (diagnosis, fixed, refused) = if args.fix {
-        let report = session
-            .flow()
-            .fix(
-                &doctor,
-                &FixRequest {
-                    diagnose: request,
-                    narrowing: args.narrowing.narrowing(),
-                    recheck: !global.dry_run,
-                },
-            )
-            .await?;
+    let (diagnosis, fixed, refused) = if let Some(fix) = &fix {
+        let report = session.flow().fix(&doctor, fix).await?;
         let fixed: Vec<Applied> = report.mended.iter().map(Applied::from).collect();
         (report.diagnosis, fixed, report.refused)
     } else {
@@ -232,7 +195,7 @@ pub(crate) async fn run(
             &Report {
                 fixed,
                 fix_refused: refused.as_deref(),
-                diagnosis: &diagnosis,
+                diagnosis: json::Diagnosis::from(&diagnosis),
             },
         )?;
     } else {
@@ -296,12 +259,11 @@ pub(crate) fn verdict(diagnosis: &Diagnosis) -> Result<(), Failure> {
     }
 }
 
-/// The principal to diagnose when none is given.
+/// The principal to diagnose when none is given: the target side's, or
+/// `--profile`'s.
 async fn default_principal(session: &Session) -> Result<PrincipalArn, Failure> {
-    if let Some(target) = &session.target {
-        return Ok(as_principal(account_of(target).await?.1));
-    }
-    Ok(as_principal(account_of(&session.side).await?.1))
+    let flow = session.target_flow().unwrap_or_else(|| session.flow());
+    Ok(flow.policy_principal().await?)
 }
 
 /// The chain as a readable checklist, with the fixes at the end.

@@ -7,6 +7,7 @@ mod backend;
 mod demo;
 mod doctor;
 mod fail;
+mod json;
 mod policy;
 mod progress;
 mod reference;

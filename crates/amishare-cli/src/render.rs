@@ -92,7 +92,7 @@ pub(crate) fn indented(out: &mut String, text: &str) {
 /// A dry run's plan: every mutating call, and each key-policy diff.
 pub(crate) fn plan(plan: &amishare_core::plan::Plan, json_output: bool) -> anyhow::Result<()> {
     if json_output {
-        return json(format::PLAN, plan);
+        return json(format::PLAN, &crate::json::Plan::from(plan));
     }
     let mut out = String::new();
     let _ = writeln!(

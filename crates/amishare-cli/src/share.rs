@@ -3,13 +3,15 @@
 use std::fmt::Write as _;
 
 use amishare_core::{
-    AliasName, ImageId, ImageSource, InstanceId, KeyChoice, KeyRef, Region, ShareRequest, Sharer,
+    AliasName, ImageId, ImageName, ImageSource, InstanceId, KeyChoice, KeyRef, Region,
+    ShareRequest, Sharer,
 };
 use clap::ArgGroup;
 
 use crate::args::{self, NarrowingArgs, ServiceRoleArgs, TargetArgs};
 use crate::backend::{Global, Session};
 use crate::fail::{usage, Failure};
+use crate::json;
 use crate::render;
 
 /// Options of `amishare share`.
@@ -38,26 +40,12 @@ pub(crate) struct ShareArgs {
     #[arg(long)]
     volume_permission: bool,
     /// Name of the shared copy (default: the source's name with -shared).
-    #[arg(long, value_parser = image_name)]
-    name: Option<String>,
+    #[arg(long, value_parser = args::image_name)]
+    name: Option<ImageName>,
     #[command(flatten)]
     narrowing: NarrowingArgs,
     #[command(flatten)]
     service_roles: ServiceRoleArgs,
-}
-
-/// EC2's rule for image names.
-pub(crate) fn image_name(value: &str) -> Result<String, String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
-    if !(3..=128).contains(&value.len()) {
-        return Err(format!("image name {value:?} must be 3 to 128 characters"));
-    }
-    if let Some(c) = value.chars().find(|c| !allowed(*c)) {
-        return Err(format!(
-            "image name {value:?} has {c:?}; EC2 allows letters, digits and ( ) [ ] space . / - ' @ _"
-        ));
-    }
-    Ok(value.to_owned())
 }
 
 impl ShareArgs {
@@ -108,7 +96,7 @@ pub(crate) async fn run(
         return Ok(());
     }
     if global.json {
-        render::json(render::format::SHARE, &report)?;
+        render::json(render::format::SHARE, &json::Share::from(&report))?;
         return Ok(());
     }
     let mut out = String::new();

@@ -1,16 +1,13 @@
 //! `amishare unshare`: take back what `share` gave.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use amishare_core::{
-    check_partitions, ImageId, ImageOwner, ImageQuery, Kept, Region, RegionImage, Sharer,
-    UnshareRequest, TAG_SOURCE_IMAGE,
-};
+use amishare_core::{check_partitions, ImageId, Kept, Region, Sharer, UnshareRequest};
 
 use crate::args::{self, NarrowingArgs, TargetArgs};
 use crate::backend::{Global, Session};
 use crate::fail::{usage, Failure};
+use crate::json;
 use crate::render;
 
 /// Options of `amishare unshare`.
@@ -31,59 +28,6 @@ pub(crate) struct UnshareArgs {
     deregister: bool,
 }
 
-/// The shared images behind `--image`: itself when it is a copy amishare
-/// made, else the copies of it in each region (or itself where it was
-/// shared as it is).
-pub(crate) async fn shared_images(
-    session: &Session,
-    image: &ImageId,
-    region: &Region,
-    regions: &[Region],
-) -> Result<Vec<RegionImage>, Failure> {
-    let images = &session.side.images;
-    let found = images
-        .describe_images(region, &ImageQuery::ids([image.clone()]))
-        .await?;
-    let Some(found) = found.into_iter().next() else {
-        return Err(Failure::failed(anyhow::anyhow!(
-            "image {image} does not exist in {region}"
-        )));
-    };
-    if found.tags.contains_key(TAG_SOURCE_IMAGE) {
-        return Ok(vec![RegionImage {
-            region: region.clone(),
-            image: image.clone(),
-        }]);
-    }
-    let mut shared = Vec::new();
-    let regions = if regions.is_empty() {
-        std::slice::from_ref(region)
-    } else {
-        regions
-    };
-    let caller = session.side.keys.caller().await?;
-    let query = ImageQuery {
-        owners: vec![ImageOwner::Me],
-        tags: BTreeMap::from([(TAG_SOURCE_IMAGE.to_owned(), vec![image.to_string()])]),
-        ..ImageQuery::default()
-    };
-    for r in regions {
-        let mut copies = images.describe_images(r, &query).await?;
-        copies.retain(|copy| query.matches(copy, &caller.account));
-        if copies.is_empty() && r == region {
-            shared.push(RegionImage {
-                region: r.clone(),
-                image: image.clone(),
-            });
-        }
-        shared.extend(copies.into_iter().map(|copy| RegionImage {
-            region: r.clone(),
-            image: copy.id,
-        }));
-    }
-    Ok(shared)
-}
-
 /// Runs `unshare`.
 pub(crate) async fn run(
     args: &UnshareArgs,
@@ -95,7 +39,10 @@ pub(crate) async fn run(
     for r in std::iter::once(&region).chain(&args.regions) {
         check_partitions(r, &targets).map_err(|err| usage(err.to_string()))?;
     }
-    let images = shared_images(session, &args.image, &region, &args.regions).await?;
+    let images = session
+        .flow()
+        .shared_images(&args.image, &region, &args.regions)
+        .await?;
     let request = UnshareRequest {
         images,
         targets,
@@ -112,7 +59,7 @@ pub(crate) async fn run(
         return Ok(());
     }
     if global.json {
-        render::json(render::format::UNSHARE, &report)?;
+        render::json(render::format::UNSHARE, &json::Unshare::from(&report))?;
         return Ok(());
     }
     let mut out = String::new();

@@ -7,8 +7,9 @@
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Verdict};
 use amishare_core::{
     smoke_instances, AcceptReport, AcceptRequest, CopyKey, CreateKeyRequest, Error, FixRequest,
-    ImageQuery, ImageSource, KeyChoice, KeyRef, LaunchOptions, LaunchPermission, Narrowing,
-    PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest, VolumePermission,
+    ImageName, ImageQuery, ImageSource, KeyChoice, KeyRef, LaunchOptions, LaunchPermission,
+    Narrowing, PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest,
+    VolumePermission,
 };
 
 use crate::doctor::{check_both_outcomes, diagnose, launch_works, render, sight, stores};
@@ -100,7 +101,8 @@ pub async fn share_options_agree_with_accept(h: &dyn Harness) -> Coverage {
                         );
                         let alias = unique_alias(h, "matrix");
                         // The copy's name, unique like the alias.
-                        let name = alias.as_str().trim_start_matches("alias/").to_owned();
+                        let name = ImageName::parse(alias.as_str().trim_start_matches("alias/"))
+                            .expect("a unique alias is an image name");
                         let key = if created {
                             KeyChoice::Create(alias)
                         } else {

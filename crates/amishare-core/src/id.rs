@@ -625,6 +625,13 @@ impl PrincipalArn {
         &self.raw
     }
 
+    /// The principal as key policies and grants name it: for an
+    /// assumed-role session its role (later sessions of the role are the
+    /// same principal to them), otherwise itself.
+    pub fn as_policy_principal(&self) -> PrincipalArn {
+        self.role_arn().unwrap_or_else(|| self.clone())
+    }
+
     /// For an assumed-role session, the ARN of its role (how policies name it).
     pub fn role_arn(&self) -> Option<PrincipalArn> {
         if self.kind != PrincipalKind::AssumedRole {
@@ -801,6 +808,90 @@ fn is_org_id(s: &str) -> bool {
             && r.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     })
+}
+
+/// An AMI name, as `CreateImage` and `CopyImage` take it: 3 to 128
+/// characters, each a letter, a digit or one of `( ) [ ] . / - ' @ _` and
+/// space (EC2 API reference, CreateImage and CopyImage, parameter `Name`).
+/// The one check of that rule: the CLI's arguments, the flow's requests and
+/// the simulation's `CreateImage`/`CopyImage` all parse names with it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageName(Arc<str>);
+
+impl ImageName {
+    /// Fewest characters EC2 takes in a name.
+    pub const MIN_LEN: usize = 3;
+    /// Most characters EC2 takes in a name.
+    pub const MAX_LEN: usize = 128;
+
+    /// Parses and validates the name; the error names it and says which
+    /// rule it breaks.
+    pub fn parse(value: &str) -> Result<ImageName> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
+        let length = value.chars().count();
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&length) {
+            return Err(Error::invalid_input(
+                "image name",
+                value,
+                &format!(
+                    "must be {} to {} characters (it has {length})",
+                    Self::MIN_LEN,
+                    Self::MAX_LEN
+                ),
+            ));
+        }
+        if let Some(c) = value.chars().find(|c| !allowed(*c)) {
+            return Err(Error::invalid_input(
+                "image name",
+                value,
+                &format!("has {c:?}; EC2 allows letters, digits, spaces and ( ) [ ] . / - ' @ _"),
+            ));
+        }
+        Ok(ImageName(Arc::from(value)))
+    }
+
+    /// The name with `suffix` appended (`web-1` and `-shared` make
+    /// `web-1-shared`), as the flow names the copies it makes.
+    pub fn with_suffix(source: &str, suffix: &str) -> Result<ImageName> {
+        ImageName::parse(&format!("{source}{suffix}"))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ImageName {
+    type Err = Error;
+    fn from_str(value: &str) -> Result<ImageName> {
+        ImageName::parse(value)
+    }
+}
+
+impl AsRef<str> for ImageName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for ImageName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        ImageName::parse(&raw).map_err(serde::de::Error::custom)
+    }
 }
 
 macro_rules! raw_display {

@@ -11,7 +11,7 @@ pub use crate::error::{
     Error, ErrorKind, Exhausted, FailedCopy, FailedGroupLaunch, FailedLaunch, Failure, Result,
 };
 pub use crate::id::{
-    AccountId, AliasArn, AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef,
+    AccountId, AliasArn, AliasName, GrantId, ImageId, ImageName, InstanceId, KeyArn, KeyId, KeyRef,
     OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region, SnapshotId, VolumeId,
     KNOWN_REGIONS,
 };
@@ -37,10 +37,12 @@ pub mod scaling;
 pub use crate::flow::MockSharer;
 pub use crate::flow::{
     check_partitions, smoke_instances, AcceptReport, AcceptRequest, CopyKey, CopyReport, FixReport,
-    FixRequest, Flow, GrantReport, ImageSource, Kept, KeyChoice, KeyPolicyReport, LaunchOptions,
-    LaunchReport, LaunchVia, Mended, Narrowing, PolicyWrite, RegionImage, RegionShare, ShareReport,
-    ShareRequest, Sharer, Step, Target, UnshareReport, UnshareRequest, WaitOptions, TAG_ALIAS,
-    TAG_KEY, TAG_SMOKE_KEEP, TAG_SMOKE_TEST, TAG_SOURCE_IMAGE, TAG_SOURCE_INSTANCE,
+    FixRequest, Flow, GrantReport, ImageSource, ImageStatus, Kept, KeyChoice, KeyPolicyReport,
+    KeyStatus, LaunchOptions, LaunchReport, LaunchVia, Mended, Narrowing, PolicyWrite, Readable,
+    RegionImage, RegionShare, ShareReport, ShareRequest, Sharer, SmokeStatus, SnapshotStatus,
+    StatusReport, StatusRequest, Step, Target, TargetView, UnshareReport, UnshareRequest,
+    WaitOptions, TAG_ALIAS, TAG_KEY, TAG_SMOKE_KEEP, TAG_SMOKE_TEST, TAG_SOURCE_IMAGE,
+    TAG_SOURCE_INSTANCE,
 };
 
 #[doc(hidden)]

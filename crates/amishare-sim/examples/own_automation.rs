@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use amishare_core::diagnose::{DiagnoseRequest, Doctor, Intent, Link};
 use amishare_core::{
-    AcceptRequest, AliasName, Clock, Flow, ImageId, ImageSource, KeyChoice, LaunchOptions,
-    ShareRequest, Sharer, Stores, Target,
+    AcceptRequest, AliasName, Clock, Flow, ImageId, ImageName, ImageSource, KeyChoice,
+    LaunchOptions, ShareRequest, Sharer, Stores, Target,
 };
 use amishare_sim::faults::{Faults, Faulty};
 use amishare_sim::seed::SeedWorld;
@@ -59,7 +59,7 @@ fn world() -> amishare_core::Result<(SeedWorld, Arc<dyn Clock>, ShareRequest)> {
         KeyChoice::Create(AliasName::parse("alias/release")?),
         [Target::Principal(seed.target.clone())],
     )
-    .with_name("golden-release");
+    .with_name(ImageName::parse("golden-release")?);
     Ok((seed, clock, request))
 }
 

@@ -13,9 +13,9 @@ use amishare_core::ec2_kms::{Encryption, KeyChoice, SourceKey};
 use amishare_core::{
     ec2_kms, AccountId, AliasName, AttachedVolume, BlockDevice, CopyImageRequest,
     CreateImageRequest, EbsDefaults, Error, ErrorKind, ExecutableBy, GrantId, Image, ImageId,
-    ImageOwner, ImageQuery, Instance, InstanceId, InstanceState, KeyArn, KeyId, KeyManager, KeyRef,
-    LaunchPermission, PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId,
-    StateReason, VolumePermission,
+    ImageName, ImageOwner, ImageQuery, Instance, InstanceId, InstanceState, KeyArn, KeyId,
+    KeyManager, KeyRef, LaunchPermission, PermissionChange, Region, Result, RunInstancesRequest,
+    Snapshot, SnapshotId, StateReason, VolumePermission,
 };
 use amishare_policy::Context;
 
@@ -97,9 +97,7 @@ impl Resource<'_> {
 
 /// The name rules of `CreateImage` and `CopyImage`.
 fn validate_image_name(name: &str) -> Result<()> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
-    let length = name.chars().count();
-    if (3..=128).contains(&length) && name.chars().all(allowed) {
+    if ImageName::parse(name).is_ok() {
         return Ok(());
     }
     Err(Error::service(

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use amishare_core::scaling::ServiceLinkedRole;
 use amishare_core::{
-    AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageSource,
-    InstanceId, KeyChoice, LaunchOptions, LaunchVia, Narrowing, PrincipalArn, Region, Result,
-    ShareReport, ShareRequest, Sharer, Target,
+    AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageName,
+    ImageSource, ImageStore, InstanceId, InstanceState, KeyChoice, LaunchOptions, LaunchVia,
+    Narrowing, PrincipalArn, Region, Result, ShareReport, ShareRequest, Sharer, Target,
 };
 use serde::Serialize;
 
@@ -104,7 +104,7 @@ impl SeedWorld {
             key: KeyChoice::Create(AliasName::parse(KEY_ALIAS).expect("valid alias")),
             targets: vec![Target::Principal(self.target.clone())],
             volume_permission: true,
-            name: Some("cross-test-encrypted".to_owned()),
+            name: Some(ImageName::parse("cross-test-encrypted").expect("valid name")),
             narrowing: Narrowing::default(),
         }
     }
@@ -132,6 +132,21 @@ impl SeedWorld {
     pub async fn run_autoscaling(&self) -> Result<SeedFlowReport> {
         self.run_flow(Arc::new(self.world.stepping_clock()), true)
             .await
+    }
+
+    /// The state the target's smoke instance is in now, as B sees it: the
+    /// walkthrough keeps it running.
+    pub async fn instance_state(&self, instance: &InstanceId) -> Result<InstanceState> {
+        let target = self.world.client(&self.target)?;
+        let found = target
+            .describe_instances(&self.region, std::slice::from_ref(instance))
+            .await?;
+        found.first().map(|i| i.state).ok_or_else(|| {
+            amishare_core::Error::new(
+                amishare_core::ErrorKind::NotFound,
+                format!("instance {instance} is gone from {}", self.region),
+            )
+        })
     }
 
     async fn run_flow(&self, clock: Arc<dyn Clock>, autoscaling: bool) -> Result<SeedFlowReport> {

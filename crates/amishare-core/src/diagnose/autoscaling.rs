@@ -122,10 +122,7 @@ async fn role_grants(
             let Some(target) = &doctor.target else {
                 return (Known::No(why), false);
             };
-            let retiring = request
-                .principal
-                .role_arn()
-                .unwrap_or_else(|| request.principal.clone());
+            let retiring = request.principal.as_policy_principal();
             match target
                 .keys
                 .list_retirable_grants(&request.region, &retiring)

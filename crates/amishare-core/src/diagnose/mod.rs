@@ -24,6 +24,9 @@
 mod autoscaling;
 mod gather;
 mod links;
+mod sides;
+
+pub use self::sides::Side;
 
 use std::fmt;
 use std::sync::Arc;

@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Fix, Link, Verdict};
+use crate::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Fix, Intent, Link, Verdict};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::{check_partitions, policy_text, Flow, Narrowing, Target};
-use crate::id::KeyArn;
+use crate::id::{KeyArn, PrincipalArn};
 
 /// What [`Flow::fix`] is asked to mend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,21 @@ pub struct FixReport {
     pub diagnosis: Diagnosis,
 }
 
+impl FixRequest {
+    /// Refuses a request the fix cannot serve, before any call: an Auto
+    /// Scaling launch needs a grant the target creates, not key-policy
+    /// statements.
+    pub fn validate(&self) -> Result<()> {
+        if self.diagnose.intent == Intent::AutoScaling {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "--fix writes key-policy statements; an Auto Scaling launch needs a grant the target creates: amishare accept --autoscaling-grant (and the owner's share --autoscaling)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl FixReport {
     /// Whether every link holds after the fix.
     pub fn passes(&self) -> bool {
@@ -72,7 +87,15 @@ impl Flow {
             .map_err(|err| self.mark(before, err))
     }
 
+    /// The principal this flow acts as, as key policies name it (see
+    /// [`PrincipalArn::as_policy_principal`]): whom a diagnosis is about
+    /// when none is named.
+    pub async fn policy_principal(&self) -> Result<PrincipalArn> {
+        Ok(self.keys().caller().await?.arn.as_policy_principal())
+    }
+
     async fn fix_once(&self, doctor: &Doctor, request: &FixRequest) -> Result<FixReport> {
+        request.validate()?;
         let ask = &request.diagnose;
         check_partitions(&ask.region, &[Target::Principal(ask.principal.clone())])?;
         let diagnosis = doctor.diagnose(ask).await?;

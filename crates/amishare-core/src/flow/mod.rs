@@ -15,9 +15,14 @@ mod fix;
 mod owner;
 mod request;
 mod scaling;
+mod status;
 mod target;
 
 pub use self::fix::{FixReport, FixRequest, Mended};
+pub use self::status::{
+    ImageStatus, KeyStatus, Readable, SmokeStatus, SnapshotStatus, StatusReport, StatusRequest,
+    TargetView,
+};
 pub use self::target::smoke_instances;
 mod wait;
 
@@ -33,8 +38,8 @@ use tracing::info;
 pub use self::request::*;
 use self::wait::{fnv1a, poll_with_progress, Pending, Poll, ProgressReads, Schedule};
 use crate::error::{Error, ErrorKind, FailedCopy, Result};
-use crate::id::{AccountId, ImageId, Region, SnapshotId};
-use crate::model::{Caller, CopyImageRequest, Image, ImageQuery, ImageState};
+use crate::id::{AccountId, ImageId, KeyArn, Region, SnapshotId};
+use crate::model::{Caller, CopyImageRequest, Image, ImageOwner, ImageQuery, ImageState};
 use crate::retry::{RetryOptions, Retrying};
 use crate::scaling::{GroupWait, ScalingStore};
 use crate::store::{Clock, ImageStore, KeyStore, Stores};
@@ -51,6 +56,24 @@ pub const TAG_SOURCE_INSTANCE: &str = "amishare:source-instance";
 pub const TAG_SMOKE_TEST: &str = "amishare:smoke-test";
 /// Tag on a smoke instance the caller asked to keep running (`true`).
 pub const TAG_SMOKE_KEEP: &str = "amishare:keep";
+
+/// The caller's images amishare made, by their tags: the copies of
+/// `source`, those encrypted with `key`, or both. `share` looks for its own
+/// earlier copy with it, `unshare` and `status` for the copies of a source.
+pub(crate) fn copies_query(source: Option<&ImageId>, key: Option<&KeyArn>) -> ImageQuery {
+    let mut tags = BTreeMap::new();
+    if let Some(source) = source {
+        tags.insert(TAG_SOURCE_IMAGE.to_owned(), vec![source.to_string()]);
+    }
+    if let Some(key) = key {
+        tags.insert(TAG_KEY.to_owned(), vec![key.to_string()]);
+    }
+    ImageQuery {
+        owners: vec![ImageOwner::Me],
+        tags,
+        ..ImageQuery::default()
+    }
+}
 
 /// Most entries one ModifyImageAttribute call carries; AWS allows 1,000 per image.
 pub(super) const LAUNCH_PERMISSION_BATCH: usize = 500;

@@ -7,13 +7,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flow::request::{grantees_in, target_accounts};
 use crate::flow::wait::fnv1a;
 use crate::flow::{
-    aws_managed_refusal, policy_text, usable, Flow, ImageSource, Journal, Kept, KeyChoice,
-    KeyPolicyReport, PolicyWrite, RegionImage, RegionShare, ShareRequest, Start, Target,
+    aws_managed_refusal, copies_query, policy_text, usable, Flow, ImageSource, Journal, Kept,
+    KeyChoice, KeyPolicyReport, PolicyWrite, RegionImage, RegionShare, ShareRequest, Start, Target,
     UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE,
     TAG_SOURCE_INSTANCE,
 };
 use crate::id::{
-    AccountId, AliasName, ImageId, InstanceId, KeyArn, KeyRef, PrincipalArn, Region, SnapshotId,
+    AccountId, AliasName, ImageId, ImageName, InstanceId, KeyArn, KeyRef, PrincipalArn, Region,
+    SnapshotId,
 };
 use crate::model::{
     Caller, CopyImageRequest, CreateImageRequest, CreateKeyRequest, Image, ImageOwner, ImageQuery,
@@ -495,14 +496,7 @@ impl Flow {
             );
             return Ok(source.clone());
         }
-        let query = ImageQuery {
-            owners: vec![ImageOwner::Me],
-            tags: BTreeMap::from([
-                (TAG_SOURCE_IMAGE.to_owned(), vec![source.id.to_string()]),
-                (TAG_KEY.to_owned(), vec![key.to_string()]),
-            ]),
-            ..ImageQuery::default()
-        };
+        let query = copies_query(Some(&source.id), Some(key));
         // The source is the caller's own (checked when it was resolved).
         if let Some(image) = self
             .earlier_copy(region, &query, &source.owner, &source.id, journal)
@@ -511,10 +505,10 @@ impl Flow {
             journal.record(Some(region), "wait-image", &image.id, "available", false);
             return Ok(image);
         }
-        let name = request
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}-shared", source.name));
+        let name = match &request.name {
+            Some(name) => name.clone(),
+            None => ImageName::with_suffix(&source.name, "-shared")?,
+        };
         let token = format!(
             "amishare-{:016x}",
             fnv1a(&format!(
@@ -525,7 +519,7 @@ impl Flow {
         let copy = CopyImageRequest {
             source_image: source.id.clone(),
             source_region: request.source_region.clone(),
-            name: name.clone(),
+            name: name.to_string(),
             encrypted: Some(true),
             kms_key: Some(KeyRef::Arn(key.clone())),
             client_token: Some(token),

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{
-    AccountId, AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
-    PrincipalArn, Region, SnapshotId,
+    AccountId, AliasName, GrantId, ImageId, ImageName, InstanceId, KeyArn, KeyRef, OrganizationArn,
+    OuArn, PrincipalArn, Region, SnapshotId,
 };
 use crate::model::{InstanceState, LaunchPermission};
 use crate::scaling::ServiceLinkedRole;
@@ -151,7 +151,7 @@ pub struct ShareRequest {
     /// Also let account targets create volumes from the snapshots, which they need to copy the image.
     pub volume_permission: bool,
     /// Name of the shared copy (default: the source's name with `-shared`).
-    pub name: Option<String>,
+    pub name: Option<ImageName>,
     /// Extra conditions on the key-policy statements.
     pub narrowing: Narrowing,
     /// Service-linked roles of the target accounts (Auto Scaling's, say)
@@ -218,8 +218,8 @@ impl ShareRequest {
     }
 
     /// Names the shared copy.
-    pub fn with_name(mut self, name: impl Into<String>) -> ShareRequest {
-        self.name = Some(name.into());
+    pub fn with_name(mut self, name: ImageName) -> ShareRequest {
+        self.name = Some(name);
         self
     }
 
@@ -437,7 +437,7 @@ pub struct AcceptRequest {
     /// Copy the image into the target's ownership, re-encrypted.
     pub copy: Option<CopyKey>,
     /// Name of the copy (default: `<image>-copy`).
-    pub copy_name: Option<String>,
+    pub copy_name: Option<ImageName>,
     /// Create, from the target account, a grant on each key of the image
     /// for these service-linked roles of the target's account (Auto
     /// Scaling's, say), found again by name on a rerun
@@ -492,8 +492,8 @@ impl AcceptRequest {
     }
 
     /// Names the target's copy.
-    pub fn with_copy_name(mut self, name: impl Into<String>) -> AcceptRequest {
-        self.copy_name = Some(name.into());
+    pub fn with_copy_name(mut self, name: ImageName) -> AcceptRequest {
+        self.copy_name = Some(name);
         self
     }
 

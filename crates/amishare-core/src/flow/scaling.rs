@@ -417,5 +417,5 @@ impl Flow {
 /// The retiring principal the target names on its grants: itself, or for
 /// a role session its role, so that later sessions find the grant too.
 fn retiring_principal(caller: &Caller) -> PrincipalArn {
-    caller.arn.role_arn().unwrap_or_else(|| caller.arn.clone())
+    caller.arn.as_policy_principal()
 }

@@ -8,7 +8,7 @@ use crate::flow::{
     AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, TAG_KEY,
     TAG_SMOKE_KEEP, TAG_SMOKE_TEST, TAG_SOURCE_IMAGE,
 };
-use crate::id::{ImageId, KeyArn, KeyRef, Region, SnapshotId};
+use crate::id::{ImageId, ImageName, KeyArn, KeyRef, Region, SnapshotId};
 use crate::model::{
     Caller, CopyImageRequest, Image, ImageOwner, ImageQuery, Instance, InstanceState, KeyState,
     RunInstancesRequest,
@@ -323,10 +323,10 @@ impl Flow {
             CopyKey::Key(key) => Some(key.clone()),
             CopyKey::AccountDefault => None,
         };
-        let name = request
-            .copy_name
-            .clone()
-            .unwrap_or_else(|| format!("{}-copy", image.name));
+        let name = match &request.copy_name {
+            Some(name) => name.clone(),
+            None => ImageName::with_suffix(&image.name, "-copy")?,
+        };
         let token = format!(
             "amishare-{:016x}",
             fnv1a(&format!("accept|{}|{region}|{copy_key}", image.id))
@@ -352,7 +352,7 @@ impl Flow {
         let copy = CopyImageRequest {
             source_image: image.id.clone(),
             source_region: region.clone(),
-            name: name.clone(),
+            name: name.to_string(),
             encrypted: Some(true),
             kms_key,
             client_token: Some(token),

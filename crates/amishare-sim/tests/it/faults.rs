@@ -104,7 +104,11 @@ impl Expected {
             target,
             alias: alias.to_string(),
             instance: instance.clone(),
-            copy_name: request.name.clone().expect("the seed names its copy"),
+            copy_name: request
+                .name
+                .as_ref()
+                .expect("the seed names its copy")
+                .to_string(),
             source_encrypted: volumes.iter().map(|v| v.encrypted).collect(),
             accounts,
             volume_permission: request.volume_permission,

@@ -16,6 +16,7 @@ mod least_calls;
 mod outcome_table;
 mod scaling;
 mod seed_flow;
+mod status;
 mod time;
 mod world_file;
 mod world_lock;
