@@ -327,7 +327,9 @@ impl KeyAdmin for AwsKeyStore {
             .and_then(|days| u32::try_from(days).ok())
             .ok_or_else(|| missing(OP, "PendingWindowInDays"))?;
         Ok(ScheduledDeletion {
-            key: parse(OP, "KeyId", out.key_id(), KeyArn::parse)?,
+            // The key asked about, by ARN: KMS answers its ARN, but
+            // LocalStack answers the bare key ID.
+            key: key.clone(),
             // Since the Unix epoch, as `WallClock` counts.
             deletion_at: out.deletion_date().map(|date| {
                 Duration::new(u64::try_from(date.secs()).unwrap_or(0), date.subsec_nanos())
