@@ -143,14 +143,7 @@ async fn sharing_with_an_organization_or_ou() {
 #[tokio::test(start_paused = true)]
 async fn describe_images_filters_and_hides_owner_tags() {
     let fx = Fx::new();
-    let instance = fx
-        .world
-        .seed_instance(
-            &fx.a,
-            &fx.region,
-            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
-        )
-        .unwrap();
+    let instance = fx.plain_instance();
     let tags = BTreeMap::from([("team".to_owned(), "platform".to_owned())]);
     let tagged = fx
         .owner
@@ -519,14 +512,7 @@ async fn copy_image_parameters() {
 #[tokio::test(start_paused = true)]
 async fn copies_by_the_target_do_not_carry_the_owners_tags_or_permissions() {
     let fx = Fx::new();
-    let instance = fx
-        .world
-        .seed_instance(
-            &fx.a,
-            &fx.region,
-            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
-        )
-        .unwrap();
+    let instance = fx.plain_instance();
     let image = fx
         .owner
         .create_image(
@@ -787,7 +773,7 @@ async fn create_image_keeps_each_volumes_encryption() {
     // Unknown instances and other accounts' instances cannot be imaged.
     let b = fx.world.root_client(&fx.b).unwrap();
     let request = amishare_core::CreateImageRequest {
-        instance: described_instance(&fx),
+        instance: fx.plain_instance(),
         name: "theirs".into(),
         tags: BTreeMap::new(),
     };
@@ -796,16 +782,6 @@ async fn create_image_keeps_each_volumes_encryption() {
         "InvalidInstanceID.NotFound",
         "",
     );
-}
-
-fn described_instance(fx: &Fx) -> amishare_core::InstanceId {
-    fx.world
-        .seed_instance(
-            &fx.a,
-            &fx.region,
-            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
-        )
-        .unwrap()
 }
 
 #[test]

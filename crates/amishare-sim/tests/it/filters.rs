@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use amishare_core::filter::Filter;
 use amishare_core::{CreateImageRequest, ImageStore};
 use amishare_sim::api::{DescribeImages, Owner};
-use amishare_sim::VolumeEncryption;
-use amishare_sim::VolumeSeed;
 use serde_json::Value;
 
 use crate::fixture::Fx;
@@ -22,14 +20,7 @@ async fn the_simulation_answers_the_filter_table() {
     let fx = Fx::new();
     for image in table["images"].as_array().unwrap() {
         let tags: BTreeMap<String, String> = serde_json::from_value(image["tags"].clone()).unwrap();
-        let instance = fx
-            .world
-            .seed_instance(
-                &fx.a,
-                &fx.region,
-                &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
-            )
-            .unwrap();
+        let instance = fx.plain_instance();
         fx.owner
             .create_image(
                 &fx.region,

@@ -109,6 +109,17 @@ impl Fx {
         }
     }
 
+    /// A running instance of A's with one unencrypted root volume.
+    pub(crate) fn plain_instance(&self) -> amishare_core::InstanceId {
+        self.world
+            .seed_instance(
+                &self.a,
+                &self.region,
+                &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
+            )
+            .unwrap()
+    }
+
     pub(crate) fn advance(&self, seconds: u64) {
         self.world.advance(secs(seconds));
     }

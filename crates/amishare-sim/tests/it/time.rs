@@ -3,21 +3,14 @@
 use std::time::{Duration, Instant};
 
 use amishare_core::{Clock, ImageState, ImageStore, InstanceState, SnapshotState};
-use amishare_sim::{Knobs, VolumeEncryption, VolumeSeed};
+use amishare_sim::{Knobs, VolumeEncryption};
 
 use crate::fixture::{secs, Fx};
 
 #[tokio::test(start_paused = true)]
 async fn images_and_instances_change_state_at_their_times() {
     let fx = Fx::new();
-    let instance = fx
-        .world
-        .seed_instance(
-            &fx.a,
-            &fx.region,
-            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
-        )
-        .unwrap();
+    let instance = fx.plain_instance();
     let request = amishare_core::CreateImageRequest {
         instance,
         name: "timed".into(),
@@ -98,14 +91,7 @@ async fn timings_are_knobs() {
         create_image_time: secs(10),
         ..Knobs::default()
     });
-    let instance = fx
-        .world
-        .seed_instance(
-            &fx.a,
-            &fx.region,
-            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
-        )
-        .unwrap();
+    let instance = fx.plain_instance();
     let request = amishare_core::CreateImageRequest {
         instance,
         name: "quick".into(),
@@ -125,14 +111,7 @@ async fn the_clock_sleeps_in_virtual_time() {
     let clock = fx.world.clock();
     let started = Instant::now();
     let before = clock.now();
-    let instance = fx
-        .world
-        .seed_instance(
-            &fx.a,
-            &fx.region,
-            &[VolumeSeed::root(VolumeEncryption::Unencrypted)],
-        )
-        .unwrap();
+    let instance = fx.plain_instance();
     let request = amishare_core::CreateImageRequest {
         instance,
         name: "slept".into(),
