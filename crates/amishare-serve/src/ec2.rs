@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 
 use amishare_core::filter::{self, Filter};
+use amishare_core::store::{
+    CopyImageRequest, CreateImageRequest, ExecutableBy, Image, ImageQuery, ImageStore, Instance,
+    InstanceState, LaunchPermission, PermissionChange, RunInstancesRequest, Snapshot,
+    SnapshotState, VolumePermission,
+};
 use amishare_core::{
-    AccountId, CopyImageRequest, CreateImageRequest, ExecutableBy, Image, ImageId, ImageQuery,
-    ImageStore, Instance, InstanceId, InstanceState, KeyRef, LaunchPermission, OrganizationArn,
-    OuArn, PermissionChange, Region, RunInstancesRequest, Snapshot, SnapshotId, SnapshotState,
-    VolumeId, VolumePermission,
+    AccountId, ImageId, InstanceId, KeyRef, OrganizationArn, OuArn, Region, SnapshotId, VolumeId,
 };
 use amishare_sim::{api, SimClient};
 

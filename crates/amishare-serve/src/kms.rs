@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use amishare_core::{
-    AliasName, CreateGrantRequest, CreateKeyRequest, GrantId, KeyArn, KeyManager, KeyMetadata,
-    KeyRef, KeyState, KeyStore, PrincipalArn, Region,
+use amishare_core::store::{
+    CreateGrantRequest, CreateKeyRequest, KeyManager, KeyMetadata, KeyState, KeyStore,
 };
+use amishare_core::{AliasName, GrantId, KeyArn, KeyRef, PrincipalArn, Region};
 use amishare_sim::SimClient;
 use serde_json::{json, Map, Value};
 
@@ -461,7 +461,7 @@ fn alias_name(name: &str) -> Result<AliasName, WireError> {
 }
 
 /// A grant as `ListGrants` and `ListRetirableGrants` list it.
-fn grant_entry(key: &KeyArn, grant: &amishare_core::Grant) -> Value {
+fn grant_entry(key: &KeyArn, grant: &amishare_core::store::Grant) -> Value {
     let mut entry = json!({
         "KeyId": key.to_string(),
         "GrantId": grant.id.as_str(),

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use amishare_core::filter::{self, Filter, Filterable};
+use amishare_core::store::{
+    AttachedVolume, Image, ImageOwner, ImageQuery, Instance, InstanceState, RunInstancesRequest,
+    Snapshot,
+};
 use amishare_core::{
-    AccountId, AliasName, AttachedVolume, Error, ErrorKind, Image, ImageOwner, ImageQuery,
-    Instance, InstanceId, InstanceState, KeyRef, Region, Result, RunInstancesRequest, Snapshot,
-    SnapshotId, VolumeId,
+    AccountId, AliasName, Error, ErrorKind, InstanceId, KeyRef, Region, Result, SnapshotId,
+    VolumeId,
 };
 
 use crate::client::SimClient;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amishare_conformance::{summary, Harness, Party, Ran, VolumeSeed};
-use amishare_core::{CreateGrantRequest, CreateImageRequest, CreateKeyRequest, ImageQuery};
+use amishare_core::store::{CreateGrantRequest, CreateImageRequest, CreateKeyRequest, ImageQuery};
 use amishare_serve::{ServeOptions, Server};
 use amishare_sim::harness::{two_accounts, Parties, WorldHarness, OTHER_TARGET};
 use amishare_sim::World;
