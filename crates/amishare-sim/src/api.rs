@@ -622,7 +622,8 @@ impl Ctx<'_> {
             ..request.request.clone()
         };
         // What refuses one launch refuses them all, so the first answers for
-        // every one: MaxCount instances, or none. A ClientToken covers the
+        // every one: MaxCount instances, or none. A dry run stops at the
+        // first's authorization, which is every instance's (§B16). A ClientToken covers the
         // whole call: the n-th instance is kept under `<token>#<n>` (the
         // token cut to 60 characters), so a retry finds every one again.
         let mut launched = Vec::with_capacity(max as usize);
