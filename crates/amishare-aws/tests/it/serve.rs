@@ -234,6 +234,22 @@ async fn leftover_methods(calls: &Arc<Calls>) {
     served.stop().await;
 }
 
+/// Every item of a KMS list the SDK's paginator walks, as `field` reads it.
+macro_rules! every_item {
+    ($request:expr, $what:literal, $field:expr) => {
+        $request
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .expect($what)
+            .into_iter()
+            .filter_map($field)
+            .collect::<Vec<String>>()
+    };
+}
+
 /// The SDK's paginators walk every KMS list of the served simulation a few
 /// items a page, and find every item exactly once (`docs/spec/kms.md` §A8).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,34 +313,19 @@ async fn the_sdk_paginators_walk_every_served_kms_list() {
     listed.sort();
     assert_eq!(listed, grants);
 
-    let mut retirable: Vec<String> = kms
-        .list_retirable_grants()
-        .retiring_principal(owner.principal.to_string())
-        .limit(1)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("ListRetirableGrants, page by page")
-        .into_iter()
-        .filter_map(|grant| grant.grant_id().map(str::to_owned))
-        .collect();
+    let mut retirable = every_item!(
+        kms.list_retirable_grants()
+            .retiring_principal(owner.principal.to_string())
+            .limit(1),
+        "ListRetirableGrants, page by page",
+        |grant| grant.grant_id().map(str::to_owned)
+    );
     retirable.sort();
     assert_eq!(retirable, grants);
 
-    let listed_keys: Vec<String> = kms
-        .list_keys()
-        .limit(1)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("ListKeys, page by page")
-        .into_iter()
-        .filter_map(|key| key.key_arn().map(str::to_owned))
-        .collect();
+    let listed_keys = every_item!(kms.list_keys().limit(1), "ListKeys, page by page", |key| {
+        key.key_arn().map(str::to_owned)
+    });
     for key in &keys {
         let times = listed_keys
             .iter()
@@ -333,19 +334,12 @@ async fn the_sdk_paginators_walk_every_served_kms_list() {
         assert_eq!(times, 1, "{key} in {listed_keys:?}");
     }
 
-    let mut aliases: Vec<String> = kms
-        .list_aliases()
-        .limit(1)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("ListAliases, page by page")
-        .into_iter()
-        .filter_map(|alias| alias.alias_name().map(str::to_owned))
-        .filter(|name| name.starts_with("alias/paged-"))
-        .collect();
+    let mut aliases = every_item!(
+        kms.list_aliases().limit(1),
+        "ListAliases, page by page",
+        |alias| alias.alias_name().map(str::to_owned)
+    );
+    aliases.retain(|name| name.starts_with("alias/paged-"));
     aliases.sort();
     assert_eq!(aliases, ["alias/paged-0", "alias/paged-1", "alias/paged-2"]);
 

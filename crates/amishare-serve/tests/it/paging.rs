@@ -101,6 +101,23 @@ async fn describe_calls_page_through_every_item_once() {
 /// The owner's user, which names itself the retiring principal of its grants.
 const OWNER_USER: &str = "arn:aws:iam::111111111111:user/a-admin";
 
+/// A grant of `Decrypt` on the owner's `key` to `grantee` of the target's
+/// account, retirable by `retiring` if given.
+async fn grant(server: &Harness, key: &str, grantee: &str, retiring: Option<&str>) {
+    let mut request = json!({
+        "KeyId": key,
+        "GranteePrincipal": format!("arn:aws:iam::222222222222:user/{grantee}"),
+        "Operations": ["Decrypt"],
+    });
+    if let Some(retiring) = retiring {
+        request["RetiringPrincipal"] = json!(retiring);
+    }
+    server
+        .kms(OWNER_KEY, REGION, "CreateGrant", request)
+        .await
+        .ok();
+}
+
 /// Every page of the KMS list `operation` at `limit` a page: the `field` of
 /// each item of `member`, per page. Each page but the last says `Truncated`
 /// and gives a `NextMarker`; the last says neither.
@@ -165,20 +182,7 @@ async fn kms_lists_page_through_every_item_once() {
         // Three grants on the first key, one on each other key: all five
         // retirable by the owner's user.
         let key = &keys[n.saturating_sub(2).min(2)];
-        server
-            .kms(
-                OWNER_KEY,
-                REGION,
-                "CreateGrant",
-                json!({
-                    "KeyId": key,
-                    "GranteePrincipal": format!("arn:aws:iam::222222222222:user/{grantee}"),
-                    "Operations": ["Decrypt"],
-                    "RetiringPrincipal": OWNER_USER,
-                }),
-            )
-            .await
-            .ok();
+        grant(&server, key, grantee, Some(OWNER_USER)).await;
     }
     server
         .kms(
@@ -272,19 +276,7 @@ async fn kms_pages_hold_at_most_what_each_list_allows() {
     let server = Harness::seed(1.0).await;
     let key = server.create_key("many grants").await;
     for n in 0..101 {
-        server
-            .kms(
-                OWNER_KEY,
-                REGION,
-                "CreateGrant",
-                json!({
-                    "KeyId": key,
-                    "GranteePrincipal": format!("arn:aws:iam::222222222222:user/user-{n}"),
-                    "Operations": ["Decrypt"],
-                }),
-            )
-            .await
-            .ok();
+        grant(&server, &key, &format!("user-{n}"), None).await;
     }
     // 50 without a limit, 100 at most whatever the limit.
     for (limit, per_page) in [(None, vec![50, 50, 1]), (Some(1000), vec![100, 1])] {
