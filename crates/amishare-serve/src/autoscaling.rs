@@ -147,11 +147,7 @@ async fn create_auto_scaling_group(
         min_size: min,
         max_size: max,
         desired_capacity: desired,
-        availability_zones: params
-            .list("AvailabilityZones.member")
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        availability_zones: params.strings("AvailabilityZones.member"),
         subnets: params.get("VPCZoneIdentifier").map(str::to_owned),
         service_linked_role: role,
         tags: group_tags,
@@ -173,11 +169,7 @@ async fn describe_auto_scaling_groups(
             "The simulation does not filter groups: name them",
         ));
     }
-    let names: Vec<String> = params
-        .list("AutoScalingGroupNames.member")
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let names = params.strings("AutoScalingGroupNames.member");
     let groups = client
         .describe_auto_scaling_groups(region, &names)
         .await
@@ -289,11 +281,7 @@ async fn describe_launch_templates(
             "The simulation finds launch templates by name only.",
         ));
     }
-    let names: Vec<String> = params
-        .list("LaunchTemplateName")
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let names = params.strings("LaunchTemplateName");
     let templates = client
         .describe_launch_templates(region, &names)
         .await
