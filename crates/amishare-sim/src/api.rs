@@ -402,11 +402,12 @@ const ALIAS_AND_GRANT_PAGES: Paging = Paging::kms(50, 100);
 const TAG_PAGES: Paging = Paging::kms(50, 50);
 
 /// The key a KMS marker stands for; a marker the simulation cannot have
-/// given is `InvalidMarkerException`.
+/// given (not hexadecimal text, or empty) is `InvalidMarkerException`.
 fn decode_marker(marker: &str) -> Result<String> {
     hex::decode(marker)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| !key.is_empty())
         .ok_or_else(|| errors::invalid_marker(marker))
 }
 
@@ -1014,6 +1015,15 @@ mod tests {
                 Page {
                     max_results: None,
                     next_token: Some("zz".into()),
+                },
+                "InvalidMarkerException",
+            ),
+            (
+                "an empty marker",
+                &KEY_PAGES,
+                Page {
+                    max_results: None,
+                    next_token: Some(String::new()),
                 },
                 "InvalidMarkerException",
             ),
