@@ -11,7 +11,7 @@ use amishare_core::scaling::{
 use amishare_core::{PrincipalArn, Region};
 use amishare_sim::{api, SimClient};
 
-use crate::ec2::{parse_image_id, tags};
+use crate::ec2::{page, parse_image_id, tags};
 use crate::query::Params;
 use crate::wire::{invalid_value, missing_parameter, Service, WireError};
 use crate::xml::Xml;
@@ -170,13 +170,16 @@ async fn describe_auto_scaling_groups(
         ));
     }
     let names = params.strings("AutoScalingGroupNames.member");
-    let groups = client
-        .describe_auto_scaling_groups(region, &names)
-        .await
+    let answer = client
+        .autoscaling_describe_groups(region, &names, &page(params, "MaxRecords")?)
         .map_err(sim(Service::AutoScaling))?;
-    out.list("AutoScalingGroups", "member", &groups, |out, group| {
-        group_member(out, region, group)
-    });
+    out.list(
+        "AutoScalingGroups",
+        "member",
+        &answer.items,
+        |out, group| group_member(out, region, group),
+    );
+    out.leaf_opt("NextToken", answer.next_token.as_ref());
     Ok(())
 }
 
@@ -200,7 +203,12 @@ async fn describe_scaling_activities(
     let include_deleted = params.bool("IncludeDeletedGroups")? == Some(true);
     // Without IncludeDeletedGroups, a deleted group shows none.
     let answer = client
-        .autoscaling_describe_scaling_activities(region, group, include_deleted)
+        .autoscaling_describe_scaling_activities(
+            region,
+            group,
+            include_deleted,
+            &page(params, "MaxRecords")?,
+        )
         .map_err(sim(Service::AutoScaling))?;
     out.list(
         "Activities",
@@ -208,6 +216,7 @@ async fn describe_scaling_activities(
         &answer.activities,
         |out, activity| activity_member(out, activity, answer.group_deleted),
     );
+    out.leaf_opt("NextToken", answer.next_token.as_ref());
     Ok(())
 }
 
@@ -282,13 +291,13 @@ async fn describe_launch_templates(
         ));
     }
     let names = params.strings("LaunchTemplateName");
-    let templates = client
-        .describe_launch_templates(region, &names)
-        .await
+    let answer = client
+        .ec2_describe_launch_templates(region, &names, &page(params, "MaxResults")?)
         .map_err(sim(Service::Ec2))?;
-    out.list("launchTemplates", "item", &templates, |out, template| {
+    out.list("launchTemplates", "item", &answer.items, |out, template| {
         template_item(out, client, template)
     });
+    out.leaf_opt("nextToken", answer.next_token.as_ref());
     Ok(())
 }
 

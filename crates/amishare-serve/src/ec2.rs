@@ -106,7 +106,7 @@ impl Call<'_> {
         let request = api::DescribeInstances {
             instance_ids: ids(params, "InstanceId", parse_instance_id)?,
             filters: filters(params)?,
-            page: page(params)?,
+            page: page(params, "MaxResults")?,
         };
         let answer = self
             .client
@@ -184,7 +184,7 @@ impl Call<'_> {
                     .map_err(|_| malformed("InvalidVolumeID.Malformed", value, "vol"))
             })?,
             filters: filters(params)?,
-            page: page(params)?,
+            page: page(params, "MaxResults")?,
         };
         let answer = self
             .client
@@ -277,7 +277,7 @@ impl Call<'_> {
             query,
             owners: owners(params, "Owner")?,
             filters: filters(params)?,
-            page: page(params)?,
+            page: page(params, "MaxResults")?,
         };
         let answer = self
             .client
@@ -381,7 +381,7 @@ impl Call<'_> {
             owners: owners(params, "Owner")?,
             restorable_by: owners(params, "RestorableBy")?,
             filters: filters(params)?,
-            page: page(params)?,
+            page: page(params, "MaxResults")?,
         };
         let answer = self
             .client
@@ -800,10 +800,10 @@ fn filters(params: &Params) -> Result<Vec<Filter>, WireError> {
         .collect()
 }
 
-/// `MaxResults` and `NextToken`.
-fn page(params: &Params) -> Result<api::Page, WireError> {
+/// A page size (EC2's `MaxResults`, Auto Scaling's `MaxRecords`) and `NextToken`.
+pub(crate) fn page(params: &Params, size: &str) -> Result<api::Page, WireError> {
     Ok(api::Page {
-        max_results: params.integer("MaxResults")?,
+        max_results: params.integer(size)?,
         next_token: params.get("NextToken").map(str::to_owned),
     })
 }

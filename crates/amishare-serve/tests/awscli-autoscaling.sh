@@ -91,6 +91,18 @@ wait_for "the group's instance" InService Terminating \
 check "the newest activity" \
     "$(target autoscaling describe-scaling-activities --auto-scaling-group-name "$group" --query 'Activities[0].StatusCode')" \
     "Successful"
+# The aws CLI pages by itself: one activity a page must give every activity once, in order.
+activities=$(target autoscaling describe-scaling-activities --auto-scaling-group-name "$group" \
+    --query 'Activities[].ActivityId' | tr -s '\t' '\n')
+check "the activities a page at a time, each once, in order" \
+    "$(target autoscaling describe-scaling-activities --auto-scaling-group-name "$group" \
+        --page-size 1 --query 'Activities[].ActivityId' | tr -s '\t' '\n')" \
+    "$activities"
+check "the groups a page at a time" \
+    "$(target autoscaling describe-auto-scaling-groups --page-size 1 --query 'AutoScalingGroups[].AutoScalingGroupName')" \
+    "$group"
+expect_error "a page of 101 groups" ValidationError \
+    target autoscaling describe-auto-scaling-groups --max-records 101
 
 # ------------------------------------------------------------------ cleanup
 

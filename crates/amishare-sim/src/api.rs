@@ -315,6 +315,17 @@ impl Paging {
         }
     }
 
+    /// An Auto Scaling `Describe*` call: `MaxRecords` from 1 to `most`,
+    /// `default` items a page without it (`docs/spec/production.md` §C1.7).
+    pub(crate) const fn autoscaling(default: u32, most: u32) -> Paging {
+        Paging {
+            service: Service::AutoScaling,
+            sizes: 1..=most,
+            default: Some(default),
+            most,
+        }
+    }
+
     /// A KMS `List*` call: `Limit` from 1 to 1000 (the API's `LimitType`),
     /// `default` items a page without it and at most `most`.
     pub(crate) const fn kms(default: u32, most: u32) -> Paging {
@@ -381,6 +392,15 @@ impl Paging {
                     "1 validation error detected: Value '{size}' at 'limit' failed to satisfy constraint: Member must have value {relation} than or equal to {bound}"
                 ))
             }
+            Service::AutoScaling => Error::service(
+                ErrorKind::InvalidInput,
+                "ValidationError",
+                format!(
+                    "1 validation error detected: Value '{size}' at 'maxRecords' failed to satisfy constraint: Member must have value {} than or equal to {}",
+                    if size < start { "greater" } else { "less" },
+                    if size < start { start } else { end },
+                ),
+            ),
             _ => errors::invalid_parameter_value(format!(
                 "Value ( {size} ) for parameter maxResults is invalid. Expecting a value between {start} and {end}."
             )),
@@ -396,6 +416,12 @@ const INSTANCE_PAGES: Paging = Paging::ec2(5..=1000);
 const SNAPSHOT_PAGES: Paging = Paging::ec2(5..=1000);
 /// `DescribeVolumes`' `MaxResults`.
 const VOLUME_PAGES: Paging = Paging::ec2(5..=500);
+/// `DescribeLaunchTemplates`' `MaxResults` (`docs/spec/production.md` §C1.7).
+const LAUNCH_TEMPLATE_PAGES: Paging = Paging::ec2(1..=200);
+/// `DescribeAutoScalingGroups`' `MaxRecords`: 50 a page unless asked, up to 100.
+const GROUP_PAGES: Paging = Paging::autoscaling(50, 100);
+/// `DescribeScalingActivities`' `MaxRecords`: 100 a page unless asked, up to 100.
+const ACTIVITY_PAGES: Paging = Paging::autoscaling(100, 100);
 /// `ListKeys`' `Limit`: 100 a page unless asked, up to 1000 (`docs/spec/kms.md` §A8).
 const KEY_PAGES: Paging = Paging::kms(100, 1000);
 /// `ListAliases`', `ListGrants`' and `ListRetirableGrants`' `Limit`: 50 a
@@ -842,6 +868,9 @@ pub struct ScalingActivities {
     pub activities: Vec<amishare_core::scaling::Activity>,
     /// Whether the group has been deleted.
     pub group_deleted: bool,
+    /// The token that asks for the next page of activities; `None` on the
+    /// last page.
+    pub next_token: Option<String>,
 }
 
 impl SimClient {
@@ -871,23 +900,73 @@ impl SimClient {
         })
     }
 
-    /// Auto Scaling `DescribeScalingActivities` for one group.
+    /// Auto Scaling `DescribeAutoScalingGroups`: a page of the groups
+    /// named, or of all the caller's groups in `region` when none are.
+    pub fn autoscaling_describe_groups(
+        &self,
+        region: &Region,
+        names: &[String],
+        page: &Page,
+    ) -> Result<Paged<amishare_core::scaling::Group>> {
+        self.call(Operation::DescribeAutoScalingGroups, Some(region), |ctx| {
+            let groups = ctx.describe_auto_scaling_groups(region, names)?;
+            GROUP_PAGES.page(groups, page, |group| group.name.clone())
+        })
+    }
+
+    /// Auto Scaling `DescribeScalingActivities` for one group: a page of
+    /// its activities, newest first.
     pub fn autoscaling_describe_scaling_activities(
         &self,
         region: &Region,
         group: &str,
         include_deleted_groups: bool,
+        page: &Page,
     ) -> Result<ScalingActivities> {
         self.call(Operation::DescribeScalingActivities, Some(region), |ctx| {
             let activities = ctx.describe_scaling_activities(region, group)?;
             let group_deleted = !ctx.group_exists(region, group);
+            let activities = match group_deleted && !include_deleted_groups {
+                true => Vec::new(),
+                false => activities,
+            };
+            // Newest first, and a page boundary that stays put while new
+            // activities start: the key counts down from the oldest.
+            let count = activities.len();
+            let keyed: Vec<(String, amishare_core::scaling::Activity)> = activities
+                .into_iter()
+                .enumerate()
+                .map(|(newer, activity)| {
+                    (
+                        format!("{:020}", u64::MAX - (count - 1 - newer) as u64),
+                        activity,
+                    )
+                })
+                .collect();
+            let paged = ACTIVITY_PAGES.page(keyed, page, |(key, _)| key.clone())?;
             Ok(ScalingActivities {
-                activities: match group_deleted && !include_deleted_groups {
-                    true => Vec::new(),
-                    false => activities,
-                },
+                activities: paged
+                    .items
+                    .into_iter()
+                    .map(|(_, activity)| activity)
+                    .collect(),
                 group_deleted,
+                next_token: paged.next_token,
             })
+        })
+    }
+
+    /// EC2 `DescribeLaunchTemplates`: a page of the templates named, or of
+    /// all the caller's templates in `region` when none are.
+    pub fn ec2_describe_launch_templates(
+        &self,
+        region: &Region,
+        names: &[String],
+        page: &Page,
+    ) -> Result<Paged<amishare_core::scaling::LaunchTemplate>> {
+        self.call(Operation::DescribeLaunchTemplates, Some(region), |ctx| {
+            let templates = ctx.describe_launch_templates(region, names)?;
+            LAUNCH_TEMPLATE_PAGES.page(templates, page, |template| template.name.clone())
         })
     }
 

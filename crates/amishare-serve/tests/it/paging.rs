@@ -1,9 +1,10 @@
-//! EC2's `MaxResults` and `NextToken`, and KMS's `Limit` and `Marker`:
-//! every item once, page by page.
+//! EC2's `MaxResults` and `NextToken`, Auto Scaling's `MaxRecords` and
+//! `NextToken`, and KMS's `Limit` and `Marker`: every item once, page by
+//! page.
 
 use serde_json::{json, Value};
 
-use crate::support::{Harness, OWNER_KEY, REGION};
+use crate::support::{Answer, Harness, OWNER_KEY, REGION, TARGET_KEY};
 
 /// Every page of `params` at `max` a page: the texts at `path`, per page.
 async fn pages(
@@ -299,4 +300,167 @@ async fn kms_pages_hold_at_most_what_each_list_allows() {
         }
         assert_eq!(sizes, per_page, "Limit {limit:?}");
     }
+}
+
+/// Every page of an EC2 or Auto Scaling `params` at `size` (`MaxResults` or
+/// `MaxRecords`) a page as the target: the texts at `path`, per page.
+async fn target_pages(
+    server: &Harness,
+    autoscaling: bool,
+    params: &[(&str, &str)],
+    size: (&str, &str),
+    path: &str,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = params.to_vec();
+        request.push(size);
+        if let Some(token) = &token {
+            request.push(("NextToken", token));
+        }
+        let answer = match autoscaling {
+            true => server.autoscaling(TARGET_KEY, REGION, &request).await,
+            false => server.ec2(TARGET_KEY, REGION, &request).await,
+        }
+        .ok();
+        pages.push(answer.texts(path));
+        let next = match autoscaling {
+            true => {
+                answer.text("DescribeAutoScalingGroupsResult/NextToken")
+                    + &answer.text("DescribeScalingActivitiesResult/NextToken")
+            }
+            false => answer.text("nextToken"),
+        };
+        if next.is_empty() {
+            return pages;
+        }
+        token = Some(next);
+        assert!(pages.len() < 100, "the pages never end");
+    }
+}
+
+/// Asserts `pages` hold `all`, in order, each item once, `per_page` a page.
+fn holds_in_order(pages: Vec<Vec<String>>, all: &[String], per_page: &[usize], what: &str) {
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, per_page, "{what}");
+    let walked: Vec<String> = pages.into_iter().flatten().collect();
+    assert_eq!(walked, all, "{what}: every item once, in the unpaged order");
+}
+
+/// A query answer that is an error with `code`.
+fn refused(answer: Answer, code: &str) {
+    assert_ne!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains(code), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn launch_templates_groups_and_activities_page_through_every_item_once() {
+    let server = Harness::seed(10_000.0).await;
+    let image = server.image_seed_instance().await;
+    server.until_available(&image).await;
+    // B cannot launch A's image: each launch is a cancelled activity, which
+    // is all paging needs.
+    let names = ["lt-a", "lt-b", "lt-c"];
+    for name in names {
+        let data = ("LaunchTemplateData.ImageId", image.as_str());
+        server
+            .ec2(
+                TARGET_KEY,
+                REGION,
+                &[
+                    ("Action", "CreateLaunchTemplate"),
+                    ("LaunchTemplateName", name),
+                    data,
+                ],
+            )
+            .await
+            .ok();
+        server
+            .autoscaling(
+                TARGET_KEY,
+                REGION,
+                &[
+                    ("Action", "CreateAutoScalingGroup"),
+                    ("AutoScalingGroupName", name),
+                    ("LaunchTemplate.LaunchTemplateName", name),
+                    ("MinSize", "0"),
+                    ("MaxSize", "3"),
+                    ("DesiredCapacity", "3"),
+                    ("AvailabilityZones.member.1", "ap-northeast-1a"),
+                ],
+            )
+            .await
+            .ok();
+    }
+    let templates = [("Action", "DescribeLaunchTemplates")];
+    let all = server.ec2(TARGET_KEY, REGION, &templates).await.ok();
+    let all = all.texts("launchTemplates/item/launchTemplateName");
+    assert_eq!(all, names, "the target's templates, unpaged");
+    let pages = target_pages(
+        &server,
+        false,
+        &templates,
+        ("MaxResults", "2"),
+        "launchTemplates/item/launchTemplateName",
+    )
+    .await;
+    holds_in_order(pages, &all, &[2, 1], "DescribeLaunchTemplates");
+
+    let groups = [("Action", "DescribeAutoScalingGroups")];
+    let path = "DescribeAutoScalingGroupsResult/AutoScalingGroups/member/AutoScalingGroupName";
+    let all = server.autoscaling(TARGET_KEY, REGION, &groups).await.ok();
+    assert_eq!(all.texts(path), names, "the target's groups, unpaged");
+    let pages = target_pages(&server, true, &groups, ("MaxRecords", "1"), path).await;
+    holds_in_order(
+        pages,
+        &all.texts(path),
+        &[1, 1, 1],
+        "DescribeAutoScalingGroups",
+    );
+
+    let activities = [
+        ("Action", "DescribeScalingActivities"),
+        ("AutoScalingGroupName", "lt-b"),
+    ];
+    let path = "DescribeScalingActivitiesResult/Activities/member/ActivityId";
+    let all = server
+        .autoscaling(TARGET_KEY, REGION, &activities)
+        .await
+        .ok();
+    let all = all.texts(path);
+    assert!(
+        2 <= all.len(),
+        "several activities to page through: {all:?}"
+    );
+    let pages = target_pages(&server, true, &activities, ("MaxRecords", "1"), path).await;
+    assert!(pages.iter().all(|page| page.len() == 1), "{pages:?}");
+    // The group goes on retrying while the pages are read: activities that
+    // start meanwhile come first (newest first), and a page boundary never
+    // moves, so no activity is skipped or read twice.
+    let walked: Vec<String> = pages.into_iter().flatten().collect();
+    let mut once = walked.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(
+        once.len(),
+        walked.len(),
+        "an activity came twice: {walked:?}"
+    );
+    assert!(
+        walked.ends_with(&all),
+        "{walked:?} ends with the earlier {all:?}"
+    );
+
+    for (size, code) in [("0", "ValidationError"), ("101", "ValidationError")] {
+        let mut request = groups.to_vec();
+        request.push(("MaxRecords", size));
+        refused(server.autoscaling(TARGET_KEY, REGION, &request).await, code);
+    }
+    let mut request = templates.to_vec();
+    request.push(("MaxResults", "201"));
+    refused(
+        server.ec2(TARGET_KEY, REGION, &request).await,
+        "InvalidParameterValue",
+    );
 }

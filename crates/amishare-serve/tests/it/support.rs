@@ -116,6 +116,24 @@ impl Harness {
         self.send("POST", "/", &headers, body.into_bytes()).await
     }
 
+    /// An Auto Scaling query-protocol request.
+    pub(crate) async fn autoscaling(
+        &self,
+        key: &str,
+        region: &str,
+        params: &[(&str, &str)],
+    ) -> Answer {
+        let body = form(&[("Version", "2011-01-01")], params);
+        let headers = [
+            ("authorization", signature(key, region, "autoscaling")),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+            ),
+        ];
+        self.send("POST", "/", &headers, body.into_bytes()).await
+    }
+
     /// A KMS JSON request for `TrentService.<operation>`.
     pub(crate) async fn kms(
         &self,
