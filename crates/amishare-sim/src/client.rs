@@ -144,6 +144,7 @@ impl SimClient {
             kms,
             ec2,
             scaling,
+            eventual,
             log,
         } = state;
         let made = match Who::lookup(iam, &self.arn, &self.identity) {
@@ -166,6 +167,7 @@ impl SimClient {
                         scaling,
                         ids,
                         knobs,
+                        eventual,
                         now,
                         dry_run: self.dry_run,
                     };
