@@ -36,7 +36,7 @@ use amishare_core::{
 };
 use amishare_sim::faults::{FaultTally, Faults, Faulty};
 use amishare_sim::seed::{SeedWorld, OWNER_ACCOUNT, TARGET_ACCOUNT};
-use amishare_sim::World;
+use amishare_sim::{Consistency, World};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
@@ -704,6 +704,9 @@ async fn faulty_runs(runs: Range<u64>, route: Route) -> Tally {
         let faulty = Faulty::new(seed.world.client(&seed.owner).unwrap(), faults);
         let outcome = run(&seed, &faulty, settle, route).await;
         tally.faults += faulty.tally();
+        // The checks read what the world holds, not what a read may not
+        // see yet.
+        seed.world.set_consistency(Consistency::IMMEDIATE);
         let seen = look(&seed.world, &expected).await;
         match outcome {
             Ok(()) => {
