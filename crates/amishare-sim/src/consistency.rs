@@ -80,10 +80,15 @@ pub(crate) struct Eventual {
 }
 
 impl Eventual {
+    /// Whether new things are hidden for a while.
+    pub(crate) fn is_delayed(&self) -> bool {
+        !self.setting.visibility_delay.is_zero()
+    }
+
     /// Notes that `what` was made at `now`, when visibility is delayed; a
     /// thing made again keeps its first time.
     pub(crate) fn made(&mut self, now: Duration, what: impl FnOnce() -> Made) {
-        if !self.setting.visibility_delay.is_zero() {
+        if self.is_delayed() {
             self.made.entry(what()).or_insert(now);
         }
     }
@@ -110,7 +115,7 @@ impl Eventual {
         mut items: Vec<T>,
         what: impl Fn(&T) -> Made,
     ) -> Vec<T> {
-        if !self.setting.visibility_delay.is_zero() && !self.made.is_empty() {
+        if self.is_delayed() && !self.made.is_empty() {
             items.retain(|item| !self.hides(now, || what(item)));
         }
         items

@@ -996,8 +996,8 @@ impl Ctx<'_> {
             .get_mut(id)
             .expect("the image was just found")
             .launch_permissions;
-        for added in &change.add {
-            if !permissions.contains(added) {
+        if self.eventual.is_delayed() {
+            for added in change.add.iter().filter(|p| !permissions.contains(p)) {
                 self.eventual.made(self.now, || {
                     Made::LaunchPermission(id.clone(), added.clone())
                 });
