@@ -1,5 +1,5 @@
 //! The world's eventual consistency and the copies that fail inside EC2
-//! (`docs/spec/kms.md` §A8, `docs/spec/ec2.md` §B19).
+//! (`docs/spec/kms.md` §A9, `docs/spec/ec2.md` §B19).
 //!
 //! KMS and EC2 are eventually consistent: a key, alias, grant, image or
 //! launch permission just made may not show to the next read. With a

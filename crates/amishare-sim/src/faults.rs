@@ -8,7 +8,7 @@
 //! `KMSInternalException`) before it acts; a write that repeats safely may
 //! act and then lose its answer. It is a store hook ([`Around`]): it sees
 //! each call's operation row, never its arguments. Eventual consistency and
-//! failed copies are the world's own behaviour (`docs/spec/kms.md` §A8,
+//! failed copies are the world's own behaviour (`docs/spec/kms.md` §A9,
 //! `docs/spec/ec2.md` §B19), which [`Faults::visibility_delay`] and
 //! [`Faults::copy_failure`] switch on. The same seed gives the same faults,
 //! so a failing run can be replayed.

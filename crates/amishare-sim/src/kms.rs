@@ -401,7 +401,7 @@ impl Ctx<'_> {
     }
 
     /// KMS's `NotFoundException` for a key that reads may not see yet
-    /// (§A8).
+    /// (§A9).
     fn hide_key(&mut self, arn: &KeyArn) -> Result<()> {
         if self
             .eventual
@@ -414,7 +414,7 @@ impl Ctx<'_> {
 
     /// [`Ctx::hide_key`] for a key resolved from `key`, and KMS's
     /// `NotFoundException` for the alias `key` names when it is still
-    /// invisible (§A8).
+    /// invisible (§A9).
     fn hide_ref(&mut self, region: &Region, key: &KeyRef, id: &KeyId) -> Result<()> {
         let alias = match key {
             KeyRef::Alias(alias) => Some((self.who.account_id(), region, alias)),

@@ -169,7 +169,7 @@ impl World {
     }
 
     /// How eventually consistent the world is and how often a copy fails
-    /// inside EC2 (`docs/spec/kms.md` §A8, `docs/spec/ec2.md` §B19).
+    /// inside EC2 (`docs/spec/kms.md` §A9, `docs/spec/ec2.md` §B19).
     pub fn consistency(&self) -> Consistency {
         self.lock().eventual.setting
     }

@@ -1,5 +1,5 @@
 //! The world's eventual consistency and its copies that fail inside EC2
-//! (`docs/spec/kms.md` §A8, `docs/spec/ec2.md` §B19): each kind of new
+//! (`docs/spec/kms.md` §A9, `docs/spec/ec2.md` §B19): each kind of new
 //! thing is hidden from reads until the delay has passed, what was made
 //! before the delay was set stays visible, and a new copy fails at chance
 //! 1.0 and never at 0.0.
