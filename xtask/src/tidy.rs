@@ -111,6 +111,16 @@ fn no_trailing_whitespace() {
     );
 }
 
+/// A crate's public names are listed where they are re-exported, so a reader
+/// (and a library user) sees what the root holds: no `pub use …::*`.
+#[test]
+fn no_glob_re_exports() {
+    report(
+        "glob re-exports",
+        &glob_re_export_violations(&project_root()),
+    );
+}
+
 /// Every spec citation points at a section the spec has.
 #[test]
 fn spec_citations_name_existing_sections() {
@@ -225,6 +235,39 @@ fn module_doc_violations(root: &Path) -> Vec<String> {
         .iter()
         .filter_map(|path| file_module_doc_violation(&relative(root, path), &read(path)))
         .collect()
+}
+
+/// Checks every Rust source under `root` for `pub use …::*`.
+fn glob_re_export_violations(root: &Path) -> Vec<String> {
+    rust_sources(root)
+        .iter()
+        .flat_map(|path| file_glob_re_export_violations(&relative(root, path), &read(path)))
+        .collect()
+}
+
+/// Returns a message for every `pub use` (of any visibility) that ends in `*`.
+fn file_glob_re_export_violations(file: &str, text: &str) -> Vec<String> {
+    let mut res = Vec::new();
+    let mut statement: Option<(usize, String)> = None;
+    for (idx, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if statement.is_none() && trimmed.starts_with("pub") && trimmed.contains(" use ") {
+            statement = Some((idx, String::new()));
+        }
+        if let Some((start, text)) = &mut statement {
+            text.push_str(trimmed);
+            if trimmed.ends_with(';') {
+                if text.contains("::*") {
+                    res.push(format!(
+                        "{file}:{}: `{text}` re-exports with a glob: list the names",
+                        *start + 1
+                    ));
+                }
+                statement = None;
+            }
+        }
+    }
+    res
 }
 
 /// Checks every Rust source under `root` for forbidden test attributes.
@@ -1094,6 +1137,15 @@ proptest.workspace = true
 /// Attributes and blank lines may precede the module doc, which may be a
 /// `#![doc = …]` (a README included as the crate's front page); anything
 /// else is reported.
+#[test]
+fn glob_re_export_check_finds_one_and_several_line_globs() {
+    let text = "use std::io::*;\npub use crate::model::*;\npub(crate) use a::{\n    b::*,\n};\npub use x::{Y, Z};\n";
+    let found = file_glob_re_export_violations("lib.rs", text);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("lib.rs:2:"), "{found:?}");
+    assert!(found[1].starts_with("lib.rs:3:"), "{found:?}");
+}
+
 #[test]
 fn module_doc_check_reports_the_first_offending_line() {
     let fixture = Fixture::new(&[

@@ -2,12 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use amishare_core::store::{
+    AttachedVolume, BlockDevice, CopyImageRequest, CreateImageRequest, EbsDefaults, ExecutableBy,
+    Image, ImageOwner, ImageQuery, ImageState, ImageStore, Instance, InstanceState,
+    LaunchPermission, PermissionChange, RunInstancesRequest, Snapshot, SnapshotState, StateReason,
+    VolumePermission,
+};
 use amishare_core::{
-    AccountId, AttachedVolume, BlockDevice, CopyImageRequest, CreateImageRequest, EbsDefaults,
-    Error, ErrorKind, ExecutableBy, Image, ImageId, ImageOwner, ImageQuery, ImageState, ImageStore,
-    Instance, InstanceId, InstanceState, KeyArn, KeyRef, LaunchPermission, OrganizationArn, OuArn,
-    PermissionChange, Region, Result, RunInstancesRequest, Snapshot, SnapshotId, SnapshotState,
-    StateReason, VolumeId, VolumePermission,
+    AccountId, Error, ErrorKind, ImageId, InstanceId, KeyArn, KeyRef, OrganizationArn, OuArn,
+    Region, Result, SnapshotId, VolumeId,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;

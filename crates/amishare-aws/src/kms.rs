@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amishare_core::key_admin::{KeyAdmin, ScheduledDeletion};
+use amishare_core::store::{
+    Caller, CreateGrantRequest, CreateKeyRequest, Grant, KeyManager, KeyMetadata, KeyState,
+    KeyStore,
+};
 use amishare_core::{
-    AccountId, AliasName, Caller, CreateGrantRequest, CreateKeyRequest, Error, ErrorKind, Grant,
-    GrantId, KeyArn, KeyId, KeyManager, KeyMetadata, KeyRef, KeyState, KeyStore, PrincipalArn,
-    Region, Result,
+    AccountId, AliasName, Error, ErrorKind, GrantId, KeyArn, KeyId, KeyRef, PrincipalArn, Region,
+    Result,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;

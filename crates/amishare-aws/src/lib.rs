@@ -3,8 +3,8 @@
 //! # Design
 //!
 //! * **Two stores, one per trait.** [`AwsKeyStore`] implements
-//!   [`KeyStore`](amishare_core::KeyStore) and [`AwsImageStore`] implements
-//!   [`ImageStore`](amishare_core::ImageStore), each built from the same
+//!   [`KeyStore`](amishare_core::store::KeyStore) and [`AwsImageStore`] implements
+//!   [`ImageStore`](amishare_core::store::ImageStore), each built from the same
 //!   [`SdkConfig`]. They share nothing but the configuration, and each can be
 //!   used, mocked or replaced alone, as in the simulation, where one client
 //!   plays both roles only because one world backs both. [`AwsKeyStore`]

@@ -136,27 +136,29 @@ pub(crate) async fn run(
             "--keep keeps a smoke instance of --launch-via run-instances; the Auto Scaling smoke group is always deleted",
         ));
     }
-    let request = AcceptRequest {
-        grants: if args.autoscaling_grant || !args.service_roles.is_empty() {
-            roles
-        } else {
-            Vec::new()
-        },
-        image: args.image.clone(),
-        region: session.region()?,
-        keys: args.keys.clone(),
-        launch: args.launch.then(|| LaunchOptions {
-            via: match args.launch_via {
+    let mut request = AcceptRequest::new(args.image.clone(), session.region()?, args.keys.clone());
+    if args.autoscaling_grant || !args.service_roles.is_empty() {
+        request = request.with_grants(roles);
+    }
+    if args.launch {
+        let mut launch = LaunchOptions::default()
+            .with_via(match args.launch_via {
                 LaunchViaArg::RunInstances => LaunchVia::RunInstances,
                 LaunchViaArg::Autoscaling => LaunchVia::AutoScaling(group_role.clone()),
-            },
-            instance_type: args.instance_type.clone(),
-            subnet: args.subnet.clone(),
-            keep: args.keep,
-        }),
-        copy: args.copy_key.clone(),
-        copy_name: args.copy_name.clone(),
-    };
+            })
+            .with_instance_type(args.instance_type.clone())
+            .with_keep(args.keep);
+        if let Some(subnet) = &args.subnet {
+            launch = launch.with_subnet(subnet.clone());
+        }
+        request = request.with_launch(launch);
+    }
+    if let Some(key) = &args.copy_key {
+        request = request.with_copy(key.clone());
+    }
+    if let Some(name) = &args.copy_name {
+        request = request.with_copy_name(name.clone());
+    }
     let report = match session.flow().accept(&request).await {
         Ok(report) => report,
         Err(err) if err.kind() == ErrorKind::LaunchFailed && !global.dry_run => {
@@ -242,19 +244,21 @@ async fn explain_launch_failure(
             LaunchVia::AutoScaling(role) => Some(role.clone()),
             LaunchVia::RunInstances => None,
         });
-        let diagnose = DiagnoseRequest {
-            intent: if via_group.is_some() {
-                Intent::AutoScaling
-            } else {
-                Intent::Launch
-            },
-            service_role: via_group,
-            image: request.image.clone(),
-            region: request.region.clone(),
-            principal,
-            keys: request.keys.clone(),
-            copy_key: CopyKey::AccountDefault,
+        let intent = if via_group.is_some() {
+            Intent::AutoScaling
+        } else {
+            Intent::Launch
         };
+        let mut diagnose = DiagnoseRequest::new(
+            request.image.clone(),
+            request.region.clone(),
+            principal,
+            intent,
+        )
+        .with_keys(request.keys.clone());
+        if let Some(role) = via_group {
+            diagnose = diagnose.with_service_role(role);
+        }
         let doctor = doctor::doctor_for(session, &diagnose).await?;
         Ok::<_, Failure>(doctor.diagnose(&diagnose).await?)
     }

@@ -224,9 +224,8 @@ pub(crate) struct NarrowingArgs {
 impl NarrowingArgs {
     /// Core's narrowing.
     pub(crate) fn narrowing(self) -> amishare_core::Narrowing {
-        amishare_core::Narrowing {
-            via_service: self.via_service,
-            caller_account: self.caller_account,
-        }
+        amishare_core::Narrowing::default()
+            .with_via_service(self.via_service)
+            .with_caller_account(self.caller_account)
     }
 }

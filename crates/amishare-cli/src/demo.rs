@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use amishare_core::{InstanceState, Step};
+use amishare_core::store::InstanceState;
+use amishare_core::Step;
 use amishare_sim::seed::{SeedFlowReport, SeedWorld};
 use anyhow::Context as _;
 

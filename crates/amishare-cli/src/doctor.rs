@@ -164,19 +164,21 @@ pub(crate) async fn run(
             "--service-linked-role applies to --intent autoscaling",
         ));
     }
-    let request = DiagnoseRequest {
-        service_role: args.service_role.clone(),
-        image: args.image.clone(),
-        region: region.clone(),
+    let mut request = DiagnoseRequest::new(
+        args.image.clone(),
+        region.clone(),
         principal,
-        intent: args.intent.into(),
-        keys: args.keys.clone(),
-        copy_key: args.copy_key.clone(),
-    };
-    let fix = args.fix.then(|| FixRequest {
-        diagnose: request.clone(),
-        narrowing: args.narrowing.narrowing(),
-        recheck: !global.dry_run,
+        args.intent.into(),
+    )
+    .with_keys(args.keys.clone())
+    .with_copy_key(args.copy_key.clone());
+    if let Some(role) = &args.service_role {
+        request = request.with_service_role(role.clone());
+    }
+    let fix = args.fix.then(|| {
+        FixRequest::new(request.clone())
+            .with_narrowing(args.narrowing.narrowing())
+            .with_recheck(!global.dry_run)
     });
     if let Some(fix) = &fix {
         fix.validate().map_err(|err| usage(err.message()))?;

@@ -41,17 +41,17 @@ pub(crate) enum LaunchPermission {
     Public,
 }
 
-impl From<&core::LaunchPermission> for LaunchPermission {
-    fn from(permission: &core::LaunchPermission) -> LaunchPermission {
+impl From<&core::store::LaunchPermission> for LaunchPermission {
+    fn from(permission: &core::store::LaunchPermission) -> LaunchPermission {
         match permission {
-            core::LaunchPermission::Account(a) => LaunchPermission::Account(a.to_string()),
-            core::LaunchPermission::Organization(o) => {
+            core::store::LaunchPermission::Account(a) => LaunchPermission::Account(a.to_string()),
+            core::store::LaunchPermission::Organization(o) => {
                 LaunchPermission::Organization(o.to_string())
             }
-            core::LaunchPermission::OrganizationalUnit(u) => {
+            core::store::LaunchPermission::OrganizationalUnit(u) => {
                 LaunchPermission::OrganizationalUnit(u.to_string())
             }
-            core::LaunchPermission::Public => LaunchPermission::Public,
+            core::store::LaunchPermission::Public => LaunchPermission::Public,
         }
     }
 }
@@ -75,11 +75,11 @@ pub(crate) enum VolumePermission {
     Public,
 }
 
-impl From<&core::VolumePermission> for VolumePermission {
-    fn from(permission: &core::VolumePermission) -> VolumePermission {
+impl From<&core::store::VolumePermission> for VolumePermission {
+    fn from(permission: &core::store::VolumePermission) -> VolumePermission {
         match permission {
-            core::VolumePermission::Account(a) => VolumePermission::Account(a.to_string()),
-            core::VolumePermission::Public => VolumePermission::Public,
+            core::store::VolumePermission::Account(a) => VolumePermission::Account(a.to_string()),
+            core::store::VolumePermission::Public => VolumePermission::Public,
         }
     }
 }
@@ -133,7 +133,7 @@ pub(crate) struct StatusSmoke {
 }
 
 /// A grant on one line, for people and for `status`'s `grants`.
-pub(crate) fn grant_line(grant: &core::Grant) -> String {
+pub(crate) fn grant_line(grant: &core::store::Grant) -> String {
     format!(
         "{} {} → {} ({})",
         grant.id,
@@ -153,7 +153,7 @@ pub(crate) fn sees_image(caller: &core::PrincipalArn, seen: bool) -> String {
 }
 
 /// What the target side's `DescribeKey` says of a key, for people.
-pub(crate) fn describes_key(caller: &core::PrincipalArn, key: &core::KeyMetadata) -> String {
+pub(crate) fn describes_key(caller: &core::PrincipalArn, key: &core::store::KeyMetadata) -> String {
     format!("{caller} can describe the key ({})", key.state)
 }
 

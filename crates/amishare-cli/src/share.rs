@@ -63,17 +63,14 @@ impl ShareArgs {
             (None, Some(alias)) => KeyChoice::Create(alias.clone()),
             _ => return Err(usage("give exactly one of --key and --create-key")),
         };
-        let request = ShareRequest {
-            service_roles: self.service_roles.roles(),
-            source,
-            source_region: source_region.clone(),
-            regions: self.regions.clone(),
-            key,
-            targets,
-            volume_permission: self.volume_permission,
-            name: self.name.clone(),
-            narrowing: self.narrowing.narrowing(),
-        };
+        let mut request = ShareRequest::new(source, source_region.clone(), key, targets)
+            .with_regions(self.regions.clone())
+            .with_volume_permission(self.volume_permission)
+            .with_narrowing(self.narrowing.narrowing())
+            .with_service_roles(self.service_roles.roles());
+        if let Some(name) = &self.name {
+            request = request.with_name(name.clone());
+        }
         // The same check the flow makes, here before any call: exit 2.
         request.validate().map_err(|err| usage(err.to_string()))?;
         Ok(request)

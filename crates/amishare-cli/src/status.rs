@@ -36,12 +36,13 @@ pub(crate) async fn run(
     if global.dry_run {
         return Err(usage("status changes nothing: --dry-run does not apply"));
     }
-    let request = StatusRequest {
-        image: args.image.clone(),
-        key: args.key.clone(),
-        region: session.region()?,
-        regions: args.regions.clone(),
-    };
+    let mut request = StatusRequest::new(session.region()?).in_regions(args.regions.clone());
+    if let Some(image) = &args.image {
+        request = request.with_image(image.clone());
+    }
+    if let Some(key) = &args.key {
+        request = request.with_key(key.clone());
+    }
     let target = session.target_flow();
     let report = session.flow().status(&request, target.as_ref()).await?;
     let document = json::Status::from(&report);

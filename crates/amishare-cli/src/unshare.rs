@@ -43,12 +43,9 @@ pub(crate) async fn run(
         .flow()
         .shared_images(&args.image, &region, &args.regions)
         .await?;
-    let request = UnshareRequest {
-        images,
-        targets,
-        narrowing: args.narrowing.narrowing(),
-        deregister: args.deregister,
-    };
+    let request = UnshareRequest::new(images, targets)
+        .with_narrowing(args.narrowing.narrowing())
+        .with_deregister(args.deregister);
     let report = session.flow().unshare(&request).await?;
     if global.dry_run {
         // The plan is the output; what the unshare keeps, and why, goes with it.

@@ -4,9 +4,10 @@
 
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Verdict};
 use amishare_core::scaling::{LaunchFailure as ActivityFailure, ServiceLinkedRole};
+use amishare_core::store::KeyStore;
 use amishare_core::{
-    AcceptRequest, ErrorKind, Flow, ImageId, ImageSource, KeyArn, KeyStore, LaunchOptions,
-    LaunchVia, RegionImage, Sharer, Target, UnshareRequest,
+    AcceptRequest, ErrorKind, Flow, ImageId, ImageSource, KeyArn, LaunchOptions, LaunchVia,
+    RegionImage, Sharer, Target, UnshareRequest,
 };
 
 use crate::doctor::{render, stores};
@@ -23,10 +24,8 @@ fn accept(
     let role = ServiceLinkedRole::auto_scaling();
     let mut request = AcceptRequest::new(image.clone(), h.region(), [key.clone()]);
     if launch {
-        request = request.with_launch(LaunchOptions {
-            via: LaunchVia::AutoScaling(role.clone()),
-            ..LaunchOptions::default()
-        });
+        request = request
+            .with_launch(LaunchOptions::default().with_via(LaunchVia::AutoScaling(role.clone())));
     }
     if grant {
         request = request.with_grants([role]);
@@ -175,15 +174,13 @@ pub async fn autoscaling_grant_route(h: &dyn Harness) -> Coverage {
 
     // Unshare revokes the grant amishare made; a new launch fails again.
     let unshared = flow(h, &owner)
-        .unshare(&UnshareRequest {
-            images: vec![RegionImage {
-                region: h.region(),
-                image: shared.image.clone(),
-            }],
-            targets: vec![Target::Principal(target.principal.clone())],
-            narrowing: request.narrowing,
-            deregister: false,
-        })
+        .unshare(
+            &UnshareRequest::new(
+                [RegionImage::new(h.region(), shared.image.clone())],
+                [Target::Principal(target.principal.clone())],
+            )
+            .with_narrowing(request.narrowing),
+        )
         .await
         .expect("the unshare");
     let grant = accepted.grants[0].grant_id.as_str();

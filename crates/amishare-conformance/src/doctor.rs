@@ -5,10 +5,10 @@
 use std::fmt::Write as _;
 
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Stores, Verdict};
-use amishare_core::{
-    CopyKey, ImageId, ImageState, InstanceState, KeyRef, KeyState, LaunchPermission,
-    PermissionChange, RunInstancesRequest,
+use amishare_core::store::{
+    ImageState, InstanceState, KeyState, LaunchPermission, PermissionChange, RunInstancesRequest,
 };
+use amishare_core::{CopyKey, ImageId, KeyRef};
 use amishare_policy::{action_matches, OneOrMany, Policy, SID_PREFIX};
 
 use crate::harness::{Capability, Coverage, Harness, Party, VolumeSeed};
@@ -61,15 +61,10 @@ pub(crate) async fn diagnose(
         doctor = doctor.with_directory(directory);
     }
     doctor
-        .diagnose(&DiagnoseRequest {
-            service_role: None,
-            image: image.clone(),
-            region: h.region(),
-            principal: h.target().principal,
-            intent,
-            keys: Vec::new(),
-            copy_key,
-        })
+        .diagnose(
+            &DiagnoseRequest::new(image.clone(), h.region(), h.target().principal, intent)
+                .with_copy_key(copy_key),
+        )
         .await
         .expect("the doctor only reads")
 }

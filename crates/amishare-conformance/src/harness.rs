@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use amishare_core::store::KeyState;
 use amishare_core::{
-    AccountId, Clock, InstanceId, KeyArn, KeyState, OrganizationArn, OuArn, PrincipalArn, Region,
-    Result, Stores,
+    AccountId, Clock, InstanceId, KeyArn, OrganizationArn, OuArn, PrincipalArn, Region, Result,
+    Stores,
 };
 
 /// One side of the flow: a principal and the stores acting as it, whose

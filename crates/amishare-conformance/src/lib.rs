@@ -16,7 +16,14 @@ pub use crate::promises::{
     fix_waits_for_the_share, share_options_agree_with_accept,
     unshare_keeps_what_another_principal_needs,
 };
-pub use crate::scenarios::*;
+pub use crate::scenarios::{
+    aws_managed_image, copy_with_key_from_other_region, copy_with_snapshot_permission,
+    copy_without_kms, copy_without_snapshot_permission, invisible_before_share,
+    launch_with_disabled_key, launch_with_principal_but_no_iam, launch_without_key_policy,
+    launch_without_target_iam, multi_region_share, organization_share, refused_permissions,
+    rerun_changes_nothing, resume_unnamed_key, seed_flow, snapshot_in_use, snapshot_key_gate,
+    unshare_restores,
+};
 
 use Capability::{
     AdministersKeys, AsyncStates, AutoScaling, CountsCalls, CrossAccountVisibility, Directory,

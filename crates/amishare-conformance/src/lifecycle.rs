@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use amishare_core::key_admin::KeyAdmin;
+use amishare_core::store::{InstanceState, KeyState, KeyStore};
 use amishare_core::{
-    AcceptRequest, ErrorKind, ImageId, ImageSource, InstanceState, KeyArn, KeyRef, KeyState,
-    KeyStore, LaunchOptions, Sharer,
+    AcceptRequest, ErrorKind, ImageId, ImageSource, KeyArn, KeyRef, LaunchOptions, Sharer,
 };
 
 use crate::harness::{Capability, Coverage, Harness, Party, VolumeSeed};

@@ -5,11 +5,13 @@
 //! for a principal whose account can see the image.
 
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Verdict};
+use amishare_core::store::{
+    CreateKeyRequest, ImageQuery, LaunchPermission, PermissionChange, VolumePermission,
+};
 use amishare_core::{
-    smoke_instances, AcceptReport, AcceptRequest, CopyKey, CreateKeyRequest, Error, FixRequest,
-    ImageName, ImageQuery, ImageSource, KeyChoice, KeyRef, LaunchOptions, LaunchPermission,
-    Narrowing, PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest,
-    VolumePermission,
+    smoke_instances, AcceptReport, AcceptRequest, CopyKey, Error, FixRequest, ImageName,
+    ImageSource, KeyChoice, KeyRef, LaunchOptions, Narrowing, RegionImage, ShareRequest, Sharer,
+    Target, UnshareRequest,
 };
 
 use crate::doctor::{check_both_outcomes, diagnose, launch_works, render, sight, stores};
@@ -50,14 +52,15 @@ async fn accept(
     intent: Intent,
 ) -> Result<AcceptReport, Error> {
     flow(h, &h.target())
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: image.clone(),
-            region: h.region(),
-            keys: vec![key.clone()],
-            launch: (intent == Intent::Launch).then(LaunchOptions::default),
-            copy: (intent == Intent::Copy).then_some(CopyKey::AccountDefault),
-            copy_name: None,
+        .accept(&{
+            let mut request = AcceptRequest::new(image.clone(), h.region(), [key.clone()]);
+            if intent == Intent::Launch {
+                request = request.with_launch(LaunchOptions::default());
+            }
+            if intent == Intent::Copy {
+                request = request.with_copy(CopyKey::AccountDefault);
+            }
+            request
         })
         .await
 }
@@ -118,20 +121,19 @@ pub async fn share_options_agree_with_accept(h: &dyn Harness) -> Coverage {
                                 .expect("alias");
                             KeyChoice::Use(KeyRef::Alias(alias))
                         };
-                        let request = ShareRequest {
-                            service_roles: Vec::new(),
-                            source: ImageSource::Image(source.id.clone()),
-                            source_region: region.clone(),
-                            regions: Vec::new(),
+                        let request = ShareRequest::new(
+                            ImageSource::Image(source.id.clone()),
+                            region.clone(),
                             key,
-                            targets: vec![chosen.clone()],
-                            volume_permission,
-                            name: Some(name),
-                            narrowing: Narrowing {
-                                via_service,
-                                caller_account,
-                            },
-                        };
+                            [chosen.clone()],
+                        )
+                        .with_volume_permission(volume_permission)
+                        .with_name(name)
+                        .with_narrowing(
+                            Narrowing::default()
+                                .with_via_service(via_service)
+                                .with_caller_account(caller_account),
+                        );
                         let report = flow(h, &owner)
                             .share(&request)
                             .await
@@ -205,16 +207,14 @@ pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Cove
     );
     let source = owner_image(h, &[VolumeSeed::Unencrypted], "scope-source").await;
     let alias = unique_alias(h, "scope");
-    let share_with = |principal: &amishare_core::PrincipalArn| ShareRequest {
-        service_roles: Vec::new(),
-        source: ImageSource::Image(source.id.clone()),
-        source_region: region.clone(),
-        regions: Vec::new(),
-        key: KeyChoice::Create(alias.clone()),
-        targets: vec![Target::Principal(principal.clone())],
-        volume_permission: true,
-        name: None,
-        narrowing: Narrowing::default(),
+    let share_with = |principal: &amishare_core::PrincipalArn| {
+        ShareRequest::new(
+            ImageSource::Image(source.id.clone()),
+            region.clone(),
+            KeyChoice::Create(alias.clone()),
+            [Target::Principal(principal.clone())],
+        )
+        .with_volume_permission(true)
     };
     let first = flow(h, &owner)
         .share(&share_with(&target.principal))
@@ -229,14 +229,11 @@ pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Cove
     h.set_target_kms_access(std::slice::from_ref(&shared.key))
         .await
         .expect("target IAM");
-    let unshare = |principal: &amishare_core::PrincipalArn| UnshareRequest {
-        images: vec![RegionImage {
-            region: region.clone(),
-            image: shared.image.clone(),
-        }],
-        targets: vec![Target::Principal(principal.clone())],
-        narrowing: Narrowing::default(),
-        deregister: false,
+    let unshare = |principal: &amishare_core::PrincipalArn| {
+        UnshareRequest::new(
+            [RegionImage::new(region.clone(), shared.image.clone())],
+            [Target::Principal(principal.clone())],
+        )
     };
     let report = flow(h, &owner)
         .unshare(&unshare(&target.principal))
@@ -276,15 +273,11 @@ pub async fn unshare_keeps_what_another_principal_needs(h: &dyn Harness) -> Cove
     assert!(policy.contains(other.principal.as_str()), "{policy}");
 
     let still = flow(h, &other)
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: shared.image.clone(),
-            region: region.clone(),
-            keys: vec![shared.key.clone()],
-            launch: Some(LaunchOptions::default()),
-            copy: Some(CopyKey::AccountDefault),
-            copy_name: None,
-        })
+        .accept(
+            &AcceptRequest::new(shared.image.clone(), region.clone(), [shared.key.clone()])
+                .with_launch(LaunchOptions::default())
+                .with_copy(CopyKey::AccountDefault),
+        )
         .await
         .expect("the other principal still launches and copies");
     assert!(still.launch.is_some() && still.copy.is_some());
@@ -336,19 +329,12 @@ pub async fn fix_waits_for_the_share(h: &dyn Harness) -> Coverage {
     if let Some(directory) = h.directory() {
         doctor = doctor.with_directory(directory);
     }
-    let request = FixRequest {
-        diagnose: DiagnoseRequest {
-            service_role: None,
-            image: image.id.clone(),
-            region: region.clone(),
-            principal: target.principal.clone(),
-            intent: Intent::Launch,
-            keys: Vec::new(),
-            copy_key: CopyKey::AccountDefault,
-        },
-        narrowing: Narrowing::default(),
-        recheck: true,
-    };
+    let request = FixRequest::new(DiagnoseRequest::new(
+        image.id.clone(),
+        region.clone(),
+        target.principal.clone(),
+        Intent::Launch,
+    ));
     let policy = owner.keys.get_key_policy(&key).await.expect("policy");
     let calls = h.mutating_calls();
     let refused = flow(h, &owner)

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use amishare_core::store::{
+    CopyImageRequest, CreateKeyRequest, ImageQuery, ImageState, InstanceState, KeyState,
+    LaunchPermission, PermissionChange, VolumePermission,
+};
 use amishare_core::{
-    AcceptRequest, CopyImageRequest, CopyKey, CreateKeyRequest, ErrorKind, ImageQuery, ImageSource,
-    ImageState, InstanceState, KeyChoice, KeyRef, KeyState, LaunchOptions, LaunchPermission,
-    Narrowing, PermissionChange, RegionImage, ShareRequest, Sharer, Target, UnshareRequest,
-    VolumePermission, TAG_ALIAS,
+    AcceptRequest, CopyKey, ErrorKind, ImageSource, KeyChoice, KeyRef, LaunchOptions, RegionImage,
+    ShareRequest, Sharer, Target, UnshareRequest, TAG_ALIAS,
 };
 
 use crate::harness::{Capability, Coverage, Harness, VolumeSeed};
@@ -103,21 +105,17 @@ pub async fn seed_flow(h: &dyn Harness) -> Coverage {
         return coverage;
     }
     let accepted = flow(h, &target)
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: shared.image.clone(),
-            region: region.clone(),
-            keys: vec![shared.key.clone()],
-            launch: Some(LaunchOptions::default()),
-            copy: Some(CopyKey::AccountDefault),
-            copy_name: None,
-        })
+        .accept(
+            &AcceptRequest::new(shared.image.clone(), region.clone(), [shared.key.clone()])
+                .with_launch(LaunchOptions::default())
+                .with_copy(CopyKey::AccountDefault),
+        )
         .await
         .expect("the target accepts the share");
     assert_eq!(accepted.owner, *owner.account());
     assert_eq!(accepted.keys_checked, vec![shared.key.clone()]);
     let launch = accepted.launch.expect("launched");
-    assert_eq!(launch.state, amishare_core::InstanceState::Running);
+    assert_eq!(launch.state, amishare_core::store::InstanceState::Running);
     let copy = accepted.copy.expect("copied");
     let copied = settle_image(h, &target, &region, &copy.image).await;
     assert_eq!(copied.owner, *target.account(), "the copier owns the copy");
@@ -290,15 +288,10 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
     );
 
     let undone = flow(h, &owner)
-        .unshare(&UnshareRequest {
-            images: vec![RegionImage {
-                region: region.clone(),
-                image: image.clone(),
-            }],
-            targets: request.targets.clone(),
-            narrowing: Narrowing::default(),
-            deregister: false,
-        })
+        .unshare(&UnshareRequest::new(
+            [RegionImage::new(region.clone(), image.clone())],
+            request.targets.clone(),
+        ))
         .await
         .expect("unshare");
     assert!(0 < undone.mutating_calls);
@@ -357,12 +350,10 @@ pub async fn unshare_restores(h: &dyn Harness) -> Coverage {
         );
     }
     let again = flow(h, &owner)
-        .unshare(&UnshareRequest {
-            images: vec![RegionImage { region, image }],
-            targets: request.targets,
-            narrowing: Narrowing::default(),
-            deregister: false,
-        })
+        .unshare(&UnshareRequest::new(
+            [RegionImage::new(region, image)],
+            request.targets,
+        ))
         .await
         .expect("a second unshare");
     assert_eq!(again.mutating_calls, 0, "nothing left to remove");
@@ -502,15 +493,10 @@ pub async fn launch_without_key_policy(h: &dyn Harness) -> Coverage {
     assert_terminated_at_launch(&target_launch(h, &image.id).await);
 
     let accepted = flow(h, &h.target())
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: image.id.clone(),
-            region: h.region(),
-            keys: vec![key.clone()],
-            launch: Some(LaunchOptions::default()),
-            copy: None,
-            copy_name: None,
-        })
+        .accept(
+            &AcceptRequest::new(image.id.clone(), h.region(), [key.clone()])
+                .with_launch(LaunchOptions::default()),
+        )
         .await
         .expect_err("the smoke launch fails");
     assert_eq!(accepted.kind(), ErrorKind::LaunchFailed, "{accepted}");
@@ -577,7 +563,7 @@ pub async fn launch_with_disabled_key(h: &dyn Harness) -> Coverage {
     let ok = target_launch(h, &image.id).await;
     assert_eq!(
         ok.state,
-        amishare_core::InstanceState::Running,
+        amishare_core::store::InstanceState::Running,
         "the share works while the key is enabled"
     );
     h.set_key_state(&key, KeyState::Disabled)
@@ -774,17 +760,12 @@ pub async fn snapshot_key_gate(h: &dyn Harness) -> Coverage {
     let image = owner_image(h, &[VolumeSeed::Key(other.clone())], "other-key")
         .await
         .id;
-    let request = ShareRequest {
-        service_roles: Vec::new(),
-        source: ImageSource::Image(image.clone()),
-        source_region: region.clone(),
-        regions: Vec::new(),
-        key: KeyChoice::Create(unique_alias(h, "gate")),
-        targets: vec![Target::Account(h.target().account().clone())],
-        volume_permission: false,
-        name: None,
-        narrowing: Narrowing::default(),
-    };
+    let request = ShareRequest::new(
+        ImageSource::Image(image.clone()),
+        region.clone(),
+        KeyChoice::Create(unique_alias(h, "gate")),
+        [Target::Account(h.target().account().clone())],
+    );
     let mut coverage = Coverage::default();
     match share_or_gate(h, &request, &mut coverage).await {
         Shared::Done(report) => {
@@ -932,20 +913,15 @@ pub async fn organization_share(h: &dyn Harness) -> Coverage {
         .await
         .expect("target IAM");
     let accepted = flow(h, &h.target())
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: shared.image.clone(),
-            region,
-            keys: vec![shared.key.clone()],
-            launch: Some(LaunchOptions::default()),
-            copy: None,
-            copy_name: None,
-        })
+        .accept(
+            &AcceptRequest::new(shared.image.clone(), region, [shared.key.clone()])
+                .with_launch(LaunchOptions::default()),
+        )
         .await
         .expect("a member of the organization launches the image");
     assert_eq!(
         accepted.launch.expect("launched").state,
-        amishare_core::InstanceState::Running
+        amishare_core::store::InstanceState::Running
     );
     coverage.check("a member of the organization launches the image");
     coverage

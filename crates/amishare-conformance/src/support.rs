@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use amishare_core::store::{
+    CopyImageRequest, CreateImageRequest, CreateKeyRequest, Image, ImageQuery, ImageState,
+    Instance, InstanceState, LaunchPermission, PermissionChange, RunInstancesRequest, StateReason,
+};
 use amishare_core::{
-    CopyImageRequest, CreateImageRequest, CreateKeyRequest, Error, ErrorKind, Flow, Image, ImageId,
-    ImageQuery, ImageSource, ImageState, Instance, InstanceId, InstanceState, KeyArn, KeyChoice,
-    KeyRef, LaunchPermission, Narrowing, PermissionChange, Region, RunInstancesRequest,
-    ShareReport, ShareRequest, Sharer, StateReason, Target,
+    Error, ErrorKind, Flow, ImageId, ImageSource, InstanceId, KeyArn, KeyChoice, KeyRef, Region,
+    ShareReport, ShareRequest, Sharer, Target,
 };
 
 use crate::harness::{Coverage, Harness, Party, VolumeSeed};
@@ -38,17 +40,13 @@ pub(crate) fn seed_share(
     alias: amishare_core::AliasName,
     volume_permission: bool,
 ) -> ShareRequest {
-    ShareRequest {
-        service_roles: Vec::new(),
+    ShareRequest::new(
         source,
-        source_region: h.region(),
-        regions: Vec::new(),
-        key: KeyChoice::Create(alias),
-        targets: vec![Target::Principal(h.target().principal)],
-        volume_permission,
-        name: None,
-        narrowing: Narrowing::default(),
-    }
+        h.region(),
+        KeyChoice::Create(alias),
+        [Target::Principal(h.target().principal)],
+    )
+    .with_volume_permission(volume_permission)
 }
 
 /// An available image of the owner's, made from a fresh instance with these volumes.
@@ -213,7 +211,7 @@ pub(crate) async fn manual_share_edited(
                 .modify_create_volume_permission(
                     &region,
                     &device.snapshot_id,
-                    &PermissionChange::add(vec![amishare_core::VolumePermission::Account(
+                    &PermissionChange::add(vec![amishare_core::store::VolumePermission::Account(
                         h.target().account().clone(),
                     )]),
                 )

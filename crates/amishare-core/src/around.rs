@@ -1,5 +1,5 @@
 //! The one forwarding of the store traits: [`around_stores!`] makes a
-//! wrapper a [`KeyStore`](crate::KeyStore), [`ImageStore`](crate::ImageStore)
+//! wrapper a [`KeyStore`](crate::store::KeyStore), [`ImageStore`](crate::store::ImageStore)
 //! or [`ScalingStore`](crate::scaling::ScalingStore) by sending each call
 //! through its [`Around`] hook with the call's [`Operation`] row.
 //!
@@ -25,12 +25,12 @@ use crate::ops::{Around, OpCall};
 macro_rules! around_stores {
     (KeyStore for [$($gen:tt)*] $ty:ty, |$this:ident| $inner:expr) => {
         $crate::__around_impl! {
-            $crate::KeyStore, [$($gen)*] $ty, $this, $inner;
-            fn caller() -> $crate::Caller;
+            $crate::store::KeyStore, [$($gen)*] $ty, $this, $inner;
+            fn caller() -> $crate::store::Caller;
                 GetCallerIdentity, None, false, None;
-            fn create_key(region: &$crate::Region, request: &$crate::CreateKeyRequest) -> $crate::KeyMetadata;
+            fn create_key(region: &$crate::Region, request: &$crate::store::CreateKeyRequest) -> $crate::store::KeyMetadata;
                 CreateKey, Some(region), false, None;
-            fn describe_key(region: &$crate::Region, key: &$crate::KeyRef) -> $crate::KeyMetadata;
+            fn describe_key(region: &$crate::Region, key: &$crate::KeyRef) -> $crate::store::KeyMetadata;
                 DescribeKey, Some(region), false, Some(key.to_string());
             fn create_alias(region: &$crate::Region, alias: &$crate::AliasName, key: &$crate::KeyId) -> ();
                 CreateAlias, Some(region), false, Some(alias.to_string());
@@ -38,9 +38,9 @@ macro_rules! around_stores {
                 GetKeyPolicy, None, false, Some(key.to_string());
             fn put_key_policy(key: &$crate::KeyArn, policy: &str) -> ();
                 PutKeyPolicy, None, false, Some(key.to_string());
-            fn list_grants(key: &$crate::KeyArn) -> Vec<$crate::Grant>;
+            fn list_grants(key: &$crate::KeyArn) -> Vec<$crate::store::Grant>;
                 ListGrants, None, false, Some(key.to_string());
-            fn create_grant(key: &$crate::KeyArn, request: &$crate::CreateGrantRequest) -> $crate::GrantId;
+            fn create_grant(key: &$crate::KeyArn, request: &$crate::store::CreateGrantRequest) -> $crate::GrantId;
                 CreateGrant, None, request.name.is_some(), Some(key.to_string());
             fn list_keys(region: &$crate::Region) -> Option<Vec<$crate::KeyArn>>;
                 ListKeys, Some(region), false, None;
@@ -48,32 +48,32 @@ macro_rules! around_stores {
                 ListResourceTags, None, false, Some(key.to_string());
             fn revoke_grant(key: &$crate::KeyArn, grant: &$crate::GrantId) -> ();
                 RevokeGrant, None, false, Some(format!("{grant} on {key}"));
-            fn list_retirable_grants(region: &$crate::Region, retiring: &$crate::PrincipalArn) -> Vec<$crate::Grant>;
+            fn list_retirable_grants(region: &$crate::Region, retiring: &$crate::PrincipalArn) -> Vec<$crate::store::Grant>;
                 ListRetirableGrants, Some(region), false, Some(retiring.to_string());
         }
     };
     (ImageStore for [$($gen:tt)*] $ty:ty, |$this:ident| $inner:expr) => {
         $crate::__around_impl! {
-            $crate::ImageStore, [$($gen)*] $ty, $this, $inner;
-            fn describe_instances(region: &$crate::Region, ids: &[$crate::InstanceId]) -> Vec<$crate::Instance>;
+            $crate::store::ImageStore, [$($gen)*] $ty, $this, $inner;
+            fn describe_instances(region: &$crate::Region, ids: &[$crate::InstanceId]) -> Vec<$crate::store::Instance>;
                 DescribeInstances, Some(region), false, $crate::ops::join_ids(ids);
-            fn create_image(region: &$crate::Region, request: &$crate::CreateImageRequest) -> $crate::ImageId;
+            fn create_image(region: &$crate::Region, request: &$crate::store::CreateImageRequest) -> $crate::ImageId;
                 CreateImage, Some(region), false, Some(request.instance.to_string());
-            fn copy_image(region: &$crate::Region, request: &$crate::CopyImageRequest) -> $crate::ImageId;
+            fn copy_image(region: &$crate::Region, request: &$crate::store::CopyImageRequest) -> $crate::ImageId;
                 CopyImage, Some(region), request.client_token.is_some(), Some(request.source_image.to_string());
-            fn describe_images(region: &$crate::Region, query: &$crate::ImageQuery) -> Vec<$crate::Image>;
+            fn describe_images(region: &$crate::Region, query: &$crate::store::ImageQuery) -> Vec<$crate::store::Image>;
                 DescribeImages, Some(region), false, $crate::ops::join_ids(&query.image_ids);
-            fn describe_snapshots(region: &$crate::Region, ids: &[$crate::SnapshotId]) -> Vec<$crate::Snapshot>;
+            fn describe_snapshots(region: &$crate::Region, ids: &[$crate::SnapshotId]) -> Vec<$crate::store::Snapshot>;
                 DescribeSnapshots, Some(region), false, $crate::ops::join_ids(ids);
-            fn modify_launch_permission(region: &$crate::Region, image: &$crate::ImageId, change: &$crate::PermissionChange<$crate::LaunchPermission>) -> ();
+            fn modify_launch_permission(region: &$crate::Region, image: &$crate::ImageId, change: &$crate::store::PermissionChange<$crate::store::LaunchPermission>) -> ();
                 ModifyImageAttribute, Some(region), false, Some(image.to_string());
-            fn describe_launch_permission(region: &$crate::Region, image: &$crate::ImageId) -> Vec<$crate::LaunchPermission>;
+            fn describe_launch_permission(region: &$crate::Region, image: &$crate::ImageId) -> Vec<$crate::store::LaunchPermission>;
                 DescribeImageAttribute, Some(region), false, Some(image.to_string());
-            fn modify_create_volume_permission(region: &$crate::Region, snapshot: &$crate::SnapshotId, change: &$crate::PermissionChange<$crate::VolumePermission>) -> ();
+            fn modify_create_volume_permission(region: &$crate::Region, snapshot: &$crate::SnapshotId, change: &$crate::store::PermissionChange<$crate::store::VolumePermission>) -> ();
                 ModifySnapshotAttribute, Some(region), false, Some(snapshot.to_string());
-            fn describe_create_volume_permission(region: &$crate::Region, snapshot: &$crate::SnapshotId) -> Vec<$crate::VolumePermission>;
+            fn describe_create_volume_permission(region: &$crate::Region, snapshot: &$crate::SnapshotId) -> Vec<$crate::store::VolumePermission>;
                 DescribeSnapshotAttribute, Some(region), false, Some(snapshot.to_string());
-            fn run_instances(region: &$crate::Region, request: &$crate::RunInstancesRequest) -> $crate::Instance;
+            fn run_instances(region: &$crate::Region, request: &$crate::store::RunInstancesRequest) -> $crate::store::Instance;
                 RunInstances, Some(region), request.client_token.is_some(), Some(request.image.to_string());
             fn terminate_instances(region: &$crate::Region, ids: &[$crate::InstanceId]) -> ();
                 TerminateInstances, Some(region), false, $crate::ops::join_ids(ids);
@@ -81,7 +81,7 @@ macro_rules! around_stores {
                 DeregisterImage, Some(region), false, Some(image.to_string());
             fn delete_snapshot(region: &$crate::Region, snapshot: &$crate::SnapshotId) -> ();
                 DeleteSnapshot, Some(region), false, Some(snapshot.to_string());
-            fn ebs_defaults(region: &$crate::Region) -> $crate::EbsDefaults;
+            fn ebs_defaults(region: &$crate::Region) -> $crate::store::EbsDefaults;
                 GetEbsEncryptionByDefault, Some(region), false, None;
         }
     };
@@ -155,8 +155,8 @@ macro_rules! forward {
                 send()
             }
         }
-        around_stores!(KeyStore for [S: crate::KeyStore + ?Sized] $ty<S>, |this| &**this);
-        around_stores!(ImageStore for [S: crate::ImageStore + ?Sized] $ty<S>, |this| &**this);
+        around_stores!(KeyStore for [S: crate::store::KeyStore + ?Sized] $ty<S>, |this| &**this);
+        around_stores!(ImageStore for [S: crate::store::ImageStore + ?Sized] $ty<S>, |this| &**this);
         around_stores!(ScalingStore for [S: crate::scaling::ScalingStore + ?Sized] $ty<S>, |this| &**this);
     )*};
 }

@@ -130,6 +130,7 @@ pub const CATALOGUE: &[ErrorCode] = &[
     row("TagException", InvalidInput, false, 400, &[]),
     row("ValidationException", InvalidInput, false, 400, &[]),
     row("InvalidGrantIdException", NotFound, false, 400, &[]),
+    row("InvalidMarkerException", InvalidInput, false, 400, &[]),
     row("AlreadyExistsException", Conflict, false, 400, &[]),
     row(
         "UnsupportedOperationException",

@@ -1,5 +1,5 @@
 //! EC2's `Filter.N` semantics, written once (`docs/spec/ec2.md` §B14): core's
-//! [`ImageQuery`](crate::ImageQuery), the simulation and the server that
+//! [`ImageQuery`](crate::store::ImageQuery), the simulation and the server that
 //! speaks for it all match through [`matches_all`].
 //!
 //! - several filters must all match (AND); several values of one filter
@@ -157,13 +157,13 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 /// Tags of a resource that has none.
 static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
 
-/// The filter names [`Image`](crate::Image) answers (beside tag filters).
+/// The filter names [`Image`](crate::store::Image) answers (beside tag filters).
 pub const IMAGE_FILTERS: &[&str] = &["name", "state", "image-id", "owner-id", "is-public"];
 
-/// The filter names [`Instance`](crate::Instance) answers.
+/// The filter names [`Instance`](crate::store::Instance) answers.
 pub const INSTANCE_FILTERS: &[&str] = &["instance-id", "image-id", "instance-state-name"];
 
-/// The filter names [`Snapshot`](crate::Snapshot) answers.
+/// The filter names [`Snapshot`](crate::store::Snapshot) answers.
 pub const SNAPSHOT_FILTERS: &[&str] = &[
     "snapshot-id",
     "owner-id",
@@ -172,7 +172,7 @@ pub const SNAPSHOT_FILTERS: &[&str] = &[
     "kms-key-id",
 ];
 
-impl Filterable for crate::Image {
+impl Filterable for crate::store::Image {
     fn filter_values(&self, name: &str) -> Vec<String> {
         match name {
             "name" => vec![self.name.clone()],
@@ -189,7 +189,7 @@ impl Filterable for crate::Image {
     }
 }
 
-impl Filterable for crate::Instance {
+impl Filterable for crate::store::Instance {
     fn filter_values(&self, name: &str) -> Vec<String> {
         match name {
             "instance-id" => vec![self.id.to_string()],
@@ -204,7 +204,7 @@ impl Filterable for crate::Instance {
     }
 }
 
-impl Filterable for crate::Snapshot {
+impl Filterable for crate::store::Snapshot {
     fn filter_values(&self, name: &str) -> Vec<String> {
         match name {
             "snapshot-id" => vec![self.id.to_string()],
@@ -222,11 +222,11 @@ impl Filterable for crate::Snapshot {
 }
 
 /// EC2's name of a snapshot state, as `DescribeSnapshots` prints it.
-pub fn snapshot_status(state: crate::SnapshotState) -> &'static str {
+pub fn snapshot_status(state: crate::store::SnapshotState) -> &'static str {
     match state {
-        crate::SnapshotState::Pending => "pending",
-        crate::SnapshotState::Completed => "completed",
-        crate::SnapshotState::Error => "error",
+        crate::store::SnapshotState::Pending => "pending",
+        crate::store::SnapshotState::Completed => "completed",
+        crate::store::SnapshotState::Error => "error",
     }
 }
 

@@ -2,7 +2,7 @@
 //! use and back (`docs/spec/kms.md` §A3, §A7).
 //!
 //! amishare's flow never makes them, so they are not part of
-//! [`KeyStore`](crate::KeyStore); a user's own tests of a key's lifecycle
+//! [`KeyStore`](crate::store::KeyStore); a user's own tests of a key's lifecycle
 //! (and the conformance suite's) need them on every backend, so they are a
 //! small trait of their own, reachable from
 //! [`Stores::key_admin`](crate::Stores::key_admin).

@@ -5,7 +5,7 @@ mod around;
 mod error;
 mod id;
 mod model;
-mod store;
+pub mod store;
 
 pub use crate::error::{
     Error, ErrorKind, Exhausted, FailedCopy, FailedGroupLaunch, FailedLaunch, Failure, Result,
@@ -15,11 +15,7 @@ pub use crate::id::{
     OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region, SnapshotId, VolumeId,
     KNOWN_REGIONS,
 };
-pub use crate::model::*;
-pub use crate::store::{Clock, ImageStore, KeyStore, Stores};
-#[cfg(any(test, feature = "mock"))]
-#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
-pub use crate::store::{MockImageStore, MockKeyStore};
+pub use crate::store::{Clock, Stores};
 
 pub mod catalogue;
 pub mod diagnose;

@@ -1,5 +1,5 @@
-//! The data that flows through [`KeyStore`](crate::KeyStore) and
-//! [`ImageStore`](crate::ImageStore): keys, grants, images, snapshots,
+//! The data that flows through [`KeyStore`](crate::store::KeyStore) and
+//! [`ImageStore`](crate::store::ImageStore): keys, grants, images, snapshots,
 //! instances and permissions, in AWS's vocabulary but free of any SDK type.
 
 use std::collections::BTreeMap;

@@ -71,9 +71,9 @@ impl Repeat {
 /// The store trait a method belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StoreTrait {
-    /// [`KeyStore`](crate::KeyStore).
+    /// [`KeyStore`](crate::store::KeyStore).
     Keys,
-    /// [`ImageStore`](crate::ImageStore).
+    /// [`ImageStore`](crate::store::ImageStore).
     Images,
     /// [`ScalingStore`](crate::scaling::ScalingStore).
     Scaling,
@@ -198,7 +198,7 @@ operations! {
     /// flow does not take as done.
     DeleteSnapshot => Ec2, "ec2:DeleteSnapshot", Some((Images, "delete_snapshot")), Never;
     /// `ec2:GetEbsEncryptionByDefault`, the first of the two reads behind
-    /// [`ImageStore::ebs_defaults`](crate::ImageStore::ebs_defaults).
+    /// [`ImageStore::ebs_defaults`](crate::store::ImageStore::ebs_defaults).
     GetEbsEncryptionByDefault => Ec2, "ec2:GetEbsEncryptionByDefault", Some((Images, "ebs_defaults")), Read;
     /// `ec2:GetEbsDefaultKmsKeyId`, the second.
     GetEbsDefaultKmsKeyId => Ec2, "ec2:GetEbsDefaultKmsKeyId", None, Read;

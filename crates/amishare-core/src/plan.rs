@@ -36,6 +36,7 @@ use crate::store::{ImageStore, KeyStore};
 
 /// One change a dry run would have made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PlannedCall {
     /// The API operation, e.g. `ec2:CopyImage`.
     pub operation: String,
@@ -49,6 +50,7 @@ pub struct PlannedCall {
 
 /// A key-policy write a dry run would have made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PolicyChange {
     /// The key.
     pub key: KeyArn,
@@ -60,6 +62,7 @@ pub struct PolicyChange {
 
 /// What a dry run would have changed, in call order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Plan {
     /// Every mutating call.
     pub calls: Vec<PlannedCall>,

@@ -5,8 +5,8 @@
 //! [`ServiceLinkedRole`] names the role a launch runs as and derives its ARN
 //! in one place. [`ScalingStore`] is Auto Scaling (groups and their
 //! activities) plus EC2's launch templates, as one principal sees them: the
-//! third store, next to [`KeyStore`](crate::KeyStore) and
-//! [`ImageStore`](crate::ImageStore).
+//! third store, next to [`KeyStore`](crate::store::KeyStore) and
+//! [`ImageStore`](crate::store::ImageStore).
 
 use std::collections::BTreeMap;
 use std::fmt;

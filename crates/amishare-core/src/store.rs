@@ -1,5 +1,11 @@
-//! The backend traits: [`KeyStore`] (KMS), [`ImageStore`] (EC2) and [`Clock`],
-//! and [`Stores`], one principal's stores together.
+//! What backend authors implement: the store traits [`KeyStore`] (KMS) and
+//! [`ImageStore`] (EC2), the model types their calls take and answer, and
+//! [`Clock`]; and [`Stores`], one principal's stores together. Auto Scaling's
+//! store is [`crate::scaling::ScalingStore`], key administration
+//! [`crate::key_admin::KeyAdmin`].
+//!
+//! Library users who only run a [`crate::Flow`] need [`Stores`] and
+//! [`Clock`] (both also at the crate root) and the backend's constructor.
 //!
 //! A store acts as one principal: every call is made with that principal's
 //! credentials and is authorized as that principal. Calls take the region
@@ -17,10 +23,11 @@ use crate::id::{
     AliasName, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, PrincipalArn, Region,
     SnapshotId,
 };
-use crate::model::{
-    Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
-    EbsDefaults, Grant, Image, ImageQuery, Instance, KeyMetadata, LaunchPermission,
-    PermissionChange, RunInstancesRequest, Snapshot, VolumePermission,
+pub use crate::model::{
+    AttachedVolume, BlockDevice, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest,
+    CreateKeyRequest, EbsDefaults, ExecutableBy, Grant, Image, ImageOwner, ImageQuery, ImageState,
+    Instance, InstanceState, KeyManager, KeyMetadata, KeyState, LaunchPermission, NamedKey,
+    PermissionChange, RunInstancesRequest, Snapshot, SnapshotState, StateReason, VolumePermission,
 };
 
 /// KMS as one principal sees it.

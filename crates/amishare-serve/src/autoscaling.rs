@@ -147,11 +147,7 @@ async fn create_auto_scaling_group(
         min_size: min,
         max_size: max,
         desired_capacity: desired,
-        availability_zones: params
-            .list("AvailabilityZones.member")
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        availability_zones: params.strings("AvailabilityZones.member"),
         subnets: params.get("VPCZoneIdentifier").map(str::to_owned),
         service_linked_role: role,
         tags: group_tags,
@@ -173,19 +169,13 @@ async fn describe_auto_scaling_groups(
             "The simulation does not filter groups: name them",
         ));
     }
-    let names: Vec<String> = params
-        .list("AutoScalingGroupNames.member")
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let names = params.strings("AutoScalingGroupNames.member");
     let groups = client
         .describe_auto_scaling_groups(region, &names)
         .await
         .map_err(sim(Service::AutoScaling))?;
-    out.element("AutoScalingGroups", |out| {
-        for group in &groups {
-            out.element("member", |out| group_member(out, region, group));
-        }
+    out.list("AutoScalingGroups", "member", &groups, |out, group| {
+        group_member(out, region, group)
     });
     Ok(())
 }
@@ -212,13 +202,12 @@ async fn describe_scaling_activities(
     let answer = client
         .autoscaling_describe_scaling_activities(region, group, include_deleted)
         .map_err(sim(Service::AutoScaling))?;
-    out.element("Activities", |out| {
-        for activity in &answer.activities {
-            out.element("member", |out| {
-                activity_member(out, activity, answer.group_deleted)
-            });
-        }
-    });
+    out.list(
+        "Activities",
+        "member",
+        &answer.activities,
+        |out, activity| activity_member(out, activity, answer.group_deleted),
+    );
     Ok(())
 }
 
@@ -292,19 +281,13 @@ async fn describe_launch_templates(
             "The simulation finds launch templates by name only.",
         ));
     }
-    let names: Vec<String> = params
-        .list("LaunchTemplateName")
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let names = params.strings("LaunchTemplateName");
     let templates = client
         .describe_launch_templates(region, &names)
         .await
         .map_err(sim(Service::Ec2))?;
-    out.element("launchTemplates", |out| {
-        for template in &templates {
-            out.element("item", |out| template_item(out, client, template));
-        }
+    out.list("launchTemplates", "item", &templates, |out, template| {
+        template_item(out, client, template)
     });
     Ok(())
 }
@@ -347,40 +330,32 @@ fn group_member(out: &mut Xml, region: &Region, group: &Group) {
     });
     out.leaf("HealthCheckType", "EC2");
     out.leaf("HealthCheckGracePeriod", 300);
-    out.element("Instances", |out| {
-        for instance in &group.instances {
-            out.element("member", |out| {
-                out.leaf("InstanceId", &instance.id);
-                out.leaf("AvailabilityZone", format!("{region}a"));
-                out.leaf("LifecycleState", instance.lifecycle_state);
-                out.leaf(
-                    "HealthStatus",
-                    if instance.healthy {
-                        "Healthy"
-                    } else {
-                        "Unhealthy"
-                    },
-                );
-                out.element("LaunchTemplate", |out| {
-                    out.leaf("LaunchTemplateName", &group.launch_template);
-                    out.leaf("Version", "1");
-                });
-                out.leaf("ProtectedFromScaleIn", false);
-            });
-        }
+    out.list("Instances", "member", &group.instances, |out, instance| {
+        out.leaf("InstanceId", &instance.id);
+        out.leaf("AvailabilityZone", format!("{region}a"));
+        out.leaf("LifecycleState", instance.lifecycle_state);
+        out.leaf(
+            "HealthStatus",
+            if instance.healthy {
+                "Healthy"
+            } else {
+                "Unhealthy"
+            },
+        );
+        out.element("LaunchTemplate", |out| {
+            out.leaf("LaunchTemplateName", &group.launch_template);
+            out.leaf("Version", "1");
+        });
+        out.leaf("ProtectedFromScaleIn", false);
     });
     out.leaf_opt("ServiceLinkedRoleARN", group.service_linked_role.as_ref());
     out.leaf_opt("Status", group.status.as_ref());
-    out.element("Tags", |out| {
-        for (key, value) in &group.tags {
-            out.element("member", |out| {
-                out.leaf("ResourceId", &group.name);
-                out.leaf("ResourceType", "auto-scaling-group");
-                out.leaf("Key", key);
-                out.leaf("Value", value);
-                out.leaf("PropagateAtLaunch", false);
-            });
-        }
+    out.list("Tags", "member", &group.tags, |out, (key, value)| {
+        out.leaf("ResourceId", &group.name);
+        out.leaf("ResourceType", "auto-scaling-group");
+        out.leaf("Key", key);
+        out.leaf("Value", value);
+        out.leaf("PropagateAtLaunch", false);
     });
 }
 
@@ -431,12 +406,5 @@ fn template_item(out: &mut Xml, client: &SimClient, template: &LaunchTemplate) {
     out.leaf("createdBy", client.principal());
     out.leaf("defaultVersionNumber", 1);
     out.leaf("latestVersionNumber", 1);
-    out.element("tagSet", |out| {
-        for (key, value) in &template.tags {
-            out.element("item", |out| {
-                out.leaf("key", key);
-                out.leaf("value", value);
-            });
-        }
-    });
+    out.tag_set(&template.tags);
 }

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 
 use amishare_core::filter::{self, Filter};
+use amishare_core::store::{
+    CopyImageRequest, CreateImageRequest, ExecutableBy, Image, ImageQuery, ImageStore, Instance,
+    InstanceState, LaunchPermission, PermissionChange, RunInstancesRequest, Snapshot,
+    SnapshotState, VolumePermission,
+};
 use amishare_core::{
-    AccountId, CopyImageRequest, CreateImageRequest, ExecutableBy, Image, ImageId, ImageQuery,
-    ImageStore, Instance, InstanceId, InstanceState, KeyRef, LaunchPermission, OrganizationArn,
-    OuArn, PermissionChange, Region, RunInstancesRequest, Snapshot, SnapshotId, SnapshotState,
-    VolumeId, VolumePermission,
+    AccountId, ImageId, InstanceId, KeyRef, OrganizationArn, OuArn, Region, SnapshotId, VolumeId,
 };
 use amishare_sim::{api, SimClient};
 
@@ -110,10 +112,8 @@ impl Call<'_> {
             .client
             .ec2_describe_instances(self.region, &request)
             .map_err(sim)?;
-        out.element("reservationSet", |out| {
-            for instance in &answer.items {
-                out.element("item", |out| reservation(out, &[instance], None));
-            }
+        out.list("reservationSet", "item", &answer.items, |out, instance| {
+            reservation(out, &[instance], None)
         });
         out.leaf_opt("nextToken", answer.next_token.as_ref());
         Ok(())
@@ -169,14 +169,10 @@ impl Call<'_> {
             .client
             .ec2_terminate_instances(self.region, &ids)
             .map_err(sim)?;
-        out.element("instancesSet", |out| {
-            for change in &changes {
-                out.element("item", |out| {
-                    out.leaf("instanceId", &change.instance);
-                    out.element("currentState", |out| instance_state(out, change.current));
-                    out.element("previousState", |out| instance_state(out, change.previous));
-                });
-            }
+        out.list("instancesSet", "item", &changes, |out, change| {
+            out.leaf("instanceId", &change.instance);
+            out.element("currentState", |out| instance_state(out, change.current));
+            out.element("previousState", |out| instance_state(out, change.previous));
         });
         Ok(())
     }
@@ -305,17 +301,18 @@ impl Call<'_> {
             .map_err(sim)?;
         out.leaf("return", true);
         if delete_snapshots {
-            out.element("deleteSnapshotResultSet", |out| {
-                for result in &answer.snapshots {
-                    out.element("item", |out| {
-                        out.leaf("snapshotId", &result.snapshot);
-                        out.leaf(
-                            "returnCode",
-                            if result.deleted { "success" } else { "skipped" },
-                        );
-                    });
-                }
-            });
+            out.list(
+                "deleteSnapshotResultSet",
+                "item",
+                &answer.snapshots,
+                |out, result| {
+                    out.leaf("snapshotId", &result.snapshot);
+                    out.leaf(
+                        "returnCode",
+                        if result.deleted { "success" } else { "skipped" },
+                    );
+                },
+            );
         }
         Ok(())
     }
@@ -362,18 +359,17 @@ impl Call<'_> {
             .await
             .map_err(sim)?;
         out.leaf("imageId", &image);
-        out.element("launchPermission", |out| {
-            for permission in &permissions {
-                out.element("item", |out| match permission {
-                    LaunchPermission::Account(account) => out.leaf("userId", account),
-                    LaunchPermission::Organization(org) => out.leaf("organizationArn", org),
-                    LaunchPermission::OrganizationalUnit(ou) => {
-                        out.leaf("organizationalUnitArn", ou)
-                    }
-                    LaunchPermission::Public => out.leaf("group", "all"),
-                });
-            }
-        });
+        out.list(
+            "launchPermission",
+            "item",
+            &permissions,
+            |out, permission| match permission {
+                LaunchPermission::Account(account) => out.leaf("userId", account),
+                LaunchPermission::Organization(org) => out.leaf("organizationArn", org),
+                LaunchPermission::OrganizationalUnit(ou) => out.leaf("organizationalUnitArn", ou),
+                LaunchPermission::Public => out.leaf("group", "all"),
+            },
+        );
         Ok(())
     }
 
@@ -447,14 +443,15 @@ impl Call<'_> {
             .await
             .map_err(sim)?;
         out.leaf("snapshotId", &snapshot);
-        out.element("createVolumePermission", |out| {
-            for permission in &permissions {
-                out.element("item", |out| match permission {
-                    VolumePermission::Account(account) => out.leaf("userId", account),
-                    VolumePermission::Public => out.leaf("group", "all"),
-                });
-            }
-        });
+        out.list(
+            "createVolumePermission",
+            "item",
+            &permissions,
+            |out, permission| match permission {
+                VolumePermission::Account(account) => out.leaf("userId", account),
+                VolumePermission::Public => out.leaf("group", "all"),
+            },
+        );
         Ok(())
     }
 
@@ -528,32 +525,26 @@ fn instance_item(out: &mut Xml, instance: &Instance, instance_type: Option<&str>
             });
         }
         if !instance.tags.is_empty() {
-            out.element("tagSet", |out| {
-                for (key, value) in &instance.tags {
-                    out.element("item", |out| {
-                        out.leaf("key", key);
-                        out.leaf("value", value);
-                    });
-                }
-            });
+            out.tag_set(&instance.tags);
         }
         out.leaf("rootDeviceType", "ebs");
         out.leaf_opt(
             "rootDeviceName",
             instance.volumes.first().map(|volume| &volume.device_name),
         );
-        out.element("blockDeviceMapping", |out| {
-            for volume in &instance.volumes {
-                out.element("item", |out| {
-                    out.leaf("deviceName", &volume.device_name);
-                    out.element("ebs", |out| {
-                        out.leaf("volumeId", &volume.volume_id);
-                        out.leaf("status", "attached");
-                        out.leaf("deleteOnTermination", true);
-                    });
+        out.list(
+            "blockDeviceMapping",
+            "item",
+            &instance.volumes,
+            |out, volume| {
+                out.leaf("deviceName", &volume.device_name);
+                out.element("ebs", |out| {
+                    out.leaf("volumeId", &volume.volume_id);
+                    out.leaf("status", "attached");
+                    out.leaf("deleteOnTermination", true);
                 });
-            }
-        });
+            },
+        );
     });
 }
 
@@ -588,29 +579,23 @@ fn image_item(out: &mut Xml, image: &Image) {
                 .first()
                 .map(|device| &device.device_name),
         );
-        out.element("blockDeviceMapping", |out| {
-            for device in &image.block_devices {
-                out.element("item", |out| {
-                    out.leaf("deviceName", &device.device_name);
-                    out.element("ebs", |out| {
-                        out.leaf("snapshotId", &device.snapshot_id);
-                        out.leaf("volumeSize", device.volume_size);
-                        out.leaf("deleteOnTermination", true);
-                        out.leaf("volumeType", &device.volume_type);
-                        out.leaf("encrypted", device.encrypted);
-                    });
+        out.list(
+            "blockDeviceMapping",
+            "item",
+            &image.block_devices,
+            |out, device| {
+                out.leaf("deviceName", &device.device_name);
+                out.element("ebs", |out| {
+                    out.leaf("snapshotId", &device.snapshot_id);
+                    out.leaf("volumeSize", device.volume_size);
+                    out.leaf("deleteOnTermination", true);
+                    out.leaf("volumeType", &device.volume_type);
+                    out.leaf("encrypted", device.encrypted);
                 });
-            }
-        });
+            },
+        );
         if !image.tags.is_empty() {
-            out.element("tagSet", |out| {
-                for (key, value) in &image.tags {
-                    out.element("item", |out| {
-                        out.leaf("key", key);
-                        out.leaf("value", value);
-                    });
-                }
-            });
+            out.tag_set(&image.tags);
         }
         out.leaf_opt("sourceImageId", image.source_image.as_ref());
         out.leaf_opt("sourceImageRegion", image.source_region.as_ref());

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use amishare_core::{
-    AliasName, CreateGrantRequest, CreateKeyRequest, GrantId, KeyArn, KeyManager, KeyMetadata,
-    KeyRef, KeyState, KeyStore, PrincipalArn, Region,
+use amishare_core::store::{
+    CreateGrantRequest, CreateKeyRequest, KeyManager, KeyMetadata, KeyState, KeyStore,
 };
+use amishare_core::{AliasName, GrantId, KeyArn, KeyRef, PrincipalArn, Region};
+use amishare_sim::api::{self, Page, Paged};
 use amishare_sim::SimClient;
 use serde_json::{json, Map, Value};
 
@@ -186,66 +187,62 @@ impl Call<'_> {
     }
 
     async fn list_grants(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
-        let arn = self.key_arn(fields.required_string("KeyId")?)?;
-        let grant_id = fields.string("GrantId")?;
-        let grantee = fields.string("GranteePrincipal")?;
-        let grants = self.client.list_grants(&arn).await.map_err(sim)?;
-        let grants: Vec<Value> = grants
-            .iter()
-            .filter(|grant| grant_id.is_none_or(|id| grant.id.as_str() == id))
-            .filter(|grant| grantee.is_none_or(|who| grant.grantee == who))
-            .map(|grant| grant_entry(&arn, grant))
-            .collect();
-        Ok(Some(json!({ "Grants": grants, "Truncated": false })))
+        let request = api::ListGrants {
+            key: self.key_arn(fields.required_string("KeyId")?)?,
+            grant_id: fields.string("GrantId")?.map(str::to_owned),
+            grantee: fields.string("GranteePrincipal")?.map(str::to_owned),
+            page: page(fields)?,
+        };
+        let grants = self.client.kms_list_grants(&request).map_err(sim)?;
+        Ok(Some(list("Grants", &grants, |grant| {
+            grant_entry(&request.key, grant)
+        })))
     }
 
-    /// One page holds every grant, as for `ListKeys`.
     async fn list_retirable_grants(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
-        refuse_marker(fields)?;
         let retiring = fields.required_string("RetiringPrincipal")?;
         let retiring = PrincipalArn::parse(retiring).map_err(|_| {
             validation(&format!(
                 "the simulation takes an IAM principal ARN as RetiringPrincipal, not {retiring:?}"
             ))
         })?;
+        let request = api::ListRetirableGrants {
+            retiring,
+            page: page(fields)?,
+        };
         let grants = self
             .client
-            .list_retirable_grants(self.region, &retiring)
-            .await
+            .kms_list_retirable_grants(self.region, &request)
             .map_err(sim)?;
-        let grants: Vec<Value> = grants
-            .iter()
-            .filter_map(|grant| grant.key.as_ref().map(|key| grant_entry(key, grant)))
-            .collect();
-        Ok(Some(json!({ "Grants": grants, "Truncated": false })))
+        Ok(Some(list("Grants", &grants, |grant| match &grant.key {
+            Some(key) => grant_entry(key, grant),
+            None => json!({ "GrantId": grant.id.as_str() }),
+        })))
     }
 
-    /// One page holds every key: the simulation never truncates, so a
-    /// `Marker` can only be one it did not give.
     async fn list_keys(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
-        refuse_marker(fields)?;
         let keys = self
             .client
-            .list_keys(self.region)
-            .await
-            .map_err(sim)?
-            .unwrap_or_default();
-        let keys: Vec<Value> = keys
-            .iter()
-            .map(|arn| json!({ "KeyId": arn.key_id().as_str(), "KeyArn": arn.to_string() }))
-            .collect();
-        Ok(Some(json!({ "Keys": keys, "Truncated": false })))
+            .kms_list_keys(self.region, &page(fields)?)
+            .map_err(sim)?;
+        Ok(Some(list(
+            "Keys",
+            &keys,
+            |arn| json!({ "KeyId": arn.key_id().as_str(), "KeyArn": arn.to_string() }),
+        )))
     }
 
     async fn list_resource_tags(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
-        refuse_marker(fields)?;
         let arn = self.key_arn(fields.required_string("KeyId")?)?;
-        let tags = self.client.list_resource_tags(&arn).await.map_err(sim)?;
-        let tags: Vec<Value> = tags
-            .iter()
-            .map(|(key, value)| json!({ "TagKey": key, "TagValue": value }))
-            .collect();
-        Ok(Some(json!({ "Tags": tags, "Truncated": false })))
+        let tags = self
+            .client
+            .kms_list_resource_tags(&arn, &page(fields)?)
+            .map_err(sim)?;
+        Ok(Some(list(
+            "Tags",
+            &tags,
+            |(key, value)| json!({ "TagKey": key, "TagValue": value }),
+        )))
     }
 
     async fn create_grant(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
@@ -377,29 +374,26 @@ impl Call<'_> {
         Ok(None)
     }
 
-    /// One page holds every alias, as for `ListKeys`.
     async fn list_aliases(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
-        refuse_marker(fields)?;
         let key = match fields.string("KeyId")? {
             Some(_) => Some(self.key_id_or_arn(fields)?),
             None => None,
         };
+        let request = api::ListAliases {
+            key,
+            page: page(fields)?,
+        };
         let aliases = self
             .client
-            .list_aliases(self.region, key.as_ref())
-            .await
+            .kms_list_aliases(self.region, &request)
             .map_err(sim)?;
-        let aliases: Vec<Value> = aliases
-            .iter()
-            .map(|alias| {
-                json!({
-                    "AliasName": alias.arn.alias().as_str(),
-                    "AliasArn": alias.arn.to_string(),
-                    "TargetKeyId": alias.target.as_str(),
-                })
+        Ok(Some(list("Aliases", &aliases, |alias| {
+            json!({
+                "AliasName": alias.arn.alias().as_str(),
+                "AliasArn": alias.arn.to_string(),
+                "TargetKeyId": alias.target.as_str(),
             })
-            .collect();
-        Ok(Some(json!({ "Aliases": aliases, "Truncated": false })))
+        })))
     }
 
     async fn update_alias(&self, fields: &Fields) -> Result<Option<Value>, WireError> {
@@ -461,7 +455,7 @@ fn alias_name(name: &str) -> Result<AliasName, WireError> {
 }
 
 /// A grant as `ListGrants` and `ListRetirableGrants` list it.
-fn grant_entry(key: &KeyArn, grant: &amishare_core::Grant) -> Value {
+fn grant_entry(key: &KeyArn, grant: &amishare_core::store::Grant) -> Value {
     let mut entry = json!({
         "KeyId": key.to_string(),
         "GrantId": grant.id.as_str(),
@@ -497,16 +491,29 @@ fn not_found(arn: &KeyArn) -> WireError {
     WireError::new("NotFoundException", format!("Key '{arn}' does not exist"))
 }
 
-/// The simulation answers every list in one page, so it never hands out a
-/// marker to come back with.
-fn refuse_marker(fields: &Fields) -> Result<(), WireError> {
-    match fields.string("Marker")? {
-        Some(marker) => Err(WireError::new(
-            "InvalidMarkerException",
-            format!("Invalid marker {marker}"),
-        )),
-        None => Ok(()),
+/// `Limit` and `Marker`. A `Limit` that is no `u32` is out of range either
+/// way, and the simulation refuses it as 0 or as the largest `u32`.
+fn page(fields: &Fields) -> Result<Page, WireError> {
+    let limit = fields
+        .integer("Limit")?
+        .map(|limit| u32::try_from(limit).unwrap_or(if limit < 0 { 0 } else { u32::MAX }));
+    Ok(Page {
+        max_results: limit,
+        next_token: fields.string("Marker")?.map(str::to_owned),
+    })
+}
+
+/// A page of a KMS list: its items under `member`, `Truncated`, and
+/// `NextMarker` when more follow.
+fn list<T>(member: &str, paged: &Paged<T>, entry: impl Fn(&T) -> Value) -> Value {
+    let mut answer = json!({
+        member: paged.items.iter().map(entry).collect::<Vec<Value>>(),
+        "Truncated": paged.truncated(),
+    });
+    if let Some(marker) = &paged.next_token {
+        answer["NextMarker"] = json!(marker);
     }
+    answer
 }
 
 fn validation(message: &str) -> WireError {

@@ -81,11 +81,12 @@
 //! `amishare sim serve`, which `cargo xtask e2e` runs.
 //!
 //! EC2's `Describe*` calls take filters (AWS's semantics, from
-//! `amishare_core::filter`) and `MaxResults`/`NextToken`; every EC2 call
-//! takes `DryRun`. What is left out: KMS paging (every KMS list is one
-//! page) and the fields the simulation does not model (creation dates,
-//! architectures, instance types after launch); a filter name an operation
-//! does not model is refused, never ignored.
+//! `amishare_core::filter`) and `MaxResults`/`NextToken`; KMS's lists take
+//! `Limit`/`Marker` and answer `Truncated`/`NextMarker` (one paging rule,
+//! `amishare_sim::api`); every EC2 call takes `DryRun`. What is left out:
+//! the fields the simulation does not model (creation dates, architectures,
+//! instance types after launch); a filter name an operation does not model
+//! is refused, never ignored.
 
 mod auth;
 mod autoscaling;

@@ -74,6 +74,11 @@ impl Params {
         items.into_iter().map(|(_, value)| value).collect()
     }
 
+    /// [`Params::list`], each value owned.
+    pub(crate) fn strings(&self, prefix: &str) -> Vec<String> {
+        self.list(prefix).into_iter().map(str::to_owned).collect()
+    }
+
     /// The members of a flattened list of structures, `prefix.N.Field…`, in
     /// index order, each with its own fields (`Field…`).
     pub(crate) fn members(&self, prefix: &str) -> Vec<Params> {

@@ -1,7 +1,8 @@
 //! STS over the query protocol: `GetCallerIdentity`, the only STS call
 //! amishare makes.
 
-use amishare_core::{KeyStore, PrincipalArn, PrincipalKind};
+use amishare_core::store::KeyStore;
+use amishare_core::{PrincipalArn, PrincipalKind};
 use amishare_sim::SimClient;
 
 use crate::wire::{Service, WireError, STS_VERSION};

@@ -31,6 +31,31 @@ impl Xml {
         self.close(tag);
     }
 
+    /// `<tag>` around one `<member>` per item, each written by `item`: the
+    /// query protocol's lists (`member` in Auto Scaling and STS, `item` in
+    /// EC2).
+    pub(crate) fn list<T>(
+        &mut self,
+        tag: &str,
+        member: &str,
+        items: impl IntoIterator<Item = T>,
+        mut item: impl FnMut(&mut Xml, T),
+    ) {
+        self.element(tag, |out| {
+            for each in items {
+                out.element(member, |out| item(out, each));
+            }
+        });
+    }
+
+    /// EC2's `tagSet`: an `item` of `key` and `value` per tag.
+    pub(crate) fn tag_set<'t>(&mut self, tags: impl IntoIterator<Item = (&'t String, &'t String)>) {
+        self.list("tagSet", "item", tags, |out, (key, value)| {
+            out.leaf("key", key);
+            out.leaf("value", value);
+        });
+    }
+
     /// `<tag>text</tag>`, the text escaped.
     pub(crate) fn leaf(&mut self, tag: &str, text: impl fmt::Display) {
         self.open(tag);

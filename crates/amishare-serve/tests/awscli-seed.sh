@@ -182,6 +182,40 @@ check "every instance, five a page" \
     "$(target ec2 describe-instances --page-size 5 --query 'Reservations[].Instances[].InstanceId' | wc -w | tr -d ' ')" \
     "$((instances + 6))"
 
+# KMS pages with Limit and Marker; the aws CLI follows NextMarker itself
+# (and applies --query to the whole list only with JSON output).
+for n in 1 2 3; do
+    owner kms create-grant --key-id "$key_arn" --grantee-principal "$target_arn" \
+        --operations Decrypt --name "paged-$n" --retiring-principal "$owner_arn" >/dev/null
+    owner kms create-alias --alias-name "alias/paged-$n" --target-key-id "$key_id"
+    owner kms create-key --description "paged key $n" >/dev/null
+done
+for list in "list-grants --key-id $key_arn:Grants" \
+    "list-retirable-grants --retiring-principal $owner_arn:Grants" \
+    "list-aliases:Aliases" "list-keys:Keys"; do
+    args=${list%:*}
+    member=${list##*:}
+    # shellcheck disable=SC2086 # the operation and its arguments, split on spaces
+    all=$(owner kms $args --query "length($member)")
+    [[ "$all" -ge 3 ]] || fail "kms $args: $all items, expected 3 or more"
+    # shellcheck disable=SC2086
+    check "kms $args: every item, one a page" \
+        "$(owner kms $args --page-size 1 --output json --query "length($member)")" "$all"
+    # shellcheck disable=SC2086
+    check "kms $args: one page of one" \
+        "$(owner kms $args --no-paginate --limit 1 --query "[length($member), Truncated, NextMarker != null]")" \
+        "1	True	True"
+    # shellcheck disable=SC2086
+    check "kms $args: the first two items" \
+        "$(owner kms $args --max-items 2 --page-size 1 --output json --query "length($member)")" "2"
+    # shellcheck disable=SC2086
+    expect_error "kms $args with a marker it never gave" InvalidMarkerException \
+        owner kms $args --no-paginate --marker not-a-marker
+    # shellcheck disable=SC2086
+    expect_error "kms $args with a limit above 1000" ValidationException \
+        owner kms $args --no-paginate --limit 1001
+done
+
 # ------------------------------------------------------------------ saved state
 
 saved_world_has "the copy and the key" "\"$copy\"" "$key_arn"

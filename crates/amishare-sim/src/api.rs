@@ -1,38 +1,44 @@
 //! The simulation's operations as AWS defines them: requests with AWS's
 //! parameters (filters, `MinCount`/`MaxCount`, `DeleteAssociatedSnapshots`,
-//! paging) and answers with what AWS answers (state changes, per-snapshot
-//! results, a next token). Each is one call of [`SimClient`], made under
+//! EC2's and KMS's paging) and answers with what AWS answers (state changes,
+//! per-snapshot results, a next token or marker). Each is one call of [`SimClient`], made under
 //! one lock of the world, so a server speaking for the simulation parses a
 //! request, makes one of these calls and prints the answer.
 //!
 //! Core's store traits, which [`SimClient`] also implements, are the same
 //! operations seen through amishare's narrower requests.
 
-use amishare_core::ops::Operation;
+use amishare_core::ops::{Operation, Service};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use amishare_core::filter::{self, Filter, Filterable};
+use amishare_core::store::{
+    AttachedVolume, Grant, Image, ImageOwner, ImageQuery, Instance, InstanceState,
+    RunInstancesRequest, Snapshot,
+};
 use amishare_core::{
-    AccountId, AliasName, AttachedVolume, Error, ErrorKind, Image, ImageOwner, ImageQuery,
-    Instance, InstanceId, InstanceState, KeyRef, Region, Result, RunInstancesRequest, Snapshot,
-    SnapshotId, VolumeId,
+    AccountId, AliasName, Error, ErrorKind, InstanceId, KeyArn, KeyRef, PrincipalArn, Region,
+    Result, SnapshotId, VolumeId,
 };
 
 use crate::client::SimClient;
 use crate::errors;
+use crate::kms_admin::AliasEntry;
 use crate::state::Ctx;
 
 /// How many instances one `RunInstances` launches at most here.
 pub const MAX_INSTANCES_PER_CALL: u32 = 20;
 
-/// One page of a listing: `MaxResults` and the `NextToken` of the page
-/// before (`docs/spec/ec2.md` §B17).
+/// One page of a listing: EC2's `MaxResults` and the `NextToken` of the
+/// page before (`docs/spec/ec2.md` §B17), or KMS's `Limit` and `Marker`
+/// (`docs/spec/kms.md` §A8).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
-    /// At most this many items; `None` for all of them.
+    /// At most this many items (`MaxResults`, `Limit`); `None` for the
+    /// operation's default.
     pub max_results: Option<u32>,
-    /// Where the page before stopped.
+    /// Where the page before stopped (`NextToken`, `Marker`).
     pub next_token: Option<String>,
 }
 
@@ -41,8 +47,17 @@ pub struct Page {
 pub struct Paged<T> {
     /// The page's items.
     pub items: Vec<T>,
-    /// The token that asks for the next page; `None` on the last page.
+    /// The token that asks for the next page (`NextToken`, KMS's
+    /// `NextMarker`); `None` on the last page, where KMS answers
+    /// `Truncated` false.
     pub next_token: Option<String>,
+}
+
+impl<T> Paged<T> {
+    /// KMS's `Truncated`: whether more items follow this page.
+    pub fn truncated(&self) -> bool {
+        self.next_token.is_some()
+    }
 }
 
 /// An owner in `DescribeImages` and `DescribeSnapshots`: `self`, an account
@@ -274,35 +289,129 @@ impl SimClient {
     }
 }
 
-/// Refuses a `MaxResults` outside `bounds`, as EC2 does.
-fn check_max_results(page: &Page, bounds: RangeInclusive<u32>) -> Result<()> {
-    match page.max_results {
-        Some(max) if !bounds.contains(&max) => Err(errors::invalid_parameter_value(format!(
-            "Value ( {max} ) for parameter maxResults is invalid. Expecting a value between {} and {}.",
-            bounds.start(),
-            bounds.end()
-        ))),
-        _ => Ok(()),
+/// How one listing pages (`docs/spec/ec2.md` §B17, `docs/spec/kms.md` §A8):
+/// the page sizes it accepts, how many items a page holds when the caller
+/// names no size, and at most.
+#[derive(Debug, Clone)]
+pub(crate) struct Paging {
+    service: Service,
+    sizes: RangeInclusive<u32>,
+    /// Items per page without `MaxResults` or `Limit`; `None` for all.
+    default: Option<u32>,
+    /// The most items one page holds, whatever size was asked for.
+    most: u32,
+}
+
+impl Paging {
+    /// An EC2 `Describe*` call: `MaxResults` within `sizes`, every item in
+    /// one page without it.
+    pub(crate) const fn ec2(sizes: RangeInclusive<u32>) -> Paging {
+        let most = *sizes.end();
+        Paging {
+            service: Service::Ec2,
+            sizes,
+            default: None,
+            most,
+        }
+    }
+
+    /// A KMS `List*` call: `Limit` from 1 to 1000 (the API's `LimitType`),
+    /// `default` items a page without it and at most `most`.
+    pub(crate) const fn kms(default: u32, most: u32) -> Paging {
+        Paging {
+            service: Service::Kms,
+            sizes: 1..=1000,
+            default: Some(default),
+            most,
+        }
+    }
+
+    /// The page of `items` (in the order of `key`) that `page` asks for,
+    /// after refusing a size or token the service would refuse. The next
+    /// page starts after the key of this page's last item: EC2's token is
+    /// that key, KMS's marker that key in hexadecimal.
+    pub(crate) fn page<T>(
+        &self,
+        mut items: Vec<T>,
+        page: &Page,
+        key: impl Fn(&T) -> String,
+    ) -> Result<Paged<T>> {
+        self.check_size(page.max_results)?;
+        let after = match (&page.next_token, self.service) {
+            (Some(marker), Service::Kms) => Some(decode_marker(marker)?),
+            (token, _) => token.clone(),
+        };
+        let size = page
+            .max_results
+            .or(self.default)
+            .map(|size| size.min(self.most));
+        if size.is_none() && after.is_none() {
+            return Ok(Paged {
+                items,
+                next_token: None,
+            });
+        }
+        items.sort_by_key(&key);
+        if let Some(after) = &after {
+            items.retain(|item| key(item) > *after);
+        }
+        let size = size.map_or(usize::MAX, |size| size as usize);
+        let next = (items.len() > size).then(|| key(&items[size - 1]));
+        items.truncate(size);
+        let next_token = match self.service {
+            Service::Kms => next.map(|next| hex::encode(next.as_bytes())),
+            _ => next,
+        };
+        Ok(Paged { items, next_token })
+    }
+
+    /// Refuses a page size outside the accepted ones, in the service's words.
+    fn check_size(&self, size: Option<u32>) -> Result<()> {
+        let Some(size) = size.filter(|size| !self.sizes.contains(size)) else {
+            return Ok(());
+        };
+        let (start, end) = (*self.sizes.start(), *self.sizes.end());
+        Err(match self.service {
+            Service::Kms => {
+                let (relation, bound) = match size < start {
+                    true => ("greater", start),
+                    false => ("less", end),
+                };
+                errors::validation(format!(
+                    "1 validation error detected: Value '{size}' at 'limit' failed to satisfy constraint: Member must have value {relation} than or equal to {bound}"
+                ))
+            }
+            _ => errors::invalid_parameter_value(format!(
+                "Value ( {size} ) for parameter maxResults is invalid. Expecting a value between {start} and {end}."
+            )),
+        })
     }
 }
 
-/// The page of `items` (in the order of `key`) that `page` asks for; the
-/// token is the key of the page's last item.
-pub(crate) fn page_of<T>(mut items: Vec<T>, page: &Page, key: impl Fn(&T) -> String) -> Paged<T> {
-    if page.max_results.is_none() && page.next_token.is_none() {
-        return Paged {
-            items,
-            next_token: None,
-        };
-    }
-    items.sort_by_key(&key);
-    if let Some(token) = &page.next_token {
-        items.retain(|item| key(item) > *token);
-    }
-    let max = page.max_results.map_or(usize::MAX, |max| max as usize);
-    let next_token = (items.len() > max).then(|| key(&items[max - 1]));
-    items.truncate(max);
-    Paged { items, next_token }
+/// `DescribeImages`' `MaxResults` (`docs/spec/ec2.md` §B17).
+const IMAGE_PAGES: Paging = Paging::ec2(1..=1000);
+/// `DescribeInstances`' `MaxResults`.
+const INSTANCE_PAGES: Paging = Paging::ec2(5..=1000);
+/// `DescribeSnapshots`' `MaxResults`.
+const SNAPSHOT_PAGES: Paging = Paging::ec2(5..=1000);
+/// `DescribeVolumes`' `MaxResults`.
+const VOLUME_PAGES: Paging = Paging::ec2(5..=500);
+/// `ListKeys`' `Limit`: 100 a page unless asked, up to 1000 (`docs/spec/kms.md` §A8).
+const KEY_PAGES: Paging = Paging::kms(100, 1000);
+/// `ListAliases`', `ListGrants`' and `ListRetirableGrants`' `Limit`: 50 a
+/// page unless asked, up to 100.
+const ALIAS_AND_GRANT_PAGES: Paging = Paging::kms(50, 100);
+/// `ListResourceTags`' `Limit`: 50 a page unless asked, up to 50.
+const TAG_PAGES: Paging = Paging::kms(50, 50);
+
+/// The key a KMS marker stands for; a marker the simulation cannot have
+/// given (not hexadecimal text, or empty) is `InvalidMarkerException`.
+fn decode_marker(marker: &str) -> Result<String> {
+    hex::decode(marker)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| errors::invalid_marker(marker))
 }
 
 /// Refuses paging together with IDs, as EC2 does for instances and volumes.
@@ -324,7 +433,7 @@ impl Ctx<'_> {
         request: &DescribeImages,
     ) -> Result<Paged<Image>> {
         filter::check_names(&request.filters, filter::IMAGE_FILTERS)?;
-        check_max_results(&request.page, 1..=1000)?;
+        IMAGE_PAGES.check_size(request.page.max_results)?;
         let mut query = request.query.clone();
         for owner in &request.owners {
             match owner {
@@ -344,7 +453,7 @@ impl Ctx<'_> {
             images.clear();
         }
         images.retain(|image| filter::matches_all(&request.filters, image));
-        Ok(page_of(images, &request.page, |image| image.id.to_string()))
+        IMAGE_PAGES.page(images, &request.page, |image| image.id.to_string())
     }
 
     fn api_describe_instances(
@@ -353,7 +462,7 @@ impl Ctx<'_> {
         request: &DescribeInstances,
     ) -> Result<Paged<Instance>> {
         filter::check_names(&request.filters, filter::INSTANCE_FILTERS)?;
-        check_max_results(&request.page, 5..=1000)?;
+        INSTANCE_PAGES.check_size(request.page.max_results)?;
         ids_or_page(
             !request.instance_ids.is_empty(),
             &request.page,
@@ -361,9 +470,7 @@ impl Ctx<'_> {
         )?;
         let mut instances = self.describe_instances(region, &request.instance_ids)?;
         instances.retain(|instance| filter::matches_all(&request.filters, instance));
-        Ok(page_of(instances, &request.page, |instance| {
-            instance.id.to_string()
-        }))
+        INSTANCE_PAGES.page(instances, &request.page, |instance| instance.id.to_string())
     }
 
     fn api_describe_snapshots(
@@ -372,7 +479,7 @@ impl Ctx<'_> {
         request: &DescribeSnapshots,
     ) -> Result<Paged<Snapshot>> {
         filter::check_names(&request.filters, filter::SNAPSHOT_FILTERS)?;
-        check_max_results(&request.page, 5..=1000)?;
+        SNAPSHOT_PAGES.check_size(request.page.max_results)?;
         let caller = self.who.account_id().clone();
         // What the caller can read is what it can restore; the simulation
         // cannot answer for other accounts.
@@ -406,9 +513,7 @@ impl Ctx<'_> {
                 });
             owner_ok && filter::matches_all(&request.filters, snapshot)
         });
-        Ok(page_of(snapshots, &request.page, |snapshot| {
-            snapshot.id.to_string()
-        }))
+        SNAPSHOT_PAGES.page(snapshots, &request.page, |snapshot| snapshot.id.to_string())
     }
 
     fn api_describe_volumes(
@@ -417,7 +522,7 @@ impl Ctx<'_> {
         request: &DescribeVolumes,
     ) -> Result<Paged<Volume>> {
         filter::check_names(&request.filters, VOLUME_FILTERS)?;
-        check_max_results(&request.page, 5..=500)?;
+        VOLUME_PAGES.check_size(request.page.max_results)?;
         ids_or_page(!request.volume_ids.is_empty(), &request.page, "volumeIds")?;
         // Volumes are described with the instances they belong to.
         let instances = self.describe_instances(region, &[])?;
@@ -451,9 +556,9 @@ impl Ctx<'_> {
                     && filter::matches_all(&request.filters, volume)
             })
             .collect();
-        Ok(page_of(wanted, &request.page, |volume| {
+        VOLUME_PAGES.page(wanted, &request.page, |volume| {
             volume.volume.volume_id.to_string()
-        }))
+        })
     }
 
     /// The one key the launch encrypts with, from the block device
@@ -521,7 +626,8 @@ impl Ctx<'_> {
             ..request.request.clone()
         };
         // What refuses one launch refuses them all, so the first answers for
-        // every one: MaxCount instances, or none. A ClientToken covers the
+        // every one: MaxCount instances, or none. A dry run stops at the
+        // first's authorization, which is every instance's (§B16). A ClientToken covers the
         // whole call: the n-th instance is kept under `<token>#<n>` (the
         // token cut to 60 characters), so a retry finds every one again.
         let mut launched = Vec::with_capacity(max as usize);
@@ -597,6 +703,111 @@ impl Ctx<'_> {
                     snapshot,
                 })
                 .collect(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------- KMS
+
+/// `ListAliases`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListAliases {
+    /// `KeyId`: only the aliases of this key of the caller's account.
+    pub key: Option<KeyRef>,
+    /// `Limit`, `Marker`.
+    pub page: Page,
+}
+
+/// `ListGrants`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListGrants {
+    /// `KeyId`, as a key ARN.
+    pub key: KeyArn,
+    /// `GrantId`: only the grant with this ID.
+    pub grant_id: Option<String>,
+    /// `GranteePrincipal`: only the grants to this principal.
+    pub grantee: Option<String>,
+    /// `Limit`, `Marker`.
+    pub page: Page,
+}
+
+/// `ListRetirableGrants`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRetirableGrants {
+    /// `RetiringPrincipal`.
+    pub retiring: PrincipalArn,
+    /// `Limit`, `Marker`.
+    pub page: Page,
+}
+
+impl SimClient {
+    /// KMS `ListKeys`, page by page (`docs/spec/kms.md` §A8).
+    pub fn kms_list_keys(&self, region: &Region, page: &Page) -> Result<Paged<KeyArn>> {
+        self.call(Operation::ListKeys, Some(region), |ctx| {
+            let keys = ctx.list_keys(region)?;
+            KEY_PAGES.page(keys, page, |arn| arn.key_id().to_string())
+        })
+    }
+
+    /// KMS `ListAliases`, of the account or of one key, page by page.
+    pub fn kms_list_aliases(
+        &self,
+        region: &Region,
+        request: &ListAliases,
+    ) -> Result<Paged<AliasEntry>> {
+        self.call(Operation::ListAliases, Some(region), |ctx| {
+            let aliases = ctx.list_aliases(region, request.key.as_ref())?;
+            ALIAS_AND_GRANT_PAGES.page(aliases, &request.page, |alias| {
+                alias.arn.alias().to_string()
+            })
+        })
+    }
+
+    /// KMS `ListGrants`, with its `GrantId` and `GranteePrincipal` filters,
+    /// page by page.
+    pub fn kms_list_grants(&self, request: &ListGrants) -> Result<Paged<Grant>> {
+        self.call(Operation::ListGrants, Some(request.key.region()), |ctx| {
+            let mut grants = ctx.list_grants(&request.key)?;
+            grants.retain(|grant| {
+                request
+                    .grant_id
+                    .as_deref()
+                    .is_none_or(|id| grant.id.as_str() == id)
+                    && request
+                        .grantee
+                        .as_deref()
+                        .is_none_or(|grantee| grant.grantee == grantee)
+            });
+            ALIAS_AND_GRANT_PAGES.page(grants, &request.page, |grant| grant.id.to_string())
+        })
+    }
+
+    /// KMS `ListRetirableGrants`, page by page; each grant names its key.
+    pub fn kms_list_retirable_grants(
+        &self,
+        region: &Region,
+        request: &ListRetirableGrants,
+    ) -> Result<Paged<Grant>> {
+        self.call(Operation::ListRetirableGrants, Some(region), |ctx| {
+            let grants = ctx.list_retirable_grants(region, &request.retiring)?;
+            // Grants of several keys: the key first, so that equal IDs on
+            // two keys stay apart.
+            ALIAS_AND_GRANT_PAGES.page(grants, &request.page, |grant| {
+                let key = grant.key.as_ref().map(KeyArn::to_string);
+                format!("{} {}", key.unwrap_or_default(), grant.id)
+            })
+        })
+    }
+
+    /// KMS `ListResourceTags`, page by page: tag keys and values.
+    pub fn kms_list_resource_tags(
+        &self,
+        key: &KeyArn,
+        page: &Page,
+    ) -> Result<Paged<(String, String)>> {
+        self.call(Operation::ListResourceTags, Some(key.region()), |ctx| {
+            let tags = ctx.list_resource_tags(key)?.into_iter().collect();
+            TAG_PAGES.page(tags, page, |(tag, _)| tag.clone())
         })
     }
 }
@@ -703,5 +914,136 @@ impl SimClient {
             ctx.delete_launch_template(region, &name)?;
             found.ok_or_else(crate::scaling::template_not_found)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Page, Paging, ALIAS_AND_GRANT_PAGES, INSTANCE_PAGES, KEY_PAGES};
+
+    /// Every page of `items` at `size` a page under `paging`: the sizes of
+    /// the pages, and every item in the order the pages gave them.
+    fn walk(paging: &Paging, items: &[u32], size: Option<u32>) -> (Vec<usize>, Vec<u32>) {
+        let (mut sizes, mut seen) = (Vec::new(), Vec::new());
+        let mut token = None;
+        loop {
+            let page = Page {
+                max_results: size,
+                next_token: token.clone(),
+            };
+            let paged = paging
+                .page(items.to_vec(), &page, |n| format!("{n:04}"))
+                .unwrap();
+            sizes.push(paged.items.len());
+            seen.extend(paged.items.iter().copied());
+            match paged.next_token {
+                Some(next) => token = Some(next),
+                None => return (sizes, seen),
+            }
+            assert!(sizes.len() < 1000, "the pages never end");
+        }
+    }
+
+    #[test]
+    fn pages_hold_every_item_once_in_order() {
+        let items: Vec<u32> = (0..230).rev().collect();
+        let ordered: Vec<u32> = (0..230).collect();
+        for (what, paging, size, sizes) in [
+            (
+                "EC2 without MaxResults: one page",
+                &INSTANCE_PAGES,
+                None,
+                vec![230],
+            ),
+            ("EC2 at 100", &INSTANCE_PAGES, Some(100), vec![100, 100, 30]),
+            ("ListKeys by default", &KEY_PAGES, None, vec![100, 100, 30]),
+            ("ListKeys at 1000", &KEY_PAGES, Some(1000), vec![230]),
+            (
+                "ListGrants by default",
+                &ALIAS_AND_GRANT_PAGES,
+                None,
+                vec![50, 50, 50, 50, 30],
+            ),
+            (
+                "ListGrants at 1000: 100 at most",
+                &ALIAS_AND_GRANT_PAGES,
+                Some(1000),
+                vec![100, 100, 30],
+            ),
+        ] {
+            let (got, seen) = walk(paging, &items, size);
+            assert_eq!(got, sizes, "{what}");
+            let expected = match size.is_none() && paging.default.is_none() {
+                // One page of everything keeps the order it came in.
+                true => &items,
+                false => &ordered,
+            };
+            assert_eq!(&seen, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_markers_the_service_would_refuse_are_refused() {
+        for (what, paging, page, code) in [
+            (
+                "EC2 below its range",
+                &INSTANCE_PAGES,
+                Page {
+                    max_results: Some(4),
+                    next_token: None,
+                },
+                "InvalidParameterValue",
+            ),
+            (
+                "KMS below 1",
+                &KEY_PAGES,
+                Page {
+                    max_results: Some(0),
+                    next_token: None,
+                },
+                "ValidationException",
+            ),
+            (
+                "KMS above 1000",
+                &ALIAS_AND_GRANT_PAGES,
+                Page {
+                    max_results: Some(1001),
+                    next_token: None,
+                },
+                "ValidationException",
+            ),
+            (
+                "a marker KMS never gave",
+                &KEY_PAGES,
+                Page {
+                    max_results: None,
+                    next_token: Some("zz".into()),
+                },
+                "InvalidMarkerException",
+            ),
+            (
+                "an empty marker",
+                &KEY_PAGES,
+                Page {
+                    max_results: None,
+                    next_token: Some(String::new()),
+                },
+                "InvalidMarkerException",
+            ),
+        ] {
+            let err = paging
+                .page(vec![1, 2, 3], &page, u32::to_string)
+                .unwrap_err();
+            assert_eq!(err.code(), Some(code), "{what}: {err}");
+        }
+        // EC2's token is the last item's ID as it stands.
+        let page = Page {
+            max_results: Some(5),
+            next_token: None,
+        };
+        let paged = INSTANCE_PAGES
+            .page((0..7).collect(), &page, |n: &u32| n.to_string())
+            .unwrap();
+        assert_eq!(paged.next_token.as_deref(), Some("4"));
     }
 }

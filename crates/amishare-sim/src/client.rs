@@ -8,12 +8,14 @@ use amishare_core::scaling::{
     Activity, Group, GroupRequest, LaunchTemplate, LaunchTemplateRequest, ScalingStore,
     ServiceLinkedRole,
 };
+use amishare_core::store::{
+    Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
+    EbsDefaults, Grant, Image, ImageQuery, ImageStore, Instance, KeyMetadata, KeyStore,
+    LaunchPermission, PermissionChange, RunInstancesRequest, Snapshot, VolumePermission,
+};
 use amishare_core::{
-    AliasName, Caller, CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest,
-    EbsDefaults, Error, ErrorKind, Grant, GrantId, Image, ImageId, ImageQuery, ImageStore,
-    Instance, InstanceId, KeyArn, KeyId, KeyMetadata, KeyRef, KeyStore, LaunchPermission,
-    PermissionChange, PrincipalArn, Region, Result, RunInstancesRequest, Snapshot, SnapshotId,
-    VolumePermission,
+    AliasName, Error, ErrorKind, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef, PrincipalArn,
+    Region, Result, SnapshotId,
 };
 use async_trait::async_trait;
 

@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use amishare_core::{AccountId, AliasName, GrantId, ImageId, KeyId, LaunchPermission, Region};
+use amishare_core::store::LaunchPermission;
+use amishare_core::{AccountId, AliasName, GrantId, ImageId, KeyId, Region};
 
 use crate::ids::IdGen;
 

@@ -10,12 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use amishare_core::ec2_kms::{Encryption, KeyChoice, SourceKey};
+use amishare_core::store::{
+    AttachedVolume, BlockDevice, CopyImageRequest, CreateImageRequest, EbsDefaults, ExecutableBy,
+    Image, ImageOwner, ImageQuery, Instance, InstanceState, KeyManager, LaunchPermission,
+    PermissionChange, RunInstancesRequest, Snapshot, StateReason, VolumePermission,
+};
 use amishare_core::{
-    ec2_kms, AccountId, AliasName, AttachedVolume, BlockDevice, CopyImageRequest,
-    CreateImageRequest, EbsDefaults, Error, ErrorKind, ExecutableBy, GrantId, Image, ImageId,
-    ImageName, ImageOwner, ImageQuery, Instance, InstanceId, InstanceState, KeyArn, KeyId,
-    KeyManager, KeyRef, LaunchPermission, PermissionChange, Region, Result, RunInstancesRequest,
-    Snapshot, SnapshotId, StateReason, VolumePermission,
+    ec2_kms, AccountId, AliasName, Error, ErrorKind, GrantId, ImageId, ImageName, InstanceId,
+    KeyArn, KeyId, KeyRef, Region, Result, SnapshotId,
 };
 use amishare_policy::Context;
 

@@ -9,6 +9,14 @@ use crate::knobs::{Knobs, PendingDeletionError};
 
 // ---------------------------------------------------------------- KMS
 
+/// A `Marker` KMS did not give (`docs/spec/kms.md` §A8).
+pub(crate) fn invalid_marker(marker: &str) -> Error {
+    catalogue::error(
+        "InvalidMarkerException",
+        format!("The marker {marker} does not start a page of this list."),
+    )
+}
+
 pub(crate) fn kms_access_denied(message: String) -> Error {
     catalogue::error("AccessDeniedException", message)
 }

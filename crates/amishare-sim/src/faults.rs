@@ -123,8 +123,8 @@ struct Shared {
 /// generator and their tally, so the owner's and the target's clients of
 /// one run can share one `Faulty`'s state through [`Faulty::for_client`].
 ///
-/// It is a [`KeyStore`](amishare_core::KeyStore),
-/// [`ImageStore`](amishare_core::ImageStore) and
+/// It is a [`KeyStore`](amishare_core::store::KeyStore),
+/// [`ImageStore`](amishare_core::store::ImageStore) and
 /// [`ScalingStore`](amishare_core::scaling::ScalingStore) by
 /// [`around_stores!`](amishare_core::around_stores): each call goes through
 /// its [`Around`] hook.

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use amishare_conformance::{Capabilities, Harness, Party, VolumeSeed};
+use amishare_core::store::KeyState;
 use amishare_core::{
-    AccountId, Clock, InstanceId, KeyArn, KeyState, OrganizationArn, OuArn, PrincipalArn, Region,
-    Result, Stores,
+    AccountId, Clock, InstanceId, KeyArn, OrganizationArn, OuArn, PrincipalArn, Region, Result,
+    Stores,
 };
 use async_trait::async_trait;
 

@@ -1,12 +1,15 @@
 //! KMS: key resolution, authorization (key policy + IAM + grants, via
-//! `amishare-policy`), key states, and the operations of [`KeyStore`](amishare_core::KeyStore).
+//! `amishare-policy`), key states, and the operations of [`KeyStore`](amishare_core::store::KeyStore).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use amishare_core::store::{
+    CreateGrantRequest, CreateKeyRequest, Grant, KeyManager, KeyMetadata, KeyState,
+};
 use amishare_core::{
-    AccountId, AliasArn, AliasName, CreateGrantRequest, CreateKeyRequest, Grant, GrantId, KeyArn,
-    KeyId, KeyManager, KeyMetadata, KeyRef, KeyState, PrincipalArn, PrincipalKind, Region, Result,
+    AccountId, AliasArn, AliasName, GrantId, KeyArn, KeyId, KeyRef, PrincipalArn, PrincipalKind,
+    Region, Result,
 };
 use amishare_policy::{
     evaluate_identity, evaluate_identity_outcome, evaluate_kms, evaluate_kms_outcome,

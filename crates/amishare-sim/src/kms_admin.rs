@@ -11,7 +11,8 @@ use std::time::Duration;
 use amishare_core::key_admin::KeyAdmin;
 pub use amishare_core::key_admin::ScheduledDeletion;
 use amishare_core::ops::Operation;
-use amishare_core::{AliasArn, AliasName, KeyArn, KeyId, KeyRef, KeyState, Region, Result};
+use amishare_core::store::KeyState;
+use amishare_core::{AliasArn, AliasName, KeyArn, KeyId, KeyRef, Region, Result};
 use amishare_policy::Context;
 use async_trait::async_trait;
 

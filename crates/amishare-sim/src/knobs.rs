@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use amishare_core::scaling::ActivityStatus;
-use amishare_core::{Error, ErrorKind, StateReason};
+use amishare_core::store::StateReason;
+use amishare_core::{Error, ErrorKind};
 
 /// An error the simulation returns where AWS's exact code or text is not
 /// known.

@@ -20,9 +20,8 @@ use amishare_core::scaling::{
     Activity, ActivityStatus, Group, GroupInstance, GroupRequest, LaunchTemplate,
     LaunchTemplateRequest, LifecycleState, ServiceLinkedRole,
 };
-use amishare_core::{
-    AccountId, Error, ErrorKind, InstanceState, PrincipalArn, Region, Result, RunInstancesRequest,
-};
+use amishare_core::store::{InstanceState, RunInstancesRequest};
+use amishare_core::{AccountId, Error, ErrorKind, PrincipalArn, Region, Result};
 use amishare_policy::Policy;
 
 use crate::state::{

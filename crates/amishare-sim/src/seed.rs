@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amishare_core::scaling::ServiceLinkedRole;
+use amishare_core::store::{ImageStore, InstanceState};
 use amishare_core::{
     AcceptReport, AcceptRequest, AccountId, AliasName, Clock, CopyKey, Flow, ImageName,
-    ImageSource, ImageStore, InstanceId, InstanceState, KeyChoice, LaunchOptions, LaunchVia,
-    Narrowing, PrincipalArn, Region, Result, ShareReport, ShareRequest, Sharer, Target,
+    ImageSource, InstanceId, KeyChoice, LaunchOptions, LaunchVia, PrincipalArn, Region, Result,
+    ShareReport, ShareRequest, Sharer, Target,
 };
 use serde::Serialize;
 
@@ -96,17 +97,14 @@ impl SeedWorld {
 
     /// The owner side of the walkthrough: steps 1 to 3.
     pub fn share_request(&self) -> ShareRequest {
-        ShareRequest {
-            service_roles: Vec::new(),
-            source: ImageSource::Instance(self.instance.clone()),
-            source_region: self.region.clone(),
-            regions: Vec::new(),
-            key: KeyChoice::Create(AliasName::parse(KEY_ALIAS).expect("valid alias")),
-            targets: vec![Target::Principal(self.target.clone())],
-            volume_permission: true,
-            name: Some(ImageName::parse("cross-test-encrypted").expect("valid name")),
-            narrowing: Narrowing::default(),
-        }
+        ShareRequest::new(
+            ImageSource::Instance(self.instance.clone()),
+            self.region.clone(),
+            KeyChoice::Create(AliasName::parse(KEY_ALIAS).expect("valid alias")),
+            [Target::Principal(self.target.clone())],
+        )
+        .with_volume_permission(true)
+        .with_name(ImageName::parse("cross-test-encrypted").expect("valid name"))
     }
 
     /// Runs the five steps: A shares, B checks the key, launches (keeping the
@@ -165,39 +163,36 @@ impl SeedWorld {
         let target_flow =
             Flow::new(target.clone(), target.clone(), clock).with_scaling(target.clone());
         let accept = target_flow
-            .accept(&AcceptRequest {
-                grants: Vec::new(),
-                image: shared.image.clone(),
-                region: self.region.clone(),
-                keys: vec![shared.key.clone()],
-                launch: Some(LaunchOptions {
-                    keep: true,
-                    ..LaunchOptions::default()
-                }),
-                copy: Some(CopyKey::AccountDefault),
-                copy_name: None,
-            })
-            .await?;
-        let autoscaling = if autoscaling {
-            Some(
-                target_flow
-                    .accept(&AcceptRequest {
-                        image: shared.image.clone(),
-                        region: self.region.clone(),
-                        keys: vec![shared.key.clone()],
-                        launch: Some(LaunchOptions {
-                            via: LaunchVia::AutoScaling(ServiceLinkedRole::auto_scaling()),
-                            ..LaunchOptions::default()
-                        }),
-                        copy: None,
-                        copy_name: None,
-                        grants: vec![ServiceLinkedRole::auto_scaling()],
-                    })
-                    .await?,
+            .accept(
+                &AcceptRequest::new(
+                    shared.image.clone(),
+                    self.region.clone(),
+                    [shared.key.clone()],
+                )
+                .with_launch(LaunchOptions::default().with_keep(true))
+                .with_copy(CopyKey::AccountDefault),
             )
-        } else {
-            None
-        };
+            .await?;
+        let autoscaling =
+            if autoscaling {
+                Some(
+                    target_flow
+                        .accept(
+                            &AcceptRequest::new(
+                                shared.image.clone(),
+                                self.region.clone(),
+                                [shared.key.clone()],
+                            )
+                            .with_launch(LaunchOptions::default().with_via(LaunchVia::AutoScaling(
+                                ServiceLinkedRole::auto_scaling(),
+                            )))
+                            .with_grants([ServiceLinkedRole::auto_scaling()]),
+                        )
+                        .await?,
+                )
+            } else {
+                None
+            };
         Ok(SeedFlowReport {
             owner: self.owner.clone(),
             target: self.target.clone(),

@@ -9,10 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use amishare_core::store::{
+    AttachedVolume, ImageState, InstanceState, KeyManager, KeyState, LaunchPermission,
+    SnapshotState, StateReason, VolumePermission,
+};
 use amishare_core::{
-    AccountId, AttachedVolume, GrantId, ImageId, ImageState, InstanceId, InstanceState, KeyArn,
-    KeyId, KeyManager, KeyState, LaunchPermission, PrincipalArn, Region, SnapshotId, SnapshotState,
-    StateReason, VolumePermission,
+    AccountId, GrantId, ImageId, InstanceId, KeyArn, KeyId, PrincipalArn, Region, SnapshotId,
 };
 use amishare_policy::Policy;
 
@@ -312,8 +314,8 @@ impl Key {
         }
     }
 
-    pub(crate) fn metadata(&self) -> amishare_core::KeyMetadata {
-        amishare_core::KeyMetadata {
+    pub(crate) fn metadata(&self) -> amishare_core::store::KeyMetadata {
+        amishare_core::store::KeyMetadata {
             arn: self.arn.clone(),
             state: self.state,
             manager: self.manager,
@@ -540,8 +542,8 @@ impl InstanceRecord {
         }
     }
 
-    pub(crate) fn to_instance(&self, now: Duration) -> amishare_core::Instance {
-        amishare_core::Instance {
+    pub(crate) fn to_instance(&self, now: Duration) -> amishare_core::store::Instance {
+        amishare_core::store::Instance {
             id: self.id.clone(),
             owner: self.owner.clone(),
             image: self.image.clone(),

@@ -3,9 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use amishare_core::{
-    AccountId, ErrorKind, ImageId, InstanceState, KeyArn, KeyManager, KeyStore, Region, StateReason,
-};
+use amishare_core::store::{InstanceState, KeyManager, KeyStore, StateReason};
+use amishare_core::{AccountId, ErrorKind, ImageId, KeyArn, Region};
 use amishare_policy::Policy;
 
 use crate::ids::IdGen;

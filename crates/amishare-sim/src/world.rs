@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use amishare_core::store::{AttachedVolume, InstanceState, KeyState};
 use amishare_core::{
-    AccountId, AttachedVolume, Error, ErrorKind, ImageId, InstanceId, InstanceState, KeyArn,
-    KeyState, PrincipalArn, PrincipalKind, Region, Result,
+    AccountId, Error, ErrorKind, ImageId, InstanceId, KeyArn, PrincipalArn, PrincipalKind, Region,
+    Result,
 };
 use amishare_policy::Policy;
 use async_trait::async_trait;
@@ -615,14 +616,15 @@ impl World {
             .keys
             .values()
             .filter(|key| {
-                key.manager == amishare_core::KeyManager::Customer && key.arn.account() == account
+                key.manager == amishare_core::store::KeyManager::Customer
+                    && key.arn.account() == account
             })
             .map(|key| (key.arn.clone(), key.tags.clone()))
             .collect()
     }
 
     /// The instance an image was created from (EC2's `SourceInstanceId`;
-    /// amishare's [`Image`](amishare_core::Image) does not carry it).
+    /// amishare's [`Image`](amishare_core::store::Image) does not carry it).
     pub fn source_instance(&self, image: &ImageId) -> Option<InstanceId> {
         self.lock().ec2.images.get(image)?.source_instance.clone()
     }

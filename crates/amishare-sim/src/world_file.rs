@@ -25,10 +25,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use amishare_core::store::{
+    AttachedVolume, InstanceState, KeyManager, KeyState, LaunchPermission, StateReason,
+    VolumePermission,
+};
 use amishare_core::{
-    AccountId, AliasName, AttachedVolume, Error, ErrorKind, GrantId, ImageId, InstanceId,
-    InstanceState, KeyArn, KeyId, KeyManager, KeyState, LaunchPermission, PrincipalArn,
-    PrincipalKind, Region, Result, SnapshotId, StateReason, VolumeId, VolumePermission,
+    AccountId, AliasName, Error, ErrorKind, GrantId, ImageId, InstanceId, KeyArn, KeyId,
+    PrincipalArn, PrincipalKind, Region, Result, SnapshotId, VolumeId,
 };
 use amishare_policy::Policy;
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use amishare_core::{Clock, KeyRef, KeyStore, Region};
+use amishare_core::store::KeyStore;
+use amishare_core::{Clock, KeyRef, Region};
 use aws_config::BehaviorVersion;
 use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
 use aws_sdk_kms::types::{KeyManagerType, KeyMetadata, KeyState};

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use amishare_core::store::{
+    CopyImageRequest, CreateImageRequest, ExecutableBy, ImageOwner, ImageQuery, ImageState,
+    ImageStore, InstanceState, LaunchPermission, PermissionChange, RunInstancesRequest,
+    SnapshotState, VolumePermission,
+};
 use amishare_core::{
-    AccountId, CopyImageRequest, CreateImageRequest, ErrorKind, ExecutableBy, ImageId, ImageOwner,
-    ImageQuery, ImageState, ImageStore, InstanceId, InstanceState, KeyRef, LaunchPermission,
-    OrganizationArn, PermissionChange, RunInstancesRequest, SnapshotId, SnapshotState,
-    VolumePermission,
+    AccountId, ErrorKind, ImageId, InstanceId, KeyRef, OrganizationArn, SnapshotId,
 };
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::error::ErrorMetadata;

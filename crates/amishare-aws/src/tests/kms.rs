@@ -4,10 +4,8 @@
 use std::collections::BTreeMap;
 
 use amishare_core::key_admin::{KeyAdmin, ScheduledDeletion};
-use amishare_core::{
-    AliasName, CreateGrantRequest, CreateKeyRequest, ErrorKind, GrantId, KeyId, KeyManager, KeyRef,
-    KeyState, KeyStore, PrincipalArn,
-};
+use amishare_core::store::{CreateGrantRequest, CreateKeyRequest, KeyManager, KeyState, KeyStore};
+use amishare_core::{AliasName, ErrorKind, GrantId, KeyId, KeyRef, PrincipalArn};
 use aws_sdk_kms::config::retry::RetryConfig;
 use aws_sdk_kms::error::ErrorMetadata;
 use aws_sdk_kms::operation::cancel_key_deletion::CancelKeyDeletionOutput;

@@ -53,10 +53,10 @@ use crate::counting::{Calls, Counting};
 use amishare_conformance::{
     named, summary, Capabilities, Harness, Outcome, Party, Plan, Ran, VolumeSeed,
 };
+use amishare_core::store::{CreateKeyRequest, ImageStore, InstanceState, KeyState, KeyStore};
 use amishare_core::{
-    Clock, CreateKeyRequest, Error, ErrorKind, ImageId, ImageStore, InstanceId, InstanceState,
-    KeyArn, KeyState, KeyStore, OrganizationArn, OuArn, PrincipalArn, PrincipalKind, Region,
-    Result, Stores,
+    Clock, Error, ErrorKind, ImageId, InstanceId, KeyArn, OrganizationArn, OuArn, PrincipalArn,
+    PrincipalKind, Region, Result, Stores,
 };
 use async_trait::async_trait;
 

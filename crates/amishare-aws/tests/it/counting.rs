@@ -112,8 +112,8 @@ impl<S: Send + Sync> Around for Counting<S> {
     }
 }
 
-amishare_core::around_stores!(KeyStore for [S: amishare_core::KeyStore] Counting<S>, |this| &this.inner);
-amishare_core::around_stores!(ImageStore for [S: amishare_core::ImageStore] Counting<S>, |this| &this.inner);
+amishare_core::around_stores!(KeyStore for [S: amishare_core::store::KeyStore] Counting<S>, |this| &this.inner);
+amishare_core::around_stores!(ImageStore for [S: amishare_core::store::ImageStore] Counting<S>, |this| &this.inner);
 amishare_core::around_stores!(
     ScalingStore for [S: amishare_core::scaling::ScalingStore] Counting<S>,
     |this| &this.inner

@@ -20,12 +20,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use amishare_aws::SdkConfig;
 use amishare_conformance::{named, summary, Harness, Ran, VolumeSeed};
+use amishare_core::store::{
+    CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest, ImageQuery,
+    ImageState, InstanceState, KeyManager, KeyState, LaunchPermission, PermissionChange,
+    RunInstancesRequest, VolumePermission,
+};
 use amishare_core::{
-    AcceptRequest, AliasName, CopyImageRequest, CreateGrantRequest, CreateImageRequest,
-    CreateKeyRequest, ErrorKind, Flow, ImageId, ImageQuery, ImageSource, ImageState, InstanceState,
-    KeyArn, KeyChoice, KeyManager, KeyRef, KeyState, LaunchOptions, LaunchPermission, Narrowing,
-    PermissionChange, Region, RunInstancesRequest, ShareRequest, Sharer, SnapshotId, Target,
-    VolumePermission,
+    AcceptRequest, AliasName, ErrorKind, Flow, ImageId, ImageSource, KeyArn, KeyChoice, KeyRef,
+    LaunchOptions, Region, ShareRequest, Sharer, SnapshotId, Target,
 };
 
 use crate::conformance::{
@@ -322,17 +324,15 @@ async fn seed_steps(h: &AwsHarness) -> Seeded {
     // 3. `share` refuses: the copy's snapshots are not encrypted with the key.
     let flow = Flow::new(owner.keys.clone(), owner.images.clone(), h.clock());
     let refused = flow
-        .share(&ShareRequest {
-            service_roles: Vec::new(),
-            source: ImageSource::Image(source.clone()),
-            source_region: region.clone(),
-            regions: Vec::new(),
-            key: KeyChoice::Use(KeyRef::Arn(key.clone())),
-            targets: vec![Target::Principal(target.principal.clone())],
-            volume_permission: true,
-            name: None,
-            narrowing: Narrowing::default(),
-        })
+        .share(
+            &ShareRequest::new(
+                ImageSource::Image(source.clone()),
+                region.clone(),
+                KeyChoice::Use(KeyRef::Arn(key.clone())),
+                [Target::Principal(target.principal.clone())],
+            )
+            .with_volume_permission(true),
+        )
         .await
         .expect_err("an unencrypted copy is never shared");
     assert_eq!(refused.kind(), ErrorKind::Failed, "{refused}");
@@ -393,15 +393,10 @@ async fn seed_steps(h: &AwsHarness) -> Seeded {
     assert_eq!(seen.state, KeyState::Enabled);
     let target_flow = Flow::new(target.keys.clone(), target.images.clone(), h.clock());
     let accepted = target_flow
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: copy.clone(),
-            region: region.clone(),
-            keys: vec![key.clone()],
-            launch: Some(LaunchOptions::default()),
-            copy: None,
-            copy_name: None,
-        })
+        .accept(
+            &AcceptRequest::new(copy.clone(), region.clone(), [key.clone()])
+                .with_launch(LaunchOptions::default()),
+        )
         .await
         .expect_err("LocalStack never shows a shared image to the target");
     assert_eq!(accepted.kind(), ErrorKind::NotFound, "{accepted}");
@@ -654,7 +649,7 @@ async fn other_calls(h: &AwsHarness, seeded: Seeded) {
 }
 
 /// Describes an image until it is available (LocalStack's are at once).
-async fn available(h: &AwsHarness, image: &ImageId) -> amishare_core::Image {
+async fn available(h: &AwsHarness, image: &ImageId) -> amishare_core::store::Image {
     let found = h
         .owner()
         .images

@@ -7,11 +7,14 @@
 use std::collections::BTreeMap;
 
 use amishare_aws::{AwsImageStore, AwsKeyStore};
+use amishare_core::store::{
+    CopyImageRequest, CreateGrantRequest, CreateImageRequest, CreateKeyRequest, ImageQuery,
+    ImageState, ImageStore, InstanceState, KeyManager, KeyState, KeyStore, LaunchPermission,
+    PermissionChange, RunInstancesRequest, VolumePermission,
+};
 use amishare_core::{
-    AccountId, AliasName, CopyImageRequest, CreateGrantRequest, CreateImageRequest,
-    CreateKeyRequest, ErrorKind, GrantId, ImageId, ImageQuery, ImageState, ImageStore, InstanceId,
-    InstanceState, KeyArn, KeyId, KeyManager, KeyRef, KeyState, KeyStore, LaunchPermission,
-    PermissionChange, PrincipalArn, Region, RunInstancesRequest, SnapshotId, VolumePermission,
+    AccountId, AliasName, ErrorKind, GrantId, ImageId, InstanceId, KeyArn, KeyId, KeyRef,
+    PrincipalArn, Region, SnapshotId,
 };
 use aws_smithy_http_client::test_util::StaticReplayClient;
 use aws_smithy_types::body::SdkBody;
@@ -487,7 +490,7 @@ async fn copy_image_of_unshared_storage_is_refused() {
 async fn describe_images_reads_devices_tags_and_failures() {
     let (images, http) = images(vec![xml(200, "replay/ec2/describe_images.xml")]).await;
     let query = ImageQuery {
-        owners: vec![amishare_core::ImageOwner::Me],
+        owners: vec![amishare_core::store::ImageOwner::Me],
         tags: BTreeMap::from([("amishare:source-image".to_owned(), vec![SOURCE.to_owned()])]),
         ..ImageQuery::default()
     };

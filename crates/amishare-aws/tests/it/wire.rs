@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use amishare_aws::{load_with, AwsImageStore, AwsKeyStore, ConnectOptions, ROLE_SESSION_NAME};
-use amishare_core::{ErrorKind, ImageQuery, ImageStore, KeyRef, KeyState, KeyStore};
+use amishare_core::store::{ImageQuery, ImageStore, KeyState, KeyStore};
+use amishare_core::{ErrorKind, KeyRef};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 

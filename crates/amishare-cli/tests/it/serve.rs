@@ -406,7 +406,8 @@ fn aws_cli() -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_command_prints_a_document_put_key_policy_takes_unchanged() {
     use amishare_aws::{AwsKeyStore, ConnectOptions};
-    use amishare_core::{CreateKeyRequest, ErrorKind, KeyRef, KeyStore};
+    use amishare_core::store::{CreateKeyRequest, KeyStore};
+    use amishare_core::{ErrorKind, KeyRef};
 
     let (dir, world) = seed_world();
     let b_user = "arn:aws:iam::222222222222:user/b-user";

@@ -16,7 +16,8 @@ use super::{
     PrincipalFacts, Verdict,
 };
 use crate::scaling::{ServiceLinkedRole, SERVICE_ROLE_POLICY};
-use crate::{ec2_kms, Grant, KeyArn, PrincipalArn, Result};
+use crate::store::Grant;
+use crate::{ec2_kms, KeyArn, PrincipalArn, Result};
 
 pub(super) async fn diagnose(doctor: &Doctor, request: &DiagnoseRequest) -> Result<Diagnosis> {
     let role = request

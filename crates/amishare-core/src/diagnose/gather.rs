@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use amishare_policy::Policy;
 
 use super::{DiagnoseRequest, Doctor, PrincipalFacts, Sight, Stores};
-use crate::{
-    AccountId, Caller, CopyKey, ErrorKind, Grant, Image, ImageQuery, KeyArn, KeyMetadata, KeyRef,
-    LaunchPermission, Region, Result, SnapshotId, VolumePermission,
+use crate::store::{
+    Caller, Grant, Image, ImageQuery, KeyMetadata, LaunchPermission, VolumePermission,
 };
+use crate::{AccountId, CopyKey, ErrorKind, KeyArn, KeyRef, Region, Result, SnapshotId};
 
 /// A key in play: by ARN, or the target account's `aws/ebs`, whose policy
 /// is fixed and known even when the target may not describe it.

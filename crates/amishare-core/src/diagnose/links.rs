@@ -11,7 +11,8 @@ use serde_json::json;
 use super::gather::{Evidence, KeyName, Known};
 use super::{DiagnoseRequest, Finding, Fix, Link, Verdict};
 use crate::ec2_kms::{Encryption, SourceKey};
-use crate::{ec2_kms, CopyKey, Image, ImageState, KeyArn, KeyManager, KeyState, LaunchPermission};
+use crate::store::{Image, ImageState, KeyManager, KeyState, LaunchPermission};
+use crate::{ec2_kms, CopyKey, KeyArn};
 
 /// Findings in chain order.
 struct Chain(Vec<Finding>);

@@ -76,6 +76,7 @@ impl fmt::Display for Intent {
 
 /// What to diagnose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DiagnoseRequest {
     /// The shared image.
     pub image: ImageId,
@@ -326,6 +327,7 @@ impl fmt::Display for Fix {
 
 /// One checked link.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// Which link; its code is stable.
     #[serde(rename = "code")]
@@ -349,6 +351,7 @@ pub struct Finding {
 
 /// Which sides the evidence came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Sight {
     /// The image owner's view was available.
     pub owner: bool,
@@ -360,6 +363,7 @@ pub struct Sight {
 
 /// The doctor's answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Diagnosis {
     /// The image.
     pub image: ImageId,

@@ -10,6 +10,7 @@ use crate::id::{KeyArn, PrincipalArn};
 
 /// What [`Flow::fix`] is asked to mend.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FixRequest {
     /// The diagnosis to mend: image, region, principal, intent.
     pub diagnose: DiagnoseRequest,
@@ -22,6 +23,7 @@ pub struct FixRequest {
 
 /// A key policy the fix changed, or found already complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Mended {
     /// The key.
     pub key: KeyArn,
@@ -37,6 +39,7 @@ pub struct Mended {
 
 /// What [`Flow::fix`] did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct FixReport {
     /// The key policies written (or already complete).
     pub mended: Vec<Mended>,
@@ -50,6 +53,28 @@ pub struct FixReport {
 }
 
 impl FixRequest {
+    /// Mends what `diagnose` finds, with statements not narrowed, and
+    /// diagnoses again after a change.
+    pub fn new(diagnose: DiagnoseRequest) -> FixRequest {
+        FixRequest {
+            diagnose,
+            narrowing: Narrowing::default(),
+            recheck: true,
+        }
+    }
+
+    /// Narrows the statements written, as the share did.
+    pub fn with_narrowing(mut self, narrowing: Narrowing) -> FixRequest {
+        self.narrowing = narrowing;
+        self
+    }
+
+    /// Whether to diagnose again after a change.
+    pub fn with_recheck(mut self, recheck: bool) -> FixRequest {
+        self.recheck = recheck;
+        self
+    }
+
     /// Refuses a request the fix cannot serve, before any call: an Auto
     /// Scaling launch needs a grant the target creates, not key-policy
     /// statements.

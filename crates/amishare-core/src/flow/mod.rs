@@ -35,7 +35,12 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use tracing::info;
 
-pub use self::request::*;
+pub use self::request::{
+    check_partitions, AcceptReport, AcceptRequest, CopyKey, CopyReport, GrantReport, ImageSource,
+    Kept, KeyChoice, KeyPolicyReport, LaunchOptions, LaunchReport, LaunchVia, Narrowing,
+    PolicyWrite, RegionImage, RegionShare, ShareReport, ShareRequest, Step, Target, UnshareReport,
+    UnshareRequest, WaitOptions,
+};
 use self::wait::{fnv1a, poll_with_progress, Pending, Poll, ProgressReads, Schedule};
 use crate::error::{Error, ErrorKind, FailedCopy, Result};
 use crate::id::{AccountId, ImageId, KeyArn, Region, SnapshotId};

@@ -117,6 +117,7 @@ impl fmt::Display for Target {
 
 /// Extra conditions on the key-policy statements amishare writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Narrowing {
     /// Only through EC2 in the key's region (`kms:ViaService`).
     pub via_service: bool,
@@ -125,6 +126,18 @@ pub struct Narrowing {
 }
 
 impl Narrowing {
+    /// Only through EC2 in the key's region (`kms:ViaService`).
+    pub fn with_via_service(mut self, via_service: bool) -> Narrowing {
+        self.via_service = via_service;
+        self
+    }
+
+    /// Only for calls on behalf of the targets' accounts (`kms:CallerAccount`).
+    pub fn with_caller_account(mut self, caller_account: bool) -> Narrowing {
+        self.caller_account = caller_account;
+        self
+    }
+
     /// The policy crate's narrowing for a key in `region`.
     pub fn for_region(self, region: &Region) -> amishare_policy::Narrowing {
         amishare_policy::Narrowing {
@@ -137,6 +150,7 @@ impl Narrowing {
 
 /// The owner side: share an image with targets, in one or several regions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ShareRequest {
     /// The image, or the instance to image.
     pub source: ImageSource,
@@ -425,6 +439,7 @@ pub fn check_partitions(region: &Region, targets: &[Target]) -> Result<()> {
 
 /// The target side: check access to a shared image, and optionally launch it and copy it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AcceptRequest {
     /// The shared image.
     pub image: ImageId,
@@ -510,6 +525,7 @@ impl AcceptRequest {
 
 /// How to launch the smoke instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LaunchOptions {
     /// `RunInstances`, or through an Auto Scaling group.
     #[serde(default)]
@@ -530,6 +546,32 @@ impl Default for LaunchOptions {
             subnet: None,
             keep: false,
         }
+    }
+}
+
+impl LaunchOptions {
+    /// Launches through `via`.
+    pub fn with_via(mut self, via: LaunchVia) -> LaunchOptions {
+        self.via = via;
+        self
+    }
+
+    /// Launches an `instance_type`.
+    pub fn with_instance_type(mut self, instance_type: impl Into<String>) -> LaunchOptions {
+        self.instance_type = instance_type.into();
+        self
+    }
+
+    /// Launches into `subnet`.
+    pub fn with_subnet(mut self, subnet: impl Into<String>) -> LaunchOptions {
+        self.subnet = Some(subnet.into());
+        self
+    }
+
+    /// Keeps the instance running afterwards.
+    pub fn with_keep(mut self, keep: bool) -> LaunchOptions {
+        self.keep = keep;
+        self
     }
 }
 
@@ -554,6 +596,7 @@ impl fmt::Display for CopyKey {
 
 /// The owner side: take back what [`Sharer::share`](crate::Sharer::share) gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UnshareRequest {
     /// The shared images, one per region.
     pub images: Vec<RegionImage>,
@@ -595,6 +638,7 @@ impl UnshareRequest {
 
 /// An image in a region.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RegionImage {
     /// The region.
     pub region: Region,
@@ -602,8 +646,16 @@ pub struct RegionImage {
     pub image: ImageId,
 }
 
+impl RegionImage {
+    /// `image` in `region`.
+    pub fn new(region: Region, image: ImageId) -> RegionImage {
+        RegionImage { region, image }
+    }
+}
+
 /// How long and how often to poll for asynchronous work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WaitOptions {
     /// First delay between polls of an image. No image creation or copy
     /// finishes sooner than this, and AWS's own image waiter polls every 15 s.
@@ -633,6 +685,7 @@ impl Default for WaitOptions {
 
 /// One thing a flow did or found, for people and for the JSON report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Step {
     /// The region, when the step is regional.
     pub region: Option<Region>,
@@ -671,6 +724,7 @@ impl fmt::Display for PolicyWrite {
 /// The key policy of a share's key, as the share left it: what amishare
 /// wrote is always in plain sight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KeyPolicyReport {
     /// How the share wrote it.
     pub written: PolicyWrite,
@@ -697,6 +751,7 @@ impl KeyPolicyReport {
 
 /// What a share did in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RegionShare {
     /// The region.
     pub region: Region,
@@ -714,6 +769,7 @@ pub struct RegionShare {
 
 /// What [`Sharer::share`](crate::Sharer::share) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ShareReport {
     /// The source image (created from the instance when the source was one).
     pub source_image: ImageId,
@@ -731,6 +787,7 @@ pub struct ShareReport {
 
 /// What the smoke launch gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LaunchReport {
     /// The instance.
     pub instance: InstanceId,
@@ -746,6 +803,7 @@ pub struct LaunchReport {
 
 /// A grant on a key of the image for a service-linked role of the target's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GrantReport {
     /// The key.
     pub key: KeyArn,
@@ -759,6 +817,7 @@ pub struct GrantReport {
 
 /// What the target's copy gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CopyReport {
     /// The new image, owned by the target.
     pub image: ImageId,
@@ -768,6 +827,7 @@ pub struct CopyReport {
 
 /// What [`Sharer::accept`](crate::Sharer::accept) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AcceptReport {
     /// The shared image.
     pub image: ImageId,
@@ -796,6 +856,7 @@ pub struct AcceptReport {
 /// they are per account, and amishare's key-policy statements still name
 /// other principals of it (or its root), shared separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Kept {
     /// The region.
     pub region: Region,
@@ -809,6 +870,7 @@ pub struct Kept {
 
 /// What [`Sharer::unshare`](crate::Sharer::unshare) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UnshareReport {
     /// Everything done and checked, in order.
     pub steps: Vec<Step>,

@@ -18,6 +18,7 @@ use crate::model::{
 /// What [`Flow::status`] is asked to look at: an image (itself, or the
 /// copies amishare made of it), a key, or both, in one or more regions.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatusRequest {
     /// An image: a copy amishare made, or a source whose copies to find.
     pub image: Option<ImageId>,
@@ -30,6 +31,29 @@ pub struct StatusRequest {
 }
 
 impl StatusRequest {
+    /// The status of nothing yet in `region`: name an image, a key or both
+    /// with [`StatusRequest::with_image`] and [`StatusRequest::with_key`].
+    pub fn new(region: Region) -> StatusRequest {
+        StatusRequest {
+            image: None,
+            key: None,
+            region,
+            regions: Vec::new(),
+        }
+    }
+
+    /// Looks at `image` too.
+    pub fn with_image(mut self, image: ImageId) -> StatusRequest {
+        self.image = Some(image);
+        self
+    }
+
+    /// Looks at `key` too.
+    pub fn with_key(mut self, key: KeyRef) -> StatusRequest {
+        self.key = Some(key);
+        self
+    }
+
     /// The status of `image` in `region`.
     pub fn image(image: ImageId, region: Region) -> StatusRequest {
         StatusRequest {
@@ -97,6 +121,7 @@ impl<T> From<Result<T>> for Readable<T> {
 
 /// What [`Flow::status`] found.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct StatusReport {
     /// The images looked at, in region order.
     pub images: Vec<ImageStatus>,
@@ -111,6 +136,7 @@ pub struct StatusReport {
 
 /// One image as its owner sees it.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ImageStatus {
     /// Its region.
     pub region: Region,
@@ -130,6 +156,7 @@ pub struct ImageStatus {
 
 /// One snapshot of an image.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SnapshotStatus {
     /// The snapshot.
     pub snapshot: SnapshotId,
@@ -141,6 +168,7 @@ pub struct SnapshotStatus {
 
 /// One key as the caller sees it.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct KeyStatus {
     /// What `DescribeKey` says of it.
     pub metadata: Readable<KeyMetadata>,
@@ -156,6 +184,7 @@ pub struct KeyStatus {
 
 /// A smoke instance `accept` launched that still runs, or could.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SmokeStatus {
     /// Its region.
     pub region: Region,
@@ -173,6 +202,7 @@ pub struct SmokeStatus {
 
 /// What the target side sees of the images and keys a status looked at.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TargetView {
     /// The principal the target side acts as.
     pub caller: PrincipalArn,

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use amishare_core::filter::{self, Filter};
-use amishare_core::{AccountId, Image, ImageId, ImageState};
+use amishare_core::store::{Image, ImageState};
+use amishare_core::{AccountId, ImageId};
 use serde::Deserialize;
 
 /// The table: images and, for each list of filters, the images it keeps.

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use amishare_core::store::{
+    BlockDevice, Caller, Image, ImageState, KeyManager, KeyMetadata, KeyState, MockImageStore,
+    MockKeyStore, Snapshot, SnapshotState, StateReason,
+};
 use amishare_core::{
-    AccountId, AliasName, BlockDevice, Caller, Clock, ErrorKind, Flow, Image, ImageId, ImageSource,
-    ImageState, KeyArn, KeyChoice, KeyManager, KeyMetadata, KeyRef, KeyState, MockImageStore,
-    MockKeyStore, Narrowing, PrincipalArn, Region, ShareRequest, Sharer, Snapshot, SnapshotState,
-    StateReason, Target,
+    AccountId, AliasName, Clock, ErrorKind, Flow, ImageId, ImageSource, KeyArn, KeyChoice, KeyRef,
+    PrincipalArn, Region, ShareRequest, Sharer, Target,
 };
 
 /// A clock that only counts: sleeping advances it at once.
@@ -77,17 +79,19 @@ fn enabled_key() -> KeyMetadata {
 }
 
 fn request(key: KeyChoice) -> ShareRequest {
-    ShareRequest {
-        service_roles: Vec::new(),
-        source: ImageSource::Image(ImageId::parse("ami-0123456789abcdef0").unwrap()),
-        source_region: region(),
-        regions: Vec::new(),
+    ShareRequest::new(
+        ImageSource::Image(ImageId::parse("ami-0123456789abcdef0").unwrap()),
+        region(),
         key,
-        targets: vec![Target::Account(AccountId::parse(TARGET).unwrap())],
-        volume_permission: false,
-        name: None,
-        narrowing: Narrowing::default(),
-    }
+        [Target::Account(AccountId::parse(TARGET).unwrap())],
+    )
+}
+
+/// The request, changed: a bad request's one difference from a good one.
+fn changed(key: KeyChoice, change: impl FnOnce(&mut ShareRequest)) -> ShareRequest {
+    let mut request = request(key);
+    change(&mut request);
+    request
 }
 
 fn flow(keys: MockKeyStore, images: MockImageStore, clock: Arc<CountingClock>) -> Flow {
@@ -125,58 +129,45 @@ async fn refuses_bad_requests_before_any_call() {
         ),
         (
             "key ID with several regions",
-            ShareRequest {
-                service_roles: Vec::new(),
-                regions: vec![region(), Region::parse("us-east-1").unwrap()],
-                ..request(KeyChoice::Use(
-                    KeyRef::parse("1234abcd-12ab-34cd-56ef-1234567890ab").unwrap(),
-                ))
-            },
+            changed(
+                KeyChoice::Use(KeyRef::parse("1234abcd-12ab-34cd-56ef-1234567890ab").unwrap()),
+                |r| r.regions = vec![region(), Region::parse("us-east-1").unwrap()],
+            ),
             ErrorKind::InvalidInput,
             "1234abcd-12ab-34cd-56ef-1234567890ab",
         ),
         (
             "owner as target",
-            ShareRequest {
-                service_roles: Vec::new(),
-                targets: vec![Target::Account(AccountId::parse(OWNER).unwrap())],
-                ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
-            },
+            changed(KeyChoice::Use(KeyRef::Arn(key_arn())), |r| {
+                r.targets = vec![Target::Account(AccountId::parse(OWNER).unwrap())]
+            }),
             ErrorKind::InvalidInput,
             OWNER,
         ),
         (
             "no target",
-            ShareRequest {
-                service_roles: Vec::new(),
-                targets: Vec::new(),
-                ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
-            },
+            changed(KeyChoice::Use(KeyRef::Arn(key_arn())), |r| r.targets = Vec::new()),
             ErrorKind::InvalidInput,
             "target",
         ),
         (
             "principal of another partition",
-            ShareRequest {
-                service_roles: Vec::new(),
-                targets: vec![Target::Principal(
+            changed(KeyChoice::Use(KeyRef::Arn(key_arn())), |r| {
+                r.targets = vec![Target::Principal(
                     PrincipalArn::parse("arn:aws-cn:iam::222222222222:user/b-user").unwrap(),
-                )],
-                ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
-            },
+                )]
+            }),
             ErrorKind::InvalidInput,
             "arn:aws-cn:iam::222222222222:user/b-user",
         ),
         (
             "region of another partition",
-            ShareRequest {
-                service_roles: Vec::new(),
-                regions: vec![region(), Region::parse("cn-north-1").unwrap()],
-                targets: vec![Target::Principal(
+            changed(KeyChoice::Create(AliasName::parse("alias/x").unwrap()), |r| {
+                r.regions = vec![region(), Region::parse("cn-north-1").unwrap()];
+                r.targets = vec![Target::Principal(
                     PrincipalArn::parse("arn:aws:iam::222222222222:user/b-user").unwrap(),
-                )],
-                ..request(KeyChoice::Create(AliasName::parse("alias/x").unwrap()))
-            },
+                )];
+            }),
             ErrorKind::InvalidInput,
             "cn-north-1",
         ),
@@ -193,17 +184,15 @@ async fn refuses_bad_requests_before_any_call() {
         ),
         (
             "a new key's policy over the size limit",
-            ShareRequest {
-                service_roles: Vec::new(),
-                targets: (0..600)
+            changed(KeyChoice::Create(AliasName::parse("alias/x").unwrap()), |r| {
+                r.targets = (0..600)
                     .map(|n| {
                         Target::Account(
                             AccountId::parse(&format!("{}", 300_000_000_000_u64 + n)).unwrap(),
                         )
                     })
-                    .collect(),
-                ..request(KeyChoice::Create(AliasName::parse("alias/x").unwrap()))
-            },
+                    .collect()
+            }),
             ErrorKind::InvalidInput,
             "of the 600 targets fit",
         ),
@@ -312,10 +301,8 @@ async fn a_pending_image_times_out_at_the_deadline() {
         .expect_describe_images()
         .returning(|_, _| Ok(vec![image(ImageState::Pending, None)]));
     let clock = Arc::new(CountingClock::default());
-    let wait = amishare_core::WaitOptions {
-        image_deadline: Duration::from_secs(600),
-        ..Default::default()
-    };
+    let mut wait = amishare_core::WaitOptions::default();
+    wait.image_deadline = Duration::from_secs(600);
     let sharer = flow(owner_keys_with_key(), images, clock.clone()).with_wait(wait);
     let err = sharer
         .share(&request(KeyChoice::Use(KeyRef::Arn(key_arn()))))
@@ -379,10 +366,10 @@ async fn refuses_an_existing_key_policy_that_would_grow_too_large() {
         })
         .collect();
     let err = flow(keys, MockImageStore::new(), Arc::default())
-        .share(&ShareRequest {
-            service_roles: Vec::new(),
-            targets,
-            ..request(KeyChoice::Use(KeyRef::Arn(key_arn())))
+        .share(&{
+            let mut request = request(KeyChoice::Use(KeyRef::Arn(key_arn())));
+            request.targets = targets;
+            request
         })
         .await
         .unwrap_err();

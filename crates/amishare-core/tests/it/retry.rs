@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amishare_core::retry::{RetryOptions, Retrying};
-use amishare_core::{
-    Clock, CreateKeyRequest, Error, ErrorKind, ImageStore, KeyArn, KeyManager, KeyMetadata, KeyRef,
-    KeyState, KeyStore, MockImageStore, MockKeyStore, PermissionChange, Region, Result,
+use amishare_core::store::{
+    CreateKeyRequest, ImageStore, KeyManager, KeyMetadata, KeyState, KeyStore, MockImageStore,
+    MockKeyStore, PermissionChange,
 };
+use amishare_core::{Clock, Error, ErrorKind, KeyArn, KeyRef, Region, Result};
 
 /// A clock that records every sleep and advances at once.
 #[derive(Debug, Default)]
@@ -281,7 +282,10 @@ async fn an_exhausted_call_names_its_operation_resource_and_attempts() {
         ),
         (
             store
-                .describe_images(&region(), &amishare_core::ImageQuery::ids([image.clone()]))
+                .describe_images(
+                    &region(),
+                    &amishare_core::store::ImageQuery::ids([image.clone()]),
+                )
                 .await
                 .unwrap_err(),
             "DescribeImages",

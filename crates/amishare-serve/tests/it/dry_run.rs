@@ -87,3 +87,81 @@ async fn a_dry_run_answers_whether_the_call_is_allowed_and_changes_nothing() {
     let image = server.image_seed_instance().await;
     assert!(image.starts_with("ami-"), "{image}");
 }
+
+/// A dry run of a launch of several instances answers what the real launch
+/// answers: `DryRunOperation` exactly when the real call launches them all,
+/// and the real call's error otherwise (`docs/spec/ec2.md` §B16).
+#[tokio::test]
+async fn a_dry_run_of_several_instances_answers_as_the_real_launch() {
+    let server = Harness::start(&world_with_reader(), 10_000.0).await;
+    let image = server.image_seed_instance().await;
+    server.until_available(&image).await;
+    let count = || async {
+        server
+            .ec2(OWNER_KEY, REGION, &[("Action", "DescribeInstances")])
+            .await
+            .ok()
+            .texts("reservationSet/item/instancesSet/item/instanceId")
+            .len()
+    };
+    for (what, key, min, max, real) in [
+        ("three allowed", OWNER_KEY, "3", "3", "3 instances"),
+        (
+            "three refused",
+            READER_KEY,
+            "3",
+            "3",
+            "UnauthorizedOperation",
+        ),
+        (
+            "MinCount above MaxCount",
+            OWNER_KEY,
+            "3",
+            "2",
+            "InvalidParameterValue",
+        ),
+        (
+            "more than one call launches",
+            OWNER_KEY,
+            "1",
+            "21",
+            "InstanceLimitExceeded",
+        ),
+    ] {
+        let launch = [
+            ("Action", "RunInstances"),
+            ("ImageId", image.as_str()),
+            ("InstanceType", "t3.micro"),
+            ("MinCount", min),
+            ("MaxCount", max),
+        ];
+        let before = count().await;
+        let mut dry = launch.to_vec();
+        dry.push(("DryRun", "true"));
+        let dry = server.ec2(key, REGION, &dry).await;
+        assert_eq!(
+            count().await,
+            before,
+            "{what}: the dry run launched nothing"
+        );
+        let wet = server.ec2(key, REGION, &launch).await;
+        let answered = match wet.status {
+            200 => format!(
+                "{} instances",
+                wet.texts("instancesSet/item/instanceId").len()
+            ),
+            _ => wet.ec2_code(),
+        };
+        assert_eq!(answered, real, "{what}: {}", wet.body);
+        let expected = match wet.status {
+            200 => (412, "DryRunOperation".to_owned()),
+            status => (status, wet.ec2_code()),
+        };
+        assert_eq!(
+            (dry.status, dry.ec2_code()),
+            expected,
+            "{what}: {}",
+            dry.body
+        );
+    }
+}

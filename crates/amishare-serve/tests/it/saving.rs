@@ -2,7 +2,8 @@
 //! and keeps its access keys; a world file that maps a key to nobody is
 //! refused.
 
-use amishare_core::{AccountId, ImageId, ImageQuery, ImageStore, Region};
+use amishare_core::store::{ImageQuery, ImageStore};
+use amishare_core::{AccountId, ImageId, Region};
 use amishare_serve::{ServeError, ServeOptions, Server, HEALTH_PATH, SAVE_PATH};
 use amishare_sim::World;
 

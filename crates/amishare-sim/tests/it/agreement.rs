@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use amishare_core::diagnose::{DiagnoseRequest, Doctor, Intent, Stores, Verdict};
+use amishare_core::store::{KeyState, KeyStore};
 use amishare_core::{
-    AcceptRequest, AccountId, CopyKey, Flow, KeyState, KeyStore, LaunchOptions, Narrowing,
-    ShareReport, Sharer, Target,
+    AcceptRequest, AccountId, CopyKey, Flow, LaunchOptions, Narrowing, ShareReport, Sharer, Target,
 };
 use amishare_policy::{OneOrMany, Policy, SID_PREFIX};
 use amishare_sim::seed::{SeedWorld, OWNER_ACCOUNT, TARGET_ACCOUNT};
@@ -118,10 +118,9 @@ fn case() -> impl Strategy<Value = Case> {
         .prop_map(
             |(account_target, via_service, caller_account, breaks)| Case {
                 account_target,
-                narrowing: Narrowing {
-                    via_service,
-                    caller_account,
-                },
+                narrowing: Narrowing::default()
+                    .with_via_service(via_service)
+                    .with_caller_account(caller_account),
                 breaks,
             },
         )
@@ -297,15 +296,12 @@ async fn check(case: &Case) -> Result<[bool; 2], TestCaseError> {
     let mut worked = [false; 2];
     for (n, intent) in [Intent::Launch, Intent::Copy].into_iter().enumerate() {
         let diagnosis = doctor
-            .diagnose(&DiagnoseRequest {
-                service_role: None,
-                image: shared.image.clone(),
-                region: seed.region.clone(),
-                principal: seed.target.clone(),
+            .diagnose(&DiagnoseRequest::new(
+                shared.image.clone(),
+                seed.region.clone(),
+                seed.target.clone(),
                 intent,
-                keys: Vec::new(),
-                copy_key: CopyKey::AccountDefault,
-            })
+            ))
             .await
             .expect("the doctor only reads");
         let target = Arc::new(seed.world.client(&seed.target).unwrap());
@@ -314,14 +310,16 @@ async fn check(case: &Case) -> Result<[bool; 2], TestCaseError> {
             target,
             Arc::new(seed.world.stepping_clock()),
         )
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: shared.image.clone(),
-            region: seed.region.clone(),
-            keys: vec![shared.key.clone()],
-            launch: (intent == Intent::Launch).then(LaunchOptions::default),
-            copy: (intent == Intent::Copy).then_some(CopyKey::AccountDefault),
-            copy_name: None,
+        .accept(&{
+            let request = AcceptRequest::new(
+                shared.image.clone(),
+                seed.region.clone(),
+                [shared.key.clone()],
+            );
+            match intent {
+                Intent::Launch => request.with_launch(LaunchOptions::default()),
+                _ => request.with_copy(CopyKey::AccountDefault),
+            }
         })
         .await;
         let failed: Vec<String> = diagnosis
@@ -359,7 +357,8 @@ async fn check(case: &Case) -> Result<[bool; 2], TestCaseError> {
         .filter(|(_, state)| {
             matches!(
                 state,
-                amishare_core::InstanceState::Running | amishare_core::InstanceState::Pending
+                amishare_core::store::InstanceState::Running
+                    | amishare_core::store::InstanceState::Pending
             )
         })
         .count();

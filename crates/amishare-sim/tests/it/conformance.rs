@@ -8,7 +8,8 @@ use amishare_conformance::{
     VolumeSeed,
 };
 use amishare_core::diagnose::Directory;
-use amishare_core::{Clock, InstanceId, KeyArn, KeyState, OrganizationArn, OuArn, Region, Result};
+use amishare_core::store::KeyState;
+use amishare_core::{Clock, InstanceId, KeyArn, OrganizationArn, OuArn, Region, Result};
 use amishare_sim::harness::WorldHarness;
 use async_trait::async_trait;
 

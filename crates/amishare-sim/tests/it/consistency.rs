@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use amishare_core::{
-    AliasName, CreateGrantRequest, CreateImageRequest, Error, GrantId, ImageId, ImageOwner,
-    ImageQuery, ImageState, ImageStore, KeyArn, KeyRef, KeyStore, LaunchPermission,
-    PermissionChange,
+use amishare_core::store::{
+    CreateGrantRequest, CreateImageRequest, ImageOwner, ImageQuery, ImageState, ImageStore,
+    KeyStore, LaunchPermission, PermissionChange, SnapshotState,
 };
+use amishare_core::{AliasName, Error, GrantId, ImageId, KeyArn, KeyRef};
 use amishare_sim::api::DescribeImages;
 use amishare_sim::{Consistency, ConsistencyTally};
 
@@ -312,9 +312,7 @@ async fn copies(consistency: Consistency, count: usize) -> (usize, ConsistencyTa
         .all(|image| matches!(image.state, ImageState::Failed | ImageState::Available)));
     for image in &failed {
         let snapshots = fx.snapshots_of(&fx.owner, image).await;
-        assert!(snapshots
-            .iter()
-            .all(|s| s.state == amishare_core::SnapshotState::Error));
+        assert!(snapshots.iter().all(|s| s.state == SnapshotState::Error));
     }
     (failed.len(), fx.world.consistency_tally(), failed)
 }

@@ -1,6 +1,6 @@
 //! Same seed and same calls, same IDs.
 
-use amishare_core::KeyStore;
+use amishare_core::store::KeyStore;
 use amishare_sim::VolumeEncryption;
 
 use crate::fixture::Fx;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use amishare_core::diagnose::{DiagnoseRequest, Diagnosis, Doctor, Intent, Link, Stores, Verdict};
-use amishare_core::{CopyKey, ImageId, ImageStore, InstanceState, KeyArn, KeyStore, PrincipalArn};
+use amishare_core::store::{ImageStore, InstanceState, KeyStore};
+use amishare_core::{ImageId, KeyArn, PrincipalArn};
 use amishare_policy::action_matches;
 use amishare_sim::{SimClient, VolumeEncryption};
 
@@ -122,15 +123,13 @@ fn request(
     principal: &PrincipalArn,
     keys: Vec<KeyArn>,
 ) -> DiagnoseRequest {
-    DiagnoseRequest {
-        service_role: None,
-        image: image.clone(),
-        region: fx.region.clone(),
-        principal: principal.clone(),
-        intent: Intent::Launch,
-        keys,
-        copy_key: CopyKey::AccountDefault,
-    }
+    DiagnoseRequest::new(
+        image.clone(),
+        fx.region.clone(),
+        principal.clone(),
+        Intent::Launch,
+    )
+    .with_keys(keys)
 }
 
 fn all_sides(fx: &Fx) -> Doctor {
@@ -373,7 +372,7 @@ async fn a_copy_of_ones_own_image_keeps_its_key() {
         .unwrap();
     fx.advance(600);
     let copied = fx.image_of(&fx.owner, &copy).await;
-    assert_eq!(copied.state, amishare_core::ImageState::Available);
+    assert_eq!(copied.state, amishare_core::store::ImageState::Available);
     assert_eq!(diagnosis.verdict, Verdict::Pass, "{}", shown(&diagnosis));
 }
 
@@ -390,8 +389,8 @@ async fn an_ou_share_is_judged_on_the_targets_organization() {
         .modify_launch_permission(
             &fx.region,
             &image,
-            &amishare_core::PermissionChange::add(vec![
-                amishare_core::LaunchPermission::OrganizationalUnit(ou),
+            &amishare_core::store::PermissionChange::add(vec![
+                amishare_core::store::LaunchPermission::OrganizationalUnit(ou),
             ]),
         )
         .await

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use amishare_core::{
-    AccountId, ErrorKind, ExecutableBy, ImageOwner, ImageQuery, ImageState, ImageStore,
-    InstanceState, KeyRef, KeyStore, LaunchPermission, OrganizationArn, OuArn, PermissionChange,
-    VolumePermission,
+use amishare_core::store::{
+    ExecutableBy, ImageOwner, ImageQuery, ImageState, ImageStore, InstanceState, KeyStore,
+    LaunchPermission, PermissionChange, VolumePermission,
 };
+use amishare_core::{AccountId, ErrorKind, KeyRef, OrganizationArn, OuArn};
 use amishare_sim::{Knobs, UnknownIds, VolumeEncryption, VolumeSeed};
 
 use crate::fixture::{account, assert_error, Fx, B, C, EC2_ALL};
@@ -149,7 +149,7 @@ async fn describe_images_filters_and_hides_owner_tags() {
         .owner
         .create_image(
             &fx.region,
-            &amishare_core::CreateImageRequest {
+            &amishare_core::store::CreateImageRequest {
                 instance,
                 name: "tagged".into(),
                 tags: tags.clone(),
@@ -517,7 +517,7 @@ async fn copies_by_the_target_do_not_carry_the_owners_tags_or_permissions() {
         .owner
         .create_image(
             &fx.region,
-            &amishare_core::CreateImageRequest {
+            &amishare_core::store::CreateImageRequest {
                 instance,
                 name: "golden".into(),
                 tags: BTreeMap::from([("secret".into(), "1".into())]),
@@ -624,7 +624,7 @@ async fn launch_volume_keys_follow_the_defaults() {
 #[tokio::test(start_paused = true)]
 async fn key_state_failures_at_launch_use_their_own_reason() {
     let fx = Fx::new();
-    let reason = amishare_core::StateReason {
+    let reason = amishare_core::store::StateReason {
         code: "Client.InvalidKMSKey.InvalidState".into(),
         message: "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
             .into(),
@@ -636,7 +636,7 @@ async fn key_state_failures_at_launch_use_their_own_reason() {
     let key = fx.cmk().await;
     let image = fx.encrypted_image(&key).await;
     fx.world
-        .set_key_state(&key, amishare_core::KeyState::PendingDeletion)
+        .set_key_state(&key, amishare_core::store::KeyState::PendingDeletion)
         .unwrap();
     let instance = fx.launch(&fx.owner, &image).await;
     fx.advance(30);
@@ -738,7 +738,7 @@ async fn create_image_keeps_each_volumes_encryption() {
         .owner
         .create_image(
             &fx.region,
-            &amishare_core::CreateImageRequest {
+            &amishare_core::store::CreateImageRequest {
                 instance: instance.clone(),
                 name: "multi".into(),
                 tags: BTreeMap::new(),
@@ -772,7 +772,7 @@ async fn create_image_keeps_each_volumes_encryption() {
     assert_eq!(keys, vec![Some(key), Some(aws_ebs), None]);
     // Unknown instances and other accounts' instances cannot be imaged.
     let b = fx.world.root_client(&fx.b).unwrap();
-    let request = amishare_core::CreateImageRequest {
+    let request = amishare_core::store::CreateImageRequest {
         instance: fx.plain_instance(),
         name: "theirs".into(),
         tags: BTreeMap::new(),

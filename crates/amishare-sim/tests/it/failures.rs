@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use amishare_core::retry::{RetryOptions, Retrying};
+use amishare_core::store::{ImageQuery, ImageStore, InstanceState};
 use amishare_core::{
-    AcceptRequest, CopyKey, ErrorKind, Flow, ImageId, ImageQuery, ImageStore, InstanceState,
-    KeyArn, LaunchOptions, Sharer,
+    AcceptRequest, CopyKey, ErrorKind, Flow, ImageId, KeyArn, LaunchOptions, Sharer,
 };
 use amishare_sim::faults::{Faults, Faulty};
 use amishare_sim::SimClient;
@@ -38,15 +38,7 @@ fn accept_as(target: &SimClient, fx: &Fx) -> Flow {
 }
 
 fn accept(image: &ImageId, key: &KeyArn, fx: &Fx) -> AcceptRequest {
-    AcceptRequest {
-        image: image.clone(),
-        region: fx.region.clone(),
-        keys: vec![key.clone()],
-        launch: None,
-        copy: None,
-        copy_name: None,
-        grants: Vec::new(),
-    }
+    AcceptRequest::new(image.clone(), fx.region.clone(), [key.clone()])
 }
 
 #[tokio::test(start_paused = true)]
@@ -54,10 +46,7 @@ async fn a_failed_smoke_launch_is_matched_by_kind_and_fields() {
     let fx = Fx::new();
     let (image, key, target) = shared_without_key_policy(&fx).await;
     let err = accept_as(&target, &fx)
-        .accept(&AcceptRequest {
-            launch: Some(LaunchOptions::default()),
-            ..accept(&image, &key, &fx)
-        })
+        .accept(&accept(&image, &key, &fx).with_launch(LaunchOptions::default()))
         .await
         .expect_err("KMS refuses EC2 the key");
 
@@ -107,10 +96,7 @@ async fn a_failed_copy_is_matched_by_kind_and_fields() {
     let fx = Fx::new();
     let (image, key, target) = shared_without_key_policy(&fx).await;
     let err = accept_as(&target, &fx)
-        .accept(&AcceptRequest {
-            copy: Some(CopyKey::AccountDefault),
-            ..accept(&image, &key, &fx)
-        })
+        .accept(&accept(&image, &key, &fx).with_copy(CopyKey::AccountDefault))
         .await
         .expect_err("KMS refuses EC2 the key");
 

@@ -27,12 +27,14 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use amishare_core::store::{
+    CopyImageRequest, CreateImageRequest, EbsDefaults, Image, ImageOwner, ImageQuery, ImageState,
+    ImageStore, Instance, InstanceState, KeyStore, LaunchPermission, PermissionChange,
+    RunInstancesRequest, Snapshot, SnapshotState, VolumePermission,
+};
 use amishare_core::{
-    AcceptRequest, AccountId, CopyImageRequest, CopyKey, CreateImageRequest, EbsDefaults, Error,
-    Flow, Image, ImageId, ImageOwner, ImageQuery, ImageSource, ImageState, ImageStore, Instance,
-    InstanceId, InstanceState, KeyChoice, KeyRef, KeyStore, LaunchOptions, LaunchPermission,
-    PermissionChange, Region, Result, RunInstancesRequest, ShareReport, ShareRequest, Sharer,
-    Snapshot, SnapshotId, SnapshotState, Target, VolumePermission,
+    AcceptRequest, AccountId, CopyKey, Error, Flow, ImageId, ImageSource, InstanceId, KeyChoice,
+    KeyRef, LaunchOptions, Region, Result, ShareReport, ShareRequest, Sharer, SnapshotId, Target,
 };
 use amishare_sim::faults::{FaultTally, Faults, Faulty};
 use amishare_sim::seed::{SeedWorld, OWNER_ACCOUNT, TARGET_ACCOUNT};
@@ -536,15 +538,13 @@ fn since(before: FaultTally, after: FaultTally) -> FaultTally {
 /// B's default key.
 fn accept_request(seed: &SeedWorld, share: &ShareReport) -> AcceptRequest {
     let shared = &share.regions[0];
-    AcceptRequest {
-        grants: Vec::new(),
-        image: shared.image.clone(),
-        region: seed.region.clone(),
-        keys: vec![shared.key.clone()],
-        launch: Some(LaunchOptions::default()),
-        copy: Some(CopyKey::AccountDefault),
-        copy_name: None,
-    }
+    AcceptRequest::new(
+        shared.image.clone(),
+        seed.region.clone(),
+        [shared.key.clone()],
+    )
+    .with_launch(LaunchOptions::default())
+    .with_copy(CopyKey::AccountDefault)
 }
 
 async fn share(seed: &SeedWorld, owner: &Faulty, route: Route) -> Result<ShareReport> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use amishare_core::filter::Filter;
-use amishare_core::{CreateImageRequest, ImageStore};
+use amishare_core::store::{CreateImageRequest, ImageStore};
 use amishare_sim::api::{DescribeImages, Owner};
 use serde_json::Value;
 

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use amishare_core::{
-    AccountId, CopyImageRequest, CreateImageRequest, CreateKeyRequest, Error, ImageId, ImageStore,
-    Instance, InstanceId, KeyArn, KeyRef, KeyStore, LaunchPermission, PermissionChange,
-    PrincipalArn, Region, RunInstancesRequest, Snapshot, VolumePermission,
+use amishare_core::store::{
+    CopyImageRequest, CreateImageRequest, CreateKeyRequest, ImageStore, Instance, KeyStore,
+    LaunchPermission, PermissionChange, RunInstancesRequest, Snapshot, VolumePermission,
 };
+use amishare_core::{AccountId, Error, ImageId, InstanceId, KeyArn, KeyRef, PrincipalArn, Region};
 use amishare_sim::{SimClient, VolumeEncryption, VolumeSeed, World};
 
 pub(crate) const A: &str = "111111111111";
@@ -250,7 +250,7 @@ impl Fx {
         let images = client
             .describe_images(
                 &self.region,
-                &amishare_core::ImageQuery::ids([image.clone()]),
+                &amishare_core::store::ImageQuery::ids([image.clone()]),
             )
             .await
             .unwrap();
@@ -288,9 +288,16 @@ impl Fx {
             .remove(0)
     }
 
-    pub(crate) async fn image_of(&self, client: &SimClient, id: &ImageId) -> amishare_core::Image {
+    pub(crate) async fn image_of(
+        &self,
+        client: &SimClient,
+        id: &ImageId,
+    ) -> amishare_core::store::Image {
         client
-            .describe_images(&self.region, &amishare_core::ImageQuery::ids([id.clone()]))
+            .describe_images(
+                &self.region,
+                &amishare_core::store::ImageQuery::ids([id.clone()]),
+            )
             .await
             .unwrap()
             .remove(0)

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use amishare_core::{AliasName, KeyRef, KeyState, KeyStore};
+use amishare_core::store::{KeyState, KeyStore};
+use amishare_core::{AliasName, KeyRef};
 use amishare_sim::{SimClient, World};
 
 use crate::fixture::{assert_error, Fx};

@@ -1,10 +1,8 @@
 //! KMS: identifiers across accounts and regions, key states, policies,
 //! aliases and grants.
 
-use amishare_core::{
-    AliasArn, AliasName, CreateGrantRequest, CreateKeyRequest, ErrorKind, KeyArn, KeyManager,
-    KeyRef, KeyState, KeyStore, PrincipalArn,
-};
+use amishare_core::store::{CreateGrantRequest, CreateKeyRequest, KeyManager, KeyState, KeyStore};
+use amishare_core::{AliasArn, AliasName, ErrorKind, KeyArn, KeyRef, PrincipalArn};
 use amishare_sim::{Knobs, PendingDeletionError, World};
 
 use crate::fixture::{account, assert_error, region, seed_key_policy, Fx, A, B, OTHER_REGION};

@@ -1,9 +1,10 @@
 //! Every row of the end-to-end outcome table (`docs/spec/ec2.md` §B13).
 
-use amishare_core::{
-    ErrorKind, ImageQuery, ImageState, ImageStore, InstanceState, KeyState, KeyStore,
-    LaunchPermission, PermissionChange, SnapshotState, VolumePermission,
+use amishare_core::store::{
+    ImageQuery, ImageState, ImageStore, InstanceState, KeyState, KeyStore, LaunchPermission,
+    PermissionChange, SnapshotState, VolumePermission,
 };
+use amishare_core::ErrorKind;
 use amishare_sim::VolumeEncryption;
 
 use crate::fixture::{account, assert_error, kms_use_policy, region, Fx, B, EC2_ALL, OTHER_REGION};
@@ -263,7 +264,7 @@ async fn target_copy_without_snapshot_permission_fails_at_once() {
         .describe_images(
             &fx.region,
             &ImageQuery {
-                owners: vec![amishare_core::ImageOwner::Me],
+                owners: vec![amishare_core::store::ImageOwner::Me],
                 ..Default::default()
             }
         )

@@ -8,9 +8,8 @@ use amishare_core::scaling::{
     ActivityStatus, GroupRequest, LaunchFailure, LaunchTemplateRequest, LifecycleState,
     ScalingStore, ServiceLinkedRole,
 };
-use amishare_core::{
-    ec2_kms, CreateGrantRequest, ErrorKind, ImageId, KeyArn, KeyState, KeyStore, PrincipalArn,
-};
+use amishare_core::store::{CreateGrantRequest, KeyState, KeyStore};
+use amishare_core::{ec2_kms, ErrorKind, ImageId, KeyArn, PrincipalArn};
 use amishare_sim::{Knobs, SimClient, World};
 
 use crate::fixture::{account, assert_error, secs, Fx, A, B};
@@ -350,7 +349,7 @@ async fn a_grant_within_its_propagation_delay_fails_the_first_launch_and_the_gro
 #[tokio::test(start_paused = true)]
 async fn a_key_disabled_after_the_grant_fails_the_launch_with_the_key_state_reason() {
     let knobs = Knobs {
-        launch_key_state_failure: amishare_core::StateReason {
+        launch_key_state_failure: amishare_core::store::StateReason {
             code: "Client.InvalidKMSKey.InvalidState".to_owned(),
             message:
                 "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
@@ -390,7 +389,7 @@ async fn the_group_launches_as_its_role_not_as_its_creator() {
     s.fx.advance(60);
     assert_eq!(
         s.fx.instance(&s.b, &by_hand.id).await.state,
-        amishare_core::InstanceState::Running
+        amishare_core::store::InstanceState::Running
     );
     s.group("web", None).await;
     let (status, _, in_service) = s.outcome("web", 60).await;
@@ -639,10 +638,10 @@ mod flow {
     use std::sync::Arc;
 
     use amishare_core::scaling::{ActivityStatus, LaunchFailure, ScalingStore, ServiceLinkedRole};
+    use amishare_core::store::{CreateGrantRequest, KeyStore};
     use amishare_core::{
-        AcceptRequest, CopyKey, CreateGrantRequest, ErrorKind, Flow, ImageSource, KeyChoice,
-        KeyStore, LaunchOptions, LaunchVia, Narrowing, RegionImage, ShareRequest, Sharer, Target,
-        UnshareRequest,
+        AcceptRequest, ErrorKind, Flow, ImageSource, KeyChoice, LaunchOptions, LaunchVia,
+        RegionImage, ShareRequest, Sharer, Target, UnshareRequest,
     };
     use amishare_sim::World;
 
@@ -670,10 +669,10 @@ mod flow {
         /// `share --autoscaling` again over the first share: one
         /// PutKeyPolicy. Returns the request, for reruns.
         async fn share_with_autoscaling(&self) -> ShareRequest {
-            let with_option = ShareRequest {
-                service_roles: vec![ServiceLinkedRole::auto_scaling()],
-                ..self.request.clone()
-            };
+            let with_option = self
+                .request
+                .clone()
+                .with_service_roles([ServiceLinkedRole::auto_scaling()]);
             let shared = self.owner.share(&with_option).await.unwrap();
             assert_eq!(shared.mutating_calls, 1, "{:#?}", shared.steps);
             with_option
@@ -682,15 +681,10 @@ mod flow {
         /// `unshare` of the target principal from `image`.
         async fn unshare(&self, image: &amishare_core::ImageId) -> amishare_core::UnshareReport {
             self.owner
-                .unshare(&UnshareRequest {
-                    images: vec![RegionImage {
-                        region: region(REGION),
-                        image: image.clone(),
-                    }],
-                    targets: vec![Target::Principal(self.target_principal.clone())],
-                    narrowing: Narrowing::default(),
-                    deregister: false,
-                })
+                .unshare(&UnshareRequest::new(
+                    [RegionImage::new(region(REGION), image.clone())],
+                    [Target::Principal(self.target_principal.clone())],
+                ))
                 .await
                 .unwrap()
         }
@@ -718,17 +712,12 @@ mod flow {
         let owner = Flow::new(owner_client.clone(), owner_client.clone(), clock.clone());
         let target = Flow::new(target_client.clone(), target_client.clone(), clock)
             .with_scaling(target_client);
-        let request = ShareRequest {
-            source: ImageSource::Instance(instance),
-            source_region: region(REGION),
-            regions: Vec::new(),
-            key: KeyChoice::Create("alias/cross-ami".parse().unwrap()),
-            targets: vec![Target::Principal(user.clone())],
-            volume_permission: false,
-            name: None,
-            narrowing: Narrowing::default(),
-            service_roles: Vec::new(),
-        };
+        let request = ShareRequest::new(
+            ImageSource::Instance(instance),
+            region(REGION),
+            KeyChoice::Create("alias/cross-ami".parse().unwrap()),
+            [Target::Principal(user.clone())],
+        );
         Two {
             world,
             owner,
@@ -748,10 +737,9 @@ mod flow {
         let role = ServiceLinkedRole::auto_scaling();
         let mut request = AcceptRequest::new(image.clone(), region(REGION), [key.clone()]);
         if launch {
-            request = request.with_launch(LaunchOptions {
-                via: LaunchVia::AutoScaling(role.clone()),
-                ..LaunchOptions::default()
-            });
+            request = request.with_launch(
+                LaunchOptions::default().with_via(LaunchVia::AutoScaling(role.clone())),
+            );
         }
         if grant {
             request = request.with_grants([role]);
@@ -987,23 +975,24 @@ mod flow {
         }
         let before = t.owner_keys.list_grants(&key).await.unwrap();
 
-        let untouched = |stage: &'static str, policy: String, now: Vec<amishare_core::Grant>| {
-            let policy: Value = serde_json::from_str(&policy).unwrap();
-            let kept = policy["Statement"].as_array().unwrap();
-            for statement in &statements {
-                assert!(
-                    kept.contains(statement),
-                    "{stage}: {statement} is gone or changed\n{policy:#}"
-                );
-            }
-            for (what, id) in &made {
-                let was = before.iter().find(|g| &g.id == id).unwrap();
-                assert!(
-                    now.contains(was),
-                    "{stage}: the grant {what} is gone or changed: {now:#?}"
-                );
-            }
-        };
+        let untouched =
+            |stage: &'static str, policy: String, now: Vec<amishare_core::store::Grant>| {
+                let policy: Value = serde_json::from_str(&policy).unwrap();
+                let kept = policy["Statement"].as_array().unwrap();
+                for statement in &statements {
+                    assert!(
+                        kept.contains(statement),
+                        "{stage}: {statement} is gone or changed\n{policy:#}"
+                    );
+                }
+                for (what, id) in &made {
+                    let was = before.iter().find(|g| &g.id == id).unwrap();
+                    assert!(
+                        now.contains(was),
+                        "{stage}: the grant {what} is gone or changed: {now:#?}"
+                    );
+                }
+            };
 
         let accepted = t
             .target
@@ -1045,15 +1034,15 @@ mod flow {
     #[tokio::test(start_paused = true)]
     async fn organization_targets_cannot_take_the_option() {
         let t = two();
-        let request = ShareRequest {
-            targets: vec![Target::Organization(
-                "arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5"
-                    .parse()
-                    .unwrap(),
-            )],
-            service_roles: vec![ServiceLinkedRole::auto_scaling()],
-            ..t.request.clone()
-        };
+        let mut request = t
+            .request
+            .clone()
+            .with_service_roles([ServiceLinkedRole::auto_scaling()]);
+        request.targets = vec![Target::Organization(
+            "arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5"
+                .parse()
+                .unwrap(),
+        )];
         let err = request.validate().unwrap_err();
         assert_eq!(err.kind(), amishare_core::ErrorKind::InvalidInput);
         assert!(err.message().contains("organization"), "{err}");
@@ -1088,13 +1077,10 @@ mod flow {
         ];
         for (case, broken) in cases {
             let t = two();
-            let request = ShareRequest {
-                service_roles: vec![
-                    ServiceLinkedRole::auto_scaling(),
-                    ServiceLinkedRole::parse("autoscaling:web").unwrap(),
-                ],
-                ..t.request.clone()
-            };
+            let request = t.request.clone().with_service_roles([
+                ServiceLinkedRole::auto_scaling(),
+                ServiceLinkedRole::parse("autoscaling:web").unwrap(),
+            ]);
             let share = t.owner.share(&request).await.unwrap();
             let image = share.regions[0].image.clone();
             let key = share.regions[0].key.clone();
@@ -1141,7 +1127,7 @@ mod flow {
                 Case::GrantButKeyDisabled => {
                     grant(ServiceLinkedRole::auto_scaling(), eight.clone()).await;
                     t.world
-                        .set_key_state(&key, amishare_core::KeyState::Disabled)
+                        .set_key_state(&key, amishare_core::store::KeyState::Disabled)
                         .unwrap();
                 }
                 Case::GrantButOwnDefaultKey => {
@@ -1162,15 +1148,12 @@ mod flow {
                 .with_owner(Stores::new(owner_client.clone(), owner_client))
                 .with_target(Stores::new(target_stores.clone(), target_stores))
                 .with_directory(Arc::new(t.world.clone()))
-                .diagnose(&DiagnoseRequest {
-                    image: image.clone(),
-                    region: region(REGION),
-                    principal: t.target_principal.clone(),
-                    intent: Intent::AutoScaling,
-                    keys: Vec::new(),
-                    copy_key: CopyKey::AccountDefault,
-                    service_role: None,
-                })
+                .diagnose(&DiagnoseRequest::new(
+                    image.clone(),
+                    region(REGION),
+                    t.target_principal.clone(),
+                    Intent::AutoScaling,
+                ))
                 .await
                 .unwrap();
             let launched = t.target.accept(&accept(&image, &key, false, true)).await;
@@ -1204,10 +1187,10 @@ mod flow {
     #[tokio::test(start_paused = true)]
     async fn a_dry_run_of_the_group_launch_plans_what_the_real_run_makes() {
         let t = two();
-        let request = ShareRequest {
-            service_roles: vec![ServiceLinkedRole::auto_scaling()],
-            ..t.request.clone()
-        };
+        let request = t
+            .request
+            .clone()
+            .with_service_roles([ServiceLinkedRole::auto_scaling()]);
         let share = t.owner.share(&request).await.unwrap();
         let (image, key) = (share.regions[0].image.clone(), share.regions[0].key.clone());
         let client = Arc::new(t.world.client(&t.target_principal).unwrap());
@@ -1258,10 +1241,10 @@ mod flow {
         use amishare_sim::faults::{Faults, Faulty};
 
         let t = two();
-        let request = ShareRequest {
-            service_roles: vec![ServiceLinkedRole::auto_scaling()],
-            ..t.request.clone()
-        };
+        let request = t
+            .request
+            .clone()
+            .with_service_roles([ServiceLinkedRole::auto_scaling()]);
         let share = t.owner.share(&request).await.unwrap();
         let (image, key) = (share.regions[0].image.clone(), share.regions[0].key.clone());
         let client = t.world.client(&t.target_principal).unwrap();

@@ -1,9 +1,10 @@
 //! The walkthrough's flow end to end (mission.md), at the trait level.
 
-use amishare_core::{
-    AliasName, ExecutableBy, ImageQuery, ImageState, ImageStore, InstanceState, KeyManager, KeyRef,
-    KeyState, KeyStore, LaunchPermission, SnapshotState,
+use amishare_core::store::{
+    ExecutableBy, ImageQuery, ImageState, ImageStore, InstanceState, KeyManager, KeyState,
+    KeyStore, LaunchPermission, SnapshotState,
 };
+use amishare_core::{AliasName, KeyRef};
 use amishare_sim::VolumeEncryption;
 
 use crate::fixture::{seed_key_policy, Fx, A};
@@ -19,7 +20,7 @@ async fn seed_flow_shares_and_launches() {
         .owner
         .create_key(
             &region,
-            &amishare_core::CreateKeyRequest {
+            &amishare_core::store::CreateKeyRequest {
                 description: "Cross-AMI".into(),
                 ..Default::default()
             },

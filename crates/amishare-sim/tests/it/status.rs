@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use amishare_core::store::{CreateImageRequest, ImageStore, InstanceState, LaunchPermission};
 use amishare_core::{
-    AcceptRequest, Clock, CreateImageRequest, ErrorKind, Flow, ImageId, ImageStore, InstanceState,
-    LaunchOptions, LaunchPermission, Narrowing, Readable, RegionImage, Sharer, StatusReport,
-    StatusRequest, Target, UnshareRequest,
+    AcceptRequest, Clock, ErrorKind, Flow, ImageId, LaunchOptions, Readable, RegionImage, Sharer,
+    StatusReport, StatusRequest, Target, UnshareRequest,
 };
 use amishare_sim::seed::SeedWorld;
 
@@ -106,17 +106,14 @@ async fn status_reads_an_image_before_its_share_after_it_and_after_the_unshare()
 
     // A smoke instance B keeps is listed, as B's.
     let accept = target
-        .accept(&AcceptRequest {
-            launch: Some(LaunchOptions {
-                keep: true,
-                ..LaunchOptions::default()
-            }),
-            ..AcceptRequest::new(
+        .accept(
+            &AcceptRequest::new(
                 shared.image.clone(),
                 seed.region.clone(),
                 [shared.key.clone()],
             )
-        })
+            .with_launch(LaunchOptions::default().with_keep(true)),
+        )
         .await
         .unwrap();
     let launched = accept.launch.unwrap().instance;
@@ -135,15 +132,10 @@ async fn status_reads_an_image_before_its_share_after_it_and_after_the_unshare()
 
     // After the unshare: B neither sees the image nor is named in the key policy.
     owner
-        .unshare(&UnshareRequest {
-            images: vec![RegionImage {
-                region: seed.region.clone(),
-                image: shared.image.clone(),
-            }],
-            targets: vec![Target::Principal(seed.target.clone())],
-            narrowing: Narrowing::default(),
-            deregister: false,
-        })
+        .unshare(&UnshareRequest::new(
+            [RegionImage::new(seed.region.clone(), shared.image.clone())],
+            [Target::Principal(seed.target.clone())],
+        ))
         .await
         .unwrap();
     let unshared = status(&owner, &target, &source, &seed).await;

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use amishare_core::{Clock, ImageState, ImageStore, InstanceState, SnapshotState};
+use amishare_core::store::{ImageState, ImageStore, InstanceState, SnapshotState};
+use amishare_core::Clock;
 use amishare_sim::{Knobs, VolumeEncryption};
 
 use crate::fixture::{secs, Fx};
@@ -11,7 +12,7 @@ use crate::fixture::{secs, Fx};
 async fn images_and_instances_change_state_at_their_times() {
     let fx = Fx::new();
     let instance = fx.plain_instance();
-    let request = amishare_core::CreateImageRequest {
+    let request = amishare_core::store::CreateImageRequest {
         instance,
         name: "timed".into(),
         tags: Default::default(),
@@ -48,7 +49,7 @@ async fn images_and_instances_change_state_at_their_times() {
         .unwrap();
     // Its snapshot's progress grows linearly, rounded down, and reads 100 %
     // only once it is completed, also in a world saved and loaded mid-copy.
-    let progress = |snapshots: Vec<amishare_core::Snapshot>| snapshots[0].progress;
+    let progress = |snapshots: Vec<amishare_core::store::Snapshot>| snapshots[0].progress;
     assert_eq!(progress(fx.snapshots_of(&fx.owner, &copy).await), Some(0));
     fx.advance(160);
     assert_eq!(progress(fx.snapshots_of(&fx.owner, &copy).await), Some(50));
@@ -92,7 +93,7 @@ async fn timings_are_knobs() {
         ..Knobs::default()
     });
     let instance = fx.plain_instance();
-    let request = amishare_core::CreateImageRequest {
+    let request = amishare_core::store::CreateImageRequest {
         instance,
         name: "quick".into(),
         tags: Default::default(),
@@ -112,7 +113,7 @@ async fn the_clock_sleeps_in_virtual_time() {
     let started = Instant::now();
     let before = clock.now();
     let instance = fx.plain_instance();
-    let request = amishare_core::CreateImageRequest {
+    let request = amishare_core::store::CreateImageRequest {
         instance,
         name: "slept".into(),
         tags: Default::default(),
@@ -223,7 +224,7 @@ async fn a_share_in_three_regions_ends_with_its_slowest_copy() {
     use std::sync::Arc;
 
     use amishare_core::{
-        AliasName, Flow, ImageSource, KeyChoice, Narrowing, Region, ShareRequest, Sharer, Target,
+        AliasName, Flow, ImageSource, KeyChoice, Region, ShareRequest, Sharer, Target,
     };
 
     let fx = Fx::new();
@@ -236,17 +237,16 @@ async fn a_share_in_three_regions_ends_with_its_slowest_copy() {
     let flow = Flow::new(owner.clone(), owner, Arc::new(fx.world.clock()));
     fx.world.clear_calls();
     let start = fx.world.now();
-    flow.share(&ShareRequest {
-        service_roles: Vec::new(),
-        source: ImageSource::Image(image),
-        source_region: fx.region.clone(),
-        regions: regions.clone(),
-        key: KeyChoice::Create(AliasName::parse("alias/fanout").unwrap()),
-        targets: vec![Target::Account(fx.b.clone())],
-        volume_permission: true,
-        name: None,
-        narrowing: Narrowing::default(),
-    })
+    flow.share(
+        &ShareRequest::new(
+            ImageSource::Image(image),
+            fx.region.clone(),
+            KeyChoice::Create(AliasName::parse("alias/fanout").unwrap()),
+            [Target::Account(fx.b.clone())],
+        )
+        .with_regions(regions.clone())
+        .with_volume_permission(true),
+    )
     .await
     .unwrap();
     let took = fx.world.now() - start;

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use amishare_core::plan::planning;
+use amishare_core::store::InstanceState;
 use amishare_core::{
-    AcceptRequest, Flow, ImageSource, InstanceId, InstanceState, LaunchOptions, PrincipalArn,
-    Sharer,
+    AcceptRequest, Flow, ImageSource, InstanceId, LaunchOptions, PrincipalArn, Sharer,
 };
 use amishare_sim::seed::SeedWorld;
 use amishare_sim::{World, WorldFile};
@@ -57,18 +57,14 @@ async fn the_target_accepts_in_a_later_invocation() {
     let world = World::from_file(&WorldFile::parse(&text).unwrap()).unwrap();
     let shared = &share.regions[0];
     let accept = flow(&world, &profile(&world, "b-user"))
-        .accept(&AcceptRequest {
-            grants: Vec::new(),
-            image: shared.image.clone(),
-            region: shared.region.clone(),
-            keys: vec![shared.key.clone()],
-            launch: Some(LaunchOptions {
-                keep: true,
-                ..LaunchOptions::default()
-            }),
-            copy: None,
-            copy_name: None,
-        })
+        .accept(
+            &AcceptRequest::new(
+                shared.image.clone(),
+                shared.region.clone(),
+                [shared.key.clone()],
+            )
+            .with_launch(LaunchOptions::default().with_keep(true)),
+        )
         .await
         .unwrap();
     let launch = accept.launch.unwrap();

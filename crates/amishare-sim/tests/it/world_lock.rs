@@ -131,7 +131,8 @@ fn a_save_keeps_the_mode_and_writes_through_a_symlink() {
 
 #[tokio::test(start_paused = true)]
 async fn a_world_that_only_read_is_not_written_back() {
-    use amishare_core::{ImageQuery, ImageStore, KeyStore, Region};
+    use amishare_core::store::{ImageQuery, ImageStore, KeyStore};
+    use amishare_core::Region;
     let (_dir, path) = seed_file();
     let held = lock(&path, "amishare status");
     let world = held.load().unwrap();
@@ -152,7 +153,7 @@ async fn a_world_that_only_read_is_not_written_back() {
     // Seeding is not a call: only calls and new IDs count as changes.
     assert!(!held.save_if_changed(&world).unwrap());
     owner
-        .create_key(&region, &amishare_core::CreateKeyRequest::default())
+        .create_key(&region, &amishare_core::store::CreateKeyRequest::default())
         .await
         .unwrap();
     assert!(held.save_if_changed(&world).unwrap());

@@ -29,10 +29,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use amishare_core::store::{CreateImageRequest, CreateKeyRequest, ImageStore, KeyStore};
 use amishare_core::{
-    AccountId, AliasName, CreateImageRequest, CreateKeyRequest, Flow, ImageId, ImageSource,
-    ImageStore, KeyChoice, KeyRef, KeyStore, Narrowing, Region, ShareReport, ShareRequest, Sharer,
-    Target,
+    AccountId, AliasName, Flow, ImageId, ImageSource, KeyChoice, KeyRef, Region, ShareReport,
+    ShareRequest, Sharer, Target,
 };
 use amishare_sim::{CallRecord, Knobs, SimClient, VolumeEncryption, VolumeSeed, World};
 
@@ -203,20 +203,13 @@ pub(crate) async fn run(scenario: Scenario) -> Run {
             seed_key(&client, region, &alias).await;
         }
     }
-    let request = ShareRequest {
-        service_roles: Vec::new(),
-        source: ImageSource::Image(image),
-        source_region,
-        regions,
-        key: match scenario.key {
-            Key::Created => KeyChoice::Create(alias.clone()),
-            Key::Existing => KeyChoice::Use(KeyRef::Alias(alias)),
-        },
-        targets,
-        volume_permission: true,
-        name: None,
-        narrowing: Narrowing::default(),
+    let key = match scenario.key {
+        Key::Created => KeyChoice::Create(alias.clone()),
+        Key::Existing => KeyChoice::Use(KeyRef::Alias(alias)),
     };
+    let request = ShareRequest::new(ImageSource::Image(image), source_region, key, targets)
+        .with_regions(regions)
+        .with_volume_permission(true);
     let mut knobs = world.knobs();
     knobs.snapshot_progress = scenario.progress;
     world.set_knobs(knobs);
