@@ -146,6 +146,7 @@ impl SimClient {
             kms,
             ec2,
             scaling,
+            eventual,
             log,
         } = state;
         let made = match Who::lookup(iam, &self.arn, &self.identity) {
@@ -168,6 +169,7 @@ impl SimClient {
                         scaling,
                         ids,
                         knobs,
+                        eventual,
                         now,
                         dry_run: self.dry_run,
                     };

@@ -21,6 +21,7 @@ use amishare_core::{
 };
 use amishare_policy::Context;
 
+use crate::consistency::Made;
 use crate::errors;
 use crate::kms::{kms_allows, require_enabled};
 use crate::knobs::UnknownIds;
@@ -29,6 +30,11 @@ use crate::state::{
     scoped, Ctx, DeviceRecord, GrantRecord, ImageRecord, InstanceRecord, InstanceVolume,
     SnapshotRecord,
 };
+
+/// The cause the simulation keeps for a copy that failed by the world's
+/// chance (§B19).
+const COPY_FAILED_BY_CHANCE: &str =
+    "an internal error inside EC2 (the world's copy-failure chance)";
 
 /// The operations of the grant EC2 holds for an instance's volumes.
 const VOLUME_GRANT_OPERATIONS: [&str; 1] = ["Decrypt"];
@@ -657,6 +663,8 @@ impl Ctx<'_> {
             source_instance: Some(request.instance.clone()),
             client_token: None,
         });
+        self.eventual
+            .made(self.now, || Made::Image(image_id.clone()));
         Ok(image_id)
     }
 
@@ -753,6 +761,10 @@ impl Ctx<'_> {
         }
 
         let image_id = self.ids.image();
+        // §B19: a copy KMS allows may still fail inside EC2, by the world's chance.
+        if doom.is_none() && self.eventual.copy_fails(&image_id) {
+            doom = Some(Doom::access(COPY_FAILED_BY_CHANCE.to_owned()));
+        }
         let total_gib: u32 = planned.iter().map(|(device, _, _)| device.size).sum();
         let (ready_at, failure, snapshot_failure, failure_detail) = match doom {
             Some(failure) => (
@@ -814,6 +826,8 @@ impl Ctx<'_> {
             source_instance: None,
             client_token: request.client_token.clone(),
         });
+        self.eventual
+            .made(self.now, || Made::Image(image_id.clone()));
         Ok(image_id)
     }
 
@@ -824,18 +838,26 @@ impl Ctx<'_> {
     ) -> Result<Vec<Image>> {
         self.authorize_ec2("ec2:DescribeImages", Resource::Any)?;
         if query.image_ids.is_empty() {
-            return Ok(self
+            let images = self
                 .ec2
                 .images
                 .values()
                 .filter(|image| &image.region == region && self.launchable(image))
                 .filter(|image| self.matches_query(image, query))
                 .map(|image| self.to_image(image))
-                .collect());
+                .collect();
+            return Ok(self
+                .eventual
+                .visible(self.now, images, |image| Made::Image(image.id.clone())));
         }
         let mut found = Vec::with_capacity(query.image_ids.len());
         let mut missing = Vec::new();
         for id in &query.image_ids {
+            // §B19: an image just made is not found yet.
+            if self.eventual.hides(self.now, || Made::Image(id.clone())) {
+                missing.push(id);
+                continue;
+            }
             match self.visible_image(region, id) {
                 Some(image) if self.matches_query(image, query) => found.push(self.to_image(image)),
                 Some(_) => {}
@@ -976,6 +998,13 @@ impl Ctx<'_> {
             .get_mut(id)
             .expect("the image was just found")
             .launch_permissions;
+        if self.eventual.is_delayed() {
+            for added in change.add.iter().filter(|p| !permissions.contains(p)) {
+                self.eventual.made(self.now, || {
+                    Made::LaunchPermission(id.clone(), added.clone())
+                });
+            }
+        }
         permissions.extend(change.add.iter().cloned());
         for entry in &change.remove {
             permissions.remove(entry);
@@ -993,7 +1022,10 @@ impl Ctx<'_> {
             Resource::Image(region, id.as_str()),
         )?;
         let image = self.owned_image(region, id)?;
-        Ok(image.launch_permissions.iter().cloned().collect())
+        let permissions = image.launch_permissions.iter().cloned().collect();
+        Ok(self.eventual.visible(self.now, permissions, |permission| {
+            Made::LaunchPermission(id.clone(), permission.clone())
+        }))
     }
 
     // ------------------------------------------------------------ snapshots

@@ -28,6 +28,11 @@ impl IdGen {
         z ^ (z >> 31)
     }
 
+    /// A uniform draw in `[0, 1)`: the next number's top 53 bits.
+    pub(crate) fn next_unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// `<prefix>` and 17 hexadecimal digits, the form of current EC2 IDs.
     fn ec2_id(&mut self, prefix: &str) -> Text {
         let mut text = Text::default();

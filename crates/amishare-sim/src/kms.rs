@@ -16,6 +16,7 @@ use amishare_policy::{
     first_kms_refusal, Context, GrantView, Outcome, Policy, Request,
 };
 
+use crate::consistency::Made;
 use crate::errors;
 use crate::ids::IdGen;
 use crate::knobs::Knobs;
@@ -402,6 +403,48 @@ impl Ctx<'_> {
         self.kms.resolve_arn(arn.region(), arn)
     }
 
+    /// KMS's `NotFoundException` for a key that reads may not see yet
+    /// (§A9).
+    fn hide_key(&mut self, arn: &KeyArn) -> Result<()> {
+        if self
+            .eventual
+            .hides(self.now, || Made::Key(arn.key_id().clone()))
+        {
+            return Err(errors::key_not_found(arn));
+        }
+        Ok(())
+    }
+
+    /// [`Ctx::hide_key`] for a key resolved from `key`, and KMS's
+    /// `NotFoundException` for the alias `key` names when it is still
+    /// invisible (§A9).
+    fn hide_ref(&mut self, region: &Region, key: &KeyRef, id: &KeyId) -> Result<()> {
+        let alias = match key {
+            KeyRef::Alias(alias) => Some((self.who.account_id(), region, alias)),
+            KeyRef::AliasArn(arn) => Some((arn.account(), arn.region(), arn.alias())),
+            KeyRef::Id(_) | KeyRef::Arn(_) => None,
+        };
+        if let Some((owner, region, alias)) = alias {
+            let made = || Made::Alias(owner.clone(), region.clone(), alias.clone());
+            if self.eventual.hides(self.now, made) {
+                return Err(errors::alias_not_found(&AliasArn::new(
+                    region.clone(),
+                    owner.clone(),
+                    alias.clone(),
+                )));
+            }
+        }
+        self.hide_key_id(id)
+    }
+
+    /// [`Ctx::hide_key`] for a key that exists, by its ID.
+    fn hide_key_id(&mut self, id: &KeyId) -> Result<()> {
+        if self.eventual.hides(self.now, || Made::Key(id.clone())) {
+            return Err(errors::key_not_found(&self.kms.keys[id].arn));
+        }
+        Ok(())
+    }
+
     pub(crate) fn create_key(
         &mut self,
         region: &Region,
@@ -428,7 +471,10 @@ impl Ctx<'_> {
             text,
         );
         key.tags = request.tags.clone();
-        Ok(key.metadata())
+        let meta = key.metadata();
+        self.eventual
+            .made(self.now, || Made::Key(meta.arn.key_id().clone()));
+        Ok(meta)
     }
 
     /// `ListKeys`: every key of the caller's account in `region`, AWS
@@ -437,17 +483,21 @@ impl Ctx<'_> {
         self.authorize_identity("kms:ListKeys", "*")
             .map_err(errors::kms_access_denied)?;
         let account = self.who.account_id();
-        Ok(self
+        let keys = self
             .kms
             .keys
             .values()
             .filter(|key| key.arn.account() == account && key.arn.region() == region)
             .map(|key| key.arn.clone())
-            .collect())
+            .collect();
+        Ok(self
+            .eventual
+            .visible(self.now, keys, |arn| Made::Key(arn.key_id().clone())))
     }
 
     /// `ListResourceTags`, which works on the caller's own keys only.
     pub(crate) fn list_resource_tags(&mut self, arn: &KeyArn) -> Result<BTreeMap<String, String>> {
+        self.hide_key(arn)?;
         let key = self.key_by_arn(arn)?;
         if arn.account() != self.who.account_id() {
             return Err(errors::kms_access_denied(format!(
@@ -463,6 +513,7 @@ impl Ctx<'_> {
         let id = self
             .kms
             .resolve(self.ids, self.who.account_id(), region, key)?;
+        self.hide_ref(region, key, &id)?;
         let key = &self.kms.keys[&id];
         self.authorize_kms(key, "kms:DescribeKey", Context::new())?;
         Ok(key.metadata())
@@ -481,6 +532,7 @@ impl Ctx<'_> {
         let id = self
             .kms
             .resolve(self.ids, account, region, &KeyRef::Id(key_id.clone()))?;
+        self.hide_key_id(&id)?;
         let key = &self.kms.keys[&id];
         self.authorize_kms(key, "kms:CreateAlias", Context::new())?;
         refuse_pending_deletion(key)?;
@@ -494,16 +546,21 @@ impl Ctx<'_> {
         self.kms
             .aliases_mut(account, region)
             .insert(alias.clone(), id);
+        self.eventual.made(self.now, || {
+            Made::Alias(account.clone(), region.clone(), alias.clone())
+        });
         Ok(())
     }
 
     pub(crate) fn get_key_policy(&mut self, arn: &KeyArn) -> Result<String> {
+        self.hide_key(arn)?;
         let key = self.key_by_arn(arn)?;
         self.authorize_kms(key, "kms:GetKeyPolicy", Context::new())?;
         Ok(key.policy_document())
     }
 
     pub(crate) fn put_key_policy(&mut self, arn: &KeyArn, text: &str) -> Result<()> {
+        self.hide_key(arn)?;
         let key = self.key_by_arn(arn)?;
         self.authorize_kms(key, "kms:PutKeyPolicy", Context::new())?;
         let policy = validate_policy(
@@ -524,11 +581,12 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn list_grants(&mut self, arn: &KeyArn) -> Result<Vec<Grant>> {
+        self.hide_key(arn)?;
         let key = self.key_by_arn(arn)?;
         self.authorize_kms(key, "kms:ListGrants", direct_grant_context())?;
         let mut grants: Vec<&GrantRecord> = key.grants.values().collect();
         grants.sort_by_key(|grant| grant.seq);
-        Ok(grants
+        let grants = grants
             .into_iter()
             .map(|grant| Grant {
                 id: grant.id.clone(),
@@ -539,7 +597,10 @@ impl Ctx<'_> {
                 retiring_principal: grant.retiring_principal.clone(),
                 key: Some(key.arn.clone()),
             })
-            .collect())
+            .collect();
+        Ok(self
+            .eventual
+            .visible(self.now, grants, |grant| Made::Grant(grant.id.clone())))
     }
 
     /// `ListRetirableGrants`: the grants in `region`, on keys of any
@@ -582,7 +643,9 @@ impl Ctx<'_> {
                 key: Some(key.arn.clone()),
             }));
         }
-        Ok(found)
+        Ok(self
+            .eventual
+            .visible(self.now, found, |grant| Made::Grant(grant.id.clone())))
     }
 
     pub(crate) fn create_grant(
@@ -648,6 +711,7 @@ impl Ctx<'_> {
             .get_mut(arn.key_id())
             .expect("the key was just resolved")
             .add_grant(grant);
+        self.eventual.made(self.now, || Made::Grant(id.clone()));
         Ok(id)
     }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 mod client;
+mod consistency;
 mod directory;
 mod ec2;
 mod errors;
@@ -26,6 +27,7 @@ pub mod world_file;
 mod tests;
 
 pub use crate::client::SimClient;
+pub use crate::consistency::{Consistency, ConsistencyTally};
 pub use crate::kms_admin::{AliasEntry, ScheduledDeletion, DELETION_WINDOW_DAYS};
 pub use crate::knobs::{ErrorSpec, Knobs, PendingDeletionError, UnknownIds};
 pub use crate::log::CallRecord;

@@ -515,6 +515,7 @@ impl Ctx<'_> {
                         scaling: &mut *self.scaling,
                         ids: &mut *self.ids,
                         knobs: self.knobs,
+                        eventual: &mut *self.eventual,
                         now: at,
                         dry_run: false,
                     };

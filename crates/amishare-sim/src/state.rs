@@ -18,6 +18,7 @@ use amishare_core::{
 };
 use amishare_policy::Policy;
 
+use crate::consistency::Eventual;
 use crate::ids::IdGen;
 use crate::knobs::Knobs;
 use crate::log::CallLog;
@@ -32,6 +33,8 @@ pub(crate) struct State {
     pub(crate) kms: Kms,
     pub(crate) ec2: Ec2,
     pub(crate) scaling: Scaling,
+    /// When new things become visible, and which copies fail (§B19).
+    pub(crate) eventual: Eventual,
     pub(crate) log: CallLog,
 }
 
@@ -575,6 +578,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) scaling: &'a mut Scaling,
     pub(crate) ids: &'a mut IdGen,
     pub(crate) knobs: &'a Knobs,
+    pub(crate) eventual: &'a mut Eventual,
     pub(crate) now: Duration,
     /// EC2's `DryRun`: the operation stops at its authorization, answering
     /// `DryRunOperation` when it would have been allowed.

@@ -288,6 +288,7 @@ fn cached_identity_decisions_equal_fresh_ones() {
             kms,
             ec2,
             scaling,
+            eventual,
             ..
         } = &mut *guard;
         let mut ctx = Ctx {
@@ -299,6 +300,7 @@ fn cached_identity_decisions_equal_fresh_ones() {
             scaling,
             ids,
             knobs,
+            eventual,
             now: Duration::ZERO,
             dry_run: false,
         };

@@ -16,6 +16,7 @@ use amishare_policy::Policy;
 use async_trait::async_trait;
 
 use crate::client::SimClient;
+use crate::consistency::{Consistency, ConsistencyTally, Eventual};
 use crate::ids::IdGen;
 use crate::knobs::Knobs;
 use crate::log::{CallLog, CallRecord};
@@ -131,6 +132,7 @@ impl World {
             kms: Kms::default(),
             ec2: Ec2::default(),
             scaling: Scaling::default(),
+            eventual: Eventual::default(),
             log: CallLog::default(),
         };
         World {
@@ -165,6 +167,27 @@ impl World {
     /// Replaces the knobs; they apply to calls from now on.
     pub fn set_knobs(&self, knobs: Knobs) {
         self.lock().knobs = knobs;
+    }
+
+    /// How eventually consistent the world is and how often a copy fails
+    /// inside EC2 (`docs/spec/kms.md` §A9, `docs/spec/ec2.md` §B19).
+    pub fn consistency(&self) -> Consistency {
+        self.lock().eventual.setting
+    }
+
+    /// Sets how eventually consistent the world is, for every client alike
+    /// (in process or through `amishare sim serve`), from now on: only keys,
+    /// aliases, grants, images and launch permissions made while the delay
+    /// is non-zero are hidden, so what the world held before stays visible;
+    /// a zero delay shows everything at once.
+    pub fn set_consistency(&self, consistency: Consistency) {
+        self.lock().eventual.setting = consistency;
+    }
+
+    /// How many reads the delay hid something from, and how many copies
+    /// failed by chance, so far.
+    pub fn consistency_tally(&self) -> ConsistencyTally {
+        self.lock().eventual.tally
     }
 
     // ------------------------------------------------------------ time

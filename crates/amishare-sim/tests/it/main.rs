@@ -3,6 +3,7 @@
 
 mod agreement;
 mod conformance;
+mod consistency;
 mod determinism;
 mod doctor;
 mod ec2;
