@@ -5,6 +5,7 @@
 //! Retries ([`crate::retry`]), dry runs ([`crate::plan`]), the simulation's
 //! faults and call log, and the stores that count calls all read it here.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 
@@ -279,6 +280,8 @@ pub struct OpCall<'a> {
     pub keyed: bool,
     /// The resource the call acts on, made only when a message needs it.
     resource: &'a (dyn Fn() -> Option<String> + Sync),
+    /// The call's request, for the calls that take one.
+    request: Option<&'a (dyn Any + Send + Sync)>,
 }
 
 impl<'a> OpCall<'a> {
@@ -294,7 +297,20 @@ impl<'a> OpCall<'a> {
             region,
             keyed,
             resource,
+            request: None,
         }
+    }
+
+    /// The call's request (`CreateKeyRequest`, `CopyImageRequest`, a
+    /// permission change, …), for a wrapper that acts on what was asked.
+    pub fn with_request<R: Any + Send + Sync>(mut self, request: Option<&'a R>) -> OpCall<'a> {
+        self.request = request.map(|request| request as &(dyn Any + Send + Sync));
+        self
+    }
+
+    /// The call's request, if it took one of type `R`.
+    pub fn request<R: Any>(&self) -> Option<&'a R> {
+        self.request.and_then(|request| request.downcast_ref())
     }
 
     /// The resource the call acts on: an ID, or several joined by `, `.

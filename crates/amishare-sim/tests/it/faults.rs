@@ -20,17 +20,19 @@
 //! copy is verified, leaving failed copies, copying twice) run through the
 //! same drivers, and the checks must report them.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use amishare_core::ops::{Around, OpCall, Operation};
 use amishare_core::store::{
-    CopyImageRequest, CreateImageRequest, EbsDefaults, Image, ImageOwner, ImageQuery, ImageState,
-    ImageStore, Instance, InstanceState, KeyStore, LaunchPermission, PermissionChange,
-    RunInstancesRequest, Snapshot, SnapshotState, VolumePermission,
+    CopyImageRequest, Image, ImageOwner, ImageQuery, ImageState, ImageStore, InstanceState,
+    KeyStore, LaunchPermission, PermissionChange, Snapshot, SnapshotState, VolumePermission,
 };
 use amishare_core::{
     AcceptRequest, AccountId, CopyKey, Error, Flow, ImageId, ImageSource, InstanceId, KeyChoice,
@@ -39,7 +41,6 @@ use amishare_core::{
 use amishare_sim::faults::{FaultTally, Faults, Faulty};
 use amishare_sim::seed::{SeedWorld, OWNER_ACCOUNT, TARGET_ACCOUNT};
 use amishare_sim::{Consistency, World};
-use async_trait::async_trait;
 use serde_json::{json, Value};
 
 /// Tags amishare documents for what it makes (ARCHITECTURE.md, "every step
@@ -947,27 +948,37 @@ fn copies_twice(faulty: Faulty) -> Arc<dyn ImageStore> {
     })
 }
 
-#[async_trait]
-impl ImageStore for Broken {
-    async fn describe_instances(
-        &self,
-        region: &Region,
-        ids: &[InstanceId],
-    ) -> Result<Vec<Instance>> {
-        self.inner.describe_instances(region, ids).await
-    }
-    async fn create_image(&self, region: &Region, request: &CreateImageRequest) -> Result<ImageId> {
-        self.inner.create_image(region, request).await
-    }
-    async fn copy_image(&self, region: &Region, request: &CopyImageRequest) -> Result<ImageId> {
-        let id = self.inner.copy_image(region, request).await?;
+impl Around for Broken {
+    async fn around<'a, T, F, Fut>(&'a self, call: OpCall<'a>, mut send: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut() -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T>> + Send + 'a,
+    {
+        if call.op == Operation::DeregisterImage {
+            if let Breakage::LeavesFailedCopies = self.breakage {
+                // Answers as if deregistered, and leaves the image.
+                let nothing: Box<dyn Any> = Box::new(());
+                return Ok(*nothing.downcast::<T>().expect("DeregisterImage answers ()"));
+            }
+        }
+        let value = send().await?;
+        let copy = (&value as &dyn Any).downcast_ref::<ImageId>();
+        let (Operation::CopyImage, Some(region), Some(request), Some(id)) = (
+            call.op,
+            call.region,
+            call.request::<CopyImageRequest>(),
+            copy,
+        ) else {
+            return Ok(value);
+        };
         match self.breakage {
             Breakage::GrantsFirst => {
                 let target = AccountId::parse(TARGET_ACCOUNT).unwrap();
                 let grant = PermissionChange::add(vec![LaunchPermission::Account(target)]);
                 let _ = self
                     .inner
-                    .modify_launch_permission(region, &id, &grant)
+                    .modify_launch_permission(region, id, &grant)
                     .await;
             }
             Breakage::CopiesTwice => {
@@ -978,84 +989,11 @@ impl ImageStore for Broken {
             }
             Breakage::LeavesFailedCopies => {}
         }
-        Ok(id)
-    }
-    async fn describe_images(&self, region: &Region, query: &ImageQuery) -> Result<Vec<Image>> {
-        self.inner.describe_images(region, query).await
-    }
-    async fn describe_snapshots(
-        &self,
-        region: &Region,
-        ids: &[SnapshotId],
-    ) -> Result<Vec<Snapshot>> {
-        self.inner.describe_snapshots(region, ids).await
-    }
-    async fn modify_launch_permission(
-        &self,
-        region: &Region,
-        image: &ImageId,
-        change: &PermissionChange<LaunchPermission>,
-    ) -> Result<()> {
-        self.inner
-            .modify_launch_permission(region, image, change)
-            .await
-    }
-    async fn describe_launch_permission(
-        &self,
-        region: &Region,
-        image: &ImageId,
-    ) -> Result<Vec<LaunchPermission>> {
-        self.inner.describe_launch_permission(region, image).await
-    }
-    async fn modify_create_volume_permission(
-        &self,
-        region: &Region,
-        snapshot: &SnapshotId,
-        change: &PermissionChange<VolumePermission>,
-    ) -> Result<()> {
-        self.inner
-            .modify_create_volume_permission(region, snapshot, change)
-            .await
-    }
-    async fn describe_create_volume_permission(
-        &self,
-        region: &Region,
-        snapshot: &SnapshotId,
-    ) -> Result<Vec<VolumePermission>> {
-        self.inner
-            .describe_create_volume_permission(region, snapshot)
-            .await
-    }
-    async fn run_instances(
-        &self,
-        region: &Region,
-        request: &RunInstancesRequest,
-    ) -> Result<Instance> {
-        self.inner.run_instances(region, request).await
-    }
-    async fn terminate_instances(&self, region: &Region, ids: &[InstanceId]) -> Result<()> {
-        self.inner.terminate_instances(region, ids).await
-    }
-    async fn deregister_image(
-        &self,
-        region: &Region,
-        image: &ImageId,
-        delete_snapshots: bool,
-    ) -> Result<()> {
-        if let Breakage::LeavesFailedCopies = self.breakage {
-            return Ok(());
-        }
-        self.inner
-            .deregister_image(region, image, delete_snapshots)
-            .await
-    }
-    async fn delete_snapshot(&self, region: &Region, snapshot: &SnapshotId) -> Result<()> {
-        self.inner.delete_snapshot(region, snapshot).await
-    }
-    async fn ebs_defaults(&self, region: &Region) -> Result<EbsDefaults> {
-        self.inner.ebs_defaults(region).await
+        Ok(value)
     }
 }
+
+amishare_core::around_stores!(ImageStore for [] Broken, |this| &this.inner);
 
 /// The checks themselves: a flow that grants launch permission on its copy
 /// before verifying the copy's snapshots, one that leaves failed copies
