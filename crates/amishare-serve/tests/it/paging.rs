@@ -6,24 +6,47 @@ use serde_json::{json, Value};
 
 use crate::support::{Answer, Harness, OWNER_KEY, REGION, TARGET_KEY};
 
-/// Every page of `params` at `max` a page: the texts at `path`, per page.
-async fn pages(
+/// Which query service a walk pages through, and as whom.
+#[derive(Clone, Copy)]
+enum Via {
+    /// EC2, with the access key.
+    Ec2(&'static str),
+    /// Auto Scaling, with the access key.
+    AutoScaling(&'static str),
+}
+
+/// Every page of `params` at `size` (`MaxResults` or `MaxRecords`) a page:
+/// the texts at `path`, per page.
+async fn walk(
     server: &Harness,
+    via: Via,
     params: &[(&str, &str)],
-    max: &str,
+    size: (&str, &str),
     path: &str,
 ) -> Vec<Vec<String>> {
+    let action = params
+        .iter()
+        .find(|(name, _)| *name == "Action")
+        .map_or("", |(_, action)| *action);
+    let next_path = match via {
+        Via::Ec2(_) => "nextToken".to_owned(),
+        Via::AutoScaling(_) => format!("{action}Result/NextToken"),
+    };
     let mut pages = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let mut request = params.to_vec();
-        request.push(("MaxResults", max));
+        request.push(size);
         if let Some(token) = &token {
             request.push(("NextToken", token));
         }
-        let answer = server.ec2(OWNER_KEY, REGION, &request).await.ok();
+        let answer = match via {
+            Via::Ec2(key) => server.ec2(key, REGION, &request).await,
+            Via::AutoScaling(key) => server.autoscaling(key, REGION, &request).await,
+        }
+        .ok();
         pages.push(answer.texts(path));
-        match answer.text("nextToken") {
+        match answer.text(&next_path) {
             next if next.is_empty() => return pages,
             next => token = Some(next),
         }
@@ -70,7 +93,14 @@ async fn describe_calls_page_through_every_item_once() {
             vec![5, 5, 2],
         ),
     ] {
-        let pages = pages(&server, params, max, path).await;
+        let pages = walk(
+            &server,
+            Via::Ec2(OWNER_KEY),
+            params,
+            ("MaxResults", max),
+            path,
+        )
+        .await;
         let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
         assert_eq!(sizes, per_page, "{params:?}");
         let mut seen: Vec<String> = pages.into_iter().flatten().collect();
@@ -302,44 +332,6 @@ async fn kms_pages_hold_at_most_what_each_list_allows() {
     }
 }
 
-/// Every page of an EC2 or Auto Scaling `params` at `size` (`MaxResults` or
-/// `MaxRecords`) a page as the target: the texts at `path`, per page.
-async fn target_pages(
-    server: &Harness,
-    autoscaling: bool,
-    params: &[(&str, &str)],
-    size: (&str, &str),
-    path: &str,
-) -> Vec<Vec<String>> {
-    let mut pages = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut request = params.to_vec();
-        request.push(size);
-        if let Some(token) = &token {
-            request.push(("NextToken", token));
-        }
-        let answer = match autoscaling {
-            true => server.autoscaling(TARGET_KEY, REGION, &request).await,
-            false => server.ec2(TARGET_KEY, REGION, &request).await,
-        }
-        .ok();
-        pages.push(answer.texts(path));
-        let next = match autoscaling {
-            true => {
-                answer.text("DescribeAutoScalingGroupsResult/NextToken")
-                    + &answer.text("DescribeScalingActivitiesResult/NextToken")
-            }
-            false => answer.text("nextToken"),
-        };
-        if next.is_empty() {
-            return pages;
-        }
-        token = Some(next);
-        assert!(pages.len() < 100, "the pages never end");
-    }
-}
-
 /// Asserts `pages` hold `all`, in order, each item once, `per_page` a page.
 fn holds_in_order(pages: Vec<Vec<String>>, all: &[String], per_page: &[usize], what: &str) {
     let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
@@ -397,9 +389,9 @@ async fn launch_templates_groups_and_activities_page_through_every_item_once() {
     let all = server.ec2(TARGET_KEY, REGION, &templates).await.ok();
     let all = all.texts("launchTemplates/item/launchTemplateName");
     assert_eq!(all, names, "the target's templates, unpaged");
-    let pages = target_pages(
+    let pages = walk(
         &server,
-        false,
+        Via::Ec2(TARGET_KEY),
         &templates,
         ("MaxResults", "2"),
         "launchTemplates/item/launchTemplateName",
@@ -411,7 +403,14 @@ async fn launch_templates_groups_and_activities_page_through_every_item_once() {
     let path = "DescribeAutoScalingGroupsResult/AutoScalingGroups/member/AutoScalingGroupName";
     let all = server.autoscaling(TARGET_KEY, REGION, &groups).await.ok();
     assert_eq!(all.texts(path), names, "the target's groups, unpaged");
-    let pages = target_pages(&server, true, &groups, ("MaxRecords", "1"), path).await;
+    let pages = walk(
+        &server,
+        Via::AutoScaling(TARGET_KEY),
+        &groups,
+        ("MaxRecords", "1"),
+        path,
+    )
+    .await;
     holds_in_order(
         pages,
         &all.texts(path),
@@ -433,7 +432,14 @@ async fn launch_templates_groups_and_activities_page_through_every_item_once() {
         2 <= all.len(),
         "several activities to page through: {all:?}"
     );
-    let pages = target_pages(&server, true, &activities, ("MaxRecords", "1"), path).await;
+    let pages = walk(
+        &server,
+        Via::AutoScaling(TARGET_KEY),
+        &activities,
+        ("MaxRecords", "1"),
+        path,
+    )
+    .await;
     assert!(pages.iter().all(|page| page.len() == 1), "{pages:?}");
     // The group goes on retrying while the pages are read: activities that
     // start meanwhile come first (newest first), and a page boundary never

@@ -92,28 +92,13 @@ impl Harness {
 
     /// An EC2 query-protocol request, signed with `key` for `region`.
     pub(crate) async fn ec2(&self, key: &str, region: &str, params: &[(&str, &str)]) -> Answer {
-        let body = form(&[("Version", "2016-11-15")], params);
-        let headers = [
-            ("authorization", signature(key, region, "ec2")),
-            (
-                "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
-            ),
-        ];
-        self.send("POST", "/", &headers, body.into_bytes()).await
+        self.query(key, region, ("ec2", "2016-11-15"), params).await
     }
 
     /// An STS query-protocol request.
     pub(crate) async fn sts(&self, key: &str, params: &[(&str, &str)]) -> Answer {
-        let body = form(&[("Version", "2011-06-15")], params);
-        let headers = [
-            ("authorization", signature(key, "us-east-1", "sts")),
-            (
-                "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
-            ),
-        ];
-        self.send("POST", "/", &headers, body.into_bytes()).await
+        self.query(key, "us-east-1", ("sts", "2011-06-15"), params)
+            .await
     }
 
     /// An Auto Scaling query-protocol request.
@@ -123,9 +108,22 @@ impl Harness {
         region: &str,
         params: &[(&str, &str)],
     ) -> Answer {
-        let body = form(&[("Version", "2011-01-01")], params);
+        self.query(key, region, ("autoscaling", "2011-01-01"), params)
+            .await
+    }
+
+    /// A query-protocol request to `(service, API version)`, signed with
+    /// `key` for `region`.
+    async fn query(
+        &self,
+        key: &str,
+        region: &str,
+        (service, version): (&str, &str),
+        params: &[(&str, &str)],
+    ) -> Answer {
+        let body = form(&[("Version", version)], params);
         let headers = [
-            ("authorization", signature(key, region, "autoscaling")),
+            ("authorization", signature(key, region, service)),
             (
                 "content-type",
                 "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
