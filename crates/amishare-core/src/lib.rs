@@ -22,6 +22,7 @@ pub mod diagnose;
 pub mod ec2_kms;
 pub mod filter;
 mod flow;
+pub mod hash;
 pub mod key_admin;
 pub mod ops;
 pub mod plan;

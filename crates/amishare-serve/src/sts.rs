@@ -1,6 +1,7 @@
 //! STS over the query protocol: `GetCallerIdentity`, the only STS call
 //! amishare makes.
 
+use amishare_core::hash::fnv1a;
 use amishare_core::store::KeyStore;
 use amishare_core::{PrincipalArn, PrincipalKind};
 use amishare_sim::SimClient;
@@ -48,11 +49,4 @@ fn unique_id(arn: &PrincipalArn) -> String {
             format!("AROA{role_hash:017X}:{session}")
         }
     }
-}
-
-/// The 64-bit FNV-1a hash of `text`.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

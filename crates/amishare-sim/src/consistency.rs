@@ -15,6 +15,8 @@ use std::time::Duration;
 use amishare_core::store::LaunchPermission;
 use amishare_core::{AccountId, AliasName, GrantId, ImageId, KeyId, Region};
 
+use amishare_core::hash::fnv1a;
+
 use crate::ids::IdGen;
 
 /// How eventually consistent a [`World`](crate::World) is, and how often a
@@ -137,9 +139,5 @@ impl Eventual {
 /// A uniform draw in `[0, 1)` from `seed` and `name`: the first number of
 /// the splitmix64 sequence seeded by the seed and the name's FNV-1a hash.
 fn draw(seed: u64, name: &str) -> f64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    IdGen::new(seed ^ hash).next_unit()
+    IdGen::new(seed ^ fnv1a(name)).next_unit()
 }

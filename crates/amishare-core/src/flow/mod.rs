@@ -41,8 +41,9 @@ pub use self::request::{
     PolicyWrite, RegionImage, RegionShare, ShareReport, ShareRequest, Step, Target, UnshareReport,
     UnshareRequest, WaitOptions,
 };
-use self::wait::{fnv1a, poll_with_progress, Pending, Poll, ProgressReads, Schedule};
+use self::wait::{poll_with_progress, Pending, Poll, ProgressReads, Schedule};
 use crate::error::{Error, ErrorKind, FailedCopy, Result};
+use crate::hash::fnv1a;
 use crate::id::{AccountId, ImageId, KeyArn, Region, SnapshotId};
 use crate::model::{Caller, CopyImageRequest, Image, ImageOwner, ImageQuery, ImageState};
 use crate::retry::{RetryOptions, Retrying};

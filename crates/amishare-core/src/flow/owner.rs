@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::flow::request::{grantees_in, target_accounts};
-use crate::flow::wait::fnv1a;
 use crate::flow::{
     aws_managed_refusal, copies_query, policy_text, usable, Flow, ImageSource, Journal, Kept,
     KeyChoice, KeyPolicyReport, PolicyWrite, RegionImage, RegionShare, ShareRequest, Start, Target,
     UnshareRequest, LAUNCH_PERMISSION_BATCH, TAG_ALIAS, TAG_KEY, TAG_SOURCE_IMAGE,
     TAG_SOURCE_INSTANCE,
 };
+use crate::hash::fnv1a;
 use crate::id::{
     AccountId, AliasName, ImageId, ImageName, InstanceId, KeyArn, KeyRef, PrincipalArn, Region,
     SnapshotId,

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use crate::ec2_kms;
 use crate::error::{Error, ErrorKind, FailedGroupLaunch, Result};
-use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
+use crate::flow::wait::{poll_until, Pending, Poll, Schedule};
 use crate::flow::{
     AcceptRequest, Flow, GrantReport, Journal, LaunchOptions, LaunchReport, TAG_SMOKE_TEST,
 };
+use crate::hash::fnv1a;
 use crate::id::{ImageId, KeyArn, PrincipalArn, Region};
 use crate::model::{Caller, CreateGrantRequest, Image, InstanceState};
 use crate::scaling::{

@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, ErrorKind, FailedLaunch, Result};
-use crate::flow::wait::{fnv1a, poll_until, Pending, Poll, Schedule};
+use crate::flow::wait::{poll_until, Pending, Poll, Schedule};
 use crate::flow::{
     AcceptRequest, CopyKey, CopyReport, Flow, Journal, LaunchOptions, LaunchReport, TAG_KEY,
     TAG_SMOKE_KEEP, TAG_SMOKE_TEST, TAG_SOURCE_IMAGE,
 };
+use crate::hash::fnv1a;
 use crate::id::{ImageId, ImageName, KeyArn, KeyRef, Region, SnapshotId};
 use crate::model::{
     Caller, CopyImageRequest, Image, ImageOwner, ImageQuery, Instance, InstanceState, KeyState,

@@ -326,13 +326,3 @@ fn jittered(delay: Duration, rng: &mut u64) -> Duration {
     let factor = 0.8 + (*rng % 1000) as f64 / 2500.0;
     delay.mul_f64(factor)
 }
-
-/// A stable 64-bit hash of a string, for jitter seeds and client tokens.
-pub(crate) fn fnv1a(text: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
