@@ -8,6 +8,7 @@
 //! Core's store traits, which [`SimClient`] also implements, are the same
 //! operations seen through amishare's narrower requests.
 
+use amishare_core::catalogue;
 use amishare_core::ops::{Operation, Service};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -382,29 +383,25 @@ impl Paging {
             return Ok(());
         };
         let (start, end) = (*self.sizes.start(), *self.sizes.end());
-        Err(match self.service {
-            Service::Kms => {
-                let (relation, bound) = match size < start {
-                    true => ("greater", start),
-                    false => ("less", end),
-                };
-                errors::validation(format!(
-                    "1 validation error detected: Value '{size}' at 'limit' failed to satisfy constraint: Member must have value {relation} than or equal to {bound}"
-                ))
-            }
-            Service::AutoScaling => Error::service(
-                ErrorKind::InvalidInput,
-                "ValidationError",
-                format!(
-                    "1 validation error detected: Value '{size}' at 'maxRecords' failed to satisfy constraint: Member must have value {} than or equal to {}",
-                    if size < start { "greater" } else { "less" },
-                    if size < start { start } else { end },
-                ),
-            ),
-            _ => errors::invalid_parameter_value(format!(
+        let (relation, bound) = match size < start {
+            true => ("greater", start),
+            false => ("less", end),
+        };
+        let message = match self.service {
+            Service::Ec2 => format!(
                 "Value ( {size} ) for parameter maxResults is invalid. Expecting a value between {start} and {end}."
-            )),
-        })
+            ),
+            service => {
+                let field = if service == Service::Kms { "limit" } else { "maxRecords" };
+                format!(
+                    "1 validation error detected: Value '{size}' at '{field}' failed to satisfy constraint: Member must have value {relation} than or equal to {bound}"
+                )
+            }
+        };
+        Err(catalogue::error(
+            catalogue::invalid_input_code(self.service),
+            message,
+        ))
     }
 }
 
